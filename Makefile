@@ -1,0 +1,97 @@
+# scalable-backend-operator: entry points. `make help` lists them.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.8
+UV_HOME := .local/uv
+UV := $(UV_HOME)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+TOOLS_BIN := $(shell hack/install-tools.sh bin-dir)
+
+export PATH := $(TOOLS_BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
+export KUBECONFIG ?= $(CURDIR)/.local/kubeconfig
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+
+PYTEST := $(PY) -m pytest
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+
+## ---- set-up -----------------------------------------------------------------
+
+$(UV):
+	@echo "==> bootstrapping uv $(UV_VERSION) into $(UV_HOME)"
+	@python3 -m venv $(UV_HOME)
+	@$(UV_HOME)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# The virtual environment is rebuilt whenever the lock file changes.
+$(VENV)/.synced: uv.lock pyproject.toml sample-app/pyproject.toml | $(UV)
+	@echo "==> syncing $(VENV) from uv.lock"
+	@$(UV) sync --frozen --all-packages --quiet
+	@mkdir -p $(VENV)/typecheck && ln -sfn ../../operator $(VENV)/typecheck/sbo_operator
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.synced ## Create the virtual environment from the lock file
+
+.PHONY: lock
+lock: | $(UV) ## Re-resolve uv.lock after editing dependencies
+	@$(UV) lock
+
+.PHONY: tools
+tools: ## Build/install etcd, Kubernetes, kwok, helm and the Debian servers (cached)
+	@hack/install-tools.sh all
+
+## ---- local control plane ----------------------------------------------------
+
+.PHONY: cluster-up
+cluster-up: tools venv ## Start etcd, kube-apiserver, controller-manager, scheduler and kwok (3 nodes)
+	@hack/cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## Stop exactly the control-plane processes cluster-up started
+	@hack/cluster.sh down
+
+.PHONY: cluster-status
+cluster-status: ## Show what the local control plane is running
+	@hack/cluster.sh status
+
+## ---- quality ----------------------------------------------------------------
+
+.PHONY: lint
+lint: venv ## ruff and mypy --strict
+	@$(PY) -m ruff check .
+	@$(PY) -m ruff format --check .
+	@$(PY) -m mypy
+
+.PHONY: fmt
+fmt: venv ## Format and autofix
+	@$(PY) -m ruff format .
+	@$(PY) -m ruff check --fix .
+
+## ---- tests ------------------------------------------------------------------
+
+.PHONY: test
+test: tools venv lint ## Set everything up, then run every test tier
+	@$(PYTEST)
+
+.PHONY: test-unit
+test-unit: venv ## Unit tests only (no servers)
+	@$(PYTEST) -m unit
+
+.PHONY: test-integration
+test-integration: tools venv ## Integration tests (real apiserver, Postgres, Redis, Prometheus)
+	@$(PYTEST) -m integration
+
+.PHONY: test-e2e
+test-e2e: tools venv ## End-to-end tests on the local control plane
+	@$(PYTEST) -m e2e
+
+## ---- demo -------------------------------------------------------------------
+
+.PHONY: demo
+demo: tools venv ## The main job: bring the local control plane up and show it
+	@hack/demo.sh

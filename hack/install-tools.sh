@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Builds or installs the pinned tools the local control plane and the tests need.
+#
+#   hack/install-tools.sh            install everything that is missing
+#   hack/install-tools.sh bin-dir    print the directory the binaries live in
+#   hack/install-tools.sh go-tools | servers   install only one group
+#
+# Go tools land in ${SBO_TOOLS_DIR:-~/.cache/scalable-backend-operator/<versions>}/bin.
+# The directory name carries every pinned version, so bumping one never mixes
+# builds. A tool that is already there is never rebuilt.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=hack/versions.env
+source "$here/versions.env"
+
+versions_key="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}"
+tools_dir="${SBO_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/scalable-backend-operator/$versions_key}"
+bin_dir="$tools_dir/bin"
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'install-tools: error: %s\n' "$*" >&2; exit 1; }
+need() { command -v "$1" >/dev/null 2>&1 || die "'$1' is not on PATH; $2"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else need sudo "install sudo or run as root to install Debian packages"; sudo "$@"; fi
+}
+
+apt_updated=""
+apt_install() {
+  if [ -z "$apt_updated" ]; then
+    say "apt-get update"
+    as_root apt-get update -qq >&2
+    apt_updated=1
+  fi
+  say "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+# Runs "go build" in a throw-away wrapper module. Kubernetes and etcd both keep
+# replace directives in their go.mod, which "go install pkg@version" refuses;
+# requiring them from another module makes Go ignore those replaces.
+build_in_wrapper() {
+  local name="$1" gomod="$2" ldflags="$3"; shift 3
+  local work
+  work="$(mktemp -d)"
+  # shellcheck disable=SC2064
+  trap "rm -rf '$work'" RETURN
+  printf '%s\n' "$gomod" >"$work/go.mod"
+  if [ -n "${WRAPPER_MAIN:-}" ]; then printf '%s\n' "$WRAPPER_MAIN" >"$work/main.go"; fi
+  (
+    cd "$work"
+    say "$name: resolving modules (go mod tidy)"
+    if [ -n "${WRAPPER_MAIN:-}" ]; then go mod tidy >&2; fi
+    say "$name: compiling $* (this takes minutes on a cold cache)"
+    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $ldflags" -o "$bin_dir/" "$@" >&2
+  )
+}
+
+install_kubernetes() {
+  local tools=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  local missing=0 t
+  for t in "${tools[@]}"; do [ -x "$bin_dir/$t" ] || missing=1; done
+  if [ "$missing" = 0 ]; then say "kubernetes $KUBERNETES_VERSION: already built"; return; fi
+
+  local minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
+  local staging="v0.${KUBERNETES_VERSION#v1.}"
+  say "kubernetes $KUBERNETES_VERSION: reading the staging modules from its go.mod"
+  local upstream_mod
+  upstream_mod="$(cd "$(mktemp -d)" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  [ -f "$upstream_mod" ] || die "could not download k8s.io/kubernetes@$KUBERNETES_VERSION from the Go module proxy"
+  # Every k8s.io/<name> that go.mod requires at v0.0.0 is a staging module,
+  # published separately as k8s.io/<name> v0.<minor>.<patch>.
+  local replaces
+  replaces="$(grep -E '^[[:space:]]+k8s\.io/[a-z0-9-]+ v0\.0\.0$' "$upstream_mod" \
+    | awk -v v="$staging" '{print "\t" $1 " => " $1 " " v}')"
+  [ -n "$replaces" ] || die "found no staging modules in the go.mod of k8s.io/kubernetes@$KUBERNETES_VERSION"
+
+  local gomod
+  gomod="$(printf 'module sbo.local/kubernetes-tools\n\ngo 1.25\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n%s\n)\n' \
+    "$KUBERNETES_VERSION" "$replaces")"
+  local ldflags=""
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ldflags+=" -X $pkg.gitTreeState=clean"
+  done
+  WRAPPER_MAIN="" build_in_wrapper "kubernetes $KUBERNETES_VERSION" "$gomod" "$ldflags" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+}
+
+install_etcd() {
+  if [ -x "$bin_dir/etcd" ]; then say "etcd $ETCD_VERSION: already built"; return; fi
+  # The server module has no main package of its own in 3.6: etcd's main is
+  # etcdmain.Main, which the wrapper calls.
+  local gomod
+  gomod="$(printf 'module sbo.local/etcd\n\ngo 1.25\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION")"
+  WRAPPER_MAIN='package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }' \
+    build_in_wrapper "etcd $ETCD_VERSION" "$gomod" "" .
+  # go build named the binary after the wrapper module's last path element.
+  [ -x "$bin_dir/etcd" ] || die "etcd build produced no $bin_dir/etcd"
+}
+
+install_go_tool() {
+  local name="$1" pkg="$2" version="$3"
+  if [ -x "$bin_dir/$name" ]; then say "$name $version: already built"; return; fi
+  say "$name $version: go install $pkg@$version"
+  GOBIN="$bin_dir" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "$pkg@$version" >&2
+}
+
+install_go_tools() {
+  need go "install Go (https://go.dev/doc/install) or the golang-go Debian package"
+  mkdir -p "$bin_dir"
+  install_etcd
+  install_go_tool kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
+  install_go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
+  install_kubernetes
+  say "go tools ready in $bin_dir"
+}
+
+# Debian's servers: PostgreSQL, Redis and Prometheus (with promtool).
+install_servers() {
+  local pkgs=()
+  if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+    pkgs+=(postgresql postgresql-contrib)
+  fi
+  command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
+  command -v prometheus >/dev/null 2>&1 || pkgs+=(prometheus)
+  command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
+  if [ "${#pkgs[@]}" -gt 0 ]; then
+    need apt-get "install ${pkgs[*]} with your package manager"
+    apt_install "${pkgs[@]}"
+    # The Debian packages start system-wide daemons; the project runs its own
+    # instances on free loopback ports, so stop those to free the default ports.
+    for svc in redis-server prometheus postgresql; do
+      if command -v service >/dev/null 2>&1; then as_root service "$svc" stop >/dev/null 2>&1 || true; fi
+    done
+  else
+    say "servers: postgresql, redis-server and prometheus already installed"
+  fi
+}
+
+case "${1:-all}" in
+  bin-dir) echo "$bin_dir" ;;
+  go-tools) install_go_tools ;;
+  servers) install_servers ;;
+  all) install_servers; install_go_tools ;;
+  *) die "unknown command '$1'; use one of: all, go-tools, servers, bin-dir" ;;
+esac

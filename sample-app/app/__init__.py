@@ -1,0 +1,1 @@
+"""Sample FastAPI backend managed by a ScalableBackend."""
