@@ -95,3 +95,27 @@ test-e2e: tools venv ## End-to-end tests on the local control plane
 .PHONY: demo
 demo: tools venv ## The main job: bring the local control plane up and show it
 	@hack/demo.sh
+
+## ---- operator ---------------------------------------------------------------
+
+.PHONY: crds
+crds: venv ## Regenerate crds/ from the pydantic models
+	@$(PY) -m sbo_operator.api.crd --output crds
+
+.PHONY: run
+run: venv ## Run the operator against $$KUBECONFIG in the foreground
+	@$(VENV)/bin/sbo-operator run
+
+## ---- benchmarks (each prints one JSON line) ----------------------------------
+
+.PHONY: bench-app
+bench-app: tools venv ## Sample app under load: real Postgres primary+replica and Redis
+	@$(PY) -m bench.app
+
+.PHONY: bench-reconcile
+bench-reconcile: tools venv ## N ScalableBackends to Ready vs a plain-client floor (N=100)
+	@$(PY) -m bench.reconcile --n $(or $(N),100)
+
+.PHONY: bench-autoscale
+bench-autoscale: tools venv ## Autoscaler reaction time, flaps and overshoot on a load trace
+	@$(PY) -m bench.autoscale

@@ -134,6 +134,8 @@ install_servers() {
   fi
   command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
   command -v prometheus >/dev/null 2>&1 || pkgs+=(prometheus)
+  command -v wrk >/dev/null 2>&1 || pkgs+=(wrk)
+  command -v shellcheck >/dev/null 2>&1 || pkgs+=(shellcheck)
   command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
   if [ "${#pkgs[@]}" -gt 0 ]; then
     need apt-get "install ${pkgs[*]} with your package manager"
