@@ -1,0 +1,117 @@
+"""Restaurant Orders API: orders with a customer, items and a status that moves forward."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+
+from app import crud
+from app.api.deps import (
+    CacheDep,
+    ConsistencyTokenDep,
+    CurrentUser,
+    DatabaseDep,
+    ServicesDep,
+    WriteSessionDep,
+    remember_write,
+)
+from app.core.db import Database
+from app.models import Order, OrderStatus, User
+from app.schemas import MAX_ID, Message, OrderCreate, OrderPublic, OrderUpdate, Page
+
+router = APIRouter(prefix="/orders", tags=["orders"])
+
+OrderId = Annotated[int, Path(ge=1, le=MAX_ID)]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Message, "description": "No such order"}}
+CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **NOT_FOUND,
+    403: {"model": Message, "description": "The order belongs to someone else"},
+    409: {"model": Message, "description": "Not allowed in the order's current status"},
+}
+RESOURCE = "order"
+
+
+async def _get_own_order_for_update(session: WriteSessionDep, order_id: int, user: User) -> Order:
+    order = await session.get(Order, order_id, with_for_update=True)
+    if order is None:
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Order not found")
+    if order.owner_id != user.id:
+        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Not the owner of this order")
+    return order
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=OrderPublic)
+async def create_order(
+    order_in: OrderCreate,
+    session: WriteSessionDep,
+    user: CurrentUser,
+    services: ServicesDep,
+    response: Response,
+) -> OrderPublic:
+    order = await crud.create_order(session, order_in, user.id)
+    await session.commit()
+    remember_write(response, await Database.wal_position(session), services.settings)
+    return OrderPublic.model_validate(order)
+
+
+@router.get("", response_model=Page[OrderPublic])
+async def list_orders(
+    db: DatabaseDep,
+    consistency: ConsistencyTokenDep,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    order_status: Annotated[OrderStatus | None, Query(alias="status")] = None,
+) -> Page[OrderPublic]:
+    """Newest first, optionally filtered by status."""
+    async with db.reader(consistency) as session:
+        rows, count = await crud.list_orders(session, offset=offset, limit=limit, status=order_status)
+        data = [OrderPublic.model_validate(row) for row in rows]
+    return Page[OrderPublic](data=data, count=count, offset=offset, limit=limit)
+
+
+@router.get("/{order_id}", response_model=OrderPublic, responses=NOT_FOUND)
+async def read_order(
+    order_id: OrderId, db: DatabaseDep, cache: CacheDep, consistency: ConsistencyTokenDep
+) -> Response:
+    async def load(read_at: str | None) -> bytes | None:
+        async with db.reader(read_at) as session:
+            order = await session.get(Order, order_id)
+            return None if order is None else OrderPublic.model_validate(order).model_dump_json().encode()
+
+    body = await cache.get_or_load(RESOURCE, order_id, load, consistency)
+    if body is None:
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Order not found")
+    return Response(content=body, media_type="application/json")
+
+
+@router.patch("/{order_id}", response_model=OrderPublic, responses=CHANGE_ERRORS)
+async def update_order(
+    order_id: OrderId,
+    order_in: OrderUpdate,
+    session: WriteSessionDep,
+    user: CurrentUser,
+    services: ServicesDep,
+    response: Response,
+) -> OrderPublic:
+    """Change items (while pending), notes, or move the status along
+    pending → preparing → ready → delivered (or cancelled before it is ready)."""
+    order = await _get_own_order_for_update(session, order_id, user)
+    await crud.update_order(session, order, order_in)
+    await session.commit()
+    written_at = await Database.wal_position(session)
+    await services.cache.invalidate(RESOURCE, order_id, written_at)
+    remember_write(response, written_at, services.settings)
+    return OrderPublic.model_validate(order)
+
+
+@router.delete("/{order_id}", status_code=status.HTTP_204_NO_CONTENT, responses=CHANGE_ERRORS)
+async def delete_order(
+    order_id: OrderId, session: WriteSessionDep, user: CurrentUser, services: ServicesDep, response: Response
+) -> None:
+    order = await _get_own_order_for_update(session, order_id, user)
+    await session.delete(order)
+    await session.commit()
+    written_at = await Database.wal_position(session)
+    await services.cache.invalidate(RESOURCE, order_id, written_at)
+    remember_write(response, written_at, services.settings)

@@ -1,0 +1,137 @@
+"""Task Manager: tasks are created here and processed asynchronously by ``python -m app.worker``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+from sqlalchemy import update
+
+from app import crud
+from app.api.deps import (
+    CacheDep,
+    ConsistencyTokenDep,
+    CurrentUser,
+    DatabaseDep,
+    ServicesDep,
+    WriteSessionDep,
+    remember_write,
+)
+from app.core.db import Database
+from app.core.redis_client import RedisUnavailable
+from app.models import Task, TaskStatus, User
+from app.schemas import MAX_ID, Message, Page, TaskCreate, TaskPublic, TaskUpdate
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+TaskId = Annotated[int, Path(ge=1, le=MAX_ID)]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Message, "description": "No such task"}}
+NOT_OWNER: dict[int | str, dict[str, Any]] = {
+    **NOT_FOUND,
+    403: {"model": Message, "description": "The task belongs to someone else"},
+}
+RESOURCE = "task"
+
+
+async def _get_own_task_for_update(session: WriteSessionDep, task_id: int, user: User) -> Task:
+    task = await session.get(Task, task_id, with_for_update=True)
+    if task is None:
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Task not found")
+    if task.owner_id != user.id:
+        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Not the owner of this task")
+    return task
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=TaskPublic)
+async def create_task(
+    task_in: TaskCreate,
+    session: WriteSessionDep,
+    user: CurrentUser,
+    services: ServicesDep,
+    response: Response,
+) -> TaskPublic:
+    """Store the task, then put it on the stream for the worker.
+
+    If Redis is down the task is still created (``enqueued_at`` left empty); the worker's outbox
+    sweep puts it on the stream later.
+    """
+    task = await crud.create_task(session, task_in, user.id)
+    await session.commit()
+    remember_write(response, await Database.wal_position(session), services.settings)
+    try:
+        await services.queue.enqueue(task.id)
+        services.metrics.tasks_enqueued.labels("ok").inc()
+    except RedisUnavailable:
+        services.metrics.tasks_enqueued.labels("deferred").inc()
+        logger.warning("task %s stored but not enqueued: Redis unavailable", task.id)
+        await session.execute(update(Task).where(Task.id == task.id).values(enqueued_at=None))
+        await session.commit()
+        task.enqueued_at = None
+    return TaskPublic.model_validate(task)
+
+
+@router.get("", response_model=Page[TaskPublic])
+async def list_tasks(
+    db: DatabaseDep,
+    consistency: ConsistencyTokenDep,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    task_status: Annotated[TaskStatus | None, Query(alias="status")] = None,
+) -> Page[TaskPublic]:
+    """Newest first. Served by a replica (or the primary, if the replica is behind your last write)."""
+    async with db.reader(consistency) as session:
+        rows, count = await crud.list_tasks(
+            session, offset=offset, limit=limit, status=task_status.value if task_status else None
+        )
+        data = [TaskPublic.model_validate(row) for row in rows]
+    return Page[TaskPublic](data=data, count=count, offset=offset, limit=limit)
+
+
+@router.get("/{task_id}", response_model=TaskPublic, responses=NOT_FOUND)
+async def read_task(
+    task_id: TaskId, db: DatabaseDep, cache: CacheDep, consistency: ConsistencyTokenDep
+) -> Response:
+    """Cache-aside: Redis first, then a replica (or the primary, for read-your-writes)."""
+
+    async def load(read_at: str | None) -> bytes | None:
+        async with db.reader(read_at) as session:
+            task = await session.get(Task, task_id)
+            return None if task is None else TaskPublic.model_validate(task).model_dump_json().encode()
+
+    body = await cache.get_or_load(RESOURCE, task_id, load, consistency)
+    if body is None:
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Task not found")
+    return Response(content=body, media_type="application/json")
+
+
+@router.patch("/{task_id}", response_model=TaskPublic, responses=NOT_OWNER)
+async def update_task(
+    task_id: TaskId,
+    task_in: TaskUpdate,
+    session: WriteSessionDep,
+    user: CurrentUser,
+    services: ServicesDep,
+    response: Response,
+) -> TaskPublic:
+    task = await _get_own_task_for_update(session, task_id, user)
+    await crud.update_task(session, task, task_in)
+    await session.commit()
+    written_at = await Database.wal_position(session)
+    await services.cache.invalidate(RESOURCE, task_id, written_at)
+    remember_write(response, written_at, services.settings)
+    return TaskPublic.model_validate(task)
+
+
+@router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_OWNER)
+async def delete_task(
+    task_id: TaskId, session: WriteSessionDep, user: CurrentUser, services: ServicesDep, response: Response
+) -> None:
+    task = await _get_own_task_for_update(session, task_id, user)
+    await session.delete(task)
+    await session.commit()
+    written_at = await Database.wal_position(session)
+    await services.cache.invalidate(RESOURCE, task_id, written_at)
+    remember_write(response, written_at, services.settings)

@@ -1,0 +1,53 @@
+"""The ASGI application factory: ``uvicorn app.main:create_app --factory`` (or ``python -m app.serve``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from app.api.errors import install_exception_handlers
+from app.api.main import api_router
+from app.api.routes import health
+from app.core.config import Settings
+from app.core.metrics import Metrics, PrometheusMiddleware, mark_this_process_dead
+from app.core.services import Services
+
+logger = logging.getLogger(__name__)
+
+
+def custom_generate_unique_id(route: APIRoute) -> str:
+    return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app. Settings come from the environment unless given (tests pass them)."""
+    settings = settings if settings is not None else Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = Services.create(settings, metrics)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            # uvicorn has stopped accepting and drained in-flight requests by now.
+            await services.close()
+            mark_this_process_dead()
+            logger.info("pools released")
+
+    app = FastAPI(
+        title=settings.PROJECT_NAME,
+        openapi_url=f"{settings.API_V1_STR}/openapi.json",
+        generate_unique_id_function=custom_generate_unique_id,
+        lifespan=lifespan,
+    )
+    app.add_middleware(PrometheusMiddleware, metrics=metrics)
+    install_exception_handlers(app, metrics)
+    app.include_router(api_router, prefix=settings.API_V1_STR)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,144 @@
+"""A real Redis server for tests and benchmarks, on a free port on 127.0.0.1.
+
+::
+
+    server = RedisServer.start(tmp_path, password="s3cret")
+    client = redis.Redis.from_url(server.url)
+    server.kill()      # crash: SIGKILL, the data is gone (no persistence)
+    server.restart()   # same port and password, empty
+    server.destroy()
+
+The server keeps nothing on disk (no RDB, no AOF), so a restart comes back empty, as a
+Redis cache pod would. ``redis-server`` is found in ``SBO_REDIS_SERVER`` or ``PATH``; if it
+is missing, ``start`` raises :class:`ServerError` (tests must fail, not skip).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+from urllib.parse import quote
+
+import redis
+
+from tests.support._process import LOOPBACK, ServerError, free_port, log_tail, terminate, wait_until
+
+__all__ = ["RedisServer", "ServerError", "find_redis_server"]
+
+
+def find_redis_server() -> Path:
+    """Locate the ``redis-server`` binary."""
+    candidate = os.environ.get("SBO_REDIS_SERVER") or shutil.which("redis-server")
+    if candidate and Path(candidate).is_file():
+        return Path(candidate)
+    raise ServerError(
+        "redis-server was not found. Install it (`make tools`, or apt-get install redis-server) "
+        "or set SBO_REDIS_SERVER."
+    )
+
+
+class RedisServer:
+    """One ``redis-server`` process on 127.0.0.1, started in its own process group."""
+
+    def __init__(self, *, server_dir: Path, port: int, password: str | None, binary: Path) -> None:
+        self.server_dir = server_dir
+        self.log_path = server_dir / "redis.log"
+        self.port = port
+        self.password = password
+        self.binary = binary
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def start(
+        cls, base_dir: Path | None = None, *, password: str | None = None, timeout: float = 30.0
+    ) -> RedisServer:
+        """Start a new server with a working directory under ``base_dir`` (or the system temp dir)."""
+        server = cls(
+            server_dir=Path(tempfile.mkdtemp(prefix="sbo-redis-", dir=base_dir)),
+            port=free_port(),
+            password=password,
+            binary=find_redis_server(),
+        )
+        server.restart(timeout=timeout)
+        return server
+
+    def restart(self, timeout: float = 30.0) -> None:
+        """Start the server again on the same port (after kill/stop), empty. Stops it first if running."""
+        self.stop()
+        argv = [
+            str(self.binary),
+            "--bind",
+            LOOPBACK,
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.server_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no" if self.password is None else "yes",
+        ]
+        if self.password is not None:
+            argv += ["--requirepass", self.password]
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        wait_until(self._pings, timeout, f"redis on port {self.port}", self.log_path)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Graceful shutdown (SIGTERM)."""
+        if self._proc is not None:
+            terminate(self._proc, signal.SIGTERM, timeout)
+            self._proc = None
+
+    def kill(self) -> None:
+        """Crash: SIGKILL. Clients see connection errors until :meth:`restart`."""
+        if self._proc is not None:
+            terminate(self._proc, signal.SIGKILL, 10)
+            self._proc = None
+
+    def destroy(self) -> None:
+        """Stop the server and delete its directory."""
+        self.stop()
+        shutil.rmtree(self.server_dir, ignore_errors=True)
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def url_for(self, db: int = 0, *, password: bool = True) -> str:
+        """``redis://[:password@]127.0.0.1:port/db``; ``password=False`` leaves it out."""
+        auth = f":{quote(self.password, safe='')}@" if password and self.password is not None else ""
+        return f"redis://{auth}{LOOPBACK}:{self.port}/{db}"
+
+    @property
+    def url(self) -> str:
+        """URL of database 0, with the password when there is one."""
+        return self.url_for()
+
+    def client(self, db: int = 0) -> redis.Redis:
+        """A synchronous redis-py client (for test set-up and assertions)."""
+        return redis.Redis.from_url(self.url_for(db), socket_timeout=5)
+
+    def _pings(self) -> bool:
+        if self._proc is not None and self._proc.poll() is not None:
+            raise ServerError(f"redis-server on port {self.port} exited early{log_tail(self.log_path)}")
+        try:
+            with self.client() as client:
+                return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+    def __repr__(self) -> str:
+        return f"<RedisServer 127.0.0.1:{self.port}>"
