@@ -1,0 +1,289 @@
+"""The ScalableBackend models: defaults, and every bad input rejected with a message naming the field."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+from kubernetes.utils.quantity import parse_quantity as kubernetes_parse_quantity
+from pydantic import ValidationError
+
+from sbo_operator.api.v1alpha1 import (
+    MAX_NAME_LENGTH,
+    MAX_READ_REPLICAS,
+    QUANTITY_PATTERN,
+    ApiStatus,
+    ScalableBackend,
+    ScalableBackendSpec,
+    check_spec_transition,
+    parse_quantity,
+)
+
+pytestmark = pytest.mark.unit
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+
+def manifest(**spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "sbo.dev/v1alpha1",
+        "kind": "ScalableBackend",
+        "metadata": {"name": "shop", "namespace": "demo"},
+        "spec": {"image": "registry.example.com/sbo-sample-app:0.1.0"},
+    }
+    body["spec"].update(spec)
+    return body
+
+
+def rejection(body: dict[str, Any]) -> str:
+    with pytest.raises(ValidationError) as error:
+        ScalableBackend.model_validate(body)
+    return str(error.value)
+
+
+def test_minimal_manifest_gets_the_documented_defaults() -> None:
+    backend = ScalableBackend.model_validate(manifest())
+    spec = backend.spec
+    assert spec.image_pull_policy == "IfNotPresent"
+    assert (spec.api.replicas, spec.api.port) == (2, 8000)
+    assert (spec.api.readiness_path, spec.api.liveness_path) == ("/readyz", "/healthz")
+    assert spec.api.resources.requests == {"cpu": "100m", "memory": "128Mi"}
+    assert spec.worker is None
+    assert (spec.redis.enabled, spec.redis.version, spec.redis.max_memory) == (True, "7.2", "256Mi")
+    assert spec.redis.persistence is None
+    assert (spec.postgres.enabled, spec.postgres.version) == (True, "16")
+    assert (spec.postgres.database, spec.postgres.user) == ("app", "app")
+    assert (spec.postgres.storage.size, spec.postgres.retain_on_delete) == ("10Gi", True)
+
+
+def test_the_issue_example_parses() -> None:
+    backend = ScalableBackend.model_validate(
+        manifest(
+            imagePullPolicy="IfNotPresent",
+            api={
+                "replicas": 2,
+                "port": 8000,
+                "command": ["uvicorn", "app.main:app"],
+                "env": [{"name": "LOG_LEVEL", "value": "info"}],
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+                "readinessPath": "/readyz",
+                "livenessPath": "/healthz",
+                "migrations": {"command": ["alembic", "upgrade", "head"]},
+                "ingress": {"host": "shop.example.com", "className": "nginx", "tlsSecretName": "shop-tls"},
+            },
+            worker={"replicas": 1, "command": ["python", "-m", "app.worker"], "resources": {}},
+            redis={
+                "enabled": True,
+                "version": "7.2",
+                "maxMemory": "256Mi",
+                "evictionPolicy": "allkeys-lru",
+                "persistence": {"size": "1Gi"},
+            },
+            postgres={
+                "enabled": True,
+                "version": "16",
+                "database": "app",
+                "readReplicas": 2,
+                "storage": {"size": "10Gi", "storageClassName": "standard"},
+                "retainOnDelete": True,
+            },
+        )
+    )
+    assert backend.spec.postgres.storage.storage_class_name == "standard"
+    assert backend.spec.api.ingress is not None
+    assert backend.spec.api.ingress.tls_secret_name == "shop-tls"
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda path: path.name)
+def test_examples_parse(path: Path) -> None:
+    for document in yaml.safe_load_all(path.read_text()):
+        ScalableBackend.model_validate(document)
+
+
+def test_round_trip_through_camel_case() -> None:
+    backend = ScalableBackend.model_validate(manifest(postgres={"readReplicas": 3}))
+    dumped = backend.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert dumped["spec"]["postgres"]["readReplicas"] == 3
+    assert ScalableBackend.model_validate(dumped) == backend
+
+
+def test_integer_quantities_are_normalised_to_strings() -> None:
+    backend = ScalableBackend.model_validate(manifest(redis={"maxMemory": 1048576}))
+    assert backend.spec.redis.max_memory == "1048576"
+
+
+def test_apiserver_metadata_is_ignored() -> None:
+    body = manifest()
+    body["metadata"].update(uid="u-1", generation=3, managedFields=[{}], resourceVersion="7")
+    backend = ScalableBackend.from_body(body)
+    assert (backend.metadata.uid, backend.metadata.generation) == ("u-1", 3)
+
+
+# ---- bad input: (mutation of the manifest, text the message must contain) ---------------------------
+
+
+def _set(path: str, value: Any) -> Any:
+    def mutate(body: dict[str, Any]) -> None:
+        *parents, leaf = path.split(".")
+        node = body
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+
+    return mutate
+
+
+BAD_INPUTS = {
+    "negative api replicas": (_set("spec.api.replicas", -1), "spec.api.replicas"),
+    "negative worker replicas": (
+        _set("spec.worker", {"replicas": -1, "command": ["w"]}),
+        "spec.worker.replicas",
+    ),
+    "too many read replicas": (
+        _set("spec.postgres.readReplicas", MAX_READ_REPLICAS + 1),
+        "spec.postgres.readReplicas",
+    ),
+    "negative read replicas": (_set("spec.postgres.readReplicas", -1), "spec.postgres.readReplicas"),
+    "malformed quantity": (_set("spec.redis.maxMemory", "256 MB"), "spec.redis.maxMemory"),
+    "malformed storage size": (
+        _set("spec.postgres.storage", {"size": "ten gigs"}),
+        "spec.postgres.storage.size",
+    ),
+    "malformed resource quantity": (
+        _set("spec.api.resources", {"limits": {"memory": "1.5.3Gi"}}),
+        "spec.api.resources.limits.memory",
+    ),
+    "image with whitespace": (_set("spec.image", "sbo-sample-app 0.1.0"), "spec.image"),
+    "api image with whitespace": (_set("spec.api.image", "app:1\n"), "spec.api.image"),
+    "unsupported postgres version": (_set("spec.postgres.version", "14"), "spec.postgres.version"),
+    "postgres version as a number": (_set("spec.postgres.version", 16), "spec.postgres.version"),
+    "unsupported redis version": (_set("spec.redis.version", "6.2"), "spec.redis.version"),
+    "name too long": (_set("metadata.name", "a" * (MAX_NAME_LENGTH + 1)), "metadata.name"),
+    "name with a dot": (_set("metadata.name", "shop.v2"), "metadata.name"),
+    "name starting with a digit": (_set("metadata.name", "1shop"), "metadata.name"),
+    "unknown spec field": (_set("spec.replicas", 3), "spec.replicas"),
+    "unknown nested field": (_set("spec.postgres.readReplica", 1), "spec.postgres.readReplica"),
+    "value and valueFrom": (
+        _set(
+            "spec.api.env",
+            [{"name": "A", "value": "x", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        ),
+        "spec.api.env.0",
+    ),
+    "two env sources": (
+        _set(
+            "spec.api.env",
+            [
+                {
+                    "name": "A",
+                    "valueFrom": {
+                        "fieldRef": {"fieldPath": "metadata.name"},
+                        "secretKeyRef": {"name": "s", "key": "k"},
+                    },
+                }
+            ],
+        ),
+        "spec.api.env.0.valueFrom",
+    ),
+    "duplicate env names": (
+        _set("spec.api.env", [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]),
+        "spec.api.env",
+    ),
+    "reserved postgres user": (_set("spec.postgres.user", "postgres"), "user must not be postgres"),
+    "pg_ postgres user": (_set("spec.postgres.user", "pg_app"), "spec.postgres"),
+    "reserved database": (_set("spec.postgres.database", "template1"), "database must not be"),
+    "database needing quotes": (_set("spec.postgres.database", "My-DB"), "spec.postgres.database"),
+    "worker without command": (_set("spec.worker", {"replicas": 1}), "spec.worker.command"),
+    "ingress host with scheme": (
+        _set("spec.api.ingress", {"host": "https://shop.example.com"}),
+        "spec.api.ingress.host",
+    ),
+    "probe path without slash": (_set("spec.api.readinessPath", "readyz"), "spec.api.readinessPath"),
+    "autoscaling min above max": (
+        _set(
+            "spec.api.autoscaling",
+            {"minReplicas": 5, "maxReplicas": 2, "metrics": [{"name": "rps", "query": "q", "target": 1}]},
+        ),
+        "spec.api.autoscaling",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_rejected_naming_the_field(case: str) -> None:
+    mutate, expected = BAD_INPUTS[case]
+    body = copy.deepcopy(manifest())
+    mutate(body)
+    assert expected in rejection(body)
+
+
+# ---- transition rules (oldSelf), mirrored in Python ---------------------------------------------------
+
+
+def spec(**changes: Any) -> ScalableBackendSpec:
+    return ScalableBackend.model_validate(manifest(**changes)).spec
+
+
+def test_storage_may_grow_or_stay_in_other_units() -> None:
+    old = spec(postgres={"storage": {"size": "10Gi"}})
+    check_spec_transition(old, spec(postgres={"storage": {"size": "10240Mi"}}))
+    check_spec_transition(old, spec(postgres={"storage": {"size": "11Gi"}}))
+
+
+def test_shrinking_storage_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"spec\.postgres\.storage\.size: size may only grow"):
+        check_spec_transition(
+            spec(postgres={"storage": {"size": "10Gi"}}), spec(postgres={"storage": {"size": "9Gi"}})
+        )
+
+
+def test_shrinking_redis_persistence_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"spec\.redis\.persistence\.size"):
+        check_spec_transition(
+            spec(redis={"persistence": {"size": "2Gi"}}), spec(redis={"persistence": {"size": "1Gi"}})
+        )
+
+
+@pytest.mark.parametrize(
+    ("old_class", "new_class"), [(None, "fast"), ("standard", "fast"), ("standard", None)]
+)
+def test_changing_the_storage_class_is_rejected(old_class: str | None, new_class: str | None) -> None:
+    def storage(storage_class: str | None) -> dict[str, Any]:
+        return {"size": "10Gi"} | ({"storageClassName": storage_class} if storage_class else {})
+
+    with pytest.raises(
+        ValueError, match=r"spec\.postgres\.storage\.storageClassName: storageClassName is immutable"
+    ):
+        check_spec_transition(
+            spec(postgres={"storage": storage(old_class)}), spec(postgres={"storage": storage(new_class)})
+        )
+
+
+def test_changing_the_postgres_version_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"spec\.postgres\.version: version is immutable"):
+        check_spec_transition(spec(postgres={"version": "16"}), spec(postgres={"version": "17"}))
+
+
+def test_api_status_summary() -> None:
+    status = ApiStatus.from_counts(desired=3, replicas=3, ready_replicas=2, selector="a=b")
+    assert status.ready_summary == "2/3"
+
+
+@given(st.from_regex(QUANTITY_PATTERN, fullmatch=True))
+def test_every_string_the_quantity_pattern_admits_is_a_kubernetes_quantity(text: str) -> None:
+    assert parse_quantity(text) == kubernetes_parse_quantity(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("128Mi", 134217728), ("1Gi", 1073741824), ("100m", "0.1"), ("1e3", 1000), ("2k", 2000), ("0.5", "0.5")],
+)
+def test_parse_quantity(text: str, value: int | str) -> None:
+    from decimal import Decimal
+
+    assert parse_quantity(text) == Decimal(value)
