@@ -720,6 +720,15 @@ class ScalableBackendSpec(_ApiModel):
     image_pull_policy: ImagePullPolicy = Field(
         default=ImagePullPolicy.IF_NOT_PRESENT, description="Pull policy of the api and worker images."
     )
+    run_as_user: int = Field(
+        default=10001,
+        ge=1,
+        le=2147483647,
+        description=(
+            "Numeric non-root uid (and gid) of the api, worker and migrations containers, "
+            "whose root filesystem is read-only (/tmp is writable)."
+        ),
+    )
     api: ApiSpec = Field(
         default_factory=ApiSpec,
         description="The HTTP API Deployment, Service, Ingress and migrations.",

@@ -1,0 +1,7 @@
+"""Pure builders: a validated ScalableBackend in, plain manifest dicts out.
+
+One module per child area. No I/O, no clock, no randomness: secrets take their random bytes as
+an argument. Every manifest is ready for server-side apply (apiVersion, kind, metadata with
+name, namespace, labels and the controller ownerReference when the backend has a uid, spec) and
+deterministic, so that comparing desired and actual objects causes no needless updates.
+"""

@@ -1,0 +1,141 @@
+"""What the api, worker and migrations pods share: the injected environment and the pod shape.
+
+Injected variables (only for the data services that are enabled)::
+
+    DATABASE_URL       postgresql://<user>@<name>-postgres-rw.<ns>.svc:5432/<db>   (no password)
+    DATABASE_READ_URL  postgresql://<user>@<name>-postgres-ro.<ns>.svc:5432/<db>   (no password)
+    DATABASE_PASSWORD  secretKeyRef <name>-postgres-app / password
+    REDIS_URL          redis://<name>-redis.<ns>.svc:6379/0                         (no password)
+    REDIS_PASSWORD     secretKeyRef <name>-redis / password
+
+Passwords only ever travel through ``secretKeyRef``. The user's ``env`` comes after the
+injected variables, so it may reference them as ``$(DATABASE_URL)``. On a name clash the
+user's variable wins: the injected one is left out (duplicate names would make server-side
+apply fail, since ``env`` is a list map keyed by name). That lets a user point an app at an
+external database, at the cost of owning that variable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sbo_operator.api.v1alpha1 import EnvVar, ResourceRequirements, ScalableBackend
+from sbo_operator.builders.labels import Component, common_labels, selector_labels
+from sbo_operator.builders.names import POSTGRES_PORT, REDIS_PORT, child_names, service_host
+from sbo_operator.builders.pods import (
+    resources_dict,
+    tmp_volume,
+    tmp_volume_mount,
+    topology_spread_constraints,
+)
+from sbo_operator.builders.security import pod_security_context, restricted_container_security_context
+
+__all__ = ["app_container", "app_env", "app_image", "app_pod_template", "injected_env"]
+
+INJECTED_ENV_NAMES = (
+    "DATABASE_PASSWORD",
+    "DATABASE_READ_URL",
+    "DATABASE_URL",
+    "REDIS_PASSWORD",
+    "REDIS_URL",
+)
+
+
+def injected_env(backend: ScalableBackend) -> list[dict[str, Any]]:
+    """The DATABASE_* and REDIS_* variables, sorted by name."""
+    names = child_names(backend)
+    namespace = backend.metadata.namespace
+    env: list[dict[str, Any]] = []
+    postgres = backend.spec.postgres
+    if postgres.enabled:
+
+        def database_url(service: str) -> str:
+            host = service_host(service, namespace)
+            return f"postgresql://{postgres.user}@{host}:{POSTGRES_PORT}/{postgres.database}"
+
+        env += [
+            {
+                "name": "DATABASE_PASSWORD",
+                "valueFrom": {"secretKeyRef": {"name": names.postgres_secret, "key": "password"}},
+            },
+            {"name": "DATABASE_READ_URL", "value": database_url(names.postgres_read_only)},
+            {"name": "DATABASE_URL", "value": database_url(names.postgres_read_write)},
+        ]
+    if backend.spec.redis.enabled:
+        env += [
+            {
+                "name": "REDIS_PASSWORD",
+                "valueFrom": {"secretKeyRef": {"name": names.redis, "key": "password"}},
+            },
+            {"name": "REDIS_URL", "value": f"redis://{service_host(names.redis, namespace)}:{REDIS_PORT}/0"},
+        ]
+    return env
+
+
+def app_env(backend: ScalableBackend, user_env: Sequence[EnvVar]) -> list[dict[str, Any]]:
+    """Injected variables, then the user's; a user variable replaces an injected one of that name."""
+    user_names = {variable.name for variable in user_env}
+    injected = [variable for variable in injected_env(backend) if variable["name"] not in user_names]
+    return injected + [
+        variable.model_dump(by_alias=True, exclude_none=True, mode="json") for variable in user_env
+    ]
+
+
+def app_image(backend: ScalableBackend, override: str | None) -> str:
+    """The component's image: an explicit override, else spec.image."""
+    return override if override is not None else backend.spec.image
+
+
+def app_container(
+    backend: ScalableBackend,
+    *,
+    name: str,
+    image: str,
+    command: Sequence[str] | None,
+    env: list[dict[str, Any]],
+    resources: ResourceRequirements,
+) -> dict[str, Any]:
+    """An app container: read-only root, writable /tmp, restricted security context."""
+    container: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": backend.spec.image_pull_policy.value,
+    }
+    if command is not None:
+        container["command"] = list(command)
+    if env:
+        container["env"] = env
+    container["resources"] = resources_dict(resources)
+    container["securityContext"] = restricted_container_security_context()
+    container["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    container["volumeMounts"] = [tmp_volume_mount()]
+    return container
+
+
+def app_pod_template(
+    backend: ScalableBackend,
+    *,
+    component: Component,
+    containers: list[dict[str, Any]],
+    restart_policy: str | None = None,
+    spread: bool = True,
+) -> dict[str, Any]:
+    """A pod template for the app image, running as spec.runAsUser, no service account token."""
+    spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "containers": containers,
+        # Service links would add <SERVICE>_PORT=tcp://... variables that can clash with app settings.
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(uid=backend.spec.run_as_user),
+        "serviceAccountName": child_names(backend).service_account,
+        "terminationGracePeriodSeconds": 30,
+        "volumes": [tmp_volume()],
+    }
+    if restart_policy is not None:
+        spec["restartPolicy"] = restart_policy
+    if spread:
+        spec["topologySpreadConstraints"] = topology_spread_constraints(
+            selector_labels(backend, component), match_label_keys=["pod-template-hash"]
+        )
+    return {"metadata": {"labels": common_labels(backend, component)}, "spec": spec}
