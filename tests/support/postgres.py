@@ -43,14 +43,14 @@ __all__ = ["PostgresServer", "ServerError", "find_postgres_bindir", "start_repli
 
 SUPERUSER = "postgres"
 
-# Fast, disposable clusters: durability off (the OS still has the pages after a SIGKILL, so a
-# killed server recovers), no unix sockets (loopback TCP only), room for two app workers' pools.
+# Fast, disposable clusters: no fsync (the OS still has the pages after a SIGKILL, so a killed
+# server recovers every acknowledged commit; synchronous_commit stays on for that reason), no
+# unix sockets (loopback TCP only), room for two app workers' pools.
 DEFAULT_SETTINGS: Mapping[str, str] = {
     "listen_addresses": LOOPBACK,
     "unix_socket_directories": "",
     "fsync": "off",
     "full_page_writes": "off",
-    "synchronous_commit": "off",
     "max_connections": "200",
     "shared_buffers": "64MB",
     "wal_level": "replica",

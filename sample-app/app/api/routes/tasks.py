@@ -6,7 +6,6 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
-from sqlalchemy import update
 
 from app import crud
 from app.api.deps import (
@@ -67,9 +66,8 @@ async def create_task(
     except RedisUnavailable:
         services.metrics.tasks_enqueued.labels("deferred").inc()
         logger.warning("task %s stored but not enqueued: Redis unavailable", task.id)
-        await session.execute(update(Task).where(Task.id == task.id).values(enqueued_at=None))
+        task.enqueued_at = None  # for the worker's outbox sweep
         await session.commit()
-        task.enqueued_at = None
     return TaskPublic.model_validate(task)
 
 
