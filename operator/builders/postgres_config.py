@@ -47,6 +47,11 @@ local   all          all                     peer
 # Streaming replication and pg_basebackup from the replicas.
 host    replication  replicator  0.0.0.0/0   scram-sha-256
 host    replication  replicator  ::/0        scram-sha-256
+# Neither the replication role nor the superuser may log into a database over the network.
+host    all          replicator  0.0.0.0/0   reject
+host    all          replicator  ::/0        reject
+host    all          postgres    0.0.0.0/0   reject
+host    all          postgres    ::/0        reject
 # The application. NetworkPolicy already limits who can connect at all.
 host    all          all         0.0.0.0/0   scram-sha-256
 host    all          all         ::/0        scram-sha-256

@@ -51,7 +51,7 @@ MEBIBYTE = 2**20
 #   REDIS_PASSWORD          required, becomes requirepass (never written to the ConfigMap)
 #   SBO_REDIS_CONFIG        redis.conf to load              (default /etc/sbo-redis/redis.conf)
 #   SBO_REDIS_RUNTIME_DIR   private writable directory      (default /tmp)
-#   SBO_REDIS_DATA_DIR      overrides `dir`                 (optional)
+#   SBO_REDIS_DATA_DIR      the data directory (`dir`)      (default /data)
 #   SBO_REDIS_PORT          overrides `port`                (optional)
 #   SBO_REDIS_BIND          overrides `bind`                (optional)
 REDIS_START_SCRIPT = """\
@@ -64,8 +64,8 @@ runtime_dir="${SBO_REDIS_RUNTIME_DIR:-/tmp}"
 auth_file="$runtime_dir/redis-auth.conf"
 umask 077
 printf 'requirepass %s\\n' "$REDIS_PASSWORD" > "$auth_file"
-set -- "$config" --include "$auth_file"
-if [ -n "${SBO_REDIS_DATA_DIR:-}" ]; then set -- "$@" --dir "$SBO_REDIS_DATA_DIR"; fi
+# `dir` is given here rather than in redis.conf: Redis changes into it while parsing the file.
+set -- "$config" --include "$auth_file" --dir "${SBO_REDIS_DATA_DIR:-/data}"
 if [ -n "${SBO_REDIS_PORT:-}" ]; then set -- "$@" --port "$SBO_REDIS_PORT"; fi
 if [ -n "${SBO_REDIS_BIND:-}" ]; then set -- "$@" --bind "$SBO_REDIS_BIND"; fi
 exec redis-server "$@"
@@ -86,7 +86,6 @@ def render_redis_conf(backend: ScalableBackend) -> str:
         "bind * -::*",
         "protected-mode yes",
         f"port {REDIS_PORT}",
-        f"dir {REDIS_DATA_DIR}",
         "tcp-keepalive 60",
         "loglevel notice",
         'logfile ""',

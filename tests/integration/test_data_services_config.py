@@ -1,0 +1,412 @@
+"""The data-service configuration the builders emit, proven against real servers on loopback.
+
+The postgresql.conf, pg_hba.conf and scripts are read out of the built ConfigMap, the passwords
+out of the built Secret, and run exactly as the pods run them (``sh <script>``), with paths,
+ports and hosts pointed at temporary directories and 127.0.0.1 through the scripts' environment
+variables. The machine's PostgreSQL (15 here; the config is kept valid for 15-17) and
+redis-server (7.0 here) are used; if they are missing the tests fail rather than skip.
+
+As root, PostgreSQL runs as the ``postgres`` user (it refuses to run as root), which is also the
+OS user the superuser is named after, as uid 999 is in the official image.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from sbo_operator.api.v1alpha1 import ScalableBackend
+from sbo_operator.builders.postgres import build_postgres_config_map, build_postgres_secret
+from sbo_operator.builders.redis import build_redis_config_map, build_redis_secret
+from sbo_operator.builders.secrets import decode_secret_data
+
+pytestmark = pytest.mark.integration
+
+LOOPBACK = "127.0.0.1"
+RANDOM_BYTES = os.urandom(32)
+
+
+def backend(**spec: Any) -> ScalableBackend:
+    return ScalableBackend.model_validate(
+        {
+            "apiVersion": "sbo.dev/v1alpha1",
+            "kind": "ScalableBackend",
+            "metadata": {"name": "shop", "namespace": "demo"},
+            "spec": {"image": "sbo-sample-app:0.1.0", **spec},
+        }
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def postgres_bindir() -> Path:
+    if configured := os.environ.get("SBO_PG_BINDIR"):
+        return Path(configured)
+    versions = sorted(
+        (path for path in Path("/usr/lib/postgresql").glob("*/bin") if path.parent.name.isdigit()),
+        key=lambda path: int(path.parent.name),
+    )
+    if not versions:
+        pytest.fail("no PostgreSQL binaries in /usr/lib/postgresql/*/bin (set SBO_PG_BINDIR)")
+    return versions[-1]
+
+
+@dataclass
+class Sandbox:
+    """A temporary directory owned by the user the servers run as, and the processes started."""
+
+    root: Path
+    user: str | None
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def directory(self, name: str) -> Path:
+        path = self.root / name
+        path.mkdir(mode=0o700)
+        self._own(path)
+        return path
+
+    def write(self, directory: Path, files: Mapping[str, str]) -> None:
+        for name, text in files.items():
+            (directory / name).write_text(text)
+            self._own(directory / name)
+
+    def _own(self, path: Path) -> None:
+        if self.user is not None:
+            shutil.chown(path, self.user, self.user)
+
+    def _kwargs(self, env: Mapping[str, str]) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"env": dict(env), "cwd": self.root}
+        if self.user is not None:
+            kwargs.update(user=self.user, group=self.user)
+        return kwargs
+
+    def run(self, command: list[str], env: Mapping[str, str], *, timeout: float = 120) -> str:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, check=False, **self._kwargs(env)
+        )
+        assert done.returncode == 0, f"{command} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+        return done.stdout + done.stderr
+
+    def start(self, command: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True, **self._kwargs(env)
+            )
+        self.processes.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGINT) -> None:
+        if process.poll() is None:
+            os.killpg(process.pid, sig)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    # A short path under /tmp: unix socket paths are limited to ~107 bytes, and pytest's tmp_path
+    # is not traversable by the postgres user when the tests run as root.
+    root = Path(tempfile.mkdtemp(prefix="sbo-cfg-"))
+    user = None
+    if os.geteuid() == 0:
+        user = os.environ.get("SBO_PG_USER", "postgres")
+        pwd.getpwnam(user)  # fails the test if the user does not exist
+        shutil.chown(root, user, user)
+    box = Sandbox(root=root, user=user)
+    try:
+        yield box
+    finally:
+        for process in reversed(box.processes):
+            box.stop(process, signal.SIGQUIT)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def log_of(path: Path) -> str:
+    return path.read_text(errors="replace")[-4000:] if path.exists() else "<no log>"
+
+
+# ---- PostgreSQL -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PostgresNode:
+    port: int
+    env: dict[str, str]
+    log: Path
+
+
+def connect(port: int, *, user: str, password: str, dbname: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(
+        host=LOOPBACK,
+        port=port,
+        user=user,
+        password=password,
+        dbname=dbname,
+        connect_timeout=5,
+        autocommit=True,
+    )
+
+
+def accepts(port: int, **credentials: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            with connect(port, **credentials):
+                return True
+        except psycopg.OperationalError:
+            return False
+
+    return check
+
+
+def test_postgres_primary_and_streaming_replica_from_the_emitted_config(sandbox: Sandbox) -> None:
+    sb = backend(
+        postgres={"readReplicas": 1, "database": "shop", "user": "shop_app", "storage": {"size": "1Gi"}}
+    )
+    config_map = build_postgres_config_map(sb)
+    secret = build_postgres_secret(sb, existing_data=None, random_bytes=RANDOM_BYTES)
+    assert config_map is not None
+    assert secret is not None
+    credentials = decode_secret_data(secret["data"])
+
+    config_dir = sandbox.directory("config")
+    sandbox.write(config_dir, config_map["data"])
+    base_env = {
+        "PATH": f"{postgres_bindir()}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "LANG": "C",
+        "SBO_PG_CONFIG_DIR": str(config_dir),
+        "SBO_PG_LISTEN_ADDRESSES": LOOPBACK,
+    }
+
+    def node(name: str, extra: Mapping[str, str]) -> PostgresNode:
+        port = free_port()
+        env = {
+            **base_env,
+            "PGDATA": str(sandbox.directory(f"{name}-data") / "pgdata"),
+            "SBO_PG_SOCKET_DIR": str(sandbox.directory(f"{name}-run")),
+            "SBO_PG_RUNTIME_DIR": str(sandbox.directory(f"{name}-tmp")),
+            "SBO_PG_PORT": str(port),
+            **extra,
+        }
+        return PostgresNode(port=port, env=env, log=sandbox.root / f"{name}.log")
+
+    replication = {
+        "SBO_REPLICATION_USER": credentials["replication-username"],
+        "SBO_REPLICATION_PASSWORD": credentials["replication-password"],
+    }
+    primary = node(
+        "primary",
+        {
+            "SBO_APP_USER": credentials["username"],
+            "SBO_APP_PASSWORD": credentials["password"],
+            "SBO_APP_DATABASE": credentials["database"],
+            **replication,
+        },
+    )
+    app = {
+        "user": credentials["username"],
+        "password": credentials["password"],
+        "dbname": credentials["database"],
+    }
+
+    # Primary: bootstrap (initdb + roles + database), then the server.
+    sandbox.run(["sh", str(config_dir / "primary-bootstrap.sh")], primary.env)
+    server = sandbox.start(["sh", str(config_dir / "start.sh")], primary.env, primary.log)
+    wait_until(accepts(primary.port, **app), timeout=60, what=f"the primary\n{log_of(primary.log)}")
+
+    with connect(primary.port, **app) as conn:
+        conn.execute("CREATE TABLE orders (id int PRIMARY KEY, item text)")
+        conn.execute("INSERT INTO orders VALUES (1, 'written on the primary')")
+        version = conn.execute("SHOW server_version_num").fetchone()
+        assert version is not None
+        assert conn.execute("SHOW password_encryption").fetchone() == ("scram-sha-256",)
+
+    # Replica: waits for the primary, clones it with pg_basebackup, streams as a hot standby.
+    replica = node(
+        "replica",
+        {
+            "SBO_PRIMARY_HOST": LOOPBACK,
+            "SBO_PRIMARY_PORT": str(primary.port),
+            "SBO_PG_APPLICATION_NAME": "shop-postgres-replica-0",
+            **replication,
+        },
+    )
+    sandbox.run(["sh", str(config_dir / "replica-bootstrap.sh")], replica.env)
+    assert (Path(replica.env["PGDATA"]) / "standby.signal").exists()
+    sandbox.start(["sh", str(config_dir / "start.sh")], replica.env, replica.log)
+    wait_until(accepts(replica.port, **app), timeout=60, what=f"the replica\n{log_of(replica.log)}")
+
+    # A row written on the primary is read on the replica.
+    def replicated(item: str) -> Callable[[], bool]:
+        def check() -> bool:
+            with connect(replica.port, **app) as conn:
+                try:
+                    rows = conn.execute("SELECT item FROM orders ORDER BY id").fetchall()
+                except psycopg.errors.UndefinedTable:
+                    return False
+                return (item,) in rows
+
+        return check
+
+    wait_until(replicated("written on the primary"), timeout=30, what="the row on the replica")
+    with connect(replica.port, **app) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+        # The replica refuses writes.
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("INSERT INTO orders VALUES (2, 'written on the replica')")
+
+    # Streaming, under the pod's name, with the replication role from the Secret.
+    with connect(primary.port, **app) as conn:
+        conn.execute("INSERT INTO orders VALUES (3, 'streamed')")
+    wait_until(replicated("streamed"), timeout=30, what="the streamed row")
+
+    # A wrong password is refused, on both servers; so is the replication role on a database.
+    for port in (primary.port, replica.port):
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            connect(port, user=app["user"], password="wrong-" + app["password"], dbname=app["dbname"])
+    with pytest.raises(psycopg.OperationalError):
+        connect(
+            primary.port,
+            user=credentials["replication-username"],
+            password=credentials["replication-password"],
+            dbname=app["dbname"],
+        )
+    # There is no password login for the superuser over TCP.
+    with pytest.raises(psycopg.OperationalError):
+        connect(primary.port, user="postgres", password="", dbname="postgres")
+
+    # The bootstrap is idempotent: a restarted primary keeps its data and roles.
+    sandbox.stop(server)
+    sandbox.run(["sh", str(config_dir / "primary-bootstrap.sh")], primary.env)
+    sandbox.start(["sh", str(config_dir / "start.sh")], primary.env, sandbox.root / "primary-2.log")
+    wait_until(accepts(primary.port, **app), timeout=60, what="the restarted primary")
+    with connect(primary.port, **app) as conn:
+        assert conn.execute("SELECT count(*) FROM orders").fetchone() == (2,)
+        conn.execute("INSERT INTO orders VALUES (4, 'after the restart')")
+    wait_until(replicated("after the restart"), timeout=60, what="streaming to resume after the restart")
+
+
+def test_replica_bootstrap_refuses_a_dirty_data_directory(sandbox: Sandbox) -> None:
+    config_map = build_postgres_config_map(backend())
+    assert config_map is not None
+    config_dir = sandbox.directory("config")
+    sandbox.write(config_dir, config_map["data"])
+    pgdata = sandbox.directory("data") / "pgdata"
+    pgdata.mkdir()
+    (pgdata / "stray").write_text("not a data directory")
+    env = {
+        "PATH": f"{postgres_bindir()}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "PGDATA": str(pgdata),
+        "SBO_PG_CONFIG_DIR": str(config_dir),
+        "SBO_APP_USER": "app",
+        "SBO_APP_PASSWORD": "x" * 32,
+        "SBO_APP_DATABASE": "app",
+        "SBO_REPLICATION_USER": "replicator",
+        "SBO_REPLICATION_PASSWORD": "y" * 32,
+    }
+    done = subprocess.run(
+        ["sh", str(config_dir / "primary-bootstrap.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "refusing to touch it" in done.stderr
+    assert (pgdata / "stray").exists()
+
+
+# ---- Redis ------------------------------------------------------------------------------------------
+
+
+def redis_cli(port: int, *args: str, password: str | None = None) -> str:
+    command = ["redis-cli", "-h", LOOPBACK, "-p", str(port)]
+    if password is not None:
+        command += ["--no-auth-warning", "-a", password]
+    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=10, check=False)
+    return (done.stdout + done.stderr).strip()
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["cache", "persistent"])
+def test_redis_from_the_emitted_config(sandbox: Sandbox, persistent: bool) -> None:
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed")
+    spec: dict[str, Any] = {"maxMemory": "64Mi", "evictionPolicy": "allkeys-lfu"}
+    if persistent:
+        spec["persistence"] = {"size": "1Gi"}
+    sb = backend(redis=spec)
+    config_map = build_redis_config_map(sb)
+    secret = build_redis_secret(sb, existing_data=None, random_bytes=RANDOM_BYTES)
+    assert config_map is not None
+    assert secret is not None
+    password = decode_secret_data(secret["data"])["password"]
+    assert password not in str(config_map), "the password must not be in the ConfigMap"
+
+    config_dir = sandbox.directory("redis-config")
+    sandbox.write(config_dir, config_map["data"])
+    data_dir = sandbox.directory("redis-data")
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "REDIS_PASSWORD": password,
+        "SBO_REDIS_CONFIG": str(config_dir / "redis.conf"),
+        "SBO_REDIS_RUNTIME_DIR": str(sandbox.directory("redis-run")),
+        "SBO_REDIS_DATA_DIR": str(data_dir),
+        "SBO_REDIS_PORT": str(port),
+        "SBO_REDIS_BIND": LOOPBACK,
+    }
+    log = sandbox.root / "redis.log"
+    server = sandbox.start(["sh", str(config_dir / "start-redis.sh")], env, log)
+
+    def up() -> bool:
+        assert server.poll() is None, f"redis-server exited:\n{log_of(log)}"
+        return redis_cli(port, "ping", password=password) == "PONG"
+
+    wait_until(up, timeout=30, what=f"redis\n{log_of(log)}")
+
+    # AUTH is required, and a wrong password is refused.
+    assert "NOAUTH" in redis_cli(port, "set", "k", "v")
+    assert "WRONGPASS" in redis_cli(port, "ping", password="wrong")
+    assert redis_cli(port, "set", "k", "v", password=password) == "OK"
+
+    # maxmemory, the policy and the persistence mode are the emitted ones.
+    assert redis_cli(port, "config", "get", "maxmemory", password=password).split() == [
+        "maxmemory",
+        str(64 * 2**20),
+    ]
+    assert redis_cli(port, "config", "get", "maxmemory-policy", password=password).split()[1] == "allkeys-lfu"
+    expected_aof = "yes" if persistent else "no"
+    assert redis_cli(port, "config", "get", "appendonly", password=password).split()[1] == expected_aof
+    assert redis_cli(port, "config", "get", "dir", password=password).split()[1] == str(data_dir)
+    if persistent:
+        wait_until(lambda: any(data_dir.rglob("*.aof")), timeout=10, what="the append-only file")
