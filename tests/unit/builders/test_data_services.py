@@ -1,0 +1,249 @@
+"""Redis, PostgreSQL and NetworkPolicy builders: targeted properties."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sbo_operator.builders.network_policies import build_postgres_network_policy, build_redis_network_policy
+from sbo_operator.builders.postgres import (
+    build_postgres_config_map,
+    build_postgres_primary_pdb,
+    build_postgres_primary_statefulset,
+    build_postgres_read_only_service,
+    build_postgres_read_write_service,
+    build_postgres_replica_statefulset,
+    build_postgres_secret,
+)
+from sbo_operator.builders.redis import (
+    build_redis_config_map,
+    build_redis_secret,
+    build_redis_statefulset,
+    render_redis_conf,
+)
+from sbo_operator.builders.secrets import decode_secret_data, encode_secret_data
+from tests.unit.builders.support import RANDOM_BYTES, backend_from
+
+pytestmark = pytest.mark.unit
+
+Manifest = dict[str, Any]
+
+
+def present(manifest: Manifest | None) -> Manifest:
+    assert manifest is not None
+    return manifest
+
+
+def test_disabled_services_build_nothing() -> None:
+    backend = backend_from({"redis": {"enabled": False}, "postgres": {"enabled": False}})
+    assert build_redis_statefulset(backend) is None
+    assert build_redis_secret(backend, existing_data=None, random_bytes=RANDOM_BYTES) is None
+    assert build_redis_network_policy(backend) is None
+    assert build_postgres_primary_statefulset(backend) is None
+    assert build_postgres_secret(backend, existing_data=None, random_bytes=RANDOM_BYTES) is None
+    assert build_postgres_network_policy(backend) is None
+
+
+# ---- redis ------------------------------------------------------------------------------------------
+
+
+def test_redis_conf_has_maxmemory_in_bytes_and_the_policy() -> None:
+    conf = render_redis_conf(
+        backend_from({"redis": {"maxMemory": "256Mi", "evictionPolicy": "volatile-ttl"}})
+    )
+    assert "maxmemory 268435456\n" in conf
+    assert "maxmemory-policy volatile-ttl\n" in conf
+    assert "appendonly no\n" in conf
+    assert "requirepass" not in conf
+
+
+def test_redis_is_a_pure_cache_without_persistence() -> None:
+    statefulset = present(build_redis_statefulset(backend_from({})))
+    assert "volumeClaimTemplates" not in statefulset["spec"]
+    volumes = {volume["name"]: volume for volume in statefulset["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"] == {"name": "data", "emptyDir": {}}
+
+
+def test_redis_persistence_adds_a_claim_and_the_append_only_file() -> None:
+    backend = backend_from({"redis": {"persistence": {"size": "2Gi", "storageClassName": "fast"}}})
+    statefulset = present(build_redis_statefulset(backend))
+    (claim,) = statefulset["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["resources"] == {"requests": {"storage": "2Gi"}}
+    assert claim["spec"]["storageClassName"] == "fast"
+    assert "data" not in {volume["name"] for volume in statefulset["spec"]["template"]["spec"]["volumes"]}
+    assert "appendonly yes\n" in present(build_redis_config_map(backend))["data"]["redis.conf"]
+
+
+def test_redis_runs_the_official_image_as_uid_999_with_the_password_from_the_secret() -> None:
+    pod = present(build_redis_statefulset(backend_from({"redis": {"version": "7.4"}})))["spec"]["template"][
+        "spec"
+    ]
+    assert pod["securityContext"]["runAsUser"] == 999
+    (redis,) = pod["containers"]
+    assert redis["image"] == "redis:7.4"
+    env = {variable["name"]: variable for variable in redis["env"]}
+    assert env["REDIS_PASSWORD"]["valueFrom"] == {"secretKeyRef": {"name": "shop-redis", "key": "password"}}
+
+
+def test_redis_memory_defaults_to_one_and_a_half_max_memory() -> None:
+    redis = present(build_redis_statefulset(backend_from({"redis": {"maxMemory": "256Mi"}})))
+    resources = redis["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert resources["limits"] == {"memory": "384Mi"}
+
+
+def test_a_config_change_rolls_the_redis_pod() -> None:
+    def hash_of(policy: str) -> str:
+        backend = backend_from({"redis": {"evictionPolicy": policy}})
+        annotations = present(build_redis_statefulset(backend))["spec"]["template"]["metadata"]["annotations"]
+        return str(annotations["sbo.dev/config-hash"])
+
+    assert hash_of("allkeys-lru") != hash_of("noeviction")
+
+
+def test_secrets_keep_existing_passwords() -> None:
+    backend = backend_from({})
+    first = present(build_redis_secret(backend, existing_data=None, random_bytes=RANDOM_BYTES))
+    again = present(build_redis_secret(backend, existing_data=first["data"], random_bytes=bytes(32)))
+    assert again == first
+    kept = present(build_redis_secret(backend, existing_data=first["data"]))
+    assert kept == first
+    with pytest.raises(ValueError, match="random_bytes"):
+        build_redis_secret(backend, existing_data=None)
+
+
+# ---- postgres ---------------------------------------------------------------------------------------
+
+
+def test_postgres_secret_holds_the_connection_details() -> None:
+    secret = present(build_postgres_secret(backend_from({}), existing_data=None, random_bytes=RANDOM_BYTES))
+    data = decode_secret_data(secret["data"])
+    assert data["username"] == "app"
+    assert data["database"] == "app"
+    assert data["host"] == "shop-postgres-rw.demo.svc"
+    assert data["port"] == "5432"
+    assert data["uri"] == f"postgresql://app:{data['password']}@shop-postgres-rw.demo.svc:5432/app"
+    assert data["replication-username"] == "replicator"
+    assert len(data["password"]) >= 43
+    assert data["replication-password"] != data["password"]
+
+
+def test_postgres_secret_keeps_existing_passwords_and_fills_in_missing_ones() -> None:
+    existing = encode_secret_data({"password": "old-app-password"})
+    secret = present(
+        build_postgres_secret(backend_from({}), existing_data=existing, random_bytes=RANDOM_BYTES)
+    )
+    data = decode_secret_data(secret["data"])
+    assert data["password"] == "old-app-password"
+    assert "old-app-password" in data["uri"]
+    assert data["replication-password"]
+
+
+def test_primary_and_replica_statefulsets() -> None:
+    backend = backend_from({"postgres": {"readReplicas": 3, "version": "17"}})
+    primary = present(build_postgres_primary_statefulset(backend))
+    replica = present(build_postgres_replica_statefulset(backend))
+    assert (primary["metadata"]["name"], primary["spec"]["replicas"]) == ("shop-postgres-primary", 1)
+    assert (replica["metadata"]["name"], replica["spec"]["replicas"]) == ("shop-postgres-replica", 3)
+    for statefulset, script in ((primary, "primary-bootstrap.sh"), (replica, "replica-bootstrap.sh")):
+        pod = statefulset["spec"]["template"]["spec"]
+        (init,) = pod["initContainers"]
+        assert init["command"] == ["sh", f"/etc/sbo-postgres/{script}"]
+        assert pod["containers"][0]["command"] == ["sh", "/etc/sbo-postgres/start.sh"]
+        assert pod["containers"][0]["image"] == "postgres:17"
+        assert pod["securityContext"]["runAsUser"] == 999
+        mounts = {mount["mountPath"] for mount in pod["containers"][0]["volumeMounts"]}
+        assert {"/var/lib/postgresql/data", "/var/run/postgresql", "/tmp"} <= mounts
+    assert primary["spec"]["selector"] != replica["spec"]["selector"]
+
+
+def test_replica_env_points_at_the_primary_with_the_replication_secret() -> None:
+    replica = present(build_postgres_replica_statefulset(backend_from({})))
+    init = replica["spec"]["template"]["spec"]["initContainers"][0]
+    env = {variable["name"]: variable for variable in init["env"]}
+    assert env["SBO_PRIMARY_HOST"]["value"] == "shop-postgres-rw.demo.svc"
+    assert env["SBO_REPLICATION_PASSWORD"]["valueFrom"] == {
+        "secretKeyRef": {"name": "shop-postgres-app", "key": "replication-password"}
+    }
+    assert env["PGDATA"]["value"] == "/var/lib/postgresql/data/pgdata"
+
+
+@pytest.mark.parametrize(("retain", "policy"), [(True, "Retain"), (False, "Delete")])
+def test_claim_retention_follows_retain_on_delete(retain: bool, policy: str) -> None:
+    backend = backend_from({"postgres": {"retainOnDelete": retain}})
+    for statefulset in (
+        build_postgres_primary_statefulset(backend),
+        build_postgres_replica_statefulset(backend),
+    ):
+        assert present(statefulset)["spec"]["persistentVolumeClaimRetentionPolicy"] == {
+            "whenDeleted": policy,
+            "whenScaled": policy,
+        }
+
+
+def test_storage_class_and_size_reach_the_claims() -> None:
+    backend = backend_from({"postgres": {"storage": {"size": "20Gi", "storageClassName": "standard"}}})
+    (claim,) = present(build_postgres_primary_statefulset(backend))["spec"]["volumeClaimTemplates"]
+    assert claim["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "20Gi"}},
+        "storageClassName": "standard",
+    }
+
+
+def test_read_only_service_falls_back_to_the_primary_without_replicas() -> None:
+    with_replicas = present(build_postgres_read_only_service(backend_from({"postgres": {"readReplicas": 2}})))
+    without = present(build_postgres_read_only_service(backend_from({"postgres": {"readReplicas": 0}})))
+    read_write = present(build_postgres_read_write_service(backend_from({})))
+    assert with_replicas["spec"]["selector"]["sbo.dev/postgres-role"] == "replica"
+    assert without["spec"]["selector"] == read_write["spec"]["selector"]
+    assert read_write["spec"]["selector"]["sbo.dev/postgres-role"] == "primary"
+
+
+def test_postgres_config_is_sized_from_memory_and_storage() -> None:
+    backend = backend_from(
+        {"postgres": {"storage": {"size": "1Gi"}, "resources": {"limits": {"memory": "1Gi"}}}}
+    )
+    conf = present(build_postgres_config_map(backend))["data"]["postgresql.conf"]
+    assert "shared_buffers = 256MB\n" in conf
+    assert "max_wal_size = 128MB\n" in conf
+    assert "wal_keep_size = 64MB\n" in conf
+    assert "password_encryption = 'scram-sha-256'\n" in conf
+
+
+def test_pg_hba_uses_scram_and_keeps_replication_to_the_replication_role() -> None:
+    hba = present(build_postgres_config_map(backend_from({})))["data"]["pg_hba.conf"]
+    rules = [line.split() for line in hba.splitlines() if line and not line.startswith("#")]
+    assert ["host", "replication", "replicator", "0.0.0.0/0", "scram-sha-256"] in rules
+    assert all(rule[-1] in {"scram-sha-256", "peer", "reject"} for rule in rules)
+    assert not any(rule[-1] in {"trust", "md5", "password"} for rule in rules)
+
+
+def test_primary_pdb_keeps_the_only_primary() -> None:
+    assert present(build_postgres_primary_pdb(backend_from({})))["spec"]["minAvailable"] == 1
+
+
+# ---- network policies -------------------------------------------------------------------------------
+
+
+def peers_components(policy: Manifest) -> list[list[str]]:
+    (rule,) = policy["spec"]["ingress"]
+    return [peer["podSelector"]["matchExpressions"][0]["values"] for peer in rule["from"]]
+
+
+def test_postgres_accepts_only_this_backends_app_and_postgres_pods() -> None:
+    policy = present(build_postgres_network_policy(backend_from({})))
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "postgres"
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert peers_components(policy) == [["api", "migrations", "worker"], ["postgres"]]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": 5432, "protocol": "TCP"}]
+    for peer in rule["from"]:
+        assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "shop"
+        assert "namespaceSelector" not in peer
+
+
+def test_redis_accepts_only_api_and_worker_pods() -> None:
+    policy = present(build_redis_network_policy(backend_from({})))
+    assert peers_components(policy) == [["api", "worker"]]
+    assert policy["spec"]["ingress"][0]["ports"] == [{"port": 6379, "protocol": "TCP"}]
