@@ -234,8 +234,9 @@ def build_crd() -> dict[str, Any]:
                 "type": "string",
             },
             "kind": {"description": "Kind of the object: ScalableBackend.", "type": "string"},
+            # No description: the apiserver allows nothing on metadata but its type and
+            # restrictions on name and generateName.
             "metadata": {
-                "description": "Standard object metadata.",
                 "type": "object",
                 # The only metadata restrictions a CRD may make; the children are named after it.
                 "properties": {

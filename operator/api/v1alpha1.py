@@ -629,11 +629,13 @@ class PostgresVersion(StrEnum):
 RESERVED_POSTGRES_USERS = ("postgres", "replicator")
 RESERVED_POSTGRES_DATABASES = ("postgres", "template0", "template1")
 
-_USER_RULE = "!(self.user in ['postgres', 'replicator']) && !self.user.startsWith('pg_')"
+# has() guards: the apiserver also checks the rules against the schema default `{}`, before the
+# nested defaults are filled in.
+_USER_RULE = "!has(self.user) || (!(self.user in ['postgres', 'replicator']) && !self.user.startsWith('pg_'))"
 _USER_MESSAGE = "user must not be postgres, replicator or start with pg_"
-_DATABASE_RULE = "!(self.database in ['postgres', 'template0', 'template1'])"
+_DATABASE_RULE = "!has(self.database) || !(self.database in ['postgres', 'template0', 'template1'])"
 _DATABASE_MESSAGE = "database must not be postgres, template0 or template1"
-_VERSION_IMMUTABLE_RULE = "self.version == oldSelf.version"
+_VERSION_IMMUTABLE_RULE = "!has(self.version) || !has(oldSelf.version) || self.version == oldSelf.version"
 _VERSION_IMMUTABLE_MESSAGE = (
     "version is immutable: major upgrades need pg_upgrade, which the operator does not do"
 )
