@@ -1,0 +1,324 @@
+#!/usr/bin/env bash
+# The local control plane: real etcd, kube-apiserver, kube-controller-manager
+# and kube-scheduler as plain processes, kwok faking 3 nodes and pod status,
+# and a small provisioner that binds PersistentVolumeClaims.
+#
+#   hack/cluster.sh up | down | status
+#
+# State lives in .local/ (override with SBO_LOCAL_DIR): PKI, kubeconfigs,
+# etcd data, logs/ and pids/. Ports come from SBO_PORT_BASE (default 16440),
+# so two checkouts can run side by side with different bases.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+local_dir="${SBO_LOCAL_DIR:-$repo/.local}"
+pki="$local_dir/pki"
+logs="$local_dir/logs"
+pids="$local_dir/pids"
+bin_dir="$("$repo/hack/install-tools.sh" bin-dir)"
+python="${SBO_PYTHON:-$repo/.venv/bin/python}"
+
+port_base="${SBO_PORT_BASE:-16440}"
+etcd_client_port="${SBO_ETCD_PORT:-$port_base}"
+etcd_peer_port="${SBO_ETCD_PEER_PORT:-$((port_base + 1))}"
+apiserver_port="${SBO_APISERVER_PORT:-$((port_base + 2))}"
+controller_manager_port="${SBO_CONTROLLER_MANAGER_PORT:-$((port_base + 3))}"
+scheduler_port="${SBO_SCHEDULER_PORT:-$((port_base + 4))}"
+kwok_port="${SBO_KWOK_PORT:-$((port_base + 5))}"
+etcd_metrics_port="${SBO_ETCD_METRICS_PORT:-$((port_base + 6))}"
+
+server="https://127.0.0.1:$apiserver_port"
+admin_kubeconfig="$local_dir/kubeconfig"
+components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok provisioner)
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'cluster: error: %s\n' "$*" >&2; exit 1; }
+kubectl() { "$bin_dir/kubectl" --kubeconfig "$admin_kubeconfig" "$@"; }
+
+pid_of() { cat "$pids/$1.pid" 2>/dev/null || true; }
+
+# A pidfile names our process only while that pid still runs the binary we
+# started; this keeps "down" from killing an unrelated process that reused it.
+is_running() {
+  local pid exe
+  pid="$(pid_of "$1")"
+  [ -n "$pid" ] && [ -e "/proc/$pid" ] || return 1
+  exe="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
+  case "$1" in
+    provisioner) [[ "$exe" == *local_provisioner.py* ]] ;;
+    *) [[ "$exe" == "$bin_dir/$1 "* ]] ;;
+  esac
+}
+
+start() {
+  local name="$1"; shift
+  if is_running "$name"; then say "$name: already running (pid $(pid_of "$name"))"; return; fi
+  say "$name: starting (log: ${logs#"$repo/"}/$name.log)"
+  # setsid detaches the process from make's process group, so it outlives
+  # the command that started it; "down" stops it by pid.
+  setsid "$@" >>"$logs/$name.log" 2>&1 </dev/null &
+  echo "$!" >"$pids/$name.pid"
+}
+
+# wait_for NAME TIMEOUT COMMAND...: poll COMMAND; give up early if the
+# component NAME has exited, showing the end of its log.
+wait_for() {
+  local what="$1" timeout="$2"; shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if [ -f "$pids/$what.pid" ] && ! is_running "$what"; then
+      tail -n 5 "$logs/$what.log" >&2 || true
+      die "$what exited during start-up; full log: $logs/$what.log"
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      die "$what did not come up within ${timeout}s; see $logs/"
+    fi
+    sleep 0.5
+  done
+  say "$what: ready"
+}
+
+# ---- PKI --------------------------------------------------------------------
+
+issue_cert() {
+  local name="$1" subject="$2" ext="$3"
+  [ -f "$pki/$name.crt" ] && return
+  openssl req -new -newkey rsa:2048 -nodes -keyout "$pki/$name.key" -subj "$subject" \
+    -out "$pki/$name.csr" 2>/dev/null
+  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+    -days 3650 -sha256 -extfile <(printf '%s\n' "$ext") -out "$pki/$name.crt" 2>/dev/null
+  rm -f "$pki/$name.csr"
+}
+
+make_pki() {
+  command -v openssl >/dev/null || die "openssl is not on PATH; install the openssl package"
+  mkdir -p "$pki"
+  if [ ! -f "$pki/ca.crt" ]; then
+    say "pki: creating a CA and certificates in ${pki#"$repo/"}"
+    openssl req -x509 -new -newkey rsa:2048 -nodes -keyout "$pki/ca.key" -subj "/CN=sbo-local-ca" \
+      -days 3650 -sha256 -out "$pki/ca.crt" 2>/dev/null
+  fi
+  local client="basicConstraints=CA:FALSE
+keyUsage=digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth"
+  issue_cert apiserver "/CN=kube-apiserver" "basicConstraints=CA:FALSE
+keyUsage=digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+  issue_cert admin "/O=system:masters/CN=sbo-admin" "$client"
+  issue_cert controller-manager "/CN=system:kube-controller-manager" "$client"
+  issue_cert scheduler "/CN=system:kube-scheduler" "$client"
+  # kwok plays every kubelet; it needs to write node and pod status cluster-wide.
+  issue_cert kwok "/O=system:masters/CN=kwok" "$client"
+  if [ ! -f "$pki/service-account.key" ]; then
+    openssl genrsa -out "$pki/service-account.key" 2048 2>/dev/null
+    openssl rsa -in "$pki/service-account.key" -pubout -out "$pki/service-account.pub" 2>/dev/null
+  fi
+}
+
+write_kubeconfig() {
+  local file="$1" user="$2"
+  cat >"$file" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: sbo-local
+  cluster:
+    server: $server
+    certificate-authority: $pki/ca.crt
+users:
+- name: $user
+  user:
+    client-certificate: $pki/$user.crt
+    client-key: $pki/$user.key
+contexts:
+- name: sbo-local
+  context: {cluster: sbo-local, user: $user}
+current-context: sbo-local
+EOF
+}
+
+# ---- components -----------------------------------------------------------------
+
+start_etcd() {
+  start etcd "$bin_dir/etcd" \
+    --name sbo-local --data-dir "$local_dir/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_client_port" \
+    --advertise-client-urls "http://127.0.0.1:$etcd_client_port" \
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+    --initial-cluster "sbo-local=http://127.0.0.1:$etcd_peer_port" \
+    --listen-metrics-urls "http://127.0.0.1:$etcd_metrics_port" \
+    --quota-backend-bytes 2147483648 \
+    --unsafe-no-fsync --log-level warn
+  wait_for etcd 60 curl -fsS "http://127.0.0.1:$etcd_metrics_port/health"
+}
+
+start_apiserver() {
+  start kube-apiserver "$bin_dir/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_client_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$apiserver_port" \
+    --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+    --client-ca-file "$pki/ca.crt" \
+    --authorization-mode RBAC \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$pki/service-account.pub" \
+    --service-account-signing-key-file "$pki/service-account.key" \
+    --service-cluster-ip-range 10.96.0.0/16 \
+    --enable-admission-plugins NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,PersistentVolumeClaimResize,PodSecurity,ResourceQuota,StorageObjectInUseProtection \
+    --allow-privileged=false \
+    --endpoint-reconciler-type none \
+    --v 1
+  wait_for kube-apiserver 120 curl -fsS --cacert "$pki/ca.crt" \
+    --cert "$pki/admin.crt" --key "$pki/admin.key" "$server/readyz"
+}
+
+start_controller_manager() {
+  local kc="$local_dir/controller-manager.kubeconfig"
+  write_kubeconfig "$kc" controller-manager
+  # Node IPAM, cloud and kubelet-dependent controllers have nothing to do
+  # here; everything else (garbage collector, deployment, replicaset,
+  # statefulset, job, serviceaccount, tokens, PV binding, ...) runs.
+  start kube-controller-manager "$bin_dir/kube-controller-manager" \
+    --kubeconfig "$kc" --authentication-kubeconfig "$kc" --authorization-kubeconfig "$kc" \
+    --bind-address 127.0.0.1 --secure-port "$controller_manager_port" \
+    --service-account-private-key-file "$pki/service-account.key" \
+    --root-ca-file "$pki/ca.crt" --use-service-account-credentials \
+    --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
+    --controllers '*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller' \
+    --leader-elect=false --v 1
+  wait_for kube-controller-manager 60 curl -fsSk "https://127.0.0.1:$controller_manager_port/healthz"
+}
+
+start_scheduler() {
+  local kc="$local_dir/scheduler.kubeconfig"
+  write_kubeconfig "$kc" scheduler
+  start kube-scheduler "$bin_dir/kube-scheduler" \
+    --kubeconfig "$kc" --authentication-kubeconfig "$kc" --authorization-kubeconfig "$kc" \
+    --bind-address 127.0.0.1 --secure-port "$scheduler_port" \
+    --leader-elect=false --v 1
+  wait_for kube-scheduler 60 curl -fsSk "https://127.0.0.1:$scheduler_port/healthz"
+}
+
+start_kwok() {
+  local kc="$local_dir/kwok.kubeconfig"
+  write_kubeconfig "$kc" kwok
+  # hack/kwok.yaml holds the lifecycle stages; naming it also keeps kwok
+  # from reading a developer's ~/.kwok.
+  start kwok "$bin_dir/kwok" \
+    --kubeconfig "$kc" --config "$repo/hack/kwok.yaml" \
+    --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
+    --cidr 10.244.0.0/16 --node-ip 127.0.0.1 \
+    --server-address "127.0.0.1:$kwok_port"
+  wait_for kwok 60 curl -fsS "http://127.0.0.1:$kwok_port/healthz"
+}
+
+create_nodes() {
+  local i zones=(zone-a zone-b zone-c)
+  for i in 0 1 2; do
+    kubectl apply --server-side --field-manager sbo-local-cluster -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-$i
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    type: kwok
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    kubernetes.io/hostname: kwok-node-$i
+    topology.kubernetes.io/region: local
+    topology.kubernetes.io/zone: ${zones[$i]}
+status:
+  allocatable: {cpu: "8", memory: 32Gi, pods: "110", ephemeral-storage: 100Gi}
+  capacity: {cpu: "8", memory: 32Gi, pods: "110", ephemeral-storage: 100Gi}
+EOF
+  done
+  say "nodes: waiting for kwok-node-0..2 to be Ready"
+  wait_for nodes 60 kubectl wait --for=condition=Ready node --all --timeout=5s
+}
+
+install_storage() {
+  kubectl apply --server-side --field-manager sbo-local-cluster -f - >/dev/null <<'EOF'
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: standard
+  annotations:
+    storageclass.kubernetes.io/is-default-class: "true"
+provisioner: sbo.dev/local-provisioner
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+allowVolumeExpansion: true
+EOF
+  start provisioner "$python" "$repo/hack/local_provisioner.py" \
+    --kubeconfig "$admin_kubeconfig" --provisioner sbo.dev/local-provisioner
+}
+
+# ---- commands ---------------------------------------------------------------------
+
+all_running() {
+  local c
+  for c in "${components[@]}"; do is_running "$c" || return 1; done
+}
+
+cmd_up() {
+  for t in etcd kube-apiserver kube-controller-manager kube-scheduler kwok kubectl; do
+    [ -x "$bin_dir/$t" ] || die "$t is not built in $bin_dir; run 'make tools' first"
+  done
+  [ -x "$python" ] || die "no Python virtual environment at $python; run 'make venv' first"
+  command -v curl >/dev/null || die "curl is not on PATH; install the curl package"
+  if all_running && kubectl get --raw /readyz >/dev/null 2>&1; then
+    say "local control plane already running at $server"
+    return
+  fi
+  mkdir -p "$logs" "$pids"
+  local started=$SECONDS
+  make_pki
+  write_kubeconfig "$admin_kubeconfig" admin
+  start_etcd
+  start_apiserver
+  start_controller_manager
+  start_scheduler
+  start_kwok
+  create_nodes
+  install_storage
+  say "local control plane up in $((SECONDS - started))s at $server"
+  say "try: kubectl --kubeconfig ${admin_kubeconfig#"$repo/"} get nodes"
+}
+
+cmd_down() {
+  local c pid stopped=0
+  # Reverse order: nothing should lose its apiserver while still working.
+  for ((i = ${#components[@]} - 1; i >= 0; i--)); do
+    c="${components[$i]}"
+    if is_running "$c"; then
+      pid="$(pid_of "$c")"
+      say "$c: stopping (pid $pid)"
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do [ -e "/proc/$pid" ] || break; sleep 0.1; done
+      if [ -e "/proc/$pid" ]; then kill -9 "$pid" 2>/dev/null || true; fi
+      stopped=$((stopped + 1))
+    fi
+    rm -f "$pids/$c.pid"
+  done
+  # etcd's data goes too: the next "up" starts a clean cluster. The PKI stays.
+  rm -rf "$local_dir/etcd"
+  say "local control plane down ($stopped processes stopped)"
+}
+
+cmd_status() {
+  local c
+  for c in "${components[@]}"; do
+    if is_running "$c"; then echo "$c: running (pid $(pid_of "$c"))"; else echo "$c: stopped"; fi
+  done
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  *) die "usage: hack/cluster.sh up|down|status" ;;
+esac
