@@ -1,0 +1,53 @@
+"""`sbo-operator`: the operator's command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import kopf
+
+from sbo_operator.handlers import build_registry
+from sbo_operator.logs import configure_logging
+from sbo_operator.settings import OperatorSettings
+
+
+def run(settings: OperatorSettings) -> None:
+    """Run the operator until SIGTERM/SIGINT."""
+    configure_logging(settings)
+    logging.getLogger(__name__).info(
+        "watching %s", "all namespaces" if settings.clusterwide else ", ".join(settings.namespaces)
+    )
+    kopf.run(
+        registry=build_registry(settings),
+        clusterwide=settings.clusterwide,
+        namespaces=settings.namespaces,
+        standalone=not settings.peering,
+        peering_name=settings.peering_name,
+        liveness_endpoint=(
+            f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+        ),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="sbo-operator",
+        description="Kubernetes operator for ScalableBackend (sbo.dev/v1alpha1). "
+        "Configured through SBO_* environment variables; see docs/operator.md.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="run the operator against the cluster in $KUBECONFIG or in-cluster")
+    commands.add_parser("settings", help="print the effective settings as JSON and exit")
+    args = parser.parse_args(argv)
+
+    settings = OperatorSettings()
+    if args.command == "settings":
+        sys.stdout.write(settings.model_dump_json(indent=2) + "\n")
+    else:
+        run(settings)
+
+
+if __name__ == "__main__":
+    main()

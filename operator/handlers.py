@@ -1,0 +1,100 @@
+"""Kopf handlers. They only keep indices and say which ScalableBackend to look at.
+
+Every change (to a ScalableBackend or to one of its children) puts the
+backend's key on the work queue; `reconcile()` then reads the whole current
+state from the indices. No handler here writes to the API, and none asks
+Kopf to store progress, so Kopf adds no annotations or finalizers.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from sbo_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
+from sbo_operator.runtime import CHILD_RESOURCES, MANAGED_BY_SELECTOR, Runtime
+from sbo_operator.settings import OperatorSettings
+from sbo_operator.snapshot import compact, owner_key
+from sbo_operator.workqueue import Key
+
+log = logging.getLogger(__name__)
+
+
+def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
+    """All handlers of the operator, in a registry of their own (no global state)."""
+    operator_settings = settings  # the handlers' own `settings` kwarg is Kopf's
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # In a pod: the ServiceAccount token; elsewhere: $KUBECONFIG.
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    @kopf.on.startup(registry=registry)
+    async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+        settings.posting.level = logging.WARNING  # Events come from explicit kopf.event() calls only
+        settings.watching.server_timeout = 300
+        settings.networking.request_timeout = 60
+        settings.peering.mandatory = False
+        indices = {name: kwargs[name] for name in ("backends", *(r.index for r in CHILD_RESOURCES))}
+        memo.runtime = await Runtime.start(operator_settings, indices=indices)
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop(memo: kopf.Memo, **_: Any) -> None:
+        runtime: Runtime | None = getattr(memo, "runtime", None)
+        if runtime is not None:
+            await runtime.stop()
+
+    @kopf.on.probe(id="queue_depth", registry=registry)
+    def queue_depth(memo: kopf.Memo, **_: Any) -> int:
+        runtime: Runtime = memo.runtime
+        return len(runtime.queue)
+
+    @kopf.index(GROUP, VERSION, PLURAL, id="backends", registry=registry)
+    def index_backend(
+        namespace: str | None, name: str, body: kopf.Body, **_: Any
+    ) -> dict[Key, dict[str, Any]]:
+        return {Key(namespace or "", name): compact(body)}
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def backend_changed(type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+        runtime: Runtime = memo.runtime
+        runtime.ensure_workers()
+        key = Key(namespace or "", name)
+        if type == "DELETED":
+            runtime.forget(key)
+        else:
+            runtime.queue.add(key)
+
+    def index_child(body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]] | None:
+        key = owner_key(body)
+        return {key: compact(body)} if key else None
+
+    async def child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        key = owner_key(body)
+        if key:
+            runtime: Runtime = memo.runtime
+            runtime.ensure_workers()
+            runtime.queue.add(key)
+
+    for resource in CHILD_RESOURCES:
+        kopf.index(
+            resource.group,
+            resource.version,
+            resource.plural,
+            id=resource.index,
+            labels=MANAGED_BY_SELECTOR,
+            registry=registry,
+        )(index_child)
+        kopf.on.event(
+            resource.group,
+            resource.version,
+            resource.plural,
+            id=f"{resource.index}_changed",
+            labels=MANAGED_BY_SELECTOR,
+            registry=registry,
+        )(child_changed)
+
+    return registry

@@ -1,0 +1,220 @@
+"""`reconcile()`: one idempotent, level-triggered pass over one ScalableBackend.
+
+1. Read the backend and its children from the watches' snapshot (no GETs).
+2. Parse the spec. An invalid one is reported as Stalled, not retried.
+3. Compute the desired children (pure) and apply only those that differ.
+4. Compute the status (pure) and write it only when it changed.
+
+So a steady state sends no write request at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
+
+import kopf
+from pydantic import ValidationError
+
+from sbo_operator.api.v1alpha1 import API_VERSION, KIND, ConditionType, ScalableBackend
+from sbo_operator.builders import postgres, redis
+from sbo_operator.desired import DesiredState, GeneratedSecret, Manifest, desired_state
+from sbo_operator.drift import ApplyReason, apply_reason, with_applied_hash
+from sbo_operator.kube import ApplyConflict, ApplyRejected
+from sbo_operator.snapshot import Snapshot
+from sbo_operator.status import ConditionState, Problem, compute_status, settle_conditions
+from sbo_operator.workqueue import Key
+
+if TYPE_CHECKING:
+    from sbo_operator.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+SECRET_BUILDERS: Mapping[GeneratedSecret, Callable[..., Manifest | None]] = {
+    "postgres": postgres.build_postgres_secret,
+    "redis": redis.build_redis_secret,
+}
+SECRET_RANDOM_BYTES = 32
+
+
+class Reconciler:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def reconcile(self, key: Key) -> float | None:
+        snapshot = self.runtime.snapshot(key)
+        if snapshot is None or snapshot.backend["metadata"].get("deletionTimestamp"):
+            return None  # deleted: garbage collection removes the children
+        metrics = self.runtime.metrics
+        started = time.monotonic()
+        try:
+            await self._reconcile(snapshot)
+        except Exception:
+            metrics.reconciles.labels(result="error").inc()
+            raise
+        finally:
+            metrics.reconcile_duration.observe(time.monotonic() - started)
+        metrics.reconciles.labels(result="ok").inc()
+        return None  # child events and the periodic resync bring it back
+
+    async def _reconcile(self, snapshot: Snapshot) -> None:
+        body = snapshot.backend
+        try:
+            # Status is the operator's own output, never an input.
+            backend = ScalableBackend.from_body({k: v for k, v in body.items() if k != "status"})
+        except ValidationError as error:
+            await self._report_invalid_spec(body, error)
+            return
+
+        api_replicas = backend.spec.api.replicas
+        worker_replicas = backend.spec.worker.replicas if backend.spec.worker else None
+        desired = desired_state(backend, snapshot, api_replicas=api_replicas, worker_replicas=worker_replicas)
+        applied, problems = await self._converge(backend, body, snapshot, desired)
+
+        status = compute_status(
+            backend,
+            snapshot,
+            api_replicas=api_replicas,
+            applied=applied,
+            waiting=desired.waiting,
+            problems=[*desired.problems, *problems],
+            now=_now(),
+        )
+        await self._write_status(body, status)
+
+    async def _converge(
+        self, backend: ScalableBackend, body: dict[str, Any], snapshot: Snapshot, desired: DesiredState
+    ) -> tuple[list[str], list[Problem]]:
+        """Write what differs; return what was written and what blocks progress."""
+        kube = self.runtime.kube
+        applied: list[str] = []
+        problems: list[Problem] = []
+
+        for secret in desired.secrets_to_generate:
+            # Generated once, here, and only created: an existing Secret is never replaced.
+            manifest = SECRET_BUILDERS[secret](
+                backend, existing_data=None, random_bytes=secrets.token_bytes(SECRET_RANDOM_BYTES)
+            )
+            if manifest is not None and await kube.create(manifest):
+                applied.append(f"created Secret {manifest['metadata']['name']}")
+
+        drifted: list[str] = []
+        for wave in (desired.foundation, desired.workloads):
+            results = await asyncio.gather(
+                *(self._apply_if_needed(backend, snapshot, manifest) for manifest in wave)
+            )
+            for manifest, (reason, problem) in zip(wave, results, strict=True):
+                what = f"{manifest['kind']} {manifest['metadata']['name']}"
+                if problem is not None:
+                    problems.append(problem)
+                elif reason is ApplyReason.MISSING:
+                    applied.append(f"created {what}")
+                elif reason is ApplyReason.CHANGED:
+                    applied.append(f"updated {what}")
+                elif reason is ApplyReason.DRIFTED:
+                    applied.append(f"restored {what}")
+                    drifted.append(what)
+
+        for api_version, kind, name in desired.obsolete:
+            await kube.delete(api_version, kind, backend.metadata.namespace, name)
+            applied.append(f"deleted {kind} {name}")
+
+        if applied:
+            _post_event(body, "Normal", "Applied", "; ".join(applied))
+        if drifted:
+            _post_event(
+                body, "Warning", "DriftRestored", f"changed outside the operator: {', '.join(drifted)}"
+            )
+        for problem in problems:
+            _post_event(body, "Warning", problem.reason, problem.message)
+        return applied, problems
+
+    async def _apply_if_needed(
+        self, backend: ScalableBackend, snapshot: Snapshot, manifest: Manifest
+    ) -> tuple[ApplyReason | None, Problem | None]:
+        stamped = with_applied_hash(manifest)
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        reason = apply_reason(stamped, snapshot.child(kind, name))
+        if reason is None:
+            return None, None
+        kube = self.runtime.kube
+        try:
+            # A child we have not seen is applied without force: if someone
+            # else manages that name, the API answers with a conflict.
+            await kube.apply(stamped, force=reason is not ApplyReason.MISSING)
+        except ApplyConflict:
+            existing = await kube.get(manifest["apiVersion"], kind, backend.metadata.namespace, name)
+            if existing is not None and _owned_by(existing, backend):
+                await kube.apply(stamped, force=True)  # ours; the watch had not caught up
+                return reason, None
+            return None, Problem(
+                "ChildOwnedElsewhere",
+                f"{kind} {backend.metadata.namespace}/{name} already exists and is not managed by this "
+                "ScalableBackend; delete or rename it, or rename the ScalableBackend",
+            )
+        except ApplyRejected as error:
+            return None, Problem("ChildRejected", f"the API server rejected {kind} {name}: {error}")
+        return reason, None
+
+    async def _report_invalid_spec(self, body: dict[str, Any], error: ValidationError) -> None:
+        """A spec the schema let through but the operator cannot use: Stalled, never a crash loop."""
+        fields = "; ".join(
+            f"spec.{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}"
+            if e["loc"][:1] == ("spec",)
+            else f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in error.errors()
+        )
+        problem = Problem("InvalidSpec", fields)
+        conditions = [
+            ConditionState(ConditionType.READY, "False", problem.reason, problem.message),  # type: ignore[arg-type]
+            ConditionState(ConditionType.RECONCILING, "False", problem.reason, "fix the spec"),  # type: ignore[arg-type]
+            ConditionState(ConditionType.STALLED, "True", problem.reason, problem.message),  # type: ignore[arg-type]
+        ]
+        status = {
+            "observedGeneration": body["metadata"].get("generation"),
+            "conditions": conditions,
+        }
+        await self._write_status(body, status)
+
+    async def _write_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
+        """Write the status only if it differs from what is stored."""
+        current = body.get("status") or {}
+        generation = body["metadata"].get("generation")
+        status = {
+            **status,
+            "conditions": settle_conditions(
+                current.get("conditions") or [], status["conditions"], now=_now(), generation=generation
+            ),
+        }
+        if _without_none(status) == {k: v for k, v in current.items() if k in status}:
+            return
+        meta = body["metadata"]
+        await self.runtime.kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], status)
+
+
+def _post_event(body: dict[str, Any], type: str, reason: str, message: str) -> None:
+    """A Kubernetes Event on the ScalableBackend (kubectl describe sb shows it)."""
+    kopf.event(kopf.Body(cast(kopf.RawBody, body)), type=type, reason=reason, message=message[:1024])
+
+
+def _owned_by(obj: Mapping[str, Any], backend: ScalableBackend) -> bool:
+    refs = obj.get("metadata", {}).get("ownerReferences") or []
+    return any(ref.get("uid") == backend.metadata.uid and ref.get("controller") for ref in refs)
+
+
+def _without_none(value: Any) -> Any:
+    """Merge patches delete keys set to None; compare as if they were already gone."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
+
+
+def _now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,62 @@
+"""The operator process's settings: one class, read from SBO_* environment variables."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class OperatorSettings(BaseSettings):
+    """Everything the operator process can be told, e.g. `SBO_NAMESPACES=shop,billing`."""
+
+    model_config = SettingsConfigDict(env_prefix="SBO_", frozen=True)
+
+    namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Namespaces to watch, comma-separated. Empty means every namespace (cluster-wide).",
+    )
+    field_manager: str = Field(
+        default="scalable-backend-operator",
+        description="Server-side apply field manager for every child object.",
+    )
+    resync_seconds: float = Field(
+        default=300, gt=0, description="Every object is reconciled at least this often, even with no events."
+    )
+    workers: int = Field(default=16, ge=1, le=256, description="Concurrent reconciles.")
+    api_threads: int = Field(
+        default=32, ge=1, le=256, description="Threads (and HTTP connections) for Kubernetes API calls."
+    )
+    default_prometheus_url: str = Field(
+        default="http://prometheus-operated.monitoring.svc:9090",
+        description="Prometheus used by autoscaling when a ScalableBackend sets no spec.prometheus.url.",
+    )
+    peering: bool = Field(
+        default=False,
+        description="Use Kopf peering so that only one of several operator replicas is active.",
+    )
+    peering_name: str = Field(
+        default="scalable-backend-operator", description="Name of the KopfPeering object."
+    )
+    health_port: int = Field(default=8080, ge=0, le=65535, description="Port of /healthz (0 disables it).")
+    metrics_port: int = Field(default=9090, ge=0, le=65535, description="Port of /metrics (0 disables it).")
+    log_format: LogFormat = Field(default=LogFormat.TEXT, description="Log format: text or json.")
+    log_level: str = Field(default="INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split_namespaces(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces

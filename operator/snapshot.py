@@ -1,0 +1,73 @@
+"""What the operator remembers of objects: small projections, not whole bodies.
+
+The indices keep one projection per ScalableBackend and per child. Dropping
+managedFields and Secret data keeps the operator's memory proportional to
+what reconcile compares, and keeps secret values out of memory entirely.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from sbo_operator.workqueue import Key
+
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+KEPT_METADATA = (
+    "name",
+    "namespace",
+    "uid",
+    "generation",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "deletionTimestamp",
+)
+
+
+def compact(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of an object that reconcile and status need."""
+    metadata = body.get("metadata", {})
+    kept: dict[str, Any] = {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {key: _plain(metadata[key]) for key in KEPT_METADATA if metadata.get(key) is not None},
+    }
+    for key, value in body.items():
+        if key in ("apiVersion", "kind", "metadata"):
+            continue
+        if key in ("data", "stringData") and body.get("kind") == "Secret":
+            kept["dataKeys"] = sorted(value or {})  # which keys exist, never their values
+            continue
+        kept[key] = _plain(value)
+    return kept
+
+
+def _plain(value: Any) -> Any:
+    """Kopf hands out read-only views; the indices keep plain, independent copies."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def owner_key(body: Mapping[str, Any]) -> Key | None:
+    """The ScalableBackend a child belongs to, from its controller owner reference."""
+    metadata = body.get("metadata", {})
+    for ref in metadata.get("ownerReferences") or ():
+        if ref.get("kind") == "ScalableBackend" and ref.get("controller"):
+            return Key(metadata.get("namespace", ""), ref["name"])
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """One ScalableBackend and its children, as last seen by the watches."""
+
+    backend: dict[str, Any]
+    children: Mapping[tuple[str, str], dict[str, Any]]  # (kind, name) -> object
+
+    def child(self, kind: str, name: str) -> dict[str, Any] | None:
+        return self.children.get((kind, name))
