@@ -32,6 +32,8 @@ __all__ = [
 ]
 
 QUERY_PATH = "/api/v1/query"
+# Share of the client-side deadline given to Prometheus to evaluate the query.
+EVALUATION_TIMEOUT_SHARE = 0.8
 # Error text quoted from a body is cut here: enough for a message, small enough for a status.
 _MAX_QUOTED_CHARS = 300
 
@@ -102,14 +104,16 @@ def build_prometheus_client(
 async def query_metric(client: httpx.AsyncClient, query: str, *, timeout_seconds: float) -> MetricOutcome:
     """Run one instant query; never raises for what Prometheus or the network does.
 
-    ``timeout_seconds`` bounds the whole exchange (connect, send, wait and read), and is passed to
-    Prometheus as its evaluation timeout too.
+    ``timeout_seconds`` bounds the whole exchange (connect, send, wait and read). Prometheus gets
+    a slightly shorter evaluation timeout, so a query that is merely too heavy comes back with
+    Prometheus's own words ("query timed out in expression evaluation") rather than silence.
     """
+    evaluation_timeout = timeout_seconds * EVALUATION_TIMEOUT_SHARE
     try:
         async with asyncio.timeout(timeout_seconds):
             response = await client.post(
                 QUERY_PATH,
-                data={"query": query, "timeout": f"{timeout_seconds:g}"},
+                data={"query": query, "timeout": f"{evaluation_timeout:g}"},
                 timeout=timeout_seconds,
             )
     except (TimeoutError, httpx.TimeoutException):
