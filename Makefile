@@ -119,3 +119,30 @@ bench-reconcile: tools venv ## N ScalableBackends to Ready vs a plain-client flo
 .PHONY: bench-autoscale
 bench-autoscale: tools venv ## Autoscaler reaction time, flaps and overshoot on a load trace
 	@$(PY) -m bench.autoscale
+
+## ---- shipping: chart, RBAC, images ------------------------------------------
+
+CHART := charts/scalable-backend-operator
+
+.PHONY: rbac
+rbac: venv ## Regenerate the chart's RBAC rules from operator/rbac.py
+	@$(PY) -m sbo_operator.rbac
+
+.PHONY: chart-crds
+chart-crds: venv ## Regenerate the chart's CRD from the same models as crds/
+	@$(PY) -m sbo_operator.api.crd --output $(CHART)/crds
+
+.PHONY: image-locks
+image-locks: | $(UV) ## Export the images' hashed requirements (deploy/requirements/) from uv.lock
+	@$(UV) export --frozen --no-dev --package scalable-backend-operator --format requirements-txt \
+		--no-emit-workspace --no-header --quiet -o deploy/requirements/operator.txt
+	@$(UV) export --frozen --no-dev --package sbo-sample-app --format requirements-txt \
+		--no-emit-workspace --no-header --quiet -o deploy/requirements/sample-app.txt
+
+.PHONY: helm-lint
+helm-lint: tools ## helm lint --strict the chart, with every ci/*-values.yaml scenario
+	@for values in $(CHART)/ci/*-values.yaml; do helm lint --strict $(CHART) -f $$values; done
+
+.PHONY: test-shipping
+test-shipping: tools venv ## Chart, RBAC, images, GitOps health, alerts, dashboard, workflows
+	@$(PYTEST) tests/unit/shipping tests/integration/shipping

