@@ -39,10 +39,12 @@ from sbo_operator.api.autoscaling import AutoscalingSpec, AutoscalingStatus, Pro
 __all__ = [
     "API_VERSION",
     "GROUP",
+    "IMAGE_MESSAGE",
     "KIND",
     "MAX_NAME_LENGTH",
     "MAX_READ_REPLICAS",
     "PLURAL",
+    "QUANTITY_MESSAGE",
     "QUANTITY_PATTERN",
     "SHORT_NAME",
     "SINGULAR",
@@ -178,17 +180,36 @@ def _quantity_from_int(value: Any) -> Any:
     return value
 
 
+# For a pattern the apiserver only prints the bare regular expression; this rule's message, printed
+# beside it, says what to write. It also rejects negative integers, which the pattern (applied to
+# strings only) lets through.
+_QUANTITY_RULE = f"type(self) == string ? self.matches(r'{QUANTITY_PATTERN}') : self >= 0"
+QUANTITY_MESSAGE = (
+    "must be a quantity: a non-negative number and an optional unit, no space, e.g. 500m, 2, 256Mi "
+    "or 1Gi (binary units Ki Mi Gi Ti Pi Ei, decimal units n u m k M G T P E)"
+)
+
+
+def _check_quantity(quantity: str) -> str:
+    # Mirrors _QUANTITY_RULE; negative integers arrive here as strings and fail the pattern.
+    if not re.fullmatch(QUANTITY_PATTERN, quantity):
+        raise ValueError(QUANTITY_MESSAGE)
+    return quantity
+
+
 # A quantity in the CRD is int-or-string; strings must match the quantity pattern.
 Quantity = Annotated[
     str,
     BeforeValidator(_quantity_from_int),
-    Field(pattern=QUANTITY_PATTERN, max_length=64),
+    Field(max_length=64),
+    AfterValidator(_check_quantity),
     WithJsonSchema(
         {
             "x-kubernetes-int-or-string": True,
             "anyOf": [{"type": "integer"}, {"type": "string"}],
             "pattern": QUANTITY_PATTERN,
             "maxLength": 64,
+            "x-kubernetes-validations": [{"rule": _QUANTITY_RULE, "message": QUANTITY_MESSAGE}],
         }
     ),
 ]
@@ -379,7 +400,31 @@ CommandList = Annotated[
     Field(min_length=1, max_length=64),
 ]
 
-Image = Annotated[str, Field(min_length=1, max_length=512, pattern=IMAGE_PATTERN)]
+# As for quantities, the rule's message is printed beside the bare regular expression.
+_IMAGE_RULE = f"self.matches(r'{IMAGE_PATTERN}')"
+IMAGE_MESSAGE = "image must not contain whitespace, e.g. registry.example.com/shop:1.0"
+
+
+def _check_image(image: str) -> str:
+    if not re.fullmatch(IMAGE_PATTERN, image):
+        raise ValueError(IMAGE_MESSAGE)
+    return image
+
+
+Image = Annotated[
+    str,
+    Field(min_length=1, max_length=512),
+    AfterValidator(_check_image),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 512,
+            "pattern": IMAGE_PATTERN,
+            "x-kubernetes-validations": [{"rule": _IMAGE_RULE, "message": IMAGE_MESSAGE}],
+        }
+    ),
+]
 DnsSubdomain = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]
 
 
