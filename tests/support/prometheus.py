@@ -22,9 +22,11 @@ import signal
 import ssl
 import subprocess
 import tempfile
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -310,3 +312,64 @@ class PrometheusServer:
         except ServerError:
             self.kill()
             raise
+
+
+class BearerTokenProxy:
+    """A reverse proxy on 127.0.0.1 that lets a request through only with ``Bearer <token>``.
+
+    Prometheus itself cannot check bearer tokens (its web config knows basic auth only), so this
+    stands in for the authenticating proxy usually put in front of it.
+    """
+
+    def __init__(self, upstream: str, token: str) -> None:
+        self.upstream = upstream
+        self.token = token
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                proxy._forward(self)
+
+            def do_POST(self) -> None:
+                proxy._forward(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="bearer-proxy", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self._server.server_address[1]}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> BearerTokenProxy:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _forward(self, request: BaseHTTPRequestHandler) -> None:
+        body = request.rfile.read(int(request.headers.get("Content-Length", "0")))
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            self._reply(request, 401, b"missing or wrong bearer token\n", "text/plain")
+            return
+        headers = {key: value for key, value in request.headers.items() if key.lower() == "content-type"}
+        upstream = httpx.request(
+            request.command, self.upstream + request.path, content=body, headers=headers, timeout=30
+        )
+        self._reply(request, upstream.status_code, upstream.content, upstream.headers.get("Content-Type", ""))
+
+    @staticmethod
+    def _reply(request: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str) -> None:
+        request.send_response(status)
+        request.send_header("Content-Type", content_type)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)

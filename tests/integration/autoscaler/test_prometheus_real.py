@@ -33,7 +33,7 @@ from sbo_operator.autoscaler.prometheus import (
 )
 from tests.support._process import LOOPBACK, free_port
 from tests.support.metric_target import MetricTarget
-from tests.support.prometheus import PkiFiles, PrometheusServer, write_test_pki
+from tests.support.prometheus import BearerTokenProxy, PkiFiles, PrometheusServer, write_test_pki
 
 pytestmark = pytest.mark.integration
 
@@ -244,6 +244,24 @@ async def test_wrong_password_is_401(secured: PrometheusServer, pki: PkiFiles) -
 async def test_a_bearer_token_is_not_basic_auth(secured: PrometheusServer, pki: PkiFiles) -> None:
     outcome = await query(secured.url, A, PrometheusAuth(bearer_token="t0ken", ca_pem=pki.ca_pem))
     assert_error(outcome, MetricErrorKind.UNAUTHORIZED, "HTTP 401")
+
+
+@pytest.fixture(scope="module")
+def bearer_proxy(prometheus: PrometheusServer) -> Iterator[BearerTokenProxy]:
+    with BearerTokenProxy(prometheus.url, token="t0ken") as proxy:
+        yield proxy
+
+
+async def test_right_bearer_token(bearer_proxy: BearerTokenProxy) -> None:
+    assert await query(bearer_proxy.url, A, PrometheusAuth(bearer_token="t0ken")) == MetricSample(42.0)
+
+
+@pytest.mark.parametrize("auth", [None, PrometheusAuth(bearer_token="wrong")], ids=["none", "wrong"])
+async def test_missing_or_wrong_bearer_token_is_401(
+    bearer_proxy: BearerTokenProxy, auth: PrometheusAuth | None
+) -> None:
+    outcome = await query(bearer_proxy.url, A, auth)
+    assert_error(outcome, MetricErrorKind.UNAUTHORIZED, "HTTP 401: missing or wrong bearer token")
 
 
 async def test_unknown_ca_fails_verification(secured: PrometheusServer) -> None:
