@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -16,6 +18,8 @@ class OperatorMetrics:
     api_writes: Counter
     queue_depth: Gauge
     autoscaler_decisions: Counter
+    backend_condition: Gauge
+    _condition_types: dict[tuple[str, str], set[str]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def create(cls) -> OperatorMetrics:
@@ -47,4 +51,28 @@ class OperatorMetrics:
                 ["component", "direction"],
                 registry=registry,
             ),
+            backend_condition=Gauge(
+                "sbo_backend_condition",
+                "Conditions of each ScalableBackend: 1 for the status a condition has, 0 for the others.",
+                ["namespace", "name", "type", "status"],
+                registry=registry,
+            ),
         )
+
+    def record_conditions(self, namespace: str, name: str, conditions: Iterable[Mapping[str, Any]]) -> None:
+        """Set sbo_backend_condition from a status's conditions (kube-state-metrics style)."""
+        types = self._condition_types.setdefault((namespace, name), set())
+        for condition in conditions:
+            types.add(condition["type"])
+            for status in CONDITION_STATUSES:
+                value = 1.0 if condition.get("status") == status else 0.0
+                self.backend_condition.labels(namespace, name, condition["type"], status).set(value)
+
+    def forget_backend(self, namespace: str, name: str) -> None:
+        """Drop a deleted backend's series, so that no alert fires for it."""
+        for type in self._condition_types.pop((namespace, name), set()):
+            for status in CONDITION_STATUSES:
+                self.backend_condition.remove(namespace, name, type, status)
+
+
+CONDITION_STATUSES = ("True", "False", "Unknown")
