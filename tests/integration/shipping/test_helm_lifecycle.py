@@ -50,9 +50,8 @@ def test_install_into_a_restricted_namespace_becomes_ready(
         assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
         status = yaml.safe_load(helm("status", release, "-n", namespace, "-o", "yaml").stdout)
         assert status["info"]["status"] == "deployed"
-        assert (
-            "kubectl" in status["info"]["notes"] and "wait --for=condition=Ready" in status["info"]["notes"]
-        )
+        assert "kubectl" in status["info"]["notes"]
+        assert "wait --for=condition=Ready" in status["info"]["notes"]
         crd = cluster.kubectl("get", "crd", "scalablebackends.sbo.dev", "-o", "name", check=False)
         assert crd.returncode == 0, "the chart's crds/ installed the CRD"
     finally:
