@@ -31,6 +31,10 @@ class ApplyRejected(Exception):
     """The API server refused the object itself (invalid, or forbidden by RBAC or admission)."""
 
 
+class ObjectGone(Exception):
+    """The ScalableBackend or its whole namespace no longer exists (HTTP 404)."""
+
+
 class Kube:
     """Kubernetes API access for one operator process."""
 
@@ -78,6 +82,8 @@ class Kube:
                 force_conflicts=force,
             )
         except ApiException as error:
+            if error.status == 404:  # apply creates objects, so only the namespace can be missing
+                raise ObjectGone(_reason(error)) from error
             if error.status == 409:
                 raise ApplyConflict(_reason(error)) from error
             if error.status in (403, 422):
@@ -99,6 +105,8 @@ class Kube:
         except ApiException as error:
             if error.status == 409:
                 return False
+            if error.status == 404:
+                raise ObjectGone(_reason(error)) from error
             raise
         return True
 
@@ -125,7 +133,7 @@ class Kube:
     async def patch_status(
         self, api_version: str, kind: str, namespace: str, name: str, status: dict[str, Any]
     ) -> None:
-        """Merge-patch the status subresource (Ready, conditions, observedGeneration...)."""
+        """Merge-patch the status subresource; raises ObjectGone if the object was deleted."""
         resource = await self._resource(api_version, kind)
         self._metrics.api_writes.labels(verb="patch_status", kind=kind).inc()
         try:
@@ -137,8 +145,9 @@ class Kube:
                 content_type=MERGE_PATCH_CONTENT_TYPE,
             )
         except ApiException as error:
-            if error.status != 404:  # deleted meanwhile: nothing to report on
-                raise
+            if error.status == 404:
+                raise ObjectGone(_reason(error)) from error
+            raise
 
 
 def _reason(error: ApiException) -> str:

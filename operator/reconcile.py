@@ -25,7 +25,7 @@ from sbo_operator.api.v1alpha1 import API_VERSION, KIND, ConditionType, Scalable
 from sbo_operator.builders import postgres, redis
 from sbo_operator.desired import DesiredState, GeneratedSecret, Manifest, desired_state
 from sbo_operator.drift import ApplyReason, apply_reason, with_applied_hash
-from sbo_operator.kube import ApplyConflict, ApplyRejected
+from sbo_operator.kube import ApplyConflict, ApplyRejected, ObjectGone
 from sbo_operator.snapshot import Snapshot
 from sbo_operator.status import ConditionState, Problem, compute_status, settle_conditions
 from sbo_operator.workqueue import Key
@@ -45,15 +45,33 @@ SECRET_RANDOM_BYTES = 32
 class Reconciler:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        # The last status written per backend: the watch may not have brought
+        # our own write back yet, and writing the same status twice is a write.
+        self._written_status: dict[Key, dict[str, Any]] = {}
+        # Backends (by uid) the API said are gone, although the watch of a
+        # deleted namespace never reported their deletion.
+        self._gone: dict[Key, str] = {}
+
+    def forget(self, key: Key) -> None:
+        self._written_status.pop(key, None)
+        self._gone.pop(key, None)
 
     async def reconcile(self, key: Key) -> float | None:
         snapshot = self.runtime.snapshot(key)
         if snapshot is None or snapshot.backend["metadata"].get("deletionTimestamp"):
             return None  # deleted: garbage collection removes the children
+        uid = snapshot.backend["metadata"].get("uid", "")
+        if self._gone.get(key) == uid:
+            return None
         metrics = self.runtime.metrics
         started = time.monotonic()
         try:
-            await self._reconcile(snapshot)
+            await self._reconcile(key, snapshot)
+        except ObjectGone:
+            log.info("%s is gone (its namespace was deleted); not reconciling it again", key)
+            self._written_status.pop(key, None)
+            self._gone[key] = uid
+            return None
         except Exception:
             metrics.reconciles.labels(result="error").inc()
             raise
@@ -62,13 +80,13 @@ class Reconciler:
         metrics.reconciles.labels(result="ok").inc()
         return None  # child events and the periodic resync bring it back
 
-    async def _reconcile(self, snapshot: Snapshot) -> None:
+    async def _reconcile(self, key: Key, snapshot: Snapshot) -> None:
         body = snapshot.backend
         try:
             # Status is the operator's own output, never an input.
             backend = ScalableBackend.from_body({k: v for k, v in body.items() if k != "status"})
         except ValidationError as error:
-            await self._report_invalid_spec(body, error)
+            await self._report_invalid_spec(key, body, error)
             return
 
         api_replicas = backend.spec.api.replicas
@@ -85,7 +103,7 @@ class Reconciler:
             problems=[*desired.problems, *problems],
             now=_now(),
         )
-        await self._write_status(body, status)
+        await self._write_status(key, body, status)
 
     async def _converge(
         self, backend: ScalableBackend, body: dict[str, Any], snapshot: Snapshot, desired: DesiredState
@@ -125,6 +143,7 @@ class Reconciler:
             applied.append(f"deleted {kind} {name}")
 
         if applied:
+            log.info("%s/%s: %s", backend.metadata.namespace, backend.metadata.name, "; ".join(applied))
             _post_event(body, "Normal", "Applied", "; ".join(applied))
         if drifted:
             _post_event(
@@ -161,7 +180,7 @@ class Reconciler:
             return None, Problem("ChildRejected", f"the API server rejected {kind} {name}: {error}")
         return reason, None
 
-    async def _report_invalid_spec(self, body: dict[str, Any], error: ValidationError) -> None:
+    async def _report_invalid_spec(self, key: Key, body: dict[str, Any], error: ValidationError) -> None:
         """A spec the schema let through but the operator cannot use: Stalled, never a crash loop."""
         fields = "; ".join(
             f"spec.{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}"
@@ -179,11 +198,11 @@ class Reconciler:
             "observedGeneration": body["metadata"].get("generation"),
             "conditions": conditions,
         }
-        await self._write_status(body, status)
+        await self._write_status(key, body, status)
 
-    async def _write_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
-        """Write the status only if it differs from what is stored."""
-        current = body.get("status") or {}
+    async def _write_status(self, key: Key, body: dict[str, Any], status: dict[str, Any]) -> None:
+        """Write the status only if it differs from what is stored (or what we last wrote)."""
+        current = self._written_status.get(key) or body.get("status") or {}
         generation = body["metadata"].get("generation")
         status = {
             **status,
@@ -194,12 +213,22 @@ class Reconciler:
         if _without_none(status) == {k: v for k, v in current.items() if k in status}:
             return
         meta = body["metadata"]
+        log.info(
+            "%s/%s: status changed; Ready=%s",
+            meta["namespace"],
+            meta["name"],
+            _condition_status(status, "Ready"),
+        )
         await self.runtime.kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], status)
 
 
 def _post_event(body: dict[str, Any], type: str, reason: str, message: str) -> None:
     """A Kubernetes Event on the ScalableBackend (kubectl describe sb shows it)."""
     kopf.event(kopf.Body(cast(kopf.RawBody, body)), type=type, reason=reason, message=message[:1024])
+
+
+def _condition_status(status: Mapping[str, Any], type: str) -> str:
+    return next((c["status"] for c in status["conditions"] if c["type"] == type), "Unknown")
 
 
 def _owned_by(obj: Mapping[str, Any], backend: ScalableBackend) -> bool:

@@ -17,6 +17,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from sbo_operator.metrics import OperatorMetrics
+from sbo_operator.reconcile import Reconciler
 from sbo_operator.settings import OperatorSettings
 from sbo_operator.snapshot import Snapshot
 from sbo_operator.workqueue import Key, WorkQueue
@@ -70,6 +71,7 @@ class Runtime:
         self.metrics = metrics
         self.queue = WorkQueue()
         self._tasks: list[asyncio.Task[None]] = []
+        self.reconciler: Reconciler | None = None
 
     @classmethod
     async def start(
@@ -93,9 +95,7 @@ class Runtime:
         """
         if self._tasks:
             return
-        from sbo_operator.reconcile import Reconciler
-
-        reconciler = Reconciler(self)
+        reconciler = self.reconciler = Reconciler(self)
         for number in range(self.settings.workers):
             self._tasks.append(
                 asyncio.create_task(
@@ -113,6 +113,8 @@ class Runtime:
 
     def forget(self, key: Key) -> None:
         self.queue.forget(key)
+        if self.reconciler is not None:
+            self.reconciler.forget(key)
 
     def snapshot(self, key: Key) -> Snapshot | None:
         """The backend and its children as the watches last saw them, or None if it is gone."""

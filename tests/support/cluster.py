@@ -100,6 +100,10 @@ def eventually(
             last = check()
         except AssertionError as error:
             last = error
+        except client.ApiException as error:
+            if error.status != 404:  # "not there yet" is just another state to wait through
+                raise
+            last = error
         else:
             if last:
                 return last

@@ -1,0 +1,293 @@
+"""A ScalableBackend end to end: created, Ready, correct children, quiet, repaired, scaled, deleted."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.e2e.conftest import basic_backend, condition, get_backend, quiet_writes, wait_ready
+from tests.support.cluster import LocalCluster, eventually
+from tests.support.operator_process import OperatorProcess
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def shop(cluster: LocalCluster, operator: OperatorProcess, namespace: str) -> dict[str, Any]:
+    """examples/basic.yaml applied in a fresh restricted namespace, and Ready."""
+    cluster.apply(basic_backend(namespace))
+    return wait_ready(cluster, namespace)
+
+
+def names_of(items: list[Any]) -> set[str]:
+    return {item.metadata.name for item in items}
+
+
+def test_basic_example_becomes_ready_with_kstatus_status(shop: dict[str, Any], namespace: str) -> None:
+    status = shop["status"]
+    assert status["observedGeneration"] == shop["metadata"]["generation"]
+    for type in ("Ready", "ApiReady", "RedisReady", "PostgresReady", "WorkerReady"):
+        assert condition(shop, type)["status"] == "True", type
+    for type in ("Reconciling", "Stalled"):
+        assert condition(shop, type)["status"] == "False", type
+    assert all(c["reason"] and c["message"] for c in status["conditions"])
+    assert status["api"] == {
+        "replicas": 2,
+        "readyReplicas": 2,
+        "readySummary": "2/2",
+        "selector": status["api"]["selector"],
+    }
+    assert "app.kubernetes.io/instance=shop" in status["api"]["selector"]
+    assert status["postgres"] == {"primaryReady": True, "readyReplicas": 2}
+    assert status["endpoints"] == {
+        "api": f"http://shop-api.{namespace}.svc:80",
+        "redis": f"shop-redis.{namespace}.svc:6379",
+        "postgresReadWrite": f"shop-postgres-rw.{namespace}.svc:5432",
+        "postgresReadOnly": f"shop-postgres-ro.{namespace}.svc:5432",
+    }
+    assert status["secrets"] == {"postgres": "shop-postgres-app", "redis": "shop-redis"}
+    assert "password" not in json.dumps(status).lower(), "no secret material in status"
+
+
+def test_every_child_exists_with_the_right_spec(
+    shop: dict[str, Any],
+    namespace: str,
+    cluster: LocalCluster,
+    apps: client.AppsV1Api,
+    core: client.CoreV1Api,
+) -> None:
+    uid = shop["metadata"]["uid"]
+    deployments = apps.list_namespaced_deployment(namespace).items
+    statefulsets = apps.list_namespaced_stateful_set(namespace).items
+    assert names_of(deployments) == {"shop-api"}
+    assert names_of(statefulsets) == {"shop-redis", "shop-postgres-primary", "shop-postgres-replica"}
+    assert names_of(core.list_namespaced_service(namespace).items) == {
+        "shop-api",
+        "shop-redis",
+        "shop-postgres-rw",
+        "shop-postgres-ro",
+    }
+    assert {"shop-postgres-app", "shop-redis"} <= names_of(core.list_namespaced_secret(namespace).items)
+    policy = client.PolicyV1Api(cluster.api)
+    assert names_of(policy.list_namespaced_pod_disruption_budget(namespace).items) == {
+        "shop-api",
+        "shop-postgres-primary",
+        "shop-postgres-replica",
+    }
+    networking = client.NetworkingV1Api(cluster.api)
+    assert names_of(networking.list_namespaced_network_policy(namespace).items) == {
+        "shop-postgres",
+        "shop-redis",
+    }
+
+    api = apps.read_namespaced_deployment("shop-api", namespace)
+    assert api.metadata.owner_references[0].uid == uid
+    assert api.metadata.owner_references[0].controller is True
+    assert api.metadata.labels["app.kubernetes.io/managed-by"] == "scalable-backend-operator"
+    assert api.spec.strategy.rolling_update.max_unavailable == 0
+    assert {c.topology_key for c in api.spec.template.spec.topology_spread_constraints} == {
+        "kubernetes.io/hostname",
+        "topology.kubernetes.io/zone",
+    }
+    container = api.spec.template.spec.containers[0]
+    assert container.readiness_probe.http_get.path == "/readyz"
+    assert container.liveness_probe.http_get.path == "/healthz"
+    env = {e.name: e for e in container.env}
+    assert env["DATABASE_URL"].value == f"postgresql://app@shop-postgres-rw.{namespace}.svc:5432/app"
+    assert env["DATABASE_READ_URL"].value == f"postgresql://app@shop-postgres-ro.{namespace}.svc:5432/app"
+    assert env["REDIS_URL"].value == f"redis://shop-redis.{namespace}.svc:6379/0"
+    # Passwords reach the pods only through secretKeyRef.
+    assert env["DATABASE_PASSWORD"].value_from.secret_key_ref.name == "shop-postgres-app"
+    assert env["REDIS_PASSWORD"].value_from.secret_key_ref.name == "shop-redis"
+    service_account = core.read_namespaced_service_account(
+        api.spec.template.spec.service_account_name, namespace
+    )
+    assert service_account.automount_service_account_token is False
+
+    service = core.read_namespaced_service("shop-api", namespace)
+    assert [(p.port, p.target_port) for p in service.spec.ports] in ([(80, 8000)], [(80, "http")])
+
+    replicas = apps.read_namespaced_stateful_set("shop-postgres-replica", namespace)
+    assert replicas.spec.replicas == 2
+    retention = replicas.spec.persistent_volume_claim_retention_policy
+    assert (retention.when_deleted, retention.when_scaled) == ("Retain", "Retain")
+
+    secret = core.read_namespaced_secret("shop-postgres-app", namespace)
+    password = base64.b64decode(secret.data["password"])
+    assert len(password) >= 32
+    assert set(secret.data) >= {
+        "username",
+        "password",
+        "database",
+        "host",
+        "port",
+        "uri",
+        "replication-password",
+    }
+
+    # The namespace enforces "restricted": every pod the operator made was admitted and is Ready.
+    pods = core.list_namespaced_pod(namespace).items
+    running = [p for p in pods if p.status.phase == "Running"]
+    assert len(running) == 2 + 1 + 1 + 2  # api, redis, postgres primary, 2 replicas
+    assert all(p.spec.security_context.run_as_non_root for p in pods)
+
+
+def test_steady_state_sends_no_writes(cluster: LocalCluster, solo: tuple[str, OperatorProcess]) -> None:
+    namespace, operator = solo
+    cluster.apply(basic_backend(namespace))
+    wait_ready(cluster, namespace)
+    # Let the last status updates of the rollout land, then watch: the
+    # operator resyncs every 5 s, so the window holds several full reconciles.
+    time.sleep(2)
+    reconciles_before = operator.metric_samples("sbo_reconciles_total").get('{result="ok"}', 0)
+    assert quiet_writes(operator, 12) == 0
+    reconciles_after = operator.metric_samples("sbo_reconciles_total").get('{result="ok"}', 0)
+    assert reconciles_after - reconciles_before >= 2, "the window really contained reconciles"
+
+
+def test_drift_is_restored(
+    shop: dict[str, Any],
+    namespace: str,
+    cluster: LocalCluster,
+    apps: client.AppsV1Api,
+    core: client.CoreV1Api,
+) -> None:
+    core.delete_namespaced_service("shop-api", namespace)
+    apps.patch_namespaced_deployment("shop-api", namespace, {"spec": {"replicas": 7}})
+    core.patch_namespaced_config_map(
+        "shop-redis-config", namespace, {"data": {"redis.conf": "maxmemory 1gb\n"}}
+    )
+
+    eventually(
+        lambda: core.read_namespaced_service("shop-api", namespace), what="Service shop-api to be recreated"
+    )
+    eventually(
+        lambda: apps.read_namespaced_deployment("shop-api", namespace).spec.replicas == 2,
+        what="the api Deployment's replicas to be restored to 2",
+    )
+    eventually(
+        lambda: (
+            "maxmemory 1gb"
+            not in core.read_namespaced_config_map("shop-redis-config", namespace).data["redis.conf"]
+        ),
+        what="the Redis config to be restored",
+    )
+    events = cluster.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", "reason=DriftRestored", "-o", "name"
+    ).stdout
+    assert events.strip(), "a DriftRestored event tells the user what happened"
+    wait_ready(cluster, namespace)
+
+
+def test_kubectl_scale_uses_the_scale_subresource(
+    shop: dict[str, Any], namespace: str, cluster: LocalCluster, apps: client.AppsV1Api
+) -> None:
+    cluster.kubectl("scale", "sb/shop", "-n", namespace, "--replicas=4")
+    eventually(
+        lambda: apps.read_namespaced_deployment("shop-api", namespace).spec.replicas == 4,
+        what="the api Deployment to have 4 replicas",
+    )
+    backend = wait_ready(cluster, namespace)
+    assert backend["status"]["api"]["readyReplicas"] == 4
+    scale = json.loads(
+        cluster.kubectl(
+            "get", "--raw", f"/apis/sbo.dev/v1alpha1/namespaces/{namespace}/scalablebackends/shop/scale"
+        ).stdout
+    )
+    assert scale["spec"]["replicas"] == 4
+    assert scale["status"]["replicas"] == 4
+    assert "app.kubernetes.io/instance=shop" in scale["status"]["selector"]
+
+
+def test_spec_change_rolls_through_and_generation_is_observed(
+    shop: dict[str, Any], namespace: str, cluster: LocalCluster, apps: client.AppsV1Api
+) -> None:
+    cluster.kubectl(
+        "patch",
+        "sb/shop",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"worker": {"replicas": 1, "command": ["python", "-m", "app.worker"]}}}),
+    )
+    backend = wait_ready(cluster, namespace)
+    assert backend["metadata"]["generation"] == shop["metadata"]["generation"] + 1
+    assert backend["status"]["observedGeneration"] == backend["metadata"]["generation"]
+    assert backend["status"]["worker"] == {"replicas": 1, "readyReplicas": 1}
+    assert apps.read_namespaced_deployment("shop-worker", namespace).spec.replicas == 1
+
+    # Removing the worker deletes its Deployment.
+    cluster.kubectl(
+        "patch", "sb/shop", "-n", namespace, "--type=json", "-p", '[{"op":"remove","path":"/spec/worker"}]'
+    )
+    eventually(
+        lambda: "shop-worker" not in names_of(apps.list_namespaced_deployment(namespace).items),
+        what="the worker Deployment to be deleted",
+    )
+    assert condition(wait_ready(cluster, namespace), "WorkerReady")["reason"] == "Disabled"
+
+
+@pytest.mark.parametrize("retain", [True, False], ids=["retainOnDelete=true", "retainOnDelete=false"])
+def test_deletion_follows_retain_on_delete(
+    retain: bool, cluster: LocalCluster, operator: OperatorProcess, namespace: str, core: client.CoreV1Api
+) -> None:
+    manifest = basic_backend(namespace)
+    manifest["spec"]["postgres"]["retainOnDelete"] = retain
+    cluster.apply(manifest)
+    wait_ready(cluster, namespace)
+    claims = names_of(core.list_namespaced_persistent_volume_claim(namespace).items)
+    assert claims == {
+        "data-shop-postgres-primary-0",
+        "data-shop-postgres-replica-0",
+        "data-shop-postgres-replica-1",
+    }
+
+    cluster.kubectl("delete", "sb/shop", "-n", namespace, "--wait=true", "--timeout=60s")
+    eventually(
+        lambda: not client.AppsV1Api(cluster.api).list_namespaced_stateful_set(namespace).items,
+        what="garbage collection of the StatefulSets",
+    )
+    eventually(
+        lambda: not core.list_namespaced_service(namespace).items, what="garbage collection of the Services"
+    )
+    if retain:
+        assert names_of(core.list_namespaced_persistent_volume_claim(namespace).items) == claims
+    else:
+        eventually(
+            lambda: not core.list_namespaced_persistent_volume_claim(namespace).items,
+            what="the PersistentVolumeClaims to be deleted",
+        )
+
+
+def test_service_owned_by_someone_else_stalls_with_a_reason(
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str
+) -> None:
+    cluster.kubectl("create", "service", "clusterip", "shop-api", "--tcp=8080:8080", "-n", namespace)
+    cluster.apply(basic_backend(namespace))
+
+    def stalled() -> dict[str, Any] | None:
+        backend = get_backend(cluster, namespace)
+        conditions = {c["type"]: c for c in backend.get("status", {}).get("conditions", [])}
+        return conditions.get("Stalled") if conditions.get("Stalled", {}).get("status") == "True" else None
+
+    stall = eventually(stalled, what="the Stalled condition")
+    assert stall["reason"] == "ChildOwnedElsewhere"
+    assert "Service" in stall["message"]
+    assert "shop-api" in stall["message"]
+    backend = get_backend(cluster, namespace)
+    assert condition(backend, "Ready")["status"] == "False"
+    # The operator did not take the Service over.
+    ports = json.loads(cluster.kubectl("get", "svc/shop-api", "-n", namespace, "-o", "json").stdout)["spec"][
+        "ports"
+    ]
+    assert [p["port"] for p in ports] == [8080]
+
+    # Once the user removes the stranger, the operator converges.
+    cluster.kubectl("delete", "svc/shop-api", "-n", namespace)
+    wait_ready(cluster, namespace)
