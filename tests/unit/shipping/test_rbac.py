@@ -122,6 +122,9 @@ def test_cluster_wide_gets_a_cluster_role_and_no_namespace_access() -> None:
     assert verbs_for(rbac_rules(peering), "kopf.dev", "clusterkopfpeerings") == {"list", "watch", "patch"}
 
 
-def test_a_glob_pattern_adds_only_namespace_list_and_watch() -> None:
+def test_a_glob_pattern_adds_only_kopfs_scanning_list_and_watch() -> None:
     rules = rbac_rules(helm_template("watchNamespaces={team-*}"))
     assert verbs_for(rules, "", "namespaces") == {"list", "watch"}
+    assert verbs_for(rules, "apiextensions.k8s.io", "customresourcedefinitions") == {"list", "watch"}
+    for exact in (helm_template(), helm_template("watchNamespaces={shop}")):
+        assert verbs_for(rbac_rules(exact), "apiextensions.k8s.io", "customresourcedefinitions") == set()
