@@ -9,6 +9,8 @@ Every rule comes from one place in the code:
 * kube.Kube.create makes the generated Secrets, which are never applied, updated,
   patched or deleted (desired.py keeps Secrets out of `obsolete`): create only.
 * kube.Kube.patch_status merge-patches scalablebackends/status: patch.
+* kube.Kube.patch_spec: the autoscaler merge-patches spec.<component>.replicas of a
+  ScalableBackend, so that the one reconcile path applies them: patch.
 * reconcile posts Events through kopf.event: create.
 * Kopf peering (SBO_PEERING) watches and patches its KopfPeering objects.
 * Kopf's scanning lists and watches namespaces (to match glob patterns) and CRDs (to notice
@@ -82,7 +84,7 @@ def _grouped(rules: Iterable[PolicyRule]) -> list[PolicyRule]:
 def operator_rules() -> list[PolicyRule]:
     """What the operator needs in every namespace it serves."""
     rules = [
-        PolicyRule(GROUP, (PLURAL,), WATCH),
+        PolicyRule(GROUP, (PLURAL,), (*WATCH, "patch")),
         PolicyRule(GROUP, (f"{PLURAL}/status",), ("patch",)),
         PolicyRule("", ("events",), ("create",)),
     ]

@@ -89,7 +89,8 @@ def test_with_exact_namespaces_the_service_account_can_only_what_it_needs(
             ("update", "secrets", watched),  # Secrets are created once, never changed
             ("patch", "secrets", watched),
             ("delete", "secrets", watched),
-            ("patch", "scalablebackends.sbo.dev", watched),  # only the status subresource
+            ("update", "scalablebackends.sbo.dev", watched),  # patch only: the autoscaler's replicas
+            ("create", "scalablebackends.sbo.dev", watched),  # users own them
             ("delete", "scalablebackends.sbo.dev", watched),
             ("create", "clusterroles.rbac.authorization.k8s.io", None),
             ("create", "rolebindings.rbac.authorization.k8s.io", watched),
