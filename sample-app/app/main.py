@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 from app.api.errors import install_exception_handlers
 from app.api.main import api_router
 from app.api.routes import health
-from app.core.config import Settings
+from app.core.config import API_V1_PREFIX, Settings
 from app.core.metrics import Metrics, PrometheusMiddleware, mark_this_process_dead
 from app.core.services import Services
 
@@ -42,12 +42,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title=settings.PROJECT_NAME,
-        openapi_url=f"{settings.API_V1_STR}/openapi.json",
+        openapi_url=f"{API_V1_PREFIX}/openapi.json",
         generate_unique_id_function=custom_generate_unique_id,
         lifespan=lifespan,
     )
     app.add_middleware(PrometheusMiddleware, metrics=metrics)
     install_exception_handlers(app, metrics)
-    app.include_router(api_router, prefix=settings.API_V1_STR)
+    app.include_router(api_router)
     app.include_router(health.router)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -16,6 +17,25 @@ LOOPBACK = "127.0.0.1"
 
 class ServerError(RuntimeError):
     """A test server could not be started, or a prerequisite (a binary) is missing."""
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """``preexec_fn``: the child gets SIGKILL when the process that started it dies.
+
+    So a test run that is killed (timeout, Ctrl-C twice, OOM) leaves no servers behind. Linux
+    only (elsewhere it does nothing). The signal is tied to the *thread* that started the child:
+    start servers from the main thread (pytest fixtures do), not from short-lived threads.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent is already gone
+        os._exit(1)
 
 
 def free_port() -> int:

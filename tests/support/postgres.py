@@ -37,7 +37,15 @@ from urllib.parse import quote
 
 import psycopg
 
-from tests.support._process import LOOPBACK, ServerError, free_port, log_tail, terminate, wait_until
+from tests.support._process import (
+    LOOPBACK,
+    ServerError,
+    die_with_parent,
+    free_port,
+    log_tail,
+    terminate,
+    wait_until,
+)
 
 __all__ = ["PostgresServer", "ServerError", "find_postgres_bindir", "start_replica_of"]
 
@@ -265,6 +273,7 @@ class PostgresServer:
                 stdin=subprocess.DEVNULL,
                 cwd="/",
                 start_new_session=True,
+                preexec_fn=die_with_parent,
                 **self._run_as.popen_kwargs(),
             )
         wait_until(self._accepts_queries, timeout, f"postgres on port {self.port}", self.log_path)

@@ -25,7 +25,15 @@ from urllib.parse import quote
 
 import redis
 
-from tests.support._process import LOOPBACK, ServerError, free_port, log_tail, terminate, wait_until
+from tests.support._process import (
+    LOOPBACK,
+    ServerError,
+    die_with_parent,
+    free_port,
+    log_tail,
+    terminate,
+    wait_until,
+)
 
 __all__ = ["RedisServer", "ServerError", "find_redis_server"]
 
@@ -93,6 +101,7 @@ class RedisServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         wait_until(self._pings, timeout, f"redis on port {self.port}", self.log_path)
 

@@ -11,7 +11,7 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.cache import EntityCache
-from app.core.config import Settings
+from app.core.config import API_V1_PREFIX, Settings
 from app.core.db import Database, parse_lsn
 from app.core.security import decode_access_token
 from app.core.services import Services
@@ -20,7 +20,7 @@ from app.models import User
 CONSISTENCY_HEADER = "X-Consistency-Token"
 CONSISTENCY_COOKIE = "sbo_consistency"
 
-reusable_oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/login/access-token")
+reusable_oauth2 = OAuth2PasswordBearer(tokenUrl=f"{API_V1_PREFIX}/login/access-token")
 
 
 def get_services(request: Request) -> Services:

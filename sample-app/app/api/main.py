@@ -1,4 +1,7 @@
-"""The versioned API: one router per resource, all behind the rate limit."""
+"""The versioned API: one router per resource, all behind the rate limit.
+
+Each router declares the full ``/api/v1/...`` prefix itself (see ``API_V1_PREFIX``).
+"""
 
 from fastapi import APIRouter, Depends
 

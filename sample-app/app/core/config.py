@@ -20,6 +20,10 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
+# Every API route is declared under this prefix (not added at include time), so a route's own
+# path is its full template: that is what labels the HTTP metrics.
+API_V1_PREFIX = "/api/v1"
+
 PLACEHOLDER_SECRETS = frozenset({"changethis", "changeme", "secret", "password"})
 
 _POSTGRES_DRIVERS = frozenset(
@@ -100,7 +104,6 @@ class Settings(DatabaseSettings):
 
     ENVIRONMENT: Literal["local", "staging", "production"] = "production"
     PROJECT_NAME: str = "sbo-sample-app"
-    API_V1_STR: str = "/api/v1"
     LOG_LEVEL: Literal["debug", "info", "warning", "error"] = "info"
 
     # Serving (python -m app.serve)

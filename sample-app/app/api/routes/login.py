@@ -11,10 +11,11 @@ from starlette.concurrency import run_in_threadpool
 
 from app import crud
 from app.api.deps import SettingsDep, WriteSessionDep
+from app.core.config import API_V1_PREFIX
 from app.core.security import DUMMY_HASH, create_access_token, verify_password
 from app.schemas import Message, Token
 
-router = APIRouter(tags=["login"])
+router = APIRouter(prefix=API_V1_PREFIX, tags=["login"])
 
 
 def _is_plain_text(value: str) -> bool:

@@ -16,11 +16,12 @@ from app.api.deps import (
     WriteSessionDep,
     remember_write,
 )
+from app.core.config import API_V1_PREFIX
 from app.core.db import Database
 from app.models import Order, OrderStatus, User
 from app.schemas import MAX_ID, Message, OrderCreate, OrderPublic, OrderUpdate, Page
 
-router = APIRouter(prefix="/orders", tags=["orders"])
+router = APIRouter(prefix=f"{API_V1_PREFIX}/orders", tags=["orders"])
 
 OrderId = Annotated[int, Path(ge=1, le=MAX_ID)]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Message, "description": "No such order"}}

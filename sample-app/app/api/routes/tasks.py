@@ -17,6 +17,7 @@ from app.api.deps import (
     WriteSessionDep,
     remember_write,
 )
+from app.core.config import API_V1_PREFIX
 from app.core.db import Database
 from app.core.redis_client import RedisUnavailable
 from app.models import Task, TaskStatus, User
@@ -24,7 +25,7 @@ from app.schemas import MAX_ID, Message, Page, TaskCreate, TaskPublic, TaskUpdat
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/tasks", tags=["tasks"])
+router = APIRouter(prefix=f"{API_V1_PREFIX}/tasks", tags=["tasks"])
 
 TaskId = Annotated[int, Path(ge=1, le=MAX_ID)]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Message, "description": "No such task"}}

@@ -8,10 +8,11 @@ from starlette.concurrency import run_in_threadpool
 
 from app import crud
 from app.api.deps import CurrentUser, WriteSessionDep
+from app.core.config import API_V1_PREFIX
 from app.core.security import get_password_hash
 from app.schemas import Message, UserCreate, UserPublic
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix=f"{API_V1_PREFIX}/users", tags=["users"])
 
 
 @router.post(
