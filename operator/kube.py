@@ -130,6 +130,24 @@ class Kube:
             if error.status != 404:
                 raise
 
+    async def patch_spec(self, body: dict[str, Any], patch: dict[str, Any]) -> None:
+        """Merge-patch an object's spec (the autoscaler's replicas); raises ObjectGone if deleted."""
+        resource = await self._resource(body["apiVersion"], body["kind"])
+        self._metrics.api_writes.labels(verb="patch", kind=body["kind"]).inc()
+        try:
+            await self._dynamic.patch(
+                resource,
+                body=patch,
+                name=body["metadata"]["name"],
+                namespace=body["metadata"]["namespace"],
+                content_type=MERGE_PATCH_CONTENT_TYPE,
+                field_manager=self._field_manager,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                raise ObjectGone(_reason(error)) from error
+            raise
+
     async def patch_status(
         self, api_version: str, kind: str, namespace: str, name: str, status: dict[str, Any]
     ) -> None:

@@ -18,6 +18,7 @@ class OperatorMetrics:
     api_writes: Counter
     queue_depth: Gauge
     autoscaler_decisions: Counter
+    autoscaler_metric_value: Gauge
     backend_condition: Gauge
     _condition_types: dict[tuple[str, str], set[str]] = dataclasses.field(default_factory=dict)
 
@@ -49,6 +50,12 @@ class OperatorMetrics:
                 "sbo_autoscaler_decisions",
                 "Autoscaler decisions, by component and direction.",
                 ["component", "direction"],
+                registry=registry,
+            ),
+            autoscaler_metric_value=Gauge(
+                "sbo_autoscaler_metric_value",
+                "The latest value of each autoscaling metric, as Prometheus returned it.",
+                ["namespace", "name", "component", "metric"],
                 registry=registry,
             ),
             backend_condition=Gauge(

@@ -55,6 +55,7 @@ class Reconciler:
     def forget(self, key: Key) -> None:
         self._written_status.pop(key, None)
         self._gone.pop(key, None)
+        self.runtime.metrics.forget_backend(key.namespace, key.name)
 
     async def reconcile(self, key: Key) -> float | None:
         snapshot = self.runtime.snapshot(key)
@@ -89,6 +90,10 @@ class Reconciler:
             await self._report_invalid_spec(key, body, error)
             return
 
+        # With autoscaling, the autoscaler writes spec.<component>.replicas
+        # itself; here replicas always come from the spec.
+        autoscaler = self.runtime.autoscaler
+        autoscaler.track(key, backend, body)
         api_replicas = backend.spec.api.replicas
         worker_replicas = backend.spec.worker.replicas if backend.spec.worker else None
         desired = desired_state(backend, snapshot, api_replicas=api_replicas, worker_replicas=worker_replicas)
@@ -101,6 +106,7 @@ class Reconciler:
             applied=applied,
             waiting=desired.waiting,
             problems=[*desired.problems, *problems],
+            autoscaling=autoscaler.reports(key),
             now=_now(),
         )
         await self._write_status(key, body, status)
@@ -210,6 +216,7 @@ class Reconciler:
                 current.get("conditions") or [], status["conditions"], now=_now(), generation=generation
             ),
         }
+        self.runtime.metrics.record_conditions(key.namespace, key.name, status["conditions"])
         if _without_none(status) == {k: v for k, v in current.items() if k in status}:
             return
         meta = body["metadata"]

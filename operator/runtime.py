@@ -16,6 +16,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
+from sbo_operator.autoscaler.scheduler import AutoscalerScheduler
 from sbo_operator.metrics import OperatorMetrics
 from sbo_operator.reconcile import Reconciler
 from sbo_operator.settings import OperatorSettings
@@ -72,6 +73,9 @@ class Runtime:
         self.queue = WorkQueue()
         self._tasks: list[asyncio.Task[None]] = []
         self.reconciler: Reconciler | None = None
+        self.autoscaler = AutoscalerScheduler(
+            kube=kube, settings=settings, metrics=metrics, on_report=self.queue.add
+        )
 
     @classmethod
     async def start(
@@ -103,16 +107,19 @@ class Runtime:
                 )
             )
         self._tasks.append(asyncio.create_task(self._resync_forever(), name="resync"))
+        self._tasks.append(asyncio.create_task(self.autoscaler.run(), name="autoscaler"))
         log.info("started %d reconcile workers", self.settings.workers)
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.autoscaler.close()
         await self.kube.close()
 
     def forget(self, key: Key) -> None:
         self.queue.forget(key)
+        self.autoscaler.forget(key)
         if self.reconciler is not None:
             self.reconciler.forget(key)
 

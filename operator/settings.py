@@ -38,6 +38,12 @@ class OperatorSettings(BaseSettings):
         default="http://prometheus-operated.monitoring.svc:9090",
         description="Prometheus used by autoscaling when a ScalableBackend sets no spec.prometheus.url.",
     )
+    autoscaler_concurrency: int = Field(
+        default=64,
+        ge=1,
+        le=1024,
+        description="Prometheus polls in flight at once, over all ScalableBackends.",
+    )
     peering: bool = Field(
         default=False,
         description="Use Kopf peering so that only one of several operator replicas is active.",

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from sbo_operator.api.v1alpha1 import ConditionStatus, ConditionType, ScalableBackend
+from sbo_operator.autoscaler.conditions import autoscaling_conditions
+from sbo_operator.autoscaler.decide import Decision
 from sbo_operator.builders.labels import api_selector_string
 from sbo_operator.builders.names import API_SERVICE_PORT, POSTGRES_PORT, REDIS_PORT, child_names, service_host
 from sbo_operator.snapshot import Snapshot
@@ -137,6 +139,7 @@ def compute_status(
     applied: Sequence[str],
     waiting: Mapping[str, str],
     problems: Sequence[Problem],
+    autoscaling: Mapping[Literal["api", "worker"], Decision] | None = None,
     now: str,
 ) -> dict[str, Any]:
     """The whole status, from the children as last seen and what this reconcile did.
@@ -224,7 +227,33 @@ def compute_status(
 
     status["secrets"] = status["secrets"] or None
     status["conditions"] = _summarise(components, applied=applied, problems=problems)
+    status["autoscaling"], autoscaling_conditions = _autoscaling(autoscaling or {})
+    status["conditions"].extend(autoscaling_conditions)
     return status
+
+
+def _autoscaling(
+    decisions: Mapping[Literal["api", "worker"], Decision],
+) -> tuple[dict[str, Any] | None, list[ConditionState]]:
+    """status.autoscaling.<component> and the autoscaler's conditions.
+
+    The autoscaler's memory (its history) stays in the operator, so the
+    status changes only when a decision does.
+    """
+    if not decisions:
+        return None, []
+    report: dict[str, Any] = {}
+    conditions: list[ConditionState] = []
+    for component, decision in sorted(decisions.items()):
+        report[component] = decision.to_status().model_dump(
+            mode="json", by_alias=True, exclude={"history"}, exclude_none=True
+        )
+        for condition in autoscaling_conditions(decision):
+            type = str(condition.type) if component == "api" else f"Worker{condition.type}"
+            conditions.append(
+                ConditionState(type, ConditionStatus(condition.status), condition.reason, condition.message)
+            )
+    return report, conditions
 
 
 def _summarise(
