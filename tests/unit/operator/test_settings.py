@@ -1,0 +1,141 @@
+"""OperatorSettings from SBO_* environment variables: defaults, parsing, validation."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from pydantic import ValidationError
+
+from sbo_operator.settings import LogFormat, OperatorSettings
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No SBO_* variable of the shell running the tests leaks in."""
+    for name in list(os.environ):
+        if name.upper().startswith("SBO_"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults_watch_every_namespace() -> None:
+    settings = OperatorSettings()
+    assert settings.namespaces == []
+    assert settings.clusterwide is True
+    assert settings.field_manager == "scalable-backend-operator"
+    assert (settings.workers, settings.api_threads, settings.resync_seconds) == (16, 32, 300)
+    assert (settings.peering, settings.health_port, settings.metrics_port) == (False, 8080, 9090)
+    assert settings.log_format is LogFormat.TEXT
+
+
+@pytest.mark.parametrize(
+    ("value", "namespaces"),
+    [
+        pytest.param("shop", ["shop"], id="one"),
+        pytest.param("shop,billing", ["shop", "billing"], id="two"),
+        pytest.param(" shop , billing ", ["shop", "billing"], id="spaces"),
+        pytest.param("shop,,billing,", ["shop", "billing"], id="empty-items"),
+        pytest.param("", [], id="empty"),
+        pytest.param(" , ", [], id="only-separators"),
+    ],
+)
+def test_namespaces_are_a_comma_separated_list(
+    monkeypatch: pytest.MonkeyPatch, value: str, namespaces: list[str]
+) -> None:
+    monkeypatch.setenv("SBO_NAMESPACES", value)
+    settings = OperatorSettings()
+    assert settings.namespaces == namespaces
+    assert settings.clusterwide is (not namespaces)
+
+
+def test_namespaces_are_not_read_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SBO_NAMESPACES", "shop")  # pydantic-settings would try JSON without NoDecode
+    assert OperatorSettings().namespaces == ["shop"]
+
+
+def test_namespaces_can_be_passed_as_a_list() -> None:
+    assert OperatorSettings(namespaces=["a", "b"]).namespaces == ["a", "b"]
+
+
+def test_each_setting_is_read_from_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "SBO_FIELD_MANAGER": "sbo-test",
+        "SBO_RESYNC_SECONDS": "2.5",
+        "SBO_WORKERS": "4",
+        "SBO_API_THREADS": "8",
+        "SBO_DEFAULT_PROMETHEUS_URL": "http://prom:9090",
+        "SBO_PEERING": "true",
+        "SBO_PEERING_NAME": "sbo-peering",
+        "SBO_HEALTH_PORT": "0",
+        "SBO_METRICS_PORT": "9100",
+        "SBO_LOG_FORMAT": "json",
+        "SBO_LOG_LEVEL": "DEBUG",
+    }.items():
+        monkeypatch.setenv(name, value)
+    dumped = OperatorSettings().model_dump()
+    expected = {
+        "field_manager": "sbo-test",
+        "resync_seconds": 2.5,
+        "workers": 4,
+        "api_threads": 8,
+        "default_prometheus_url": "http://prom:9090",
+        "peering": True,
+        "peering_name": "sbo-peering",
+        "health_port": 0,
+        "metrics_port": 9100,
+        "log_format": LogFormat.JSON,
+        "log_level": "DEBUG",
+    }
+    assert {name: dumped[name] for name in expected} == expected
+
+
+def test_variables_without_the_prefix_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKERS", "3")
+    monkeypatch.setenv("NAMESPACES", "shop")
+    settings = OperatorSettings()
+    assert (settings.workers, settings.namespaces) == (16, [])
+
+
+INVALID = [
+    pytest.param("SBO_WORKERS", "0", "workers", id="workers-zero"),
+    pytest.param("SBO_WORKERS", "257", "workers", id="workers-too-many"),
+    pytest.param("SBO_WORKERS", "many", "workers", id="workers-not-a-number"),
+    pytest.param("SBO_API_THREADS", "0", "api_threads", id="api-threads-zero"),
+    pytest.param("SBO_RESYNC_SECONDS", "0", "resync_seconds", id="resync-zero"),
+    pytest.param("SBO_HEALTH_PORT", "70000", "health_port", id="health-port-out-of-range"),
+    pytest.param("SBO_METRICS_PORT", "-1", "metrics_port", id="metrics-port-negative"),
+    pytest.param("SBO_LOG_FORMAT", "xml", "log_format", id="log-format-unknown"),
+    pytest.param("SBO_PEERING", "perhaps", "peering", id="peering-not-a-bool"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "field"), INVALID)
+def test_invalid_values_are_rejected_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError) as caught:
+        OperatorSettings()
+    [error] = caught.value.errors()
+    [named] = error["loc"]
+    assert named in (field, variable), "the field, or better, the variable"
+    assert error["input"] == value
+    assert f"\n{named}\n" in str(caught.value)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="gap: the error names the field (workers), not the variable a person set (SBO_WORKERS)",
+)
+def test_invalid_values_name_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SBO_WORKERS", "0")
+    with pytest.raises(ValidationError, match="SBO_WORKERS"):
+        OperatorSettings()
+
+
+def test_settings_are_frozen() -> None:
+    settings = OperatorSettings()
+    with pytest.raises(ValidationError, match="frozen"):
+        settings.workers = 2  # type: ignore[misc]
