@@ -19,15 +19,17 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv \
     SRC=/src
 COPY deploy/requirements/build.txt deploy/requirements/operator.txt ${SRC}/requirements/
+# The runtime venv gets neither pip nor setuptools: the build venv's pip installs into it.
 RUN python -m venv "$BUILD_VENV" \
-    && python -m venv "$VIRTUAL_ENV" \
+    && python -m venv --without-pip "$VIRTUAL_ENV" \
     && "$BUILD_VENV/bin/pip" install --no-deps --require-hashes -r "$SRC/requirements/build.txt" \
-    && "$VIRTUAL_ENV/bin/pip" install --no-deps --require-hashes -r "$SRC/requirements/operator.txt"
+    && "$BUILD_VENV/bin/pip" --python "$VIRTUAL_ENV/bin/python" install --no-deps --require-hashes \
+       -r "$SRC/requirements/operator.txt"
 COPY pyproject.toml README.md ${SRC}/
 COPY operator ${SRC}/operator
 RUN "$BUILD_VENV/bin/pip" wheel --no-deps --no-build-isolation --wheel-dir "$SRC/dist" "$SRC" \
-    && "$VIRTUAL_ENV/bin/pip" install --no-deps "$SRC"/dist/*.whl \
-    && "$VIRTUAL_ENV/bin/pip" check
+    && "$BUILD_VENV/bin/pip" --python "$VIRTUAL_ENV/bin/python" install --no-deps "$SRC"/dist/*.whl \
+    && "$BUILD_VENV/bin/pip" --python "$VIRTUAL_ENV/bin/python" check
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="sbo-operator" \

@@ -31,7 +31,8 @@ from tests.unit.shipping.argocd_health import health
 
 pytestmark = pytest.mark.e2e
 
-FORBIDDEN = re.compile(r"\b403\b|Forbidden|forbidden")
+# The RBAC authorizer's refusal (other 403s, e.g. a namespace being terminated, are not RBAC's).
+FORBIDDEN = re.compile(r'forbidden: User "[^"]+" cannot [\w-]+ resource')
 # Kopf's optional scanning (namespaces and CRDs) retries a 403 a few times, then falls back to
 # the namespaces it was given; the chart grants it only for glob patterns (operator/rbac.py).
 KOPF_SCANNING = re.compile(

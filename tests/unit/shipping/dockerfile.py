@@ -1,0 +1,144 @@
+"""A small Dockerfile reader for the static checks, and a replay of a build stage's RUN steps.
+
+The replay runs the stage's exact RUN commands on this machine: ARG and ENV values, COPY sources
+and every absolute path the stage creates are moved under a temporary root, so the same pip
+commands install the same locked files into a clean virtual environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+
+@dataclasses.dataclass
+class Instruction:
+    keyword: str
+    arguments: str
+
+
+@dataclasses.dataclass
+class Stage:
+    base: str
+    name: str | None
+    instructions: list[Instruction]
+
+    def all(self, keyword: str) -> list[str]:
+        return [i.arguments for i in self.instructions if i.keyword == keyword]
+
+
+@dataclasses.dataclass
+class Dockerfile:
+    global_args: dict[str, str]
+    stages: list[Stage]
+
+    @property
+    def final(self) -> Stage:
+        return self.stages[-1]
+
+    def resolved_base(self, stage: Stage) -> str:
+        return re.sub(r"\$\{?(\w+)\}?", lambda m: self.global_args.get(m.group(1), m.group(0)), stage.base)
+
+
+def parse(path: Path) -> Dockerfile:
+    logical: list[str] = []
+    current = ""
+    for raw in path.read_text().splitlines():
+        stripped = raw.strip()
+        if not current and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            current += stripped[:-1] + " "
+            continue
+        logical.append(current + stripped)
+        current = ""
+    global_args: dict[str, str] = {}
+    stages: list[Stage] = []
+    for line in logical:
+        keyword, _, arguments = line.partition(" ")
+        keyword = keyword.upper()
+        if keyword == "FROM":
+            parts = arguments.split()
+            name = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else None
+            stages.append(Stage(parts[0], name, []))
+        elif not stages and keyword == "ARG":
+            key, _, value = arguments.partition("=")
+            global_args[key.strip()] = value.strip()
+        elif stages:
+            stages[-1].instructions.append(Instruction(keyword, arguments.strip()))
+    return Dockerfile(global_args, stages)
+
+
+def _pairs(arguments: str) -> list[tuple[str, str]]:
+    return [(k, v) for k, _, v in (item.partition("=") for item in shlex.split(arguments))]
+
+
+def _expand(text: str, env: dict[str, str]) -> str:
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), m.group(0)), text)
+
+
+def replay(dockerfile: Path, stage_name: str, context: Path, root: Path) -> dict[str, str]:
+    """Run the named stage's COPY and RUN steps under `root`; returns the stage's (moved) ENV."""
+    parsed = parse(dockerfile)
+    stage = next(s for s in parsed.stages if s.name == stage_name)
+    roots: set[str] = set()
+    for instruction in stage.instructions:  # every absolute path the stage writes to
+        for token in re.findall(r"(?<![\w.$-])/[A-Za-z][\w.-]*", instruction.arguments):
+            if instruction.keyword in ("ENV", "ARG", "WORKDIR", "COPY"):
+                roots.add(token)
+
+    def move(text: str) -> str:
+        for top in sorted(roots, key=len, reverse=True):
+            text = re.sub(rf"(?<![\w.$-]){re.escape(top)}(?=/|\b|$)", str(root) + top, text)
+        return text
+
+    env = {"PATH": os.environ["PATH"], "HOME": str(root / "home")}
+    workdir = root
+    for instruction in stage.instructions:
+        keyword, arguments = instruction.keyword, instruction.arguments
+        if keyword in ("ENV", "ARG"):
+            for key, value in _pairs(arguments):
+                env[key] = move(_expand(value, env))
+        elif keyword == "WORKDIR":
+            workdir = Path(move(_expand(arguments, env)))
+            workdir.mkdir(parents=True, exist_ok=True)
+        elif keyword == "COPY":
+            assert "--from" not in arguments, f"replay cannot COPY --from: {arguments}"
+            words = [w for w in shlex.split(arguments) if not w.startswith("--")]
+            *sources, destination = (move(_expand(w, env)) for w in words)
+            target = Path(destination) if destination.startswith("/") else workdir / destination
+            for source in sources:
+                origin = context / source
+                if origin.is_dir():
+                    shutil.copytree(
+                        origin,
+                        target if not destination.endswith("/") else target / origin.name,
+                        dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+                    )
+                else:
+                    directory = target if destination.endswith("/") else target.parent
+                    directory.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(origin, directory / origin.name if destination.endswith("/") else target)
+        elif keyword == "RUN":
+            command = " ".join(json.loads(arguments)) if arguments.startswith("[") else arguments
+            assert "apt-get" not in command, "the builder must need no system packages"
+            done = subprocess.run(
+                ["/bin/sh", "-ec", move(command)],
+                cwd=workdir,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"RUN {command}\nexited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+    return env
