@@ -99,12 +99,20 @@ demo: tools venv ## The main job: bring the local control plane up and show it
 ## ---- operator ---------------------------------------------------------------
 
 .PHONY: crds
-crds: venv ## Regenerate crds/ from the pydantic models
-	@$(PY) -m sbo_operator.api.crd --output crds
+crds: venv chart-crds ## Regenerate crds/, the chart's CRD and docs/crd-reference.md from the models
+	@$(PY) -m sbo_operator.api.crd --output crds --docs docs/crd-reference.md
 
 .PHONY: run
 run: venv ## Run the operator against $$KUBECONFIG in the foreground
 	@$(VENV)/bin/sbo-operator run
+
+.PHONY: up
+up: tools venv ## Control plane + CRD + operator in the background + examples/basic.yaml, Ready
+	@hack/operator.sh up
+
+.PHONY: down
+down: ## Stop the operator and the control plane that `make up` started
+	@hack/operator.sh down
 
 ## ---- benchmarks (each prints one JSON line) ----------------------------------
 

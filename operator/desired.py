@@ -133,6 +133,17 @@ def _migrations(
         return "", "", [api.build_migrations_job(backend)]
 
     names = child_names(backend)
+    if state == "Absent" and backend.spec.postgres.enabled:
+        # A Job started before its database would fail, and a failed Job
+        # stays failed: its name is fixed by its pod template.
+        primary = snapshot.child("StatefulSet", names.postgres_primary)
+        if not statefulset_progress(primary, name=names.postgres_primary).ready:
+            waiting["api"] = f"migrations Job {job_name} starts once the PostgreSQL primary is ready"
+            return (
+                _current_image(snapshot.child("Deployment", names.api)),
+                _current_image(snapshot.child("Deployment", names.worker)),
+                [],
+            )
     if state == "Failed":
         problems.append(
             Problem(

@@ -17,7 +17,14 @@ class LogFormat(StrEnum):
 class OperatorSettings(BaseSettings):
     """Everything the operator process can be told, e.g. `SBO_NAMESPACES=shop,billing`."""
 
-    model_config = SettingsConfigDict(env_prefix="SBO_", frozen=True)
+    # The alias makes validation errors name the variable (SBO_WORKERS), not the field.
+    model_config = SettingsConfigDict(
+        env_prefix="SBO_",
+        frozen=True,
+        alias_generator=lambda name: f"SBO_{name.upper()}",
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
 
     namespaces: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

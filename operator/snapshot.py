@@ -14,6 +14,7 @@ from typing import Any
 from sbo_operator.workqueue import Key
 
 INSTANCE_LABEL = "app.kubernetes.io/instance"
+LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
 KEPT_METADATA = (
     "name",
     "namespace",
@@ -34,6 +35,13 @@ def compact(body: Mapping[str, Any]) -> dict[str, Any]:
         "kind": body.get("kind"),
         "metadata": {key: _plain(metadata[key]) for key in KEPT_METADATA if metadata.get(key) is not None},
     }
+    if body.get("kind") == "Secret":
+        # `kubectl apply` copies the whole object, values included, into this
+        # annotation. Secrets are only ever created, so nothing needs it.
+        annotations = kept["metadata"].get("annotations", {})
+        annotations.pop(LAST_APPLIED_ANNOTATION, None)
+        if not annotations:
+            kept["metadata"].pop("annotations", None)
     for key, value in body.items():
         if key in ("apiVersion", "kind", "metadata"):
             continue

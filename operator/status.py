@@ -172,9 +172,13 @@ def compute_status(
     }
 
     if spec.worker is not None:
-        worker = deployment_progress(snapshot.child("Deployment", names.worker), name=names.worker)
+        worker_deployment = snapshot.child("Deployment", names.worker)
+        worker = deployment_progress(worker_deployment, name=names.worker)
         components.append(_component(ConditionType.WORKER_READY, worker))
-        status["worker"] = {"replicas": worker.replicas, "readyReplicas": worker.ready_replicas}
+        status["worker"] = {
+            "replicas": int(((worker_deployment or {}).get("status") or {}).get("replicas", 0)),
+            "readyReplicas": worker.ready_replicas,
+        }
     else:
         components.append(_disabled(ConditionType.WORKER_READY, "spec.worker"))
         status["worker"] = None
@@ -186,8 +190,11 @@ def compute_status(
         status["endpoints"]["redis"] = f"{service_host(names.redis, backend.metadata.namespace)}:{REDIS_PORT}"
         status["secrets"]["redis"] = names.redis
     else:
+        # None, not absent: a merge patch deletes only keys set to null.
         components.append(_disabled(ConditionType.REDIS_READY, "spec.redis"))
         status["redis"] = None
+        status["endpoints"]["redis"] = None
+        status["secrets"]["redis"] = None
 
     if spec.postgres.enabled:
         namespace = backend.metadata.namespace
@@ -224,8 +231,12 @@ def compute_status(
     else:
         components.append(_disabled(ConditionType.POSTGRES_READY, "spec.postgres"))
         status["postgres"] = None
+        status["endpoints"]["postgresReadWrite"] = None
+        status["endpoints"]["postgresReadOnly"] = None
+        status["secrets"]["postgres"] = None
 
-    status["secrets"] = status["secrets"] or None
+    if all(value is None for value in status["secrets"].values()):
+        status["secrets"] = None
     status["conditions"] = _summarise(components, applied=applied, problems=problems)
     status["autoscaling"], autoscaling_conditions = _autoscaling(autoscaling or {})
     status["conditions"].extend(autoscaling_conditions)

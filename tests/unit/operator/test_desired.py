@@ -343,12 +343,6 @@ def test_removing_migrations_deletes_their_jobs_and_releases_the_api() -> None:
     assert "api" not in desired.waiting
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the migrations Job is created in the same wave as the PostgreSQL primary, so on a "
-    "first deploy it runs before the database accepts connections and, with backoffLimit 1, fails "
-    "for good (its name is fixed by the pod template): Stalled/MigrationsFailed until a spec change",
-)
 def test_migrations_job_waits_for_the_postgres_primary_on_first_deploy() -> None:
     body = example_body()
     backend = parse(body)

@@ -125,10 +125,6 @@ def test_invalid_values_are_rejected_naming_the_setting(
     assert f"\n{named}\n" in str(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: the error names the field (workers), not the variable a person set (SBO_WORKERS)",
-)
 def test_invalid_values_name_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SBO_WORKERS", "0")
     with pytest.raises(ValidationError, match="SBO_WORKERS"):

@@ -143,11 +143,6 @@ def test_data_of_other_kinds_is_kept() -> None:
     assert "dataKeys" not in compact(config_map)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: compact() keeps every annotation, so a Secret once written with `kubectl apply` "
-    "keeps its values in memory through kubectl.kubernetes.io/last-applied-configuration",
-)
 def test_compacted_secret_keeps_no_values_in_annotations() -> None:
     secret = postgres_secret()
     last_applied = {k: v for k, v in secret.items() if k in ("apiVersion", "kind", "data", "type")}

@@ -562,12 +562,6 @@ def test_status_is_valid_for_the_crd_schema(edits: tuple[Edit, ...], stack: str)
         pytest.param(without_postgres, id="postgres-disabled"),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: when Redis or PostgreSQL is disabled, compute_status omits endpoints.<x> and "
-    "secrets.<x> instead of setting them to None, so the merge patch leaves the stale keys in "
-    "place and every later reconcile sees a difference and writes the status again",
-)
 def test_disabling_a_data_service_reaches_a_steady_status_in_one_merge_patch(edit: Edit) -> None:
     body = example_body()
     before = stored_status(status_of(body, running_stack(parse(body))))
@@ -582,11 +576,6 @@ def test_disabling_a_data_service_reaches_a_steady_status_in_one_merge_patch(edi
     assert _without_none(patch) == {k: v for k, v in written.items() if k in patch}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: status.worker.replicas is the Deployment's spec.replicas (desired), while "
-    "WorkerStatus documents 'Current worker pods' and status.api.replicas is status.replicas",
-)
 def test_worker_replicas_are_the_current_pods() -> None:
     body = worker_body()
     backend = parse(body)
