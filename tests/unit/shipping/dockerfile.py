@@ -16,6 +16,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+# Read from the machine, never written by a builder stage: left where they are.
+SYSTEM_PATHS = frozenset(
+    {"/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/dev", "/proc", "/sys", "/nonexistent"}
+)
+
 
 @dataclasses.dataclass
 class Instruction:
@@ -90,9 +95,9 @@ def replay(dockerfile: Path, stage_name: str, context: Path, root: Path) -> dict
     parsed = parse(dockerfile)
     stage = next(s for s in parsed.stages if s.name == stage_name)
     roots: set[str] = set()
-    for instruction in stage.instructions:  # every absolute path the stage writes to
+    for instruction in stage.instructions:  # every absolute path the stage may write to
         for token in re.findall(r"(?<![\w.$-])/[A-Za-z][\w.-]*", instruction.arguments):
-            if instruction.keyword in ("ENV", "ARG", "WORKDIR", "COPY"):
+            if token not in SYSTEM_PATHS:
                 roots.add(token)
 
     def move(text: str) -> str:
