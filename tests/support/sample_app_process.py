@@ -1,0 +1,403 @@
+"""The real sample app on loopback, with its real servers, and a paced load to drive it.
+
+Used by the autoscaling e2e test, ``make demo`` and ``make bench-autoscale``::
+
+    with SampleAppStack.start(workdir) as stack:       # Postgres, Redis, migrations, the app
+        ids = seed_tasks(stack.app.url, count=20)
+        with PacedLoad(stack.app.url, task_paths(ids), max_seconds=120) as load:
+            load.set_rate(90)                          # requests per second, open loop
+            ...
+            load.set_rate(0)
+        load.stats                                     # requests, errors, dropped
+
+The app runs as in its image: ``python -m app.serve`` (uvicorn, ``WEB_CONCURRENCY`` workers,
+multiprocess metrics), with the environment the operator injects (URLs without passwords,
+passwords apart), after ``alembic upgrade head``. Every process is started in its own process
+group and dies with the process that started it. A missing server binary raises
+:class:`ServerError` (tests fail, never skip).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.support._process import LOOPBACK, ServerError, die_with_parent, free_port, log_tail, terminate
+from tests.support.postgres import PostgresServer, start_replica_of
+from tests.support.redis import RedisServer
+
+__all__ = [
+    "LoadStats",
+    "PacedLoad",
+    "SampleAppProcess",
+    "SampleAppStack",
+    "ServerError",
+    "run_migrations",
+    "seed_tasks",
+    "task_paths",
+]
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE_APP = REPO / "sample-app"
+DATABASE = "app"
+SECRET_KEY = "sample-app-secret-key-for-local-runs-0123456789"
+USER_PASSWORD = "sample-app-user-password"
+# The rate limiter keys on the client address; every request here comes from 127.0.0.1.
+UNLIMITED = "100000000"
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def run_migrations(primary: PostgresServer, database: str = DATABASE) -> None:
+    """``alembic upgrade head`` from the app's directory, as the migrations Job runs it."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "DATABASE_URL": primary.url(database, password=False),
+        "DATABASE_PASSWORD": primary.password,
+    }
+    alembic = Path(sys.executable).parent / "alembic"
+    done = subprocess.run(
+        [str(alembic), "upgrade", "head"],
+        cwd=SAMPLE_APP,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise ServerError(f"alembic upgrade head failed:\n{done.stdout}{done.stderr}")
+
+
+class SampleAppProcess:
+    """``python -m app.serve`` on a free port on 127.0.0.1."""
+
+    def __init__(self, *, port: int, log_path: Path, proc: subprocess.Popen[bytes]) -> None:
+        self.port = port
+        self.log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = proc
+
+    @classmethod
+    def start(
+        cls,
+        workdir: Path,
+        *,
+        primary: PostgresServer,
+        redis: RedisServer,
+        replica: PostgresServer | None = None,
+        database: str = DATABASE,
+        workers: int = 2,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> SampleAppProcess:
+        """Start the app against already-migrated servers; returns once ``/readyz`` answers 200."""
+        port = free_port()
+        multiproc = Path(tempfile.mkdtemp(prefix="prom-multiproc-", dir=workdir))
+        full_env = {
+            "PATH": os.environ.get("PATH", ""),
+            "DATABASE_URL": primary.url(database, password=False),
+            "DATABASE_PASSWORD": primary.password,
+            "REDIS_URL": redis.url_for(password=False),
+            "SECRET_KEY": SECRET_KEY,
+            "HOST": LOOPBACK,
+            "PORT": str(port),
+            "WEB_CONCURRENCY": str(workers),
+            "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
+            "RATE_LIMIT_REQUESTS": UNLIMITED,
+            "LOG_LEVEL": "warning",
+            **({"DATABASE_READ_URL": replica.url(database, password=False)} if replica else {}),
+            **({"REDIS_PASSWORD": redis.password} if redis.password else {}),
+            **(env or {}),
+        }
+        log_path = workdir / f"sample-app-{port}.log"
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "app.serve"],
+                cwd=SAMPLE_APP,
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+        app = cls(port=port, log_path=log_path, proc=proc)
+        try:
+            app._wait_ready(timeout)
+        except BaseException:
+            app.stop()
+            raise
+        return app
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:PORT``, for a Prometheus scrape config."""
+        return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM the uvicorn supervisor and its workers; SIGKILL if they hang."""
+        if self._proc is not None:
+            terminate(self._proc, signal.SIGTERM, timeout)
+            self._proc = None
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc is None or self._proc.poll() is not None:
+                raise ServerError(f"the sample app exited early{log_tail(self.log_path)}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise ServerError(f"the sample app was not ready within {timeout:.0f}s{log_tail(self.log_path)}")
+
+
+@dataclass
+class SampleAppStack:
+    """A PostgreSQL primary (and optionally a streaming replica), Redis, and the app on top."""
+
+    workdir: Path
+    primary: PostgresServer
+    redis: RedisServer
+    app: SampleAppProcess
+    replica: PostgresServer | None = None
+    _own_workdir: bool = False
+
+    @classmethod
+    def start(
+        cls,
+        workdir: Path | None = None,
+        *,
+        with_replica: bool = False,
+        workers: int = 2,
+        env: Mapping[str, str] | None = None,
+        progress: Progress = _quiet,
+    ) -> SampleAppStack:
+        """Start everything; on any failure, stop whatever was already started."""
+        own = workdir is None
+        base = Path(tempfile.mkdtemp(prefix="sbo-sample-app-")) if workdir is None else workdir
+        started: list[PostgresServer | RedisServer | SampleAppProcess] = []
+        try:
+            progress("starting PostgreSQL on 127.0.0.1")
+            primary = PostgresServer.start(base)
+            started.append(primary)
+            replica = None
+            if with_replica:
+                progress("starting a streaming replica")
+                replica = start_replica_of(primary, base)
+                started.append(replica)
+            progress("starting Redis")
+            redis = RedisServer.start(base, password=f"redis-{secrets.token_hex(8)}")
+            started.append(redis)
+            progress("migrating the database (alembic upgrade head)")
+            primary.create_database(DATABASE)
+            run_migrations(primary)
+            progress(f"starting the sample app (python -m app.serve, {workers} workers)")
+            app = SampleAppProcess.start(
+                base, primary=primary, redis=redis, replica=replica, workers=workers, env=env
+            )
+        except BaseException:
+            for server in reversed(started):
+                _stop(server)
+            if own:
+                shutil.rmtree(base, ignore_errors=True)
+            raise
+        return cls(workdir=base, primary=primary, redis=redis, app=app, replica=replica, _own_workdir=own)
+
+    def destroy(self) -> None:
+        """Stop the app, then the servers (replica before primary); remove a temporary workdir."""
+        for server in (self.app, self.redis, self.replica, self.primary):
+            if server is not None:
+                _stop(server)
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> SampleAppStack:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.destroy()
+
+
+def _stop(server: PostgresServer | RedisServer | SampleAppProcess) -> None:
+    if isinstance(server, SampleAppProcess):
+        server.stop()
+    else:
+        server.destroy()
+
+
+def seed_tasks(base_url: str, count: int = 20) -> list[int]:
+    """Sign up a user and create ``count`` tasks through the API; returns their ids."""
+    email = f"load-{secrets.token_hex(4)}@example.com"
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        client.post(
+            "/api/v1/users/signup", json={"email": email, "password": USER_PASSWORD}
+        ).raise_for_status()
+        token = client.post("/api/v1/login/access-token", data={"username": email, "password": USER_PASSWORD})
+        token.raise_for_status()
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        ids: list[int] = []
+        for number in range(count):
+            created = client.post(
+                "/api/v1/tasks", json={"title": f"task {number}", "description": "seeded"}, headers=headers
+            )
+            created.raise_for_status()
+            ids.append(int(created.json()["id"]))
+    return ids
+
+
+def task_paths(ids: Sequence[int]) -> list[str]:
+    """A read mix: each task by id (cache-aside over Redis), then a page of the list (Postgres)."""
+    return [*(f"/api/v1/tasks/{task_id}" for task_id in ids), "/api/v1/tasks?limit=10"]
+
+
+@dataclass
+class LoadStats:
+    """What a :class:`PacedLoad` did so far."""
+
+    requests: int = 0  # answered, whatever the status
+    errors: int = 0  # non-2xx answers and transport errors
+    dropped: int = 0  # not sent: too many requests were already in flight
+    per_status: dict[str, int] = field(default_factory=dict)
+
+
+class PacedLoad:
+    """An open-loop HTTP load at a settable rate, in a background thread (asyncio + httpx).
+
+    Requests start on a fixed schedule (``1 / rate`` apart) whatever the latency, as real users
+    arrive. Bounded: it stops by itself after ``max_seconds``, and never has more than
+    ``max_in_flight`` requests open (extra ones are counted as dropped, not queued). Loopback
+    only.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        paths: Sequence[str],
+        *,
+        max_seconds: float,
+        max_in_flight: int = 64,
+        timeout: float = 5.0,
+    ) -> None:
+        if not base_url.startswith(f"http://{LOOPBACK}:"):
+            raise ValueError(f"load goes to loopback only, not {base_url}")
+        if not paths:
+            raise ValueError("no paths to request")
+        self.base_url = base_url
+        self.paths = list(paths)
+        self.max_seconds = max_seconds
+        self.max_in_flight = max_in_flight
+        self.timeout = timeout
+        self._rate = 0.0
+        self._stats = LoadStats()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="paced-load", daemon=True)
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    def set_rate(self, requests_per_second: float) -> None:
+        self._rate = max(0.0, float(requests_per_second))
+
+    @property
+    def stats(self) -> LoadStats:
+        with self._lock:
+            return LoadStats(
+                requests=self._stats.requests,
+                errors=self._stats.errors,
+                dropped=self._stats.dropped,
+                per_status=dict(self._stats.per_status),
+            )
+
+    def start(self) -> PacedLoad:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.timeout + 10)
+
+    def __enter__(self) -> PacedLoad:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _main(self) -> None:
+        asyncio.run(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_seconds
+        paths = itertools.cycle(self.paths)
+        in_flight: set[asyncio.Task[None]] = set()
+        limits = httpx.Limits(
+            max_connections=self.max_in_flight, max_keepalive_connections=self.max_in_flight
+        )
+        async with httpx.AsyncClient(base_url=self.base_url, limits=limits, timeout=self.timeout) as client:
+            next_at = loop.time()
+            while not self._stopping.is_set() and loop.time() < deadline:
+                rate = self._rate
+                now = loop.time()
+                if rate <= 0:
+                    next_at = now
+                    await asyncio.sleep(0.02)
+                    continue
+                if next_at > now:
+                    await asyncio.sleep(min(next_at - now, 0.05))
+                    continue
+                if now - next_at > 1.0:
+                    next_at = now  # fell behind by more than a second: do not burst to catch up
+                if len(in_flight) >= self.max_in_flight:
+                    with self._lock:
+                        self._stats.dropped += 1
+                else:
+                    task = asyncio.create_task(self._one(client, next(paths)))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+                next_at += 1.0 / rate
+            if in_flight:
+                await asyncio.wait(in_flight, timeout=self.timeout + 1)
+
+    async def _one(self, client: httpx.AsyncClient, path: str) -> None:
+        try:
+            response = await client.get(path)
+        except httpx.HTTPError as error:
+            key, failed = type(error).__name__, True
+        else:
+            key, failed = str(response.status_code), response.is_error
+        with self._lock:
+            self._stats.requests += 1
+            self._stats.errors += int(failed)
+            self._stats.per_status[key] = self._stats.per_status.get(key, 0) + 1
