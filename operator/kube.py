@@ -119,12 +119,21 @@ class Kube:
                 return None
             raise
 
-    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+    async def list(self, api_version: str, kind: str, namespace: str) -> list[dict[str, Any]]:
+        resource = await self._resource(api_version, kind)
+        result = _as_dict(await self._dynamic.get(resource, namespace=namespace))
+        return list(result.get("items") or [])
+
+    async def delete(
+        self, api_version: str, kind: str, namespace: str, name: str, *, orphan: bool = False
+    ) -> None:
+        """Delete; with `orphan`, the object's dependents (e.g. a StatefulSet's pods) stay."""
         resource = await self._resource(api_version, kind)
         self._metrics.api_writes.labels(verb="delete", kind=kind).inc()
+        policy = "Orphan" if orphan else "Background"
         try:
             await self._dynamic.delete(
-                resource, name=name, namespace=namespace, body={"propagationPolicy": "Background"}
+                resource, name=name, namespace=namespace, body={"propagationPolicy": policy}
             )
         except ApiException as error:
             if error.status != 404:

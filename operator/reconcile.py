@@ -28,6 +28,7 @@ from sbo_operator.drift import ApplyReason, apply_reason, with_applied_hash
 from sbo_operator.kube import ApplyConflict, ApplyRejected, ObjectGone
 from sbo_operator.snapshot import Snapshot
 from sbo_operator.status import ConditionState, Problem, compute_status, settle_conditions
+from sbo_operator.storage import claim_templates_changed, claims_to_grow
 from sbo_operator.workqueue import Key
 
 if TYPE_CHECKING:
@@ -168,6 +169,9 @@ class Reconciler:
         if reason is None:
             return None, None
         kube = self.runtime.kube
+        actual = snapshot.child(kind, name)
+        if kind == "StatefulSet" and claim_templates_changed(manifest, actual):
+            await self._replace_statefulset_for_storage(backend, manifest)
         try:
             # A child we have not seen is applied without force: if someone
             # else manages that name, the API answers with a conflict.
@@ -185,6 +189,32 @@ class Reconciler:
         except ApplyRejected as error:
             return None, Problem("ChildRejected", f"the API server rejected {kind} {name}: {error}")
         return reason, None
+
+    async def _replace_statefulset_for_storage(self, backend: ScalableBackend, statefulset: Manifest) -> None:
+        """Grow the claims, then swap the StatefulSet without touching its pods."""
+        kube = self.runtime.kube
+        namespace, name = backend.metadata.namespace, statefulset["metadata"]["name"]
+        claims = await kube.list("v1", "PersistentVolumeClaim", namespace)
+        for claim, size in claims_to_grow(statefulset, claims):
+            log.info(
+                "%s/%s: growing PersistentVolumeClaim %s to %s", namespace, backend.metadata.name, claim, size
+            )
+            await kube.patch_spec(
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": claim, "namespace": namespace},
+                },
+                {"spec": {"resources": {"requests": {"storage": size}}}},
+            )
+        # Orphan: the pods keep running and the new StatefulSet adopts them.
+        await kube.delete("apps/v1", "StatefulSet", namespace, name, orphan=True)
+        _post_event(
+            _event_target(backend),
+            "Normal",
+            "StorageResized",
+            f"StatefulSet {name} replaced to change its volume claims; its pods kept running",
+        )
 
     async def _report_invalid_spec(self, key: Key, body: dict[str, Any], error: ValidationError) -> None:
         """A spec the schema let through but the operator cannot use: Stalled, never a crash loop."""
@@ -227,6 +257,15 @@ class Reconciler:
             _condition_status(status, "Ready"),
         )
         await self.runtime.kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], status)
+
+
+def _event_target(backend: ScalableBackend) -> dict[str, Any]:
+    meta = backend.metadata
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": meta.name, "namespace": meta.namespace, "uid": meta.uid},
+    }
 
 
 def _post_event(body: dict[str, Any], type: str, reason: str, message: str) -> None:

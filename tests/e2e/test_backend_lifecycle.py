@@ -291,3 +291,56 @@ def test_service_owned_by_someone_else_stalls_with_a_reason(
     # Once the user removes the stranger, the operator converges.
     cluster.kubectl("delete", "svc/shop-api", "-n", namespace)
     wait_ready(cluster, namespace)
+
+
+def test_storage_grows_in_place_keeping_every_volume(
+    shop: dict[str, Any],
+    namespace: str,
+    cluster: LocalCluster,
+    apps: client.AppsV1Api,
+    core: client.CoreV1Api,
+) -> None:
+    claims_before = {
+        c.metadata.name: c.metadata.uid for c in core.list_namespaced_persistent_volume_claim(namespace).items
+    }
+    assert len(claims_before) == 3
+    cluster.kubectl(
+        "patch",
+        "sb/shop",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"postgres":{"storage":{"size":"2Gi"}}}}',
+    )
+
+    def claims_grown() -> bool:
+        claims = core.list_namespaced_persistent_volume_claim(namespace).items
+        return len(claims) == 3 and all(
+            c.spec.resources.requests["storage"] == "2Gi"
+            and (c.status.capacity or {}).get("storage") == "2Gi"
+            for c in claims
+        )
+
+    eventually(claims_grown, timeout=90, what="every PostgreSQL claim to be 2Gi, requested and provisioned")
+
+    def templates_grown() -> bool:
+        return all(
+            apps.read_namespaced_stateful_set(name, namespace)
+            .spec.volume_claim_templates[0]
+            .spec.resources.requests["storage"]
+            == "2Gi"
+            for name in ("shop-postgres-primary", "shop-postgres-replica")
+        )
+
+    eventually(templates_grown, timeout=60, what="the StatefulSets to carry the 2Gi claim template")
+    wait_ready(cluster, namespace)
+    # The same volumes, grown: no claim was replaced, so no data was lost.
+    claims_after = {
+        c.metadata.name: c.metadata.uid for c in core.list_namespaced_persistent_volume_claim(namespace).items
+    }
+    assert claims_after == claims_before
+    events = cluster.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", "reason=StorageResized", "-o", "name"
+    ).stdout
+    assert events.strip()
