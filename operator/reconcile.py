@@ -26,6 +26,7 @@ from sbo_operator.builders import postgres, redis
 from sbo_operator.desired import DesiredState, GeneratedSecret, Manifest, desired_state
 from sbo_operator.drift import ApplyReason, apply_reason, with_applied_hash
 from sbo_operator.kube import ApplyConflict, ApplyRejected, ObjectGone
+from sbo_operator.references import reference_problem, required_references
 from sbo_operator.snapshot import Snapshot
 from sbo_operator.status import ConditionState, Problem, compute_status, settle_conditions
 from sbo_operator.storage import claim_templates_changed, claims_to_grow
@@ -52,10 +53,12 @@ class Reconciler:
         # Backends (by uid) the API said are gone, although the watch of a
         # deleted namespace never reported their deletion.
         self._gone: dict[Key, str] = {}
+        self._reported_problems: dict[Key, set[tuple[str, str]]] = {}
 
     def forget(self, key: Key) -> None:
         self._written_status.pop(key, None)
         self._gone.pop(key, None)
+        self._reported_problems.pop(key, None)
         self.runtime.metrics.forget_backend(key.namespace, key.name)
 
     async def reconcile(self, key: Key) -> float | None:
@@ -99,6 +102,8 @@ class Reconciler:
         worker_replicas = backend.spec.worker.replicas if backend.spec.worker else None
         desired = desired_state(backend, snapshot, api_replicas=api_replicas, worker_replicas=worker_replicas)
         applied, problems = await self._converge(backend, body, snapshot, desired)
+        problems += await self._check_references(backend)
+        self._post_problem_events(key, body, [*desired.problems, *problems])
 
         status = compute_status(
             backend,
@@ -156,8 +161,6 @@ class Reconciler:
             _post_event(
                 body, "Warning", "DriftRestored", f"changed outside the operator: {', '.join(drifted)}"
             )
-        for problem in problems:
-            _post_event(body, "Warning", problem.reason, problem.message)
         return applied, problems
 
     async def _apply_if_needed(
@@ -189,6 +192,27 @@ class Reconciler:
         except ApplyRejected as error:
             return None, Problem("ChildRejected", f"the API server rejected {kind} {name}: {error}")
         return reason, None
+
+    async def _check_references(self, backend: ScalableBackend) -> list[Problem]:
+        """Secrets and ConfigMaps the pods need but the operator does not own (reads only)."""
+        problems = []
+        namespace = backend.metadata.namespace
+        for reference in required_references(backend):
+            found = await self.runtime.kube.get("v1", reference.kind, namespace, reference.name)
+            keys = (
+                None if found is None else set(found.get("data") or {}) | set(found.get("binaryData") or {})
+            )
+            if message := reference_problem(reference, namespace, keys):
+                reason = "SecretNotFound" if reference.kind == "Secret" else "ConfigMapNotFound"
+                problems.append(Problem(reason, message))
+        return problems
+
+    def _post_problem_events(self, key: Key, body: dict[str, Any], problems: list[Problem]) -> None:
+        """A Warning event when a problem appears, not again on every resync."""
+        current = {(p.reason, p.message) for p in problems}
+        for reason, message in sorted(current - self._reported_problems.get(key, set())):
+            _post_event(body, "Warning", reason, message)
+        self._reported_problems[key] = current
 
     async def _replace_statefulset_for_storage(self, backend: ScalableBackend, statefulset: Manifest) -> None:
         """Grow the claims, then swap the StatefulSet without touching its pods."""

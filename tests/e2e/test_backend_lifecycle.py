@@ -344,3 +344,32 @@ def test_storage_grows_in_place_keeping_every_volume(
         "get", "events", "-n", namespace, "--field-selector", "reason=StorageResized", "-o", "name"
     ).stdout
     assert events.strip()
+
+
+def test_missing_referenced_secret_stalls_until_it_exists(
+    cluster: LocalCluster, operator: OperatorProcess, namespace: str
+) -> None:
+    manifest = basic_backend(namespace)
+    manifest["spec"]["api"]["env"] = [
+        {"name": "PAYMENT_TOKEN", "valueFrom": {"secretKeyRef": {"name": "payments", "key": "token"}}}
+    ]
+    cluster.apply(manifest)
+
+    def stalled() -> dict[str, Any] | None:
+        conditions = {
+            c["type"]: c for c in get_backend(cluster, namespace).get("status", {}).get("conditions", [])
+        }
+        return conditions["Stalled"] if conditions.get("Stalled", {}).get("status") == "True" else None
+
+    stall = eventually(stalled, timeout=60, what="Stalled=True")
+    assert stall["reason"] == "SecretNotFound"
+    assert "spec.api.env[0].valueFrom.secretKeyRef" in stall["message"]
+    assert f"Secret {namespace}/payments not found" in stall["message"]
+
+    cluster.kubectl("create", "secret", "generic", "payments", "--from-literal=token=s3cr3t", "-n", namespace)
+    backend = wait_ready(cluster, namespace)
+    assert condition(backend, "Stalled")["status"] == "False"
+    warnings = cluster.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", "reason=SecretNotFound", "-o", "name"
+    ).stdout.split()
+    assert len(warnings) == 1, "one Warning when the problem appeared, not one per resync"

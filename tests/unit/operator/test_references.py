@@ -1,0 +1,65 @@
+"""Required Secret/ConfigMap references, and the messages that name the field and the fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sbo_operator.api.v1alpha1 import ScalableBackend
+from sbo_operator.references import Reference, reference_problem, required_references
+
+pytestmark = pytest.mark.unit
+
+
+def backend_with_env(
+    api_env: list[dict[str, Any]], worker_env: list[dict[str, Any]] | None = None
+) -> ScalableBackend:
+    spec: dict[str, Any] = {"image": "app:1", "api": {"env": api_env}}
+    if worker_env is not None:
+        spec["worker"] = {"command": ["worker"], "env": worker_env}
+    return ScalableBackend.from_body({"metadata": {"name": "shop", "namespace": "demo"}, "spec": spec})
+
+
+def test_only_required_references_are_checked() -> None:
+    backend = backend_with_env(
+        [
+            {"name": "PLAIN", "value": "x"},
+            {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "tokens", "key": "api"}}},
+            {
+                "name": "MAYBE",
+                "valueFrom": {"secretKeyRef": {"name": "tokens", "key": "x", "optional": True}},
+            },
+        ],
+        worker_env=[{"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}}],
+    )
+    assert list(required_references(backend)) == [
+        Reference("spec.api.env[1].valueFrom.secretKeyRef", "Secret", "tokens", "api"),
+        Reference("spec.worker.env[0].valueFrom.configMapKeyRef", "ConfigMap", "settings", "mode"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        (
+            None,
+            "spec.api.env[1].valueFrom.secretKeyRef: Secret demo/tokens not found; "
+            "create it, or set optional: true",
+        ),
+        (
+            {"other"},
+            "spec.api.env[1].valueFrom.secretKeyRef: Secret demo/tokens has no key 'api'; it has other",
+        ),
+        ({"api", "other"}, None),
+    ],
+    ids=["missing", "missing-key", "fine"],
+)
+def test_problem_messages(keys: set[str] | None, expected: str | None) -> None:
+    reference = Reference("spec.api.env[1].valueFrom.secretKeyRef", "Secret", "tokens", "api")
+    problem = reference_problem(reference, "demo", keys)
+    if expected is None:
+        assert problem is None
+    else:
+        assert problem is not None
+        assert problem.startswith(expected)
