@@ -11,6 +11,8 @@ Every rule comes from one place in the code:
 * kube.Kube.patch_status merge-patches scalablebackends/status: patch.
 * kube.Kube.patch_spec: the autoscaler merge-patches spec.<component>.replicas of a
   ScalableBackend, so that the one reconcile path applies them: patch.
+* storage.py / reconcile: growing storage lists a StatefulSet's PersistentVolumeClaims
+  (kube.Kube.list) and merge-patches their size (kube.Kube.patch_spec): list, patch.
 * reconcile posts Events through kopf.event: create.
 * Kopf peering (SBO_PEERING) watches and patches its KopfPeering objects.
 * Kopf's scanning lists and watches namespaces (to match glob patterns) and CRDs (to notice
@@ -87,6 +89,7 @@ def operator_rules() -> list[PolicyRule]:
         PolicyRule(GROUP, (PLURAL,), (*WATCH, "patch")),
         PolicyRule(GROUP, (f"{PLURAL}/status",), ("patch",)),
         PolicyRule("", ("events",), ("create",)),
+        PolicyRule("", ("persistentvolumeclaims",), ("list", "patch")),
     ]
     rules += [PolicyRule(r.group, (r.plural,), child_verbs(r)) for r in CHILD_RESOURCES]
     return _grouped(rules)

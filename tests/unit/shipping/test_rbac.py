@@ -99,6 +99,7 @@ KUBE_METHODS = {
     "apply": {"create", "patch"},
     "create": {"create"},
     "get": {"get"},
+    "list": {"list"},
     "delete": {"delete"},
     "patch_status": {"patch"},
     "patch_spec": {"patch"},
