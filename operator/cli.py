@@ -7,6 +7,7 @@ import logging
 import sys
 
 import kopf
+from pydantic import ValidationError
 
 from sbo_operator.handlers import build_registry
 from sbo_operator.logs import configure_logging
@@ -42,7 +43,15 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("settings", help="print the effective settings as JSON and exit")
     args = parser.parse_args(argv)
 
-    settings = OperatorSettings()
+    try:
+        settings = OperatorSettings()
+    except ValidationError as error:
+        for problem in error.errors():
+            variable = ".".join(str(part) for part in problem["loc"])
+            sys.stderr.write(
+                f"sbo-operator: invalid setting {variable}={problem['input']!r}: {problem['msg']}\n"
+            )
+        raise SystemExit(2) from None
     if args.command == "settings":
         sys.stdout.write(settings.model_dump_json(indent=2) + "\n")
     else:
