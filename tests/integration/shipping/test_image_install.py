@@ -52,15 +52,21 @@ def test_the_sample_app_builder_installs_a_working_app(tmp_path: Path) -> None:
     if not dockerfile.exists():
         pytest.fail("sample-app/Dockerfile does not exist: the sample app's image needs one")
     try:
-        env = replay(dockerfile, builder(dockerfile), REPO, tmp_path)
+        replay(dockerfile, builder(dockerfile), REPO, tmp_path)
     except RuntimeError as error:
         pytest.fail(str(error))
-    venv = Path(env["VIRTUAL_ENV"])
+    final = parse(dockerfile).final
+    copied = [c.split()[1] for c in final.all("COPY") if c.startswith("--from=")]
+    venvs = [
+        tmp_path / c.lstrip("/") for c in copied if (tmp_path / c.lstrip("/") / "bin" / "python").exists()
+    ]
+    assert venvs, f"the final stage copies no virtual environment from the builder: {copied}"
+    workdir = tmp_path / (final.all("WORKDIR") or ["."])[-1].lstrip("/")
     imported = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import app.main, uvicorn, alembic; print('ok')"],
+        [str(venvs[0] / "bin" / "python"), "-c", "import app.main, uvicorn, alembic; print('ok')"],
         capture_output=True,
         text=True,
         check=False,
-        cwd=tmp_path,
+        cwd=workdir,
     )
     assert imported.stdout.strip() == "ok", imported.stderr

@@ -22,6 +22,13 @@ SYSTEM_PATHS = frozenset(
 )
 
 
+NETWORK_SETTINGS = re.compile(
+    r"^(SSL_CERT_FILE|SSL_CERT_DIR|PIP_CERT|PIP_INDEX_URL|PIP_EXTRA_INDEX_URL|PIP_TRUSTED_HOST|REQUESTS_CA_BUNDLE"
+    r"|UV_INDEX_URL|UV_DEFAULT_INDEX|UV_NATIVE_TLS|(HTTPS?|NO|ALL)_PROXY)$",
+    re.IGNORECASE,
+)
+
+
 @dataclasses.dataclass
 class Instruction:
     keyword: str
@@ -100,12 +107,19 @@ def replay(dockerfile: Path, stage_name: str, context: Path, root: Path) -> dict
             if token not in SYSTEM_PATHS:
                 roots.add(token)
 
-    def move(text: str) -> str:
-        for top in sorted(roots, key=len, reverse=True):
-            text = re.sub(rf"(?<![\w.$-]){re.escape(top)}(?=/|\b|$)", str(root) + top, text)
-        return text
+    # One pass, so that a moved path (under /tmp, say) is never moved again.
+    pattern = re.compile(
+        r"(?<![\w.$-])("
+        + "|".join(re.escape(top) for top in sorted(roots, key=len, reverse=True))
+        + r")(?=/|\b|$)"
+    )
 
-    env = {"PATH": os.environ["PATH"], "HOME": str(root / "home")}
+    def move(text: str) -> str:
+        return pattern.sub(lambda match: str(root) + match.group(1), text) if roots else text
+
+    # A clean environment, except how this machine reaches the package index (TLS roots, proxies).
+    env = {k: v for k, v in os.environ.items() if NETWORK_SETTINGS.match(k)}
+    env |= {"PATH": os.environ["PATH"], "HOME": str(root / "home")}
     workdir = root
     for instruction in stage.instructions:
         keyword, arguments = instruction.keyword, instruction.arguments
