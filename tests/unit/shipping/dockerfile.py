@@ -22,6 +22,8 @@ SYSTEM_PATHS = frozenset(
 )
 
 
+# An absolute path's first component where a word starts: not "$SRC"/dist, which is relative to $SRC.
+ABSOLUTE_PATH = re.compile(r"""(?:^|(?<=[\s=:'(,\[])|(?<=[\s=\[]"))(/[A-Za-z][\w.-]*)""")
 NETWORK_SETTINGS = re.compile(
     r"^(SSL_CERT_FILE|SSL_CERT_DIR|PIP_CERT|PIP_INDEX_URL|PIP_EXTRA_INDEX_URL|PIP_TRUSTED_HOST|REQUESTS_CA_BUNDLE"
     r"|UV_INDEX_URL|UV_DEFAULT_INDEX|UV_NATIVE_TLS|(HTTPS?|NO|ALL)_PROXY)$",
@@ -103,7 +105,7 @@ def replay(dockerfile: Path, stage_name: str, context: Path, root: Path) -> dict
     stage = next(s for s in parsed.stages if s.name == stage_name)
     roots: set[str] = set()
     for instruction in stage.instructions:  # every absolute path the stage may write to
-        for token in re.findall(r"(?<![\w.$-])/[A-Za-z][\w.-]*", instruction.arguments):
+        for token in ABSOLUTE_PATH.findall(instruction.arguments):
             if token not in SYSTEM_PATHS:
                 roots.add(token)
 
