@@ -51,6 +51,12 @@ class OperatorSettings(BaseSettings):
         le=1024,
         description="Prometheus polls in flight at once, over all ScalableBackends.",
     )
+    autoscaler_secret_cache_seconds: float = Field(
+        default=60,
+        ge=0,
+        description="How long credentials read from Secrets for Prometheus are reused; a rotated token "
+        "takes effect within this time.",
+    )
     peering: bool = Field(
         default=False,
         description="Use Kopf peering so that only one of several operator replicas is active.",

@@ -60,7 +60,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Component = Literal["api", "worker"]
-SECRET_CACHE_SECONDS = 60.0
 
 
 @dataclasses.dataclass
@@ -300,7 +299,7 @@ class AutoscalerScheduler:
     async def _secret_value(self, namespace: str, name: str, key: str, where: str) -> str:
         """One key of a user's Secret, cached briefly; never logged."""
         cached = self._secrets.get((namespace, name))
-        if cached is None or self._clock() - cached[0] > SECRET_CACHE_SECONDS:
+        if cached is None or self._clock() - cached[0] > self._settings.autoscaler_secret_cache_seconds:
             try:
                 secret = await self._kube.get("v1", "Secret", namespace, name)
             except ApiException as error:

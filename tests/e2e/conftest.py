@@ -68,7 +68,11 @@ def solo(cluster: LocalCluster, crd: None, tmp_path: Path) -> Iterator[tuple[str
     process = OperatorProcess(
         kubeconfig=Path(os.environ.get("SBO_TEST_OPERATOR_KUBECONFIG", cluster.kubeconfig)),
         log_path=tmp_path / "operator.log",
-        env={"SBO_NAMESPACES": namespace, "SBO_RESYNC_SECONDS": "5"},
+        env={
+            "SBO_NAMESPACES": namespace,
+            "SBO_RESYNC_SECONDS": "5",
+            "SBO_AUTOSCALER_SECRET_CACHE_SECONDS": "2",
+        },
     )
     process.start()
     yield namespace, process

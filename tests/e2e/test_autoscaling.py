@@ -17,7 +17,7 @@ from tests.e2e.conftest import condition, get_backend, wait_ready
 from tests.support.cluster import LocalCluster, eventually
 from tests.support.metric_target import MetricTarget
 from tests.support.operator_process import OperatorProcess
-from tests.support.prometheus import PrometheusServer
+from tests.support.prometheus import BearerTokenProxy, PrometheusServer
 
 pytestmark = pytest.mark.e2e
 
@@ -208,3 +208,49 @@ def test_stable_metric_means_no_writes_although_polled_every_second(
     polls = operator.metric_samples("sbo_autoscaler_decisions_total")
     assert sum(polls.values()) >= 8, "the window really contained polls"
     assert operator.metric_samples("sbo_autoscaler_metric_value")  # live values are on /metrics instead
+
+
+def test_bearer_token_comes_from_a_secret_and_a_missing_one_is_named(
+    cluster: LocalCluster,
+    solo: tuple[str, OperatorProcess],
+    prometheus: PrometheusServer,
+    target: MetricTarget,
+    apps: client.AppsV1Api,
+) -> None:
+    namespace, _ = solo
+    target.set(30, series="rps")
+    with BearerTokenProxy(prometheus.url, token="let-me-in") as proxy:
+        manifest = autoscaled_backend(namespace, proxy.url)
+        manifest["spec"]["prometheus"]["bearerTokenSecretRef"] = {"name": "prom-token", "key": "token"}
+        cluster.apply(manifest)
+
+        def unavailable() -> dict[str, Any] | None:
+            found = condition(get_backend(cluster, namespace), "MetricsUnavailable")
+            return found if found["status"] == "True" else None
+
+        missing = eventually(unavailable, timeout=30, what="MetricsUnavailable for the missing Secret")
+        assert missing["reason"] == "NotQueried"
+        assert "spec.prometheus.bearerTokenSecretRef" in missing["message"]
+        assert f"Secret {namespace}/prom-token not found" in missing["message"]
+        assert deployment_replicas(apps, namespace) == 2, "held"
+
+        cluster.kubectl(
+            "create", "secret", "generic", "prom-token", "--from-literal=token=let-me-in", "-n", namespace
+        )
+        eventually(
+            lambda: deployment_replicas(apps, namespace) == 3, timeout=90, what="scaling with the token"
+        )
+        backend = get_backend(cluster, namespace)
+        assert "let-me-in" not in str(backend["status"]), "the token never reaches the status"
+
+        # A wrong token is Prometheus's (here the proxy's) 401, reported as such.
+        cluster.kubectl("delete", "secret", "prom-token", "-n", namespace)
+        cluster.kubectl(
+            "create", "secret", "generic", "prom-token", "--from-literal=token=wrong", "-n", namespace
+        )
+        # Secrets are cached briefly (SBO_AUTOSCALER_SECRET_CACHE_SECONDS, 2 s in these tests).
+        wrong = eventually(unavailable, timeout=60, what="MetricsUnavailable for the wrong token")
+        assert wrong["reason"] == "Unauthorized"
+        target.set(60, series="rps")
+        time.sleep(4)
+        assert deployment_replicas(apps, namespace) == 3, "held while unauthorized"
