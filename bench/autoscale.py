@@ -1,0 +1,551 @@
+"""Benchmark the autoscaler on a load trace: ``python -m bench.autoscale`` (``make bench-autoscale``).
+
+The metric is driven precisely, not by HTTP load: a controllable gauge
+(``tests/support/metric_target.py``, ``sbo_test_value{series="rps"}``) stands for the request rate,
+a real Prometheus scrapes it every second, and the query ``sum(sbo_test_value{series="rps"})``
+is scaled at ``targetPerReplica: 10``. So a step is in Prometheus at a known second and the
+timing is repeatable. (``make demo`` and the e2e test drive the real sample app with HTTP.)
+
+The trace (one value per second): a baseline, two steps of x5 up, a noisy hold (+-15 % around
+the last step, new every second, seeded), a step down, a sawtooth, and a tail.
+
+Reported, from observation (the Deployment's ``spec.replicas`` read every ~0.15 s, every poll
+of the operator seen on its /metrics, Prometheus's own sample timestamps):
+
+* ``reaction_seconds``: from the first Prometheus sample past the target (value > replicas x
+  targetPerReplica x (1 + tolerance)) following a sample that was not, to the Deployment's
+  replicas being patched. Measured on the steps and the sawtooth (the noisy hold's per-second
+  noise is not a sustained crossing, and a poll may never see it).
+* ``scale_events``, ``flaps`` (direction reversals within the stabilization window),
+  ``overshoot`` (peak replicas above what a phase's highest nominal value needs);
+* ``scale_down_before_window``: scale-downs to R replicas although a poll in the preceding
+  window recommended more than R (HPA's recommendation, tolerance included). Must be 0.
+
+The same trace is then run through the operator's own pure ``decide()`` with the documented
+defaults of HPA (15 s sync, 0.1 tolerance, 300 s scale-down window) fed through
+prometheus-adapter (30-90 s lag), and of KEDA (HPA on top, 30 s pollingInterval), so the
+table in docs/benchmarks.md compares like with like.
+
+The bench runs its own control plane (hack/cluster.sh, ports from 19440, state in
+.local/bench-autoscale) and stops it; ``--reuse-cluster`` uses the developer's instead.
+It prints one JSON line and records it in the "## Autoscaling" section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import random
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from sbo_operator.api.autoscaling import AutoscalingHistory, AutoscalingSpec
+from sbo_operator.autoscaler.decide import decide
+from sbo_operator.autoscaler.samples import MetricSample
+from tests.support.cluster import REPO, LocalCluster
+from tests.support.metric_target import MetricTarget
+from tests.support.operator_process import OperatorProcess
+from tests.support.prometheus import PrometheusServer
+
+DOCS = REPO / "docs" / "benchmarks.md"
+SECTION = "## Autoscaling (make bench-autoscale)"
+CRD = REPO / "crds" / "sbo.dev_scalablebackends.yaml"
+QUERY = 'sum(sbo_test_value{series="rps"})'
+NAME = "trace"
+TARGET_PER_REPLICA = 10.0
+TOLERANCE = 0.1
+MIN_REPLICAS = 1
+MAX_REPLICAS = 20
+SCRAPE_SECONDS = 1
+
+_started = time.monotonic()
+
+
+def say(message: str) -> None:
+    print(f"[{time.monotonic() - _started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+# ---- the trace ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    values: tuple[float, ...]  # one per second
+
+    @property
+    def nominal_peak(self) -> float:
+        return max(self.values) if self.name != "noisy-hold" else NOISY_LEVEL
+
+
+NOISY_LEVEL = 100.0
+
+
+def build_trace(seed: int = 7) -> tuple[Phase, ...]:
+    rng = random.Random(seed)
+    noisy = tuple(round(NOISY_LEVEL * (1 + rng.uniform(-0.15, 0.15)), 1) for _ in range(60))
+    sawtooth = tuple(20.0 + 40.0 * (second % 20) / 20 for second in range(60))
+    return (
+        Phase("baseline", (4.0,) * 15),
+        Phase("up-x5", (20.0,) * 20),
+        Phase("up-x5-again", (100.0,) * 25),
+        Phase("noisy-hold", noisy),
+        Phase("step-down", (20.0,) * 45),
+        Phase("sawtooth", sawtooth),
+        Phase("tail", (20.0,) * 40),
+    )
+
+
+def flatten(trace: Sequence[Phase]) -> list[tuple[str, float]]:
+    return [(phase.name, value) for phase in trace for value in phase.values]
+
+
+def phase_spans(trace: Sequence[Phase]) -> dict[str, tuple[float, float]]:
+    spans: dict[str, tuple[float, float]] = {}
+    start = 0.0
+    for phase in trace:
+        spans[phase.name] = (start, start + len(phase.values))
+        start += len(phase.values)
+    return spans
+
+
+def needed(value: float) -> int:
+    return min(MAX_REPLICAS, max(MIN_REPLICAS, math.ceil(value / TARGET_PER_REPLICA - 1e-9)))
+
+
+# ---- one timeline and what it says ------------------------------------------------------------------
+
+
+@dataclass
+class Timeline:
+    """Seconds since the trace started. Real runs and simulations both end up here."""
+
+    samples: list[tuple[float, float]] = field(default_factory=list)  # Prometheus (ts, value)
+    changes: list[tuple[float, int, int]] = field(default_factory=list)  # (t, from, to)
+    polls: list[tuple[float, float, int]] = field(default_factory=list)  # (t, value read, replicas then)
+    initial_replicas: int = 1
+
+    def replicas_at(self, t: float) -> int:
+        replicas = self.initial_replicas
+        for at, _, to in self.changes:
+            if at <= t:
+                replicas = to
+        return replicas
+
+
+def recommendation(value: float, current: int) -> int:
+    """HPA's raw recommendation for one metric with targetPerReplica (tolerance included)."""
+    if current > 0 and abs(value / (current * TARGET_PER_REPLICA) - 1) <= TOLERANCE:
+        return current
+    return needed(value)
+
+
+def analyse(
+    timeline: Timeline, trace: Sequence[Phase], *, window: float, poll_seconds: float
+) -> dict[str, Any]:
+    spans = phase_spans(trace)
+
+    def phase_of(t: float) -> str:
+        for name, (start, end) in spans.items():
+            if start <= t < end:
+                return name
+        return "after"
+
+    # Reaction: fresh crossings past the target, on the steps and the sawtooth.
+    reactions: list[dict[str, Any]] = []
+    pending: float | None = None
+    was_past = False
+    ups = [c for c in timeline.changes if c[2] > c[1]]
+    for ts, value in timeline.samples:
+        replicas = timeline.replicas_at(ts)
+        past = value > replicas * TARGET_PER_REPLICA * (1 + TOLERANCE)
+        if past and not was_past and pending is None and phase_of(ts) != "noisy-hold":
+            pending = ts
+            patched = next((c for c in ups if c[0] >= ts), None)
+            if patched is not None:
+                reactions.append(
+                    {
+                        "phase": phase_of(ts),
+                        "sample_at": round(ts, 2),
+                        "seconds": round(patched[0] - ts, 2),
+                        "to": patched[2],
+                    }
+                )
+        if pending is not None and any(pending <= c[0] <= ts for c in ups):
+            pending = None
+        was_past = past
+
+    # A flap is a reversal that the stabilization window of the second move should have
+    # prevented: a scale-down within the scale-down window after a scale-up (the scale-up
+    # window is 0, as HPA's default, so scaling up again at once is by design).
+    flaps: list[dict[str, Any]] = []
+    for before, after in zip(timeline.changes, timeline.changes[1:], strict=False):
+        up_then_down = before[2] > before[1] and after[2] < after[1]
+        if up_then_down and after[0] - before[0] < window:
+            flaps.append({"at": round(after[0], 1), "phase": phase_of(after[0])})
+
+    early_downs = 0
+    for at, from_replicas, to in timeline.changes:
+        if to >= from_replicas:
+            continue
+        if any(
+            at - window + 1 < poll_at < at - 0.5 and recommendation(value, replicas) > to
+            for poll_at, value, replicas in timeline.polls
+        ):
+            early_downs += 1
+
+    # Overshoot: replicas scaled up to beyond what the phase's highest nominal value needs.
+    overshoot: dict[str, int] = {}
+    for phase in trace:
+        start, end = spans[phase.name]
+        reached = [c[2] for c in ups if start <= c[0] < end]
+        overshoot[phase.name] = max(0, max(reached, default=0) - needed(phase.nominal_peak))
+
+    # The step down: when the replicas reached what the lower load needs, counted from the first
+    # low sample and from the last poll that still recommended more (where the window starts).
+    step_down_start, step_down_end = spans["step-down"]
+    low_need = needed(trace[[p.name for p in trace].index("step-down")].values[0])
+    first_low = next((ts for ts, v in timeline.samples if ts >= step_down_start - 1 and v <= 20), None)
+    reached_low = next(
+        (c[0] for c in timeline.changes if step_down_start <= c[0] < step_down_end and c[2] <= low_need), None
+    )
+    last_high = max(
+        (
+            poll_at
+            for poll_at, value, replicas in timeline.polls
+            if reached_low is not None
+            and poll_at < reached_low
+            and recommendation(value, replicas) > low_need
+        ),
+        default=None,
+    )
+    total = float(sum(len(p.values) for p in trace))
+    replica_seconds = 0.0
+    previous_t, previous_r = 0.0, timeline.initial_replicas
+    for at, _, to in [c for c in timeline.changes if c[0] < total]:
+        replica_seconds += (max(at, 0.0) - previous_t) * previous_r
+        previous_t, previous_r = max(at, 0.0), to
+    replica_seconds += (total - previous_t) * previous_r
+    needed_seconds = sum(needed(v) for _, v in flatten(trace))
+    by_phase: dict[str, int] = {}
+    for at, _, _ in timeline.changes:
+        by_phase[phase_of(at)] = by_phase.get(phase_of(at), 0) + 1
+    return {
+        "reaction_seconds_max": max((r["seconds"] for r in reactions), default=None),
+        "reaction_seconds": reactions,
+        "scale_events": len(timeline.changes),
+        "scale_events_by_phase": by_phase,
+        "flaps": len(flaps),
+        "flaps_in_noisy_hold": sum(1 for f in flaps if f["phase"] == "noisy-hold"),
+        "overshoot_replicas_max": max(overshoot.values()),
+        "overshoot_by_phase": overshoot,
+        "scale_down_before_window": early_downs,
+        "step_down_seconds_after_load_drop": (
+            round(reached_low - first_low, 1) if reached_low is not None and first_low is not None else None
+        ),
+        "step_down_seconds_after_last_high_recommendation": (
+            round(reached_low - last_high, 1) if reached_low is not None and last_high is not None else None
+        ),
+        "replica_seconds": round(replica_seconds),
+        "needed_replica_seconds": needed_seconds,
+        "replicas_at_end": timeline.replicas_at(total),
+    }
+
+
+# ---- simulation with decide() -------------------------------------------------------------------------
+
+
+def autoscaling_spec(window: int) -> dict[str, Any]:
+    return {
+        "mode": "Active",
+        "minReplicas": MIN_REPLICAS,
+        "maxReplicas": MAX_REPLICAS,
+        "tolerance": TOLERANCE,
+        "metrics": [{"name": "rps", "query": QUERY, "targetPerReplica": TARGET_PER_REPLICA}],
+        "scaleUp": {"stabilizationSeconds": 0},
+        "scaleDown": {"stabilizationSeconds": window},
+    }
+
+
+def simulate(
+    trace: Sequence[Phase], *, period: float, lag: float, window: int, offset: float = 0.0
+) -> Timeline:
+    """Replay the trace through decide(): a loop every ``period`` s reading the value ``lag`` s old."""
+    values = [value for _, value in flatten(trace)]
+    spec = AutoscalingSpec.model_validate(autoscaling_spec(window))
+    epoch = datetime(2025, 1, 1, tzinfo=UTC)
+    timeline = Timeline(samples=[(float(k), v) for k, v in enumerate(values)])
+    history = AutoscalingHistory()
+    current = 1
+    t = offset
+    while t < len(values):
+        seen = values[max(0, min(len(values) - 1, math.floor(t - lag)))]
+        decision = decide(
+            spec=spec,
+            current_replicas=current,
+            samples={"rps": MetricSample(seen)},
+            history=history,
+            now=epoch + timedelta(seconds=t),
+        )
+        timeline.polls.append((t, seen, current))
+        history = decision.history
+        if decision.desired_replicas != current:
+            timeline.changes.append((t, current, decision.desired_replicas))
+            current = decision.desired_replicas
+        t += period
+    return timeline
+
+
+def comparisons(trace: Sequence[Phase]) -> dict[str, dict[str, Any]]:
+    models = {
+        # HPA's controller reads the external/custom metric from prometheus-adapter every sync.
+        "hpa_prometheus_adapter_lag30": {"period": 15, "lag": 30, "window": 300},
+        "hpa_prometheus_adapter_lag90": {"period": 15, "lag": 90, "window": 300},
+        # KEDA: HPA (15 s sync) asks KEDA's metrics server, which queries Prometheus (no adapter lag).
+        "keda_hpa": {"period": 15, "lag": 0, "window": 300},
+        # KEDA with useCachedMetrics: the value is refreshed every pollingInterval (30 s).
+        "keda_cached_metrics": {"period": 15, "lag": 30, "window": 300},
+    }
+    results: dict[str, dict[str, Any]] = {}
+    for name, model in models.items():
+        timeline = simulate(trace, period=model["period"], lag=model["lag"], window=model["window"])
+        summary = analyse(timeline, trace, window=model["window"], poll_seconds=model["period"])
+        summary.pop("reaction_seconds")
+        results[name] = {**model, **summary}
+    return results
+
+
+# ---- the real run -------------------------------------------------------------------------------------
+
+
+def backend(namespace: str, prometheus_url: str, poll_seconds: int, window: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "sbo.dev/v1alpha1",
+        "kind": "ScalableBackend",
+        "metadata": {"name": NAME, "namespace": namespace},
+        "spec": {
+            "image": "sbo-sample-app:0.1.0",
+            "prometheus": {"url": prometheus_url, "pollSeconds": poll_seconds, "timeoutSeconds": 2},
+            "api": {"replicas": 1, "autoscaling": autoscaling_spec(window)},
+            "redis": {"enabled": False},
+            "postgres": {"enabled": False},
+        },
+    }
+
+
+@contextlib.contextmanager
+def bench_cluster(args: argparse.Namespace) -> Iterator[LocalCluster]:
+    if args.reuse_cluster:
+        cluster = LocalCluster.ensure()
+        try:
+            yield cluster
+        finally:
+            cluster.stop_if_started_here()
+        return
+    local_dir = args.local_dir.resolve()
+    local_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "SBO_PORT_BASE": str(args.port_base), "SBO_LOCAL_DIR": str(local_dir)}
+    script = str(REPO / "hack" / "cluster.sh")
+
+    def run_script(command: str) -> None:
+        subprocess.run([script, command], env=env, check=True, stdout=sys.stderr, timeout=300)
+
+    say(f"own control plane: ports from {args.port_base}, state in {local_dir}")
+    run_script("down")  # a fresh etcd
+    try:
+        run_script("up")
+        previous = os.environ.get("SBO_LOCAL_DIR")
+        os.environ["SBO_LOCAL_DIR"] = str(local_dir)
+        try:
+            cluster = LocalCluster.ensure()  # up already: it will not stop it
+        finally:
+            if previous is None:
+                os.environ.pop("SBO_LOCAL_DIR", None)
+            else:
+                os.environ["SBO_LOCAL_DIR"] = previous
+        try:
+            yield cluster
+        finally:
+            cluster.api.close()  # type: ignore[no-untyped-call]
+    finally:
+        run_script("down")
+
+
+def metric_samples(operator: OperatorProcess, name: str) -> dict[str, float]:
+    try:
+        return operator.metric_samples(name)
+    except Exception:
+        return {}
+
+
+def run_trace(args: argparse.Namespace, trace: Sequence[Phase]) -> Timeline:
+    with contextlib.ExitStack() as stack:
+        cluster = stack.enter_context(bench_cluster(args))
+        cluster.kubectl(
+            "apply", "--server-side", "--force-conflicts", "--field-manager", "sbo-bench", "-f", str(CRD)
+        )
+        cluster.kubectl(
+            "wait", "--for=condition=Established", "crd/scalablebackends.sbo.dev", "--timeout=60s"
+        )
+        namespace = f"bench-autoscale-{secrets.token_hex(3)}"
+        cluster.kubectl("create", "namespace", namespace)
+        stack.callback(cluster.kubectl, "delete", "namespace", namespace, "--wait=false", check=False)
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-autoscale-")))
+        target = stack.enter_context(MetricTarget.start())
+        values = flatten(trace)
+        target.set(values[0][1], series="rps")
+        say("starting Prometheus (1 s scrape) and the operator")
+        prometheus = PrometheusServer.start(
+            workdir, scrape_targets={"target": [target.address]}, scrape_interval=f"{SCRAPE_SECONDS}s"
+        )
+        stack.callback(prometheus.destroy)
+        prometheus.wait_for_target("target")
+        operator = OperatorProcess(
+            kubeconfig=cluster.kubeconfig,
+            log_path=prometheus.server_dir / "operator.log",
+            env={"SBO_NAMESPACES": namespace, "SBO_RESYNC_SECONDS": "60", "SBO_LOG_LEVEL": "WARNING"},
+        )
+        stack.callback(operator.stop)
+        operator.start()
+        cluster.apply(backend(namespace, prometheus.url, args.poll_seconds, args.window))
+        apps = client.AppsV1Api(cluster.api)
+
+        def deployment_replicas() -> int | None:
+            try:
+                replicas = apps.read_namespaced_deployment(f"{NAME}-api", namespace).spec.replicas
+            except client.ApiException:
+                return None
+            return None if replicas is None else int(replicas)
+
+        deadline = time.monotonic() + 120
+        while deployment_replicas() != 1:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Deployment did not appear with 1 replica")
+            time.sleep(0.5)
+        say(f"settling {args.poll_seconds * 2}s at the baseline, then the trace ({len(values)}s)")
+        time.sleep(args.poll_seconds * 2)
+
+        timeline = Timeline(initial_replicas=1)
+        start_wall = time.time()
+        start = time.monotonic()
+        second = -1
+        replicas = 1
+        polls_seen = sum(metric_samples(operator, "sbo_autoscaler_decisions_total").values())
+        phase_name = ""
+        while True:
+            elapsed = time.monotonic() - start
+            if elapsed >= len(values):
+                break
+            if int(elapsed) != second:
+                second = int(elapsed)
+                name, value = values[second]
+                target.set(value, series="rps")
+                if name != phase_name:
+                    say(f"phase {name} at {second}s (value {value:g}, replicas {replicas})")
+                    phase_name = name
+            now_replicas = deployment_replicas()
+            observed = time.monotonic() - start
+            if now_replicas is not None and now_replicas != replicas:
+                timeline.changes.append((observed, replicas, now_replicas))
+                say(f"  {observed:6.1f}s replicas {replicas} -> {now_replicas}")
+                replicas = now_replicas
+            decisions = metric_samples(operator, "sbo_autoscaler_decisions_total")
+            polls = sum(decisions.values())
+            if polls > polls_seen:
+                read = [
+                    v
+                    for k, v in metric_samples(operator, "sbo_autoscaler_metric_value").items()
+                    if namespace in k
+                ]
+                if read:
+                    timeline.polls.append((time.monotonic() - start, read[0], replicas))
+                polls_seen = polls
+            time.sleep(0.1)
+
+        answer = prometheus.query(f'sbo_test_value{{series="rps"}}[{len(values) + 30}s]')
+        for series in answer["data"]["result"]:
+            for ts, value in series["values"]:
+                if float(ts) >= start_wall - 0.5:
+                    timeline.samples.append((float(ts) - start_wall, float(value)))
+        timeline.samples.sort()
+        return timeline
+
+
+def record(path: Path, result: dict[str, Any], command: str) -> None:
+    """Replace the JSON run in this section of docs/benchmarks.md (the prose around it stays)."""
+    begin, end = "<!-- bench-autoscale begin -->", "<!-- bench-autoscale end -->"
+    box = result["machine"]
+    entry = (
+        f"{begin}\n`{command}`, {result['date']}, {box['cpus']} cores ({box['platform']}):\n\n"
+        f"```json\n{json.dumps(result)}\n```\n{end}"
+    )
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + entry + rest.split(end, 1)[1]
+    elif SECTION in text:
+        start = text.index(SECTION)
+        next_section = text.find("\n## ", start + len(SECTION))
+        cut = len(text) if next_section < 0 else next_section
+        text = text[:cut].rstrip("\n") + "\n\n" + entry + "\n" + text[cut:]
+    else:
+        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{entry}\n"
+    path.write_text(text)
+    say(f"recorded in {path}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m bench.autoscale", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--poll-seconds", type=int, default=5, help="spec.prometheus.pollSeconds (default 5)")
+    parser.add_argument("--window", type=int, default=30, help="scaleDown.stabilizationSeconds (default 30)")
+    parser.add_argument("--port-base", type=int, default=19440, help="the bench control plane's ports")
+    parser.add_argument("--local-dir", type=Path, default=REPO / ".local" / "bench-autoscale")
+    parser.add_argument("--reuse-cluster", action="store_true", help="use LocalCluster.ensure() instead")
+    parser.add_argument("--simulate-only", action="store_true", help="only the HPA/KEDA/decide() replays")
+    parser.add_argument("--no-record", action="store_true", help="do not write docs/benchmarks.md")
+    args = parser.parse_args(argv)
+
+    trace = build_trace()
+    result: dict[str, Any] = {
+        "benchmark": "autoscale",
+        "poll_seconds": args.poll_seconds,
+        "scale_down_window_seconds": args.window,
+        "scrape_interval_seconds": SCRAPE_SECONDS,
+        "target_per_replica": TARGET_PER_REPLICA,
+        "trace_seconds": len(flatten(trace)),
+        "trace": {phase.name: len(phase.values) for phase in trace},
+    }
+    if not args.simulate_only:
+        timeline = run_trace(args, trace)
+        measured = analyse(timeline, trace, window=args.window, poll_seconds=args.poll_seconds)
+        reaction_max = measured["reaction_seconds_max"]
+        measured["reaction_target_met"] = reaction_max is not None and reaction_max <= args.poll_seconds + 1
+        result.update(measured)
+    simulated_sbo = simulate(trace, period=args.poll_seconds, lag=SCRAPE_SECONDS, window=args.window)
+    sbo = analyse(simulated_sbo, trace, window=args.window, poll_seconds=args.poll_seconds)
+    sbo.pop("reaction_seconds")
+    result["simulated"] = {"sbo_same_settings": sbo, **comparisons(trace)}
+    result["date"] = datetime.now(UTC).date().isoformat()
+    result["machine"] = {"cpus": os.cpu_count(), "platform": platform.machine()}
+    print(json.dumps(result), flush=True)
+    if not args.no_record and not args.simulate_only:
+        record(DOCS, result, "make bench-autoscale")
+
+
+if __name__ == "__main__":
+    main()
