@@ -20,10 +20,13 @@ from app.models import User
 CONSISTENCY_HEADER = "X-Consistency-Token"
 CONSISTENCY_COOKIE = "sbo_consistency"
 
+# The trivial dependencies below are ``async def`` on purpose: FastAPI runs a plain ``def``
+# dependency in a thread pool, and that hand-off would cost more than the work itself.
+
 reusable_oauth2 = OAuth2PasswordBearer(tokenUrl=f"{API_V1_PREFIX}/login/access-token")
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -31,15 +34,15 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_settings(services: ServicesDep) -> Settings:
+async def get_settings(services: ServicesDep) -> Settings:
     return services.settings
 
 
-def get_database(services: ServicesDep) -> Database:
+async def get_database(services: ServicesDep) -> Database:
     return services.db
 
 
-def get_cache(services: ServicesDep) -> EntityCache:
+async def get_cache(services: ServicesDep) -> EntityCache:
     return services.cache
 
 
@@ -95,7 +98,7 @@ async def enforce_rate_limit(request: Request, services: ServicesDep) -> None:
         )
 
 
-def read_consistency_token(request: Request) -> str | None:
+async def read_consistency_token(request: Request) -> str | None:
     """The WAL position of this client's last write (header, else cookie), if it is one."""
     token = request.headers.get(CONSISTENCY_HEADER) or request.cookies.get(CONSISTENCY_COOKIE)
     return token if parse_lsn(token) is not None else None
