@@ -38,6 +38,11 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 60
         settings.peering.mandatory = False
+        # Kopf scans namespaces and CRDs only to match glob patterns; without one,
+        # scanning would just ask for permissions the operator does not need.
+        settings.scanning.disabled = not any(
+            char in pattern for pattern in operator_settings.namespaces for char in "*?[]!"
+        )
         indices = {name: kwargs[name] for name in ("backends", *(r.index for r in CHILD_RESOURCES))}
         memo.runtime = await Runtime.start(operator_settings, indices=indices)
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from collections.abc import Iterator
@@ -18,6 +19,12 @@ from kubernetes import client
 from tests.support.cluster import LocalCluster
 
 TIERS = ("unit", "integration", "e2e")
+
+
+def namespace_prefix() -> str:
+    """`t` unless SBO_TEST_NAMESPACE_PREFIX says otherwise, e.g. for a nested run whose own
+    operator must be the only one serving its namespaces."""
+    return os.environ.get("SBO_TEST_NAMESPACE_PREFIX", "t")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -61,7 +68,7 @@ def namespace(request: pytest.FixtureRequest, cluster: LocalCluster) -> Iterator
     # Readable (the test's name) and unique, so a re-run never waits for the
     # previous run's namespace to finish terminating.
     base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
-    name = f"t-{base}-{secrets.token_hex(3)}"
+    name = f"{namespace_prefix()}-{base}-{secrets.token_hex(3)}"
     core = client.CoreV1Api(cluster.api)
     restricted = {
         "pod-security.kubernetes.io/enforce": "restricted",

@@ -21,11 +21,12 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import namespace_prefix
 from tests.support.cluster import REPO, LocalCluster
 from tests.support.operator_process import OperatorProcess
 
 CRD = REPO / "crds" / "sbo.dev_scalablebackends.yaml"
-TEST_NAMESPACES = "t-*"
+TEST_NAMESPACES = f"{namespace_prefix()}-*"
 
 
 def install_crd(cluster: LocalCluster) -> None:

@@ -231,7 +231,8 @@ def test_the_e2e_suite_passes_with_the_charts_credentials(
 ) -> None:
     """The lead's reconciler e2e suite (tests/e2e), its operator run with the chart's ServiceAccount.
 
-    The e2e operator watches `t-*`, so this release watches that pattern: a ClusterRole, and
+    The nested run names its namespaces `rbac-*` (SBO_TEST_NAMESPACE_PREFIX), so that no other
+    operator of this session serves them; the release watches that pattern: a ClusterRole, and
     list/watch on namespaces, which Kopf needs to match a pattern.
     """
     suite = sorted((REPO / "tests" / "e2e").glob("test_*.py"))
@@ -243,7 +244,7 @@ def test_the_e2e_suite_passes_with_the_charts_credentials(
     )
     release = release_name()
     try:
-        helm.install(release, release_namespace, "watchNamespaces={t-*}")
+        helm.install(release, release_namespace, "watchNamespaces={rbac-*}")
         kubeconfig = service_account_kubeconfig(
             cluster, release_namespace, fullname(release), tmp_path / "kubeconfig"
         )
@@ -251,7 +252,11 @@ def test_the_e2e_suite_passes_with_the_charts_credentials(
             [sys.executable, "-m", "pytest", "-q", "-m", "e2e", "-p", "no:cacheprovider",
              "--basetemp", str(tmp_path / "e2e"), *map(str, suite)],
             cwd=REPO,
-            env={**os.environ, "SBO_TEST_OPERATOR_KUBECONFIG": str(kubeconfig)},
+            env={
+                **os.environ,
+                "SBO_TEST_OPERATOR_KUBECONFIG": str(kubeconfig),
+                "SBO_TEST_NAMESPACE_PREFIX": "rbac",
+            },
             capture_output=True,
             text=True,
             timeout=1500,
