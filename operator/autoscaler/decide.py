@@ -215,7 +215,7 @@ def decide(
             pending = f", fallback after {spec.fallback.after_failures}" if spec.fallback is not None else ""
             outcome = _Outcome(
                 desired=current_replicas,
-                reason=f"holding {current_replicas} replicas: every metric failed "
+                reason=f"holding {_replicas(current_replicas)}: every metric failed "
                 f"({consecutive_failures} failed polls{pending}): {failures_text}",
                 basis=DecisionBasis.HOLD,
                 limit=ScalingLimit.NONE,
@@ -236,7 +236,7 @@ def decide(
         if failed and raw <= current_replicas:
             outcome = _Outcome(
                 desired=current_replicas,
-                reason=f"holding {current_replicas} replicas: never scale down while a metric fails "
+                reason=f"holding {_replicas(current_replicas)}: never scale down while a metric fails "
                 f"({head}; {failures_text})",
                 basis=basis,
                 limit=ScalingLimit.NONE,
@@ -300,7 +300,7 @@ def _recommend_for_metric(
     else:
         assert metric.target is not None
         target = metric.target
-        target_text = f"target {target:g} at {current_replicas} replicas"
+        target_text = f"target {target:g} at {_replicas(current_replicas)}"
         ratio = value / target
         unbounded = ratio * current_replicas
 
