@@ -16,15 +16,15 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-import kopf
 from pydantic import ValidationError
 
 from sbo_operator.api.v1alpha1 import API_VERSION, KIND, ConditionType, ScalableBackend
 from sbo_operator.builders import postgres, redis
 from sbo_operator.desired import DesiredState, GeneratedSecret, Manifest, desired_state
 from sbo_operator.drift import ApplyReason, apply_reason, with_applied_hash
+from sbo_operator.events import post_event
 from sbo_operator.kube import ApplyConflict, ApplyRejected, ObjectGone
 from sbo_operator.references import reference_problem, required_references
 from sbo_operator.snapshot import Snapshot
@@ -156,9 +156,9 @@ class Reconciler:
 
         if applied:
             log.info("%s/%s: %s", backend.metadata.namespace, backend.metadata.name, "; ".join(applied))
-            _post_event(body, "Normal", "Applied", "; ".join(applied))
+            post_event(body, "Normal", "Applied", "; ".join(applied))
         if drifted:
-            _post_event(
+            post_event(
                 body, "Warning", "DriftRestored", f"changed outside the operator: {', '.join(drifted)}"
             )
         return applied, problems
@@ -211,7 +211,7 @@ class Reconciler:
         """A Warning event when a problem appears, not again on every resync."""
         current = {(p.reason, p.message) for p in problems}
         for reason, message in sorted(current - self._reported_problems.get(key, set())):
-            _post_event(body, "Warning", reason, message)
+            post_event(body, "Warning", reason, message)
         self._reported_problems[key] = current
 
     async def _replace_statefulset_for_storage(self, backend: ScalableBackend, statefulset: Manifest) -> None:
@@ -233,7 +233,7 @@ class Reconciler:
             )
         # Orphan: the pods keep running and the new StatefulSet adopts them.
         await kube.delete("apps/v1", "StatefulSet", namespace, name, orphan=True)
-        _post_event(
+        post_event(
             _event_target(backend),
             "Normal",
             "StorageResized",
@@ -290,11 +290,6 @@ def _event_target(backend: ScalableBackend) -> dict[str, Any]:
         "kind": KIND,
         "metadata": {"name": meta.name, "namespace": meta.namespace, "uid": meta.uid},
     }
-
-
-def _post_event(body: dict[str, Any], type: str, reason: str, message: str) -> None:
-    """A Kubernetes Event on the ScalableBackend (kubectl describe sb shows it)."""
-    kopf.event(kopf.Body(cast(kopf.RawBody, body)), type=type, reason=reason, message=message[:1024])
 
 
 def _condition_status(status: Mapping[str, Any], type: str) -> str:

@@ -27,7 +27,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-import kopf
 from kubernetes.aio.client.exceptions import ApiException
 
 from sbo_operator.api.autoscaling import (
@@ -47,6 +46,7 @@ from sbo_operator.autoscaler.prometheus import (
     fetch_metric_outcomes,
 )
 from sbo_operator.autoscaler.samples import MetricError, MetricErrorKind, MetricOutcome
+from sbo_operator.events import post_event
 from sbo_operator.kube import ObjectGone
 from sbo_operator.workqueue import Key
 
@@ -246,13 +246,13 @@ class AutoscalerScheduler:
                 target.body, {"spec": {component: {"replicas": decision.desired_replicas}}}
             )
             target.current_replicas = decision.desired_replicas
-            _post_event(target.body, "Normal", "Scaled", f"{component}: {decision.reason}")
+            post_event(target.body, "Normal", "Scaled", f"{component}: {decision.reason}")
         elif (
             decision.mode is AutoscalingMode.DRY_RUN
             and target.last is not None
             and target.last.desired_replicas != decision.desired_replicas
         ):
-            _post_event(
+            post_event(
                 target.body,
                 "Normal",
                 "DryRunRecommendation",
@@ -327,7 +327,3 @@ def _material(decision: Decision) -> tuple[Any, ...]:
         tuple((m.name, m.desired_replicas, m.error.kind if m.error else None) for m in decision.metrics),
         tuple((c.type, c.status, c.reason) for c in autoscaling_conditions(decision)),
     )
-
-
-def _post_event(body: dict[str, Any], type: str, reason: str, message: str) -> None:
-    kopf.event(kopf.Body(body), type=type, reason=reason, message=message[:1024])  # type: ignore[arg-type]
