@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 
 import pytest
 
@@ -59,21 +58,27 @@ async def test_key_is_never_reconciled_concurrently_and_reruns_when_dirty() -> N
 
 
 async def test_failures_are_retried_with_growing_backoff() -> None:
-    queue = WorkQueue(base_backoff=0.02, max_backoff=1)
-    times: list[float] = []
-    loop = asyncio.get_running_loop()
+    queue = WorkQueue(base_backoff=0.01, max_backoff=0.04)
+    requested: list[float] = []
+    schedule = queue.add_after
+
+    def recording_add_after(key: Key, delay: float) -> None:
+        requested.append(delay)
+        schedule(key, delay)
+
+    queue.add_after = recording_add_after  # type: ignore[method-assign]
+    calls = 0
 
     async def reconcile(key: Key) -> None:
-        times.append(loop.time())
-        if len(times) < 4:
+        nonlocal calls
+        calls += 1
+        if calls < 5:
             raise RuntimeError("apiserver said no")
 
     queue.add(SHOP)
     await run_workers(queue, reconcile, seconds=0.6)
-    assert len(times) == 4, "retried until it succeeded, then stopped"
-    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-    assert gaps[0] >= 0.015
-    assert gaps[2] > gaps[0] * 2
+    assert calls == 5, "retried until it succeeded, then stopped"
+    assert requested == [0.01, 0.02, 0.04, 0.04], "doubling, capped at max_backoff"
 
 
 async def test_requeue_after_looks_again_later() -> None:
