@@ -1,0 +1,78 @@
+"""The sample-app benchmark's pure parts: the Zipf workload and the docs section it rewrites."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.app import record, zipf_ids, zipf_script
+
+pytestmark = pytest.mark.unit
+
+
+def test_zipf_ids_are_skewed_deterministic_and_in_range() -> None:
+    ids = zipf_ids(1000, 20_000, 1.0, seed=3)
+    assert ids == zipf_ids(1000, 20_000, 1.0, seed=3)
+    assert min(ids) >= 1
+    assert max(ids) <= 1000
+    top = Counter(ids).most_common(10)
+    assert sum(n for _, n in top) > 0.3 * len(ids)  # Zipf(1) over 1000 keys: top 10 ~ 39%
+    assert [i for i, _ in top] != list(range(1, 11))  # popularity is scattered over ids
+
+
+def test_zipf_script_requests_each_id_in_order() -> None:
+    script = zipf_script([5, 7, 5])
+    assert '"5,7,5"' in script
+    assert "ZIPF-DONE" in script
+
+
+def fake_results(rps: float) -> dict[str, Any]:
+    def scenario(prefix: str) -> dict[str, Any]:
+        return {f"{prefix}_{k}": 1.0 for k in ("rps", "p50_ms", "p95_ms", "p99_ms")} | {f"{prefix}_errors": 0}
+
+    return {
+        "duration_s": 10,
+        "date": "2026-01-01T00:00:00Z",
+        "host": "test",
+        "cached_get_rps": rps,
+        "cached_get_max_throughput": scenario("max"),
+        "cached_get_at_rate": scenario("paced") | {"target_rps": 1000},
+        **scenario("uncached_get"),
+        **scenario("list"),
+        **scenario("post"),
+        "naive": scenario("max") | scenario("paced"),
+        "zipf": {"exponent": 1.0, "keys": 10, "requests": 100, "distinct_keys_requested": 10},
+        "load_average_at_start": [1.0, 1.0, 1.0],
+        "load_average_at_end": [1.0, 1.0, 1.0],
+        "db_reads_per_1000_cache_on": 100.0,
+        "db_reads_per_1000_cache_off": 1000.0,
+        "db_read_reduction": 0.9,
+        "tuned_vs_naive_rps_ratio": 3.0,
+        "naive_vs_tuned_paced_p95_ratio": 2.0,
+        "targets": {
+            "cached_get_p95_le_20ms_at_1000rps": True,
+            "zero_errors": True,
+            "db_read_reduction_ge_90pct": True,
+        },
+    }
+
+
+def test_record_replaces_only_its_own_section(tmp_path: Path) -> None:
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text("# Benchmarks\n\n## Reconcile\n\nsomeone else's numbers\n")
+    record(fake_results(111.0), docs)
+    record(fake_results(222.0), docs)
+    text = docs.read_text()
+    assert text.count("## Sample app") == 1
+    assert "someone else's numbers" in text
+    assert "222.0" in text
+    assert "111.0" not in text
+    docs.write_text(text + "\n## Autoscale\n\nlater section\n")
+    record(fake_results(333.0), docs)
+    text = docs.read_text()
+    assert "later section" in text
+    assert "## Reconcile" in text
+    assert text.index("## Reconcile") < text.index("## Sample app") < text.index("## Autoscale")
