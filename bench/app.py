@@ -520,7 +520,7 @@ shared with wrk, the databases and other work, so absolute numbers are noisy; ra
 {rows}
 
 Database load on a Zipf({results["zipf"]["exponent"]}) workload over {results["zipf"]["keys"]} task ids
-({results["zipf"]["requests"]} GETs from a cold cache, of which
+({results["zipf"]["completed_cache_on"]} GETs from a cold cache, of which
 {results["zipf"]["distinct_keys_requested"]} distinct ids; reads counted with pg_stat_statements on
 the primary and the replica): **{results["db_reads_per_1000_cache_on"]}** task reads per 1,000 GETs
 with the cache on, **{results["db_reads_per_1000_cache_off"]}** with it off: a reduction of
