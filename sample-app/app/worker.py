@@ -111,7 +111,8 @@ class TaskWorker:
             count=count or self.settings.WORKER_BATCH_SIZE,
             block=block_ms if block_ms is not None else self.settings.WORKER_BLOCK_MS,
         )
-        return [entry for _, raw in reply or [] for entry in _entries(raw)]
+        streams: list[Any] = list(reply or [])
+        return [entry for _, raw in streams for entry in _entries(raw)]
 
     async def claim_stale(self, min_idle_ms: int | None = None, max_entries: int = 1000) -> list[StreamEntry]:
         """Take over entries left pending by dead (or stuck) consumers."""

@@ -44,6 +44,10 @@ return stored
 """
 
 
+def _as_bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
 def newest_lsn(*values: str | None) -> str | None:
     positions = [p for p in (parse_lsn(v) for v in values) if p is not None]
     return format_lsn(max(positions)) if positions else None
@@ -90,9 +94,9 @@ class EntityCache:
             return await load(min_lsn)
         if cached is not None:
             self._metrics.cache_requests.labels(resource, "hit").inc()
-            return bytes(cached)
+            return _as_bytes(cached)
         self._metrics.cache_requests.labels(resource, "miss").inc()
-        fence_text = fence.decode() if fence is not None else None
+        fence_text = _as_bytes(fence).decode() if fence is not None else None
         read_at = newest_lsn(min_lsn, fence_text)
         flight = (key, read_at)
         if (running := self._inflight.get(flight)) is not None:
@@ -153,7 +157,7 @@ class EntityCache:
             except RedisUnavailable:
                 return None
             if cached is not None:
-                return bytes(cached)
+                return _as_bytes(cached)
         return None
 
     async def invalidate(self, resource: str, entity_id: int, written_at: str) -> None:

@@ -127,7 +127,7 @@ class RedisGateway:
 
     async def ping(self) -> bool:
         try:
-            return bool(await self.call(lambda r: r.ping()))  # type: ignore[misc]
+            return bool(await self.call(lambda r: r.ping()))
         except RedisUnavailable:
             return False
 
