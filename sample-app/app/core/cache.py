@@ -44,6 +44,15 @@ return stored
 """
 
 
+# Drop the fill lock only if it is still ours. KEYS: lock. ARGV: token.
+_RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
 def _as_bytes(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode()
 
@@ -76,6 +85,7 @@ class EntityCache:
         self.wait_seconds = wait_seconds
         self._inflight: dict[tuple[str, str | None], asyncio.Future[bytes | None]] = {}
         self._fill = redis.client.register_script(_FILL_SCRIPT)
+        self._release = redis.client.register_script(_RELEASE_SCRIPT)
 
     @staticmethod
     def key(resource: str, entity_id: int) -> str:
@@ -129,10 +139,18 @@ class EntityCache:
             if waited is not None:
                 return waited
             return await load(read_at)  # the filler is slow or died: serve from the database
+        try:
+            # Double check: a filler may have finished between our miss and our lock.
+            cached = await self._redis.call(lambda r: r.get(key))
+            if cached is not None:
+                await self._redis.call(lambda r: self._release(keys=[lock_key], args=[token], client=r))
+                return _as_bytes(cached)
+        except RedisUnavailable:
+            return await load(read_at)
         value = await load(read_at)
         try:
             if value is None:
-                await self._redis.call(lambda r: r.delete(lock_key))
+                await self._redis.call(lambda r: self._release(keys=[lock_key], args=[token], client=r))
             else:
                 await self._redis.call(
                     lambda r: self._fill(
