@@ -24,7 +24,7 @@ from sbo_operator.snapshot import Snapshot
 from sbo_operator.status import Problem, job_state, statefulset_progress
 
 Manifest = dict[str, Any]
-GeneratedSecret = Literal["postgres", "redis"]
+GeneratedSecret = Literal["app", "postgres", "redis"]
 
 # Applied first, so that workloads find their config, Secrets and Services.
 FOUNDATION_KINDS = frozenset(
@@ -98,6 +98,8 @@ def desired_state(
     wanted_keys = {(m["kind"], m["metadata"]["name"]) for m in manifests} | held
 
     secrets_to_generate: list[GeneratedSecret] = []
+    if snapshot.child("Secret", names.app_secret) is None:
+        secrets_to_generate.append("app")
     if backend.spec.postgres.enabled and snapshot.child("Secret", names.postgres_secret) is None:
         secrets_to_generate.append("postgres")
     if backend.spec.redis.enabled and snapshot.child("Secret", names.redis) is None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from sbo_operator.api.v1alpha1 import API_VERSION, KIND, ConditionType, ScalableBackend
-from sbo_operator.builders import postgres, redis
+from sbo_operator.builders import app, postgres, redis
 from sbo_operator.desired import DesiredState, GeneratedSecret, Manifest, desired_state
 from sbo_operator.drift import ApplyReason, apply_reason, with_applied_hash
 from sbo_operator.events import post_event
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SECRET_BUILDERS: Mapping[GeneratedSecret, Callable[..., Manifest | None]] = {
+    "app": app.build_app_secret,
     "postgres": postgres.build_postgres_secret,
     "redis": redis.build_redis_secret,
 }

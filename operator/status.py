@@ -168,7 +168,7 @@ def compute_status(
         "endpoints": {
             "api": f"http://{service_host(names.api, backend.metadata.namespace)}:{API_SERVICE_PORT}"
         },
-        "secrets": {},
+        "secrets": {"app": names.app_secret},
     }
 
     if spec.worker is not None:

@@ -919,6 +919,11 @@ class Endpoints(_ApiModel):
 class SecretNames(_ApiModel):
     """Names of the generated Secrets."""
 
+    app: str | None = Field(
+        default=None,
+        description="Secret with the application's secret-key (SECRET_KEY in the api and worker pods).",
+        json_schema_extra=_drop_null_default,
+    )
     postgres: str | None = Field(
         default=None,
         description="Secret with the PostgreSQL user, password, database, host, port and uri.",

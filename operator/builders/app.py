@@ -7,6 +7,7 @@ Injected variables (only for the data services that are enabled)::
     DATABASE_PASSWORD  secretKeyRef <name>-postgres-app / password
     REDIS_URL          redis://<name>-redis.<ns>.svc:6379/0                         (no password)
     REDIS_PASSWORD     secretKeyRef <name>-redis / password
+    SECRET_KEY         secretKeyRef <name>-app-secrets / secret-key   (always)
 
 Passwords only ever travel through ``secretKeyRef``. The user's ``env`` comes after the
 injected variables, so it may reference them as ``$(DATABASE_URL)``. On a name clash the
@@ -17,11 +18,11 @@ external database, at the cost of owning that variable.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sbo_operator.api.v1alpha1 import EnvVar, ResourceRequirements, ScalableBackend
-from sbo_operator.builders.labels import Component, common_labels, selector_labels
+from sbo_operator.builders.labels import Component, common_labels, object_metadata, selector_labels
 from sbo_operator.builders.names import POSTGRES_PORT, REDIS_PORT, child_names, service_host
 from sbo_operator.builders.pods import (
     resources_dict,
@@ -29,9 +30,10 @@ from sbo_operator.builders.pods import (
     tmp_volume_mount,
     topology_spread_constraints,
 )
+from sbo_operator.builders.secrets import decode_secret_data, encode_secret_data, existing_or_derived_password
 from sbo_operator.builders.security import pod_security_context, restricted_container_security_context
 
-__all__ = ["app_container", "app_env", "app_image", "app_pod_template", "injected_env"]
+__all__ = ["app_container", "app_env", "app_image", "app_pod_template", "build_app_secret", "injected_env"]
 
 INJECTED_ENV_NAMES = (
     "DATABASE_PASSWORD",
@@ -39,6 +41,7 @@ INJECTED_ENV_NAMES = (
     "DATABASE_URL",
     "REDIS_PASSWORD",
     "REDIS_URL",
+    "SECRET_KEY",
 )
 
 
@@ -70,7 +73,34 @@ def injected_env(backend: ScalableBackend) -> list[dict[str, Any]]:
             },
             {"name": "REDIS_URL", "value": f"redis://{service_host(names.redis, namespace)}:{REDIS_PORT}/0"},
         ]
+    # Apps sign sessions and tokens with it; every replica must share one value.
+    env.append(
+        {"name": "SECRET_KEY", "valueFrom": {"secretKeyRef": {"name": names.app_secret, "key": "secret-key"}}}
+    )
     return env
+
+
+def build_app_secret(
+    backend: ScalableBackend, *, existing_data: Mapping[str, str] | None, random_bytes: bytes | None = None
+) -> dict[str, Any]:
+    """``<name>-app-secrets``: ``secret-key``, shared by the api and worker pods as SECRET_KEY.
+
+    ``existing_data``: the current Secret's base64 ``data`` (None if absent); an existing key is
+    kept forever. ``random_bytes``: at least 32, needed only while there is no key yet.
+    """
+    secret_key = existing_or_derived_password(
+        decode_secret_data(existing_data),
+        key="secret-key",
+        random_bytes=random_bytes,
+        purpose="app-secret-key",
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": object_metadata(backend, name=child_names(backend).app_secret, component=Component.API),
+        "type": "Opaque",
+        "data": encode_secret_data({"secret-key": secret_key}),
+    }
 
 
 def app_env(backend: ScalableBackend, user_env: Sequence[EnvVar]) -> list[dict[str, Any]]:

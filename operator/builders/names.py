@@ -79,6 +79,11 @@ class ChildNames:
         return f"{self.backend}-postgres-ro"
 
     @property
+    def app_secret(self) -> str:
+        """The Secret with the application's own secret key (e.g. for signing tokens)."""
+        return f"{self.backend}-app-secrets"
+
+    @property
     def postgres_secret(self) -> str:
         """The Secret with the application's (and the replication) credentials."""
         return f"{self.backend}-postgres-app"

@@ -50,7 +50,11 @@ def test_basic_example_becomes_ready_with_kstatus_status(shop: dict[str, Any], n
         "postgresReadWrite": f"shop-postgres-rw.{namespace}.svc:5432",
         "postgresReadOnly": f"shop-postgres-ro.{namespace}.svc:5432",
     }
-    assert status["secrets"] == {"postgres": "shop-postgres-app", "redis": "shop-redis"}
+    assert status["secrets"] == {
+        "app": "shop-app-secrets",
+        "postgres": "shop-postgres-app",
+        "redis": "shop-redis",
+    }
     assert "password" not in json.dumps(status).lower(), "no secret material in status"
 
 
@@ -104,6 +108,11 @@ def test_every_child_exists_with_the_right_spec(
     # Passwords reach the pods only through secretKeyRef.
     assert env["DATABASE_PASSWORD"].value_from.secret_key_ref.name == "shop-postgres-app"
     assert env["REDIS_PASSWORD"].value_from.secret_key_ref.name == "shop-redis"
+    assert env["SECRET_KEY"].value_from.secret_key_ref.name == "shop-app-secrets"
+    assert (
+        len(base64.b64decode(core.read_namespaced_secret("shop-app-secrets", namespace).data["secret-key"]))
+        >= 32
+    )
     service_account = core.read_namespaced_service_account(
         api.spec.template.spec.service_account_name, namespace
     )

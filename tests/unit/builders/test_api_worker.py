@@ -83,9 +83,14 @@ def test_injected_env_carries_no_password_inline() -> None:
             assert "value" not in variable
 
 
-def test_disabled_data_services_inject_nothing() -> None:
+def test_disabled_data_services_inject_only_the_app_secret_key() -> None:
     backend = backend_from({"redis": {"enabled": False}, "postgres": {"enabled": False}})
-    assert "env" not in container(build_api_deployment(backend, replicas=1))
+    assert container(build_api_deployment(backend, replicas=1))["env"] == [
+        {
+            "name": "SECRET_KEY",
+            "valueFrom": {"secretKeyRef": {"name": "shop-app-secrets", "key": "secret-key"}},
+        }
+    ]
 
 
 def test_user_env_follows_the_injected_env_and_wins_on_a_clash() -> None:
@@ -105,6 +110,7 @@ def test_user_env_follows_the_injected_env_and_wins_on_a_clash() -> None:
         "DATABASE_READ_URL",
         "REDIS_PASSWORD",
         "REDIS_URL",
+        "SECRET_KEY",
         "LOG_LEVEL",
         "DATABASE_URL",
     ]

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from sbo_operator.api.v1alpha1 import ScalableBackend
-from sbo_operator.builders import api, network_policies, postgres, redis, worker
+from sbo_operator.builders import api, app, network_policies, postgres, redis, worker
 from sbo_operator.snapshot import Snapshot, compact
 
 REPO = Path(__file__).resolve().parents[3]
@@ -168,6 +168,7 @@ def being_deleted(obj: Manifest) -> Manifest:
 def generated_secrets(backend: ScalableBackend) -> list[Manifest]:
     """The Secrets the reconciler would have created for the backend."""
     secrets = [
+        app.build_app_secret(backend, existing_data=None, random_bytes=RANDOM_BYTES),
         postgres.build_postgres_secret(backend, existing_data=None, random_bytes=RANDOM_BYTES),
         redis.build_redis_secret(backend, existing_data=None, random_bytes=RANDOM_BYTES),
     ]

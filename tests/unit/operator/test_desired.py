@@ -103,7 +103,7 @@ def test_first_pass_applies_foundation_before_workloads_and_holds_what_must_wait
         ("StatefulSet", "shop-postgres-primary"),
     }
     assert set(desired.waiting) == {"api", "postgres"}
-    assert desired.secrets_to_generate == ["postgres", "redis"]
+    assert desired.secrets_to_generate == ["app", "postgres", "redis"]
     assert desired.obsolete == []
     assert desired.problems == []
 
@@ -202,13 +202,14 @@ def test_read_replicas_wait_for_the_primary_once(
 @pytest.mark.parametrize(
     ("edits", "existing", "expected"),
     [
-        pytest.param((), set(), ["postgres", "redis"], id="none-exist"),
-        pytest.param((), {"shop-postgres-app"}, ["redis"], id="postgres-exists"),
-        pytest.param((), {"shop-redis"}, ["postgres"], id="redis-exists"),
-        pytest.param((), {"shop-postgres-app", "shop-redis"}, [], id="both-exist"),
-        pytest.param((without_redis,), set(), ["postgres"], id="redis-disabled"),
-        pytest.param((without_postgres,), set(), ["redis"], id="postgres-disabled"),
-        pytest.param((without_redis, without_postgres), set(), [], id="both-disabled"),
+        pytest.param((), set(), ["app", "postgres", "redis"], id="none-exist"),
+        pytest.param((), {"shop-app-secrets"}, ["postgres", "redis"], id="app-exists"),
+        pytest.param((), {"shop-app-secrets", "shop-postgres-app"}, ["redis"], id="postgres-exists"),
+        pytest.param((), {"shop-app-secrets", "shop-redis"}, ["postgres"], id="redis-exists"),
+        pytest.param((), {"shop-app-secrets", "shop-postgres-app", "shop-redis"}, [], id="all-exist"),
+        pytest.param((without_redis,), set(), ["app", "postgres"], id="redis-disabled"),
+        pytest.param((without_postgres,), set(), ["app", "redis"], id="postgres-disabled"),
+        pytest.param((without_redis, without_postgres), set(), ["app"], id="both-disabled"),
     ],
 )
 def test_secrets_are_generated_only_when_missing(

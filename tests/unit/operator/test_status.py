@@ -391,11 +391,10 @@ def test_disabled_components_are_true_and_their_status_is_none(
     assert summary(status)["Ready"] == ("True", "Ready"), "a disabled component does not block Ready"
 
 
-def test_secrets_is_none_when_nothing_generates_one() -> None:
+def test_only_the_app_secret_is_named_without_data_services() -> None:
     body = edited(example_body(), without_redis, without_postgres)
     status = status_of(body, running_stack(parse(body)))
-    assert "secrets" in status
-    assert status["secrets"] is None
+    assert _without_none(status["secrets"]) == {"app": "shop-app-secrets"}
     assert _without_none(status["endpoints"]) == {"api": "http://shop-api.demo.svc:80"}
 
 
@@ -408,7 +407,11 @@ def test_endpoints_and_secret_names() -> None:
         "postgresReadWrite": "shop-postgres-rw.demo.svc:5432",
         "postgresReadOnly": "shop-postgres-ro.demo.svc:5432",
     }
-    assert status["secrets"] == {"redis": "shop-redis", "postgres": "shop-postgres-app"}
+    assert status["secrets"] == {
+        "app": "shop-app-secrets",
+        "redis": "shop-redis",
+        "postgres": "shop-postgres-app",
+    }
 
 
 def test_api_status_backs_the_scale_subresource() -> None:
@@ -509,9 +512,9 @@ def test_status_never_contains_secret_values() -> None:
         base64.b64decode(value).decode()
         for secret in secrets
         for key, value in secret["data"].items()
-        if key.endswith("password")
+        if key.endswith("password") or key == "secret-key"
     }
-    assert len(passwords) == 3, "postgres app and replication, redis"
+    assert len(passwords) == 4, "the app's secret key, postgres app and replication, redis"
     # Even given the Secrets with their data (not compacted), status reads only their names.
     raw = Snapshot(
         backend=body,
@@ -522,9 +525,16 @@ def test_status_never_contains_secret_values() -> None:
     )
     status = compute_status(backend, raw, api_replicas=2, applied=(), waiting={}, problems=(), now=NOW)
     text = json.dumps(status, default=lambda c: c.__dict__)
-    for password in passwords | {s["data"]["password"] for s in secrets}:
+    encoded = {
+        value for s in secrets for key, value in s["data"].items() if key in ("password", "secret-key")
+    }
+    for password in passwords | encoded:
         assert password not in text
-    assert status["secrets"] == {"redis": "shop-redis", "postgres": "shop-postgres-app"}
+    assert status["secrets"] == {
+        "app": "shop-app-secrets",
+        "redis": "shop-redis",
+        "postgres": "shop-postgres-app",
+    }
 
 
 # ---- the status as stored ---------------------------------------------------------------------------
