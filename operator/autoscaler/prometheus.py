@@ -126,7 +126,7 @@ async def query_metric(client: httpx.AsyncClient, query: str, *, timeout_seconds
             return MetricError(MetricErrorKind.TLS_ERROR, f"TLS with {client.base_url} failed: {tls_error}")
         return MetricError(
             MetricErrorKind.CONNECTION_ERROR,
-            f"cannot reach {client.base_url}: {error or type(error).__name__}",
+            f"cannot reach {client.base_url}: {str(error) or type(error).__name__}",
         )
     return parse_query_response(response.status_code, response.content)
 
