@@ -53,6 +53,7 @@ from typing import Any
 
 from kubernetes import client
 
+from bench._common import record_in_section
 from sbo_operator.api.autoscaling import AutoscalingHistory, AutoscalingSpec
 from sbo_operator.autoscaler.decide import decide
 from sbo_operator.autoscaler.samples import MetricSample
@@ -493,18 +494,7 @@ def record(path: Path, result: dict[str, Any], command: str) -> None:
         f"{begin}\n`{command}`, {result['date']}, {box['cpus']} cores ({box['platform']}):\n\n"
         f"```json\n{json.dumps(result)}\n```\n{end}"
     )
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + entry + rest.split(end, 1)[1]
-    elif SECTION in text:
-        start = text.index(SECTION)
-        next_section = text.find("\n## ", start + len(SECTION))
-        cut = len(text) if next_section < 0 else next_section
-        text = text[:cut].rstrip("\n") + "\n\n" + entry + "\n" + text[cut:]
-    else:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{entry}\n"
-    path.write_text(text)
+    record_in_section(path, section=SECTION, begin=begin, end=end, entry=entry)
     say(f"recorded in {path}")
 
 

@@ -50,6 +50,7 @@ from bench._common import (
     delta,
     machine,
     machine_cpu_seconds,
+    record_in_section,
     resource_of,
     revision,
     samples,
@@ -901,18 +902,7 @@ def record(path: Path, result: Mapping[str, Any], command: str) -> None:
         f"{begin}\nN={result['n']}: `{command}`, {result['date']}, "
         f"{box['cpus']} cores, {box['memory_gib']} GiB:\n\n```json\n{json.dumps(result)}\n```\n{end}"
     )
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + entry + rest.split(end, 1)[1]
-    elif SECTION in text:
-        start = text.index(SECTION)
-        next_section = text.find("\n## ", start + len(SECTION))
-        cut = len(text) if next_section < 0 else next_section
-        text = text[:cut].rstrip("\n") + "\n\n" + entry + "\n" + text[cut:]
-    else:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{entry}\n"
-    path.write_text(text)
+    record_in_section(path, section=SECTION, begin=begin, end=end, entry=entry)
     say(f"recorded in {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
 
 
