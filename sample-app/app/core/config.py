@@ -131,7 +131,7 @@ class Settings(DatabaseSettings):
 
     # Cache-aside
     CACHE_ENABLED: bool = True
-    CACHE_TTL_SECONDS: int = Field(default=60, ge=1)
+    CACHE_TTL_SECONDS: int = Field(default=120, ge=1)
     CACHE_FILL_LOCK_SECONDS: float = Field(default=5.0, gt=0)
     CACHE_FILL_WAIT_SECONDS: float = Field(default=2.0, ge=0)
 

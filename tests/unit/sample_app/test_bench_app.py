@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bench.app import record, zipf_ids, zipf_script
+from bench.app import record, task_urls, zipf_ids
 
 pytestmark = pytest.mark.unit
 
@@ -23,10 +23,12 @@ def test_zipf_ids_are_skewed_deterministic_and_in_range() -> None:
     assert [i for i, _ in top] != list(range(1, 11))  # popularity is scattered over ids
 
 
-def test_zipf_script_requests_each_id_in_order() -> None:
-    script = zipf_script([5, 7, 5])
-    assert '"5,7,5"' in script
-    assert "ZIPF-DONE" in script
+def test_task_urls_keep_the_order_of_the_ids() -> None:
+    assert task_urls("http://127.0.0.1:8000", [5, 7, 5]) == [
+        "GET http://127.0.0.1:8000/api/v1/tasks/5",
+        "GET http://127.0.0.1:8000/api/v1/tasks/7",
+        "GET http://127.0.0.1:8000/api/v1/tasks/5",
+    ]
 
 
 def fake_results(rps: float) -> dict[str, Any]:
@@ -44,12 +46,24 @@ def fake_results(rps: float) -> dict[str, Any]:
         **scenario("list"),
         **scenario("post"),
         "naive": scenario("max") | scenario("paced"),
+        "connections": 32,
         "zipf": {
             "exponent": 1.0,
             "keys": 10,
-            "requests": 100,
-            "completed_cache_on": 100,
-            "distinct_keys_requested": 10,
+            "rate": 1000,
+            "default_cache_ttl_seconds": 120,
+            "cache_on": [
+                {
+                    "ttl_seconds": ttl,
+                    "requests_per_window": 100,
+                    "first_window": {"distinct_ids": 10, "db_reads_per_1000": 100.0}
+                    | {"db_read_reduction": 0.9, "load_p95_ms": 1.0},
+                    "steady_state": {"distinct_ids": 9, "db_reads_per_1000": 90.0}
+                    | {"db_read_reduction": 0.91, "load_p95_ms": 1.0},
+                }
+                for ttl in (120, 60)
+            ],
+            "cache_off": {"requests": 20, "distinct_ids": 8, "db_reads_per_1000": 1000.0, "load_p95_ms": 2.0},
         },
         "load_average_at_start": [1.0, 1.0, 1.0],
         "load_average_at_end": [1.0, 1.0, 1.0],
