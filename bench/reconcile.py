@@ -912,7 +912,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=100, help="ScalableBackends to create (default 100)")
     parser.add_argument("--namespaces", type=int, default=10, help="spread over this many namespaces")
     parser.add_argument("--read-replicas", type=int, default=None, help="override the example's readReplicas")
-    parser.add_argument("--timeout", type=float, default=900, help="seconds each phase may take to converge")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds each phase may take to converge (default: 900, or 2.5 s per backend above 360)",
+    )
     parser.add_argument(
         "--settle-seconds", type=float, default=20, help="idle time after start-up, before the clock starts"
     )
@@ -936,6 +941,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.n < 1 or args.namespaces < 1:
         parser.error("--n and --namespaces must be at least 1")
+    if args.timeout is None:
+        # N=100 converges in about 100 s on 2 cores; N=1000 needs far more than 900 s.
+        args.timeout = max(900.0, 2.5 * args.n)
     return args
 
 

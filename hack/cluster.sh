@@ -179,6 +179,9 @@ start_controller_manager() {
   # Node IPAM, cloud and kubelet-dependent controllers have nothing to do
   # here; everything else (garbage collector, deployment, replicaset,
   # statefulset, job, serviceaccount, tokens, PV binding, ...) runs.
+  # The default client rate (20 requests/s per controller) would make the
+  # StatefulSet controller alone need minutes for a thousand backends' pods
+  # and claims; large clusters raise it too.
   start kube-controller-manager "$bin_dir/kube-controller-manager" \
     --kubeconfig "$kc" --authentication-kubeconfig "$kc" --authorization-kubeconfig "$kc" \
     --bind-address 127.0.0.1 --secure-port "$controller_manager_port" \
@@ -186,6 +189,7 @@ start_controller_manager() {
     --root-ca-file "$pki/ca.crt" --use-service-account-credentials \
     --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
     --controllers '*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller' \
+    --kube-api-qps 200 --kube-api-burst 400 \
     --leader-elect=false --v 1
   wait_for kube-controller-manager 60 curl -fsSk "https://127.0.0.1:$controller_manager_port/healthz"
 }
@@ -196,6 +200,7 @@ start_scheduler() {
   start kube-scheduler "$bin_dir/kube-scheduler" \
     --kubeconfig "$kc" --authentication-kubeconfig "$kc" --authorization-kubeconfig "$kc" \
     --bind-address 127.0.0.1 --secure-port "$scheduler_port" \
+    --kube-api-qps 200 --kube-api-burst 400 \
     --leader-elect=false --v 1
   wait_for kube-scheduler 60 curl -fsSk "https://127.0.0.1:$scheduler_port/healthz"
 }

@@ -37,6 +37,13 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         settings.posting.level = logging.WARNING  # Events come from explicit kopf.event() calls only
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 60
+        # The initial LIST comes in pages: a thousand backends' StatefulSets in one
+        # response would be hundreds of MiB of decoded JSON at once.
+        settings.watching.chunk_size = 100
+        # Kopf keeps a worker per object, holding its last event's whole body, for this
+        # long after the event (default 5 s). While thousands of children are created,
+        # those bodies add up: peak RSS 143 -> 134 MiB at 200 backends.
+        settings.batching.idle_timeout = 0.5
         settings.peering.mandatory = False
         # Kopf scans namespaces and CRDs only to match glob patterns; without one,
         # scanning would just ask for permissions the operator does not need.
@@ -57,8 +64,10 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         runtime: Runtime = memo.runtime
         return len(runtime.queue)
 
+    # The index functions are async, though they do no I/O: Kopf runs sync handlers in a
+    # thread pool, and every watch event would wait there for a thread.
     @kopf.index(GROUP, VERSION, PLURAL, id="backends", registry=registry)
-    def index_backend(
+    async def index_backend(
         namespace: str | None, name: str, body: kopf.Body, **_: Any
     ) -> dict[Key, dict[str, Any]]:
         return {Key(namespace or "", name): compact(body)}
@@ -73,7 +82,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         else:
             runtime.queue.add(key)
 
-    def index_child(body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]] | None:
+    async def index_child(body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]] | None:
         key = owner_key(body)
         return {key: compact(body)} if key else None
 

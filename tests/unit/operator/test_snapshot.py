@@ -240,3 +240,17 @@ def test_snapshot_child_looks_up_by_kind_and_name() -> None:
     assert snap.child("ConfigMap", "shop-postgres-app") is None
     assert snap.child("Secret", "shop-redis") is None
     assert copy.deepcopy(snap) == snap
+
+
+def test_compacts_of_separately_decoded_objects_share_their_strings() -> None:
+    # Watch events decode every object afresh; the indices of a thousand backends must not
+    # hold a thousand copies of the same field names and values.
+    manifest = stored(ready_statefulset(postgres.build_postgres_primary_statefulset(parse(example_body()))))
+    first, second = (compact(json.loads(json.dumps(manifest))) for _ in range(2))
+    assert first == second == compact(manifest)
+    container_a = first["spec"]["template"]["spec"]["containers"][0]
+    container_b = second["spec"]["template"]["spec"]["containers"][0]
+    assert container_a["image"] is container_b["image"]
+    key_a = next(k for k in container_a if k == "securityContext")
+    key_b = next(k for k in container_b if k == "securityContext")
+    assert key_a is key_b
