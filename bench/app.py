@@ -599,7 +599,7 @@ def record(results: dict[str, Any], docs: Path = DOCS) -> None:
     zipf_rows = "\n".join(zipf_lines)
     body = f"""{SECTION_HEADING}
 
-`make bench-app` (`python -m bench.app`, about 10 minutes): the sample app as its image runs it
+`make bench-app` (`python -m bench.app`, about 8 minutes): the sample app as its image runs it
 (`python -m app.serve`, 2 uvicorn workers, default settings except a lifted rate limit) against a
 real PostgreSQL 15 primary with a streaming replica and Redis 7, all on 127.0.0.1. Maximum
 throughput comes from wrk (1 thread, {results["connections"]} connections, a closed loop); latency
