@@ -193,20 +193,8 @@ def running_app(
 # ---- load ---------------------------------------------------------------------------------------
 
 
-def wrk(
-    base: str,
-    script: str,
-    workdir: Path,
-    *,
-    duration: float,
-    connections: int,
-    stop_marker: str | None = None,
-) -> LoadResult:
-    """Run wrk (1 thread) for ``duration`` seconds, or until the script prints ``stop_marker``.
-
-    wrk answers SIGINT by stopping and reporting, so a script can end a run after an exact
-    number of responses.
-    """
+def wrk(base: str, script: str, workdir: Path, *, duration: float, connections: int) -> LoadResult:
+    """Run wrk (1 thread, a closed loop) for ``duration`` seconds."""
     wrk_bin = shutil.which("wrk")
     if wrk_bin is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
@@ -214,21 +202,11 @@ def wrk(
     path.write_text(script + WRK_REPORT)
     argv = [wrk_bin, "-t", "1", "-c", str(connections), "-d", f"{max(1, round(duration))}s"]
     argv += ["--timeout", "5s", "-s", str(path), base]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    lines = []
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            if stop_marker is not None and line.strip() == stop_marker:
-                proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=duration + 60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=duration + 60)
+    lines = done.stdout.splitlines()
     report = next((ln for ln in lines if ln.startswith("WRKJSON ")), None)
     if report is None:
-        raise RuntimeError(f"wrk failed: {''.join(lines)} {proc.stderr.read() if proc.stderr else ''}")
+        raise RuntimeError(f"wrk failed: {done.stdout} {done.stderr}")
     data = json.loads(report.removeprefix("WRKJSON "))
     errors = sum(data[k] for k in ("connect", "read", "write", "status", "timeout"))
     return LoadResult(
@@ -374,7 +352,8 @@ def cache_on_windows(
     ttl: int,
     rate: int,
     redis: RedisServer,
-    servers: tuple[PostgresServer, ...],
+    primary: PostgresServer,
+    replica: PostgresServer,
 ) -> dict[str, Any]:
     """From an empty cache: one TTL of the Zipf stream (cold start), then the next (steady state).
 
@@ -384,7 +363,8 @@ def cache_on_windows(
     window = rate * ttl
     with redis.client() as client:
         client.flushall()
-    servers[1].wait_for_replay()
+    replica.wait_for_replay()
+    servers = (primary, replica)
     log(f"Zipf GETs at {rate} req/s, cache on (TTL {ttl} s): the first TTL, from a cold cache")
     reads_cold, cold = db_reads_per_1000(base, zipf[:window], workdir, rate=rate, servers=servers)
     log(f"Zipf GETs, cache on (TTL {ttl} s): the next TTL, steady state")
@@ -449,7 +429,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 posting = wrk(tuned, post_tasks(token), workdir, duration=d, connections=c)
                 cache_on = [
                     cache_on_windows(
-                        tuned, zipf, workdir, ttl=default_ttl, rate=rate, redis=redis, servers=databases
+                        tuned,
+                        zipf,
+                        workdir,
+                        ttl=default_ttl,
+                        rate=rate,
+                        redis=redis,
+                        primary=primary,
+                        replica=replica,
                     )
                 ]
             if args.compare_ttl and args.compare_ttl != default_ttl:
@@ -463,7 +450,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             ttl=args.compare_ttl,
                             rate=rate,
                             redis=redis,
-                            servers=databases,
+                            primary=primary,
+                            replica=replica,
                         )
                     )
 
