@@ -46,7 +46,8 @@ is_running() {
   exe="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
   case "$1" in
     provisioner) [[ "$exe" == *local_provisioner.py* ]] ;;
-    *) [[ "$exe" == "$bin_dir/$1 "* ]] ;;
+    # Right after "start", the pid may still be setsid, not yet replaced by the binary.
+    *) [[ "$exe" == "$bin_dir/$1 "* || "$exe" == "setsid $bin_dir/$1 "* ]] ;;
   esac
 }
 
@@ -269,6 +270,14 @@ all_running() {
   for c in "${components[@]}"; do is_running "$c" || return 1; done
 }
 
+stop_after_failed_up() {
+  local status=$?
+  [ "$status" -eq 0 ] && return
+  say "start-up failed: stopping the components that did start"
+  cmd_down >&2 || true
+  exit "$status"
+}
+
 cmd_up() {
   for t in etcd kube-apiserver kube-controller-manager kube-scheduler kwok kubectl; do
     [ -x "$bin_dir/$t" ] || die "$t is not built in $bin_dir; run 'make tools' first"
@@ -281,6 +290,8 @@ cmd_up() {
   fi
   mkdir -p "$logs" "$pids"
   local started=$SECONDS
+  # A half-started control plane would hold its ports and be reused by the next "up".
+  trap 'stop_after_failed_up' EXIT
   make_pki
   write_kubeconfig "$admin_kubeconfig" admin
   start_etcd
@@ -290,6 +301,7 @@ cmd_up() {
   start_kwok
   create_nodes
   install_storage
+  trap - EXIT
   say "local control plane up in $((SECONDS - started))s at $server"
   say "try: kubectl --kubeconfig ${admin_kubeconfig#"$repo/"} get nodes"
 }
