@@ -79,11 +79,22 @@ class OperatorProcess:
 
     def metric_samples(self, name: str) -> dict[str, float]:
         """Samples of one metric family, keyed by their label text."""
-        text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        text = self._scrape()
         samples: dict[str, float] = {}
         for match in re.finditer(rf"^{re.escape(name)}(\{{[^}}]*\}})? ([0-9.eE+-]+)$", text, re.MULTILINE):
             samples[match.group(1) or ""] = float(match.group(2))
         return samples
+
+    def _scrape(self, attempts: int = 3) -> str:
+        # Tests poll /metrics every few milliseconds on a loaded machine; the metrics
+        # server has reset a connection under that. One reset is not a test failure.
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        for _ in range(attempts - 1):
+            try:
+                return httpx.get(url, timeout=5).text
+            except httpx.TransportError:
+                time.sleep(0.1)
+        return httpx.get(url, timeout=5).text
 
     def writes(self) -> float:
         """Every write request the operator has sent to the API so far."""
