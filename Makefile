@@ -31,7 +31,6 @@ $(UV):
 $(VENV)/.synced: uv.lock pyproject.toml sample-app/pyproject.toml | $(UV)
 	@echo "==> syncing $(VENV) from uv.lock"
 	@$(UV) sync --frozen --all-packages --quiet
-	@mkdir -p $(VENV)/typecheck && ln -sfn ../../operator $(VENV)/typecheck/sbo_operator
 	@touch $@
 
 .PHONY: venv
@@ -133,7 +132,7 @@ bench-autoscale: tools venv ## Autoscaler reaction time, flaps and overshoot on 
 CHART := charts/scalable-backend-operator
 
 .PHONY: rbac
-rbac: venv ## Regenerate the chart's RBAC rules from operator/rbac.py
+rbac: venv ## Regenerate the chart's RBAC rules from operator/sbo_operator/rbac.py
 	@$(PY) -m sbo_operator.rbac
 
 .PHONY: chart-crds

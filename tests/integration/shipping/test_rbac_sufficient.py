@@ -34,7 +34,7 @@ pytestmark = pytest.mark.e2e
 # The RBAC authorizer's refusal (other 403s, e.g. a namespace being terminated, are not RBAC's).
 FORBIDDEN = re.compile(r'forbidden: User "[^"]+" cannot [\w-]+ resource')
 # Kopf's optional scanning (namespaces and CRDs) retries a 403 a few times, then falls back to
-# the namespaces it was given; the chart grants it only for glob patterns (operator/rbac.py).
+# the namespaces it was given; the chart grants it only for glob patterns (operator/sbo_operator/rbac.py).
 KOPF_SCANNING = re.compile(
     r"GET \S+/(api/v1/namespaces|apis/apiextensions\.k8s\.io/v1/customresourcedefinitions)\S* -> "
 )

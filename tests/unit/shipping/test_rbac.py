@@ -94,7 +94,7 @@ def test_secrets_are_never_applied_nor_deleted() -> None:
     assert desired.secrets_to_generate, "the Secrets are generated (created) instead"
 
 
-# Every public method of kube.Kube, and the verbs operator/rbac.py grants for it.
+# Every public method of kube.Kube, and the verbs operator/sbo_operator/rbac.py grants for it.
 KUBE_METHODS = {
     "apply": {"create", "patch"},
     "create": {"create"},
@@ -108,7 +108,7 @@ KUBE_METHODS = {
 
 
 def test_kube_writes_only_through_methods_rbac_knows() -> None:
-    """A new method in kube.py must come with a look at operator/rbac.py (and this table)."""
+    """A new method in kube.py must come with a look at operator/sbo_operator/rbac.py (and this table)."""
     methods = inspect.getmembers(kube.Kube, inspect.isfunction)
     public = {name for name, _ in methods if not name.startswith("_")}
     assert public <= set(KUBE_METHODS), public - set(KUBE_METHODS)
