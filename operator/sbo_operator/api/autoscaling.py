@@ -1,22 +1,23 @@
 """The autoscaling part of the ScalableBackend API: spec, status and the autoscaler's stored state.
 
-Field descriptions become the CRD schema and `kubectl explain`, so every field has one.
-CEL rules sit in ``x-kubernetes-validations`` on the model and are mirrored by a pydantic
-validator with the same message, so Python-side parsing rejects exactly what the apiserver does.
+Field descriptions become the CRD schema and `kubectl explain`, so every field has one. The
+conventions (camelCase, CEL rules mirrored by validators, no ``default: null`` in the CRD) are
+those of ``sbo_operator.api.base``.
 
-Optional fields are typed ``X | SkipJsonSchema[None]`` and drop their ``default: null`` from the
-schema, so the generated schema stays structural (no ``anyOf`` with ``null``).
+Optional fields are typed ``X | SkipJsonSchema[None]``, so the generated schema has no ``anyOf``
+with ``null`` to begin with.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
+
+from sbo_operator.api.base import ApiModel, cel_rules
 
 __all__ = [
     "AutoscalingHistory",
@@ -40,45 +41,24 @@ __all__ = [
 ]
 
 
-def _drop_null_default(schema: dict[str, Any]) -> None:
-    """Keep ``default: null`` out of the CRD schema; absent already means None."""
-    schema.pop("default", None)
-
-
-def _cel(*rules: dict[str, str]) -> dict[str, Any]:
-    """The model-level ``json_schema_extra`` carrying CEL rules verbatim for the CRD generator."""
-    return {"x-kubernetes-validations": list(rules)}
-
-
-class _ApiModel(BaseModel):
-    """camelCase on the wire, snake_case in Python, unknown fields rejected."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-    )
-
-
 # ---- Prometheus connection ------------------------------------------------------------------------
 
 
-class SecretKeyRef(_ApiModel):
+class SecretKeyRef(ApiModel):
     """One key of a Secret in the ScalableBackend's namespace."""
 
     name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
     key: str = Field(min_length=1, max_length=253, description="Key inside the Secret.")
 
 
-class ConfigMapKeyRef(_ApiModel):
+class ConfigMapKeyRef(ApiModel):
     """One key of a ConfigMap in the ScalableBackend's namespace."""
 
     name: str = Field(min_length=1, max_length=253, description="Name of the ConfigMap.")
     key: str = Field(min_length=1, max_length=253, description="Key inside the ConfigMap.")
 
 
-class BasicAuthSecretRef(_ApiModel):
+class BasicAuthSecretRef(ApiModel):
     """A Secret holding an HTTP basic-auth username and password."""
 
     name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
@@ -98,11 +78,11 @@ _ONE_CA_RULE = "!(has(self.caSecretRef) && has(self.caConfigMapRef))"
 _ONE_CA_MESSAGE = "set at most one of caSecretRef and caConfigMapRef"
 
 
-class PrometheusSpec(_ApiModel):
+class PrometheusSpec(ApiModel):
     """Where the autoscaler reads its metrics, and how it authenticates."""
 
     model_config = ConfigDict(
-        json_schema_extra=_cel(
+        json_schema_extra=cel_rules(
             {"rule": _POLL_RULE, "message": _POLL_MESSAGE, "fieldPath": ".pollSeconds"},
             {"rule": _ONE_AUTH_RULE, "message": _ONE_AUTH_MESSAGE},
             {"rule": _ONE_CA_RULE, "message": _ONE_CA_MESSAGE},
@@ -118,31 +98,23 @@ class PrometheusSpec(_ApiModel):
             "Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring.svc:9090. "
             "Absent: the operator-wide default."
         ),
-        json_schema_extra=_drop_null_default,
     )
     poll_seconds: int = Field(default=15, ge=1, le=3600, description="Seconds between two metric polls.")
     timeout_seconds: int = Field(
         default=5, ge=1, le=300, description="Seconds one query may take before it counts as failed."
     )
     bearer_token_secret_ref: SecretKeyRef | SkipJsonSchema[None] = Field(
-        default=None,
-        description="Secret key holding a bearer token sent as `Authorization: Bearer`.",
-        json_schema_extra=_drop_null_default,
+        default=None, description="Secret key holding a bearer token sent as `Authorization: Bearer`."
     )
     basic_auth_secret_ref: BasicAuthSecretRef | SkipJsonSchema[None] = Field(
-        default=None,
-        description="Secret holding an HTTP basic-auth username and password.",
-        json_schema_extra=_drop_null_default,
+        default=None, description="Secret holding an HTTP basic-auth username and password."
     )
     ca_secret_ref: SecretKeyRef | SkipJsonSchema[None] = Field(
-        default=None,
-        description="Secret key holding the PEM CA bundle that signs Prometheus's certificate.",
-        json_schema_extra=_drop_null_default,
+        default=None, description="Secret key holding the PEM CA bundle that signs Prometheus's certificate."
     )
     ca_config_map_ref: ConfigMapKeyRef | SkipJsonSchema[None] = Field(
         default=None,
         description="ConfigMap key holding the PEM CA bundle that signs Prometheus's certificate.",
-        json_schema_extra=_drop_null_default,
     )
     insecure_skip_verify: bool = Field(
         default=False, description="Skip TLS certificate verification. For tests only."
@@ -186,11 +158,11 @@ _METRIC_ONE_TARGET_RULE = "has(self.targetPerReplica) != has(self.target)"
 _METRIC_ONE_TARGET_MESSAGE = "set exactly one of targetPerReplica and target"
 
 
-class MetricSpec(_ApiModel):
+class MetricSpec(ApiModel):
     """One PromQL query and the target it is scaled against."""
 
     model_config = ConfigDict(
-        json_schema_extra=_cel({"rule": _METRIC_ONE_TARGET_RULE, "message": _METRIC_ONE_TARGET_MESSAGE})
+        json_schema_extra=cel_rules({"rule": _METRIC_ONE_TARGET_RULE, "message": _METRIC_ONE_TARGET_MESSAGE})
     )
 
     name: str = Field(
@@ -207,7 +179,6 @@ class MetricSpec(_ApiModel):
     target_per_replica: Annotated[float, Field(gt=0)] | SkipJsonSchema[None] = Field(
         default=None,
         description="Value each replica should carry: desired replicas = ceil(value / targetPerReplica).",
-        json_schema_extra=_drop_null_default,
     )
     target: Annotated[float, Field(gt=0)] | SkipJsonSchema[None] = Field(
         default=None,
@@ -215,7 +186,6 @@ class MetricSpec(_ApiModel):
             "Target for the value as a whole (e.g. a latency): "
             "desired replicas = ceil(current replicas * value / target)."
         ),
-        json_schema_extra=_drop_null_default,
     )
 
     @model_validator(mode="after")
@@ -225,7 +195,7 @@ class MetricSpec(_ApiModel):
         return self
 
 
-class ScalingPolicy(_ApiModel):
+class ScalingPolicy(ApiModel):
     """How far replicas may move within a period, as in HPA's HPAScalingPolicy."""
 
     type: ScalingPolicyType = Field(description="Pods: a number of replicas. Percent: a share of them.")
@@ -248,7 +218,7 @@ def _default_scale_down_policies() -> list[ScalingPolicy]:
     return [ScalingPolicy(type=ScalingPolicyType.PERCENT, value=100, period_seconds=15)]
 
 
-class ScaleUpRules(_ApiModel):
+class ScaleUpRules(ApiModel):
     """How fast replicas may grow; HPA `behavior.scaleUp` semantics and defaults."""
 
     stabilization_seconds: int = Field(
@@ -269,7 +239,7 @@ class ScaleUpRules(_ApiModel):
     )
 
 
-class ScaleDownRules(_ApiModel):
+class ScaleDownRules(ApiModel):
     """How fast replicas may shrink; HPA `behavior.scaleDown` semantics and defaults."""
 
     stabilization_seconds: int = Field(
@@ -290,7 +260,7 @@ class ScaleDownRules(_ApiModel):
     )
 
 
-class FallbackSpec(_ApiModel):
+class FallbackSpec(ApiModel):
     """What to run while every metric fails."""
 
     after_failures: int = Field(
@@ -313,11 +283,11 @@ _FALLBACK_RANGE_MESSAGE = "fallback.replicas must lie within [minReplicas, maxRe
 MAX_METRICS = 16
 
 
-class AutoscalingSpec(_ApiModel):
+class AutoscalingSpec(ApiModel):
     """Autoscaling of one Deployment from Prometheus queries, with HPA-style behaviour."""
 
     model_config = ConfigDict(
-        json_schema_extra=_cel(
+        json_schema_extra=cel_rules(
             {"rule": _MIN_MAX_RULE, "message": _MIN_MAX_MESSAGE, "fieldPath": ".minReplicas"},
             {"rule": _UNIQUE_NAMES_RULE, "message": _UNIQUE_NAMES_MESSAGE, "fieldPath": ".metrics"},
             {"rule": _FALLBACK_RANGE_RULE, "message": _FALLBACK_RANGE_MESSAGE, "fieldPath": ".fallback"},
@@ -350,7 +320,6 @@ class AutoscalingSpec(_ApiModel):
     fallback: FallbackSpec | SkipJsonSchema[None] = Field(
         default=None,
         description="Replicas to run after repeated metric failures. Absent: hold the current replicas.",
-        json_schema_extra=_drop_null_default,
     )
 
     @model_validator(mode="after")
@@ -370,14 +339,14 @@ class AutoscalingSpec(_ApiModel):
 # ---- state and status -----------------------------------------------------------------------------
 
 
-class ReplicaRecommendation(_ApiModel):
+class ReplicaRecommendation(ApiModel):
     """One raw (unstabilized) recommendation, kept for the stabilization windows."""
 
     time: datetime = Field(description="When the recommendation was made.")
     replicas: int = Field(ge=0, description="Replicas the metrics asked for.")
 
 
-class ScaleEvent(_ApiModel):
+class ScaleEvent(ApiModel):
     """One change of replicas made by the autoscaler, kept for the rate policies."""
 
     time: datetime = Field(description="When the change was decided.")
@@ -385,7 +354,7 @@ class ScaleEvent(_ApiModel):
     to_replicas: int = Field(ge=0, description="Replicas after the change.")
 
 
-class AutoscalingHistory(_ApiModel):
+class AutoscalingHistory(ApiModel):
     """The autoscaler's small, JSON-serialisable memory between two polls.
 
     Stored in the object's status (survives operator restarts) or kept in operator memory.
@@ -405,39 +374,30 @@ class AutoscalingHistory(_ApiModel):
         default=0, ge=0, description="Polls in a row in which at least one metric failed."
     )
     last_scale_time: datetime | SkipJsonSchema[None] = Field(
-        default=None,
-        description="When the autoscaler last changed the replicas.",
-        json_schema_extra=_drop_null_default,
+        default=None, description="When the autoscaler last changed the replicas."
     )
 
 
-class MetricStatus(_ApiModel):
+class MetricStatus(ApiModel):
     """What one metric said on the latest poll."""
 
     name: str = Field(description="The metric's name from the spec.")
     value: float | SkipJsonSchema[None] = Field(
-        default=None,
-        description="The value Prometheus returned. Absent when the query failed.",
-        json_schema_extra=_drop_null_default,
+        default=None, description="The value Prometheus returned. Absent when the query failed."
     )
     desired_replicas: int | SkipJsonSchema[None] = Field(
-        default=None,
-        description="Replicas this metric asks for. Absent when the query failed.",
-        json_schema_extra=_drop_null_default,
+        default=None, description="Replicas this metric asks for. Absent when the query failed."
     )
     error_kind: str | SkipJsonSchema[None] = Field(
         default=None,
         description="Kind of the failure, e.g. EmptyResult, QueryError, Timeout. Absent on success.",
-        json_schema_extra=_drop_null_default,
     )
     last_error: str | SkipJsonSchema[None] = Field(
-        default=None,
-        description="The latest poll's error, in Prometheus's own words where it gave any.",
-        json_schema_extra=_drop_null_default,
+        default=None, description="The latest poll's error, in Prometheus's own words where it gave any."
     )
 
 
-class AutoscalingStatus(_ApiModel):
+class AutoscalingStatus(ApiModel):
     """The autoscaler's report for one Deployment (`status.autoscaling.api` or `.worker`)."""
 
     mode: AutoscalingMode = Field(description="The mode the decision was made in.")
@@ -448,9 +408,7 @@ class AutoscalingStatus(_ApiModel):
     reason: str = Field(description="Why, in words, e.g. `rps=412.0 (target 50/replica) -> 9 replicas`.")
     last_poll_time: datetime = Field(description="When the metrics were last polled.")
     last_scale_time: datetime | SkipJsonSchema[None] = Field(
-        default=None,
-        description="When the autoscaler last changed the replicas.",
-        json_schema_extra=_drop_null_default,
+        default=None, description="When the autoscaler last changed the replicas."
     )
     consecutive_failures: int = Field(
         default=0, ge=0, description="Polls in a row in which at least one metric failed."

@@ -3,11 +3,12 @@
     python -m sbo_operator.api.crd --output crds [--docs docs/crd-reference.md] [--check]
 
 Pydantic emits JSON Schema 2020-12; the apiserver wants a *structural* OpenAPI v3 schema. The
-conversion here inlines ``$ref``s, turns ``anyOf [X, null]`` into X, turns ``const`` into a
-one-value ``enum`` and numeric ``exclusiveMinimum`` into OpenAPI's boolean form, and drops
-``title``, ``additionalProperties: false`` and ``propertyNames``. It then checks that every node
-has a type (or is int-or-string) and every property a description, so ``kubectl explain`` is
-always useful. CEL rules and ``x-kubernetes-*`` markers come verbatim from the models.
+conversion here inlines ``$ref``s, turns ``anyOf [X, null]`` into X, drops ``default: null`` (the
+models' optional fields: absent already means None), turns ``const`` into a one-value ``enum``
+and numeric ``exclusiveMinimum`` into OpenAPI's boolean form, and drops ``title``,
+``additionalProperties: false`` and ``propertyNames``. It then checks that every node has a type
+(or is int-or-string) and every property a description, so ``kubectl explain`` is always useful.
+CEL rules and ``x-kubernetes-*`` markers come verbatim from the models.
 """
 
 from __future__ import annotations
@@ -156,6 +157,8 @@ def _convert(raw: Mapping[str, Any], definitions: Mapping[str, Any], path: str) 
     for key, value in node.items():
         if key in _DROPPED_KEYS:
             continue
+        if key == "default" and value is None:
+            continue  # An optional field's None: absent already means that, and null is not structural.
         if key == "const":
             result["enum"] = [value]
         elif key in ("exclusiveMinimum", "exclusiveMaximum"):

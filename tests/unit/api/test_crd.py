@@ -132,6 +132,28 @@ def test_schema_is_structural() -> None:
         ), path
 
 
+def test_optional_fields_carry_no_null_default() -> None:
+    # The models leave None defaults in their JSON schema; the generator drops them, once, for all.
+    optional_fields = ["spec.worker", "spec.api.image", "spec.prometheus.url", "status.observedGeneration"]
+    for path in optional_fields:
+        assert "default" not in at(path), path
+    for path, node in walk(root_schema()):
+        assert "default" not in node or node["default"] is not None, path
+
+
+def test_generator_drops_a_null_default_and_keeps_others() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "optional": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None, "description": "o"},
+            "counted": {"type": "integer", "default": 0, "description": "c"},
+        },
+    }
+    properties = crd_module.to_structural_schema(schema)["properties"]
+    assert properties["optional"] == {"description": "o", "type": "string"}
+    assert properties["counted"]["default"] == 0
+
+
 def test_every_field_has_a_description() -> None:
     for path, node in walk(root_schema()):
         for name, child in node.get("properties", {}).items():
