@@ -17,7 +17,14 @@ from typing import Annotated
 from pydantic import ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from sbo_operator.api.base import ApiModel, cel_rules
+from sbo_operator.api.base import MAX_REPLICAS, ApiModel, cel_rules
+from sbo_operator.api.formats import (
+    ConfigMapKey,
+    DnsSubdomain,
+    MetricName,
+    PrometheusUrl,
+    PromQLQuery,
+)
 
 __all__ = [
     "AutoscalingHistory",
@@ -47,27 +54,23 @@ __all__ = [
 class SecretKeyRef(ApiModel):
     """One key of a Secret in the ScalableBackend's namespace."""
 
-    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
-    key: str = Field(min_length=1, max_length=253, description="Key inside the Secret.")
+    name: DnsSubdomain = Field(description="Name of the Secret.")
+    key: ConfigMapKey = Field(description="Key inside the Secret.")
 
 
 class ConfigMapKeyRef(ApiModel):
     """One key of a ConfigMap in the ScalableBackend's namespace."""
 
-    name: str = Field(min_length=1, max_length=253, description="Name of the ConfigMap.")
-    key: str = Field(min_length=1, max_length=253, description="Key inside the ConfigMap.")
+    name: DnsSubdomain = Field(description="Name of the ConfigMap.")
+    key: ConfigMapKey = Field(description="Key inside the ConfigMap.")
 
 
 class BasicAuthSecretRef(ApiModel):
     """A Secret holding an HTTP basic-auth username and password."""
 
-    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
-    username_key: str = Field(
-        default="username", min_length=1, max_length=253, description="Key holding the username."
-    )
-    password_key: str = Field(
-        default="password", min_length=1, max_length=253, description="Key holding the password."
-    )
+    name: DnsSubdomain = Field(description="Name of the Secret.")
+    username_key: ConfigMapKey = Field(default="username", description="Key holding the username.")
+    password_key: ConfigMapKey = Field(default="password", description="Key holding the password.")
 
 
 _POLL_RULE = "!has(self.pollSeconds) || self.pollSeconds >= 1"
@@ -89,11 +92,8 @@ class PrometheusSpec(ApiModel):
         )
     )
 
-    url: str | SkipJsonSchema[None] = Field(
+    url: PrometheusUrl | SkipJsonSchema[None] = Field(
         default=None,
-        min_length=1,
-        max_length=2048,
-        pattern=r"^https?://",
         description=(
             "Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring.svc:9090. "
             "Absent: the operator-wide default."
@@ -165,15 +165,8 @@ class MetricSpec(ApiModel):
         json_schema_extra=cel_rules({"rule": _METRIC_ONE_TARGET_RULE, "message": _METRIC_ONE_TARGET_MESSAGE})
     )
 
-    name: str = Field(
-        min_length=1,
-        max_length=63,
-        pattern=r"^[a-zA-Z][a-zA-Z0-9_-]*$",
-        description="Short name of the metric, used in status, conditions and events.",
-    )
-    query: str = Field(
-        min_length=1,
-        max_length=4096,
+    name: MetricName = Field(description="Short name of the metric, used in status, conditions and events.")
+    query: PromQLQuery = Field(
         description="PromQL instant query returning one number (a scalar, or a vector of one series).",
     )
     target_per_replica: Annotated[float, Field(gt=0)] | SkipJsonSchema[None] = Field(
@@ -266,7 +259,7 @@ class FallbackSpec(ApiModel):
     after_failures: int = Field(
         default=3, ge=1, le=1000, description="Consecutive failed polls before the fallback applies."
     )
-    replicas: int = Field(ge=0, description="Replicas to run while metrics are unavailable.")
+    replicas: int = Field(ge=0, le=MAX_REPLICAS, description="Replicas to run while metrics are unavailable.")
 
 
 _MIN_MAX_RULE = "!has(self.minReplicas) || self.minReplicas <= self.maxReplicas"
@@ -298,8 +291,17 @@ class AutoscalingSpec(ApiModel):
         default=AutoscalingMode.ACTIVE,
         description="Active: apply the decisions. DryRun: compute, report and emit events, never scale.",
     )
-    min_replicas: int = Field(default=1, ge=1, description="Fewest replicas the autoscaler keeps.")
-    max_replicas: int = Field(ge=1, le=10000, description="Most replicas the autoscaler runs.")
+    min_replicas: int = Field(
+        default=1, ge=1, le=MAX_REPLICAS, description="Fewest replicas the autoscaler keeps."
+    )
+    max_replicas: int = Field(
+        ge=1,
+        le=MAX_REPLICAS,
+        description=(
+            f"Most replicas the autoscaler runs. At most {MAX_REPLICAS}, the cap of the replicas "
+            "it sets (spec.api.replicas, spec.worker.replicas)."
+        ),
+    )
     tolerance: float = Field(
         default=0.1,
         ge=0,

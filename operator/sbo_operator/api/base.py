@@ -17,7 +17,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-__all__ = ["ApiModel", "cel_rules", "schema_default"]
+__all__ = ["MAX_REPLICAS", "ApiModel", "cel_rules", "schema_default"]
+
+# The most pods one Deployment of the stack runs. spec.api.replicas, spec.worker.replicas and
+# every autoscaling bound share it, so the autoscaler never decides a count the spec cannot hold
+# (its scale patch would be refused forever).
+MAX_REPLICAS = 1000
 
 
 def cel_rules(*rules: dict[str, str]) -> dict[str, Any]:

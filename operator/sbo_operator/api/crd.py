@@ -221,12 +221,22 @@ def _model_schema(model: type[ScalableBackendSpec] | type[ScalableBackendStatus]
     return to_structural_schema(model.model_json_schema(by_alias=True, mode="validation"))
 
 
+def _top_level_schema(
+    name: str, model: type[ScalableBackendSpec] | type[ScalableBackendStatus]
+) -> dict[str, Any]:
+    """The schema of spec or status, with the description and default its field on the object gives."""
+    field = ScalableBackend.model_fields[name]
+    schema = _model_schema(model)
+    schema["description"] = field.description
+    if isinstance(field.json_schema_extra, dict) and "default" in field.json_schema_extra:
+        schema["default"] = field.json_schema_extra["default"]
+    return _ordered(schema)
+
+
 def build_crd() -> dict[str, Any]:
     """The CustomResourceDefinition for ScalableBackend, as a dict."""
-    spec_schema = _model_schema(ScalableBackendSpec)
-    spec_schema["description"] = ScalableBackend.model_fields["spec"].description
-    status_schema = _model_schema(ScalableBackendStatus)
-    status_schema["description"] = ScalableBackend.model_fields["status"].description
+    spec_schema = _top_level_schema("spec", ScalableBackendSpec)
+    status_schema = _top_level_schema("status", ScalableBackendStatus)
     root_schema: dict[str, Any] = {
         "description": (ScalableBackend.__doc__ or "").strip(),
         "type": "object",

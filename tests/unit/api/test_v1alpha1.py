@@ -17,6 +17,7 @@ from sbo_operator.api.v1alpha1 import (
     MAX_NAME_LENGTH,
     MAX_READ_REPLICAS,
     QUANTITY_PATTERN,
+    UNOBSERVED_GENERATION,
     ApiStatus,
     ScalableBackend,
     ScalableBackendSpec,
@@ -204,6 +205,40 @@ BAD_INPUTS = {
         "spec.api.ingress.host",
     ),
     "probe path without slash": (_set("spec.api.readinessPath", "readyz"), "spec.api.readinessPath"),
+    "prometheus url without scheme": (
+        _set("spec.prometheus", {"url": "prometheus:9090"}),
+        "spec.prometheus.url",
+    ),
+    "request above limit": (
+        _set("spec.api.resources", {"requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}}),
+        "requests.memory: a request must not exceed the limit",
+    ),
+    "unknown resource name": (
+        _set("spec.api.resources", {"requests": {"mem": "1Gi"}}),
+        "requests: resource names must be",
+    ),
+    "cpu divisor in bytes": (
+        _set(
+            "spec.api.env",
+            [
+                {
+                    "name": "CPU",
+                    "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1Mi"}},
+                }
+            ],
+        ),
+        "divisor must be 1m or 1 for cpu",
+    ),
+    "autoscaling max above the replica cap": (
+        _set(
+            "spec.worker",
+            {
+                "command": ["w"],
+                "autoscaling": {"maxReplicas": 1001, "metrics": [{"name": "q", "query": "q", "target": 1}]},
+            },
+        ),
+        "spec.worker.autoscaling.maxReplicas",
+    ),
     "autoscaling min above max": (
         _set(
             "spec.api.autoscaling",
@@ -267,6 +302,23 @@ def test_changing_the_storage_class_is_rejected(old_class: str | None, new_class
 def test_changing_the_postgres_version_is_rejected() -> None:
     with pytest.raises(ValueError, match=r"spec\.postgres\.version: version is immutable"):
         check_spec_transition(spec(postgres={"version": "16"}), spec(postgres={"version": "17"}))
+
+
+def test_divisors_the_downward_api_accepts_parse() -> None:
+    env = [
+        {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1000m"}}},
+        {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+    ]
+    backend = ScalableBackend.model_validate(manifest(api={"env": env}))
+    assert [variable.name for variable in backend.spec.api.env] == ["CPU", "MEM"]
+
+
+def test_a_status_the_operator_has_not_written_parses() -> None:
+    # The apiserver defaults a new object's status to {observedGeneration: -1}.
+    body = {**manifest(), "status": {"observedGeneration": UNOBSERVED_GENERATION}}
+    status = ScalableBackend.model_validate(body).status
+    assert status is not None
+    assert status.observed_generation == -1
 
 
 def test_api_status_summary() -> None:

@@ -17,6 +17,7 @@ from sbo_operator.api.autoscaling import (
     SelectPolicy,
 )
 from sbo_operator.api.crd import to_structural_schema
+from sbo_operator.api.formats import PROMETHEUS_URL_MESSAGE
 
 pytestmark = pytest.mark.unit
 
@@ -141,7 +142,7 @@ def test_invalid_autoscaling_is_rejected(body: dict[str, Any], message: str) -> 
     ("body", "message"),
     [
         ({"pollSeconds": 0}, "greater than or equal to 1"),
-        ({"url": "prometheus:9090"}, "should match pattern"),
+        ({"url": "prometheus:9090"}, PROMETHEUS_URL_MESSAGE),
         (
             {"bearerTokenSecretRef": {"name": "t", "key": "token"}, "basicAuthSecretRef": {"name": "b"}},
             "set at most one of bearerTokenSecretRef and basicAuthSecretRef",

@@ -11,7 +11,7 @@ object, its names and metadata). This module re-exports their public names, so
 keeps are in ``sbo_operator.api.base``.
 """
 
-from sbo_operator.api.v1alpha1.common import (
+from sbo_operator.api.formats import (
     DNS_LABEL_PATTERN,
     DNS_SUBDOMAIN_PATTERN,
     ENV_NAME_PATTERN,
@@ -19,13 +19,19 @@ from sbo_operator.api.v1alpha1.common import (
     IMAGE_MESSAGE,
     IMAGE_PATTERN,
     SQL_IDENTIFIER_PATTERN,
+    DnsSubdomain,
+    Image,
+)
+from sbo_operator.api.v1alpha1.common import (
+    DIVISOR_MESSAGE,
+    ENV_RESOURCE_MESSAGE,
+    REQUEST_ABOVE_LIMIT_MESSAGE,
+    RESOURCE_NAME_MESSAGE,
     CommandList,
     ConfigMapKeySelector,
-    DnsSubdomain,
     EnvList,
     EnvVar,
     EnvVarSource,
-    Image,
     ImagePullPolicy,
     ObjectFieldSelector,
     ResourceFieldSelector,
@@ -71,6 +77,7 @@ from sbo_operator.api.v1alpha1.spec import (
     check_spec_transition,
 )
 from sbo_operator.api.v1alpha1.status import (
+    UNOBSERVED_GENERATION,
     ApiStatus,
     BackendAutoscalingStatus,
     Condition,
@@ -86,9 +93,11 @@ from sbo_operator.api.v1alpha1.status import (
 
 __all__ = [
     "API_VERSION",
+    "DIVISOR_MESSAGE",
     "DNS_LABEL_PATTERN",
     "DNS_SUBDOMAIN_PATTERN",
     "ENV_NAME_PATTERN",
+    "ENV_RESOURCE_MESSAGE",
     "GROUP",
     "HTTP_PATH_PATTERN",
     "IMAGE_MESSAGE",
@@ -102,11 +111,14 @@ __all__ = [
     "PLURAL",
     "QUANTITY_MESSAGE",
     "QUANTITY_PATTERN",
+    "REQUEST_ABOVE_LIMIT_MESSAGE",
     "RESERVED_POSTGRES_DATABASES",
     "RESERVED_POSTGRES_USERS",
+    "RESOURCE_NAME_MESSAGE",
     "SHORT_NAME",
     "SINGULAR",
     "SQL_IDENTIFIER_PATTERN",
+    "UNOBSERVED_GENERATION",
     "VERSION",
     "ApiSpec",
     "ApiStatus",

@@ -10,41 +10,36 @@ import re
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from sbo_operator.api.base import ApiModel, cel_rules
-from sbo_operator.api.v1alpha1.quantities import Quantity
+from sbo_operator.api.formats import (
+    ConfigMapKey,
+    ContainerName,
+    DnsSubdomain,
+    EnvName,
+    FieldPath,
+    FieldPathVersion,
+    StringFormat,
+)
+from sbo_operator.api.v1alpha1.quantities import Quantity, parse_quantity
 
 __all__ = [
-    "DNS_LABEL_PATTERN",
-    "DNS_SUBDOMAIN_PATTERN",
-    "ENV_NAME_PATTERN",
-    "HTTP_PATH_PATTERN",
-    "IMAGE_MESSAGE",
-    "IMAGE_PATTERN",
-    "SQL_IDENTIFIER_PATTERN",
+    "DIVISOR_MESSAGE",
+    "ENV_RESOURCE_MESSAGE",
+    "REQUEST_ABOVE_LIMIT_MESSAGE",
+    "RESOURCE_NAME_MESSAGE",
     "CommandList",
     "ConfigMapKeySelector",
-    "DnsSubdomain",
     "EnvList",
     "EnvVar",
     "EnvVarSource",
-    "Image",
     "ImagePullPolicy",
     "ObjectFieldSelector",
     "ResourceFieldSelector",
     "ResourceRequirements",
     "SecretKeySelector",
 ]
-
-DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-IMAGE_PATTERN = r"^\S+$"
-HTTP_PATH_PATTERN = r"^/\S*$"
-# A PostgreSQL identifier that needs no quoting.
-SQL_IDENTIFIER_PATTERN = r"^[a-z_][a-z0-9_]*$"
-ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
-
 
 # ---- shared pieces ----------------------------------------------------------------------------------
 
@@ -57,8 +52,55 @@ class ImagePullPolicy(StrEnum):
     NEVER = "Never"
 
 
+# What a container may request (the apiserver refuses a pod asking for anything else): the
+# built-in resources, huge pages, and extended resources, which are domain-qualified (vendor/name).
+_RESOURCE_NAME_PATTERN = (
+    r"^(cpu|memory|ephemeral-storage|hugepages-[-a-zA-Z0-9]+"
+    r"|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/[a-zA-Z0-9]([-._a-zA-Z0-9]*[a-zA-Z0-9])?)$"
+)
+RESOURCE_NAME_MESSAGE = (
+    "resource names must be cpu, memory, ephemeral-storage, hugepages-<size> "
+    "or a domain-qualified extended resource, e.g. example.com/gpu"
+)
+
+
+def _resource_names_rule(field: str) -> str:
+    return f"!has(self.{field}) || self.{field}.all(name, name.matches(r'{_RESOURCE_NAME_PATTERN}'))"
+
+
+# isQuantity guards: a malformed quantity is reported by its own rule, not as a CEL error here.
+_REQUEST_WITHIN_LIMIT_RULE = (
+    "!has(self.requests) || !has(self.limits) || self.requests.all(name, !(name in self.limits)"
+    " || !isQuantity(string(self.requests[name])) || !isQuantity(string(self.limits[name]))"
+    " || quantity(string(self.requests[name])).compareTo(quantity(string(self.limits[name]))) <= 0)"
+)
+REQUEST_ABOVE_LIMIT_MESSAGE = (
+    "a request must not exceed the limit of the same resource; raise the limit or lower the request"
+)
+
+
 class ResourceRequirements(ApiModel):
     """Compute resources of one container, as in the Kubernetes ResourceRequirements."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            {
+                "rule": _resource_names_rule("requests"),
+                "message": RESOURCE_NAME_MESSAGE,
+                "fieldPath": ".requests",
+            },
+            {
+                "rule": _resource_names_rule("limits"),
+                "message": RESOURCE_NAME_MESSAGE,
+                "fieldPath": ".limits",
+            },
+            {
+                "rule": _REQUEST_WITHIN_LIMIT_RULE,
+                "message": REQUEST_ABOVE_LIMIT_MESSAGE,
+                "fieldPath": ".requests",
+            },
+        )
+    )
 
     requests: dict[str, Quantity] = Field(
         default_factory=dict,
@@ -71,12 +113,22 @@ class ResourceRequirements(ApiModel):
         description="Maximum resources the container may use, e.g. {memory: 256Mi}.",
     )
 
+    @model_validator(mode="after")
+    def _check_cel_rules(self) -> ResourceRequirements:
+        for field, resources in (("requests", self.requests), ("limits", self.limits)):
+            if not all(re.fullmatch(_RESOURCE_NAME_PATTERN, name) for name in resources):
+                raise ValueError(f"{field}: {RESOURCE_NAME_MESSAGE}")
+        for name, request in self.requests.items():
+            if name in self.limits and parse_quantity(request) > parse_quantity(self.limits[name]):
+                raise ValueError(f"requests.{name}: {REQUEST_ABOVE_LIMIT_MESSAGE}")
+        return self
+
 
 class SecretKeySelector(ApiModel):
     """One key of a Secret in the ScalableBackend's namespace."""
 
-    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
-    key: str = Field(min_length=1, max_length=253, description="Key inside the Secret.")
+    name: DnsSubdomain = Field(description="Name of the Secret.")
+    key: ConfigMapKey = Field(description="Key inside the Secret.")
     optional: bool | None = Field(
         default=None, description="Start the container even if the Secret or key does not exist."
     )
@@ -85,8 +137,8 @@ class SecretKeySelector(ApiModel):
 class ConfigMapKeySelector(ApiModel):
     """One key of a ConfigMap in the ScalableBackend's namespace."""
 
-    name: str = Field(min_length=1, max_length=253, description="Name of the ConfigMap.")
-    key: str = Field(min_length=1, max_length=253, description="Key inside the ConfigMap.")
+    name: DnsSubdomain = Field(description="Name of the ConfigMap.")
+    key: ConfigMapKey = Field(description="Key inside the ConfigMap.")
     optional: bool | None = Field(
         default=None, description="Start the container even if the ConfigMap or key does not exist."
     )
@@ -95,25 +147,70 @@ class ConfigMapKeySelector(ApiModel):
 class ObjectFieldSelector(ApiModel):
     """A field of the pod, e.g. metadata.name or status.podIP."""
 
-    field_path: str = Field(
-        min_length=1, max_length=256, description="Path of the field, e.g. metadata.namespace."
-    )
-    api_version: Annotated[str, Field(max_length=64)] | None = Field(
+    field_path: FieldPath = Field(description="Path of the field, e.g. metadata.namespace.")
+    api_version: FieldPathVersion | None = Field(
         default=None, description="Version of the schema the path is written in. Default: v1."
     )
+
+
+# The resources the downward API exposes, and the divisors it accepts for each (the apiserver
+# refuses the pod otherwise).
+_ENV_RESOURCE_PATTERN = r"^(limits|requests)\.(cpu|memory|ephemeral-storage|hugepages-[-a-zA-Z0-9]+)$"
+ENV_RESOURCE_MESSAGE = (
+    "resource must be limits.<name> or requests.<name>, the name cpu, memory, ephemeral-storage or "
+    "hugepages-<size>, e.g. limits.memory"
+)
+_CPU_DIVISORS = ("1m", "1")
+_BYTE_DIVISORS = ("1", "1k", "1M", "1G", "1T", "1P", "1E", "1Ki", "1Mi", "1Gi", "1Ti", "1Pi", "1Ei")
+
+
+def _cel_quantity_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"quantity('{value}')" for value in values) + "]"
+
+
+_DIVISOR_RULE = (
+    "!has(self.divisor) || !isQuantity(string(self.divisor)) || "
+    f"(self.resource.endsWith('.cpu') ? {_cel_quantity_list(_CPU_DIVISORS)}"
+    f" : {_cel_quantity_list(_BYTE_DIVISORS)})"
+    ".exists(unit, unit.compareTo(quantity(string(self.divisor))) == 0)"
+)
+DIVISOR_MESSAGE = (
+    "divisor must be 1m or 1 for cpu, and 1 or a power of 1k or 1Ki (1k, 1M, ..., 1Ki, 1Mi, ...) "
+    "for memory, ephemeral-storage and hugepages"
+)
 
 
 class ResourceFieldSelector(ApiModel):
     """A resource limit or request of a container, e.g. limits.memory."""
 
-    resource: str = Field(min_length=1, max_length=256, description="The resource, e.g. limits.cpu.")
-    container_name: Annotated[str, Field(max_length=63)] | None = Field(
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            {"rule": _DIVISOR_RULE, "message": DIVISOR_MESSAGE, "fieldPath": ".divisor"}
+        )
+    )
+
+    resource: Annotated[str, StringFormat(_ENV_RESOURCE_PATTERN, ENV_RESOURCE_MESSAGE, max_length=256)] = (
+        Field(
+            description=(
+                "The resource: limits or requests, then cpu, memory, ephemeral-storage or "
+                "hugepages-<size>, e.g. limits.cpu."
+            ),
+        )
+    )
+    container_name: ContainerName | None = Field(
         default=None,
         description="Container whose resource is read. Default: the container the variable is in.",
     )
     divisor: Quantity | None = Field(
         default=None, description="Unit the value is expressed in, e.g. 1Mi. Default: 1."
     )
+
+    @model_validator(mode="after")
+    def _check_cel_rules(self) -> ResourceFieldSelector:
+        units = _CPU_DIVISORS if self.resource.endswith(".cpu") else _BYTE_DIVISORS
+        if self.divisor is not None and parse_quantity(self.divisor) not in map(parse_quantity, units):
+            raise ValueError(DIVISOR_MESSAGE)
+        return self
 
 
 _ONE_SOURCE_RULE = (
@@ -158,9 +255,7 @@ class EnvVar(ApiModel):
         json_schema_extra=cel_rules({"rule": _VALUE_OR_SOURCE_RULE, "message": _VALUE_OR_SOURCE_MESSAGE})
     )
 
-    name: str = Field(
-        min_length=1, max_length=256, pattern=ENV_NAME_PATTERN, description="Name of the variable."
-    )
+    name: EnvName = Field(description="Name of the variable.")
     value: Annotated[str, Field(max_length=32768)] | None = Field(
         default=None, description="Literal value. $(VAR) references to earlier variables are expanded."
     )
@@ -198,30 +293,3 @@ CommandList = Annotated[
     list[Annotated[str, Field(max_length=4096)]],
     Field(min_length=1, max_length=64),
 ]
-
-# As for quantities, the rule's message is printed beside the bare regular expression.
-_IMAGE_RULE = f"self.matches(r'{IMAGE_PATTERN}')"
-IMAGE_MESSAGE = "image must not contain whitespace, e.g. registry.example.com/shop:1.0"
-
-
-def _check_image(image: str) -> str:
-    if not re.fullmatch(IMAGE_PATTERN, image):
-        raise ValueError(IMAGE_MESSAGE)
-    return image
-
-
-Image = Annotated[
-    str,
-    Field(min_length=1, max_length=512),
-    AfterValidator(_check_image),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": 512,
-            "pattern": IMAGE_PATTERN,
-            "x-kubernetes-validations": [{"rule": _IMAGE_RULE, "message": IMAGE_MESSAGE}],
-        }
-    ),
-]
-DnsSubdomain = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]

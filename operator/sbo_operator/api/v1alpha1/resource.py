@@ -12,9 +12,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from sbo_operator.api.base import ApiModel
+from sbo_operator.api.base import ApiModel, schema_default
 from sbo_operator.api.v1alpha1.spec import ScalableBackendSpec
-from sbo_operator.api.v1alpha1.status import ScalableBackendStatus
+from sbo_operator.api.v1alpha1.status import UNOBSERVED_GENERATION, ScalableBackendStatus
 
 __all__ = [
     "API_VERSION",
@@ -94,7 +94,11 @@ class ScalableBackend(ApiModel):
     kind: Literal["ScalableBackend"] = Field(default="ScalableBackend", description="ScalableBackend.")
     metadata: BackendMetadata = Field(description="Standard object metadata.")
     spec: ScalableBackendSpec = Field(description="What the backend stack should look like.")
-    status: ScalableBackendStatus | None = Field(default=None, description="What the operator observed.")
+    status: ScalableBackendStatus | None = Field(
+        default=None,
+        description="What the operator observed.",
+        json_schema_extra=schema_default({"observedGeneration": UNOBSERVED_GENERATION}),
+    )
 
     @classmethod
     def from_body(cls, body: Any) -> ScalableBackend:

@@ -7,20 +7,15 @@ The invariant: every CEL rule here, including the transition rules (``oldSelf``,
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
 
 from pydantic import ConfigDict, Field, model_validator
 
 from sbo_operator.api.autoscaling import AutoscalingSpec, PrometheusSpec
-from sbo_operator.api.base import ApiModel, cel_rules, schema_default
+from sbo_operator.api.base import MAX_REPLICAS, ApiModel, cel_rules, schema_default
+from sbo_operator.api.formats import DnsSubdomain, HttpPath, Image, IngressHost, SqlIdentifier
 from sbo_operator.api.v1alpha1.common import (
-    DNS_SUBDOMAIN_PATTERN,
-    HTTP_PATH_PATTERN,
-    SQL_IDENTIFIER_PATTERN,
     CommandList,
-    DnsSubdomain,
     EnvList,
-    Image,
     ImagePullPolicy,
     ResourceRequirements,
 )
@@ -102,13 +97,8 @@ class MigrationsSpec(ApiModel):
 class IngressSpec(ApiModel):
     """An Ingress routing a host name to the api Service."""
 
-    host: str = Field(
-        min_length=1,
-        max_length=253,
-        pattern=DNS_SUBDOMAIN_PATTERN,
-        description="Host name served, e.g. shop.example.com.",
-    )
-    class_name: Annotated[str, Field(min_length=1, max_length=253)] | None = Field(
+    host: IngressHost = Field(description="Host name served, e.g. shop.example.com.")
+    class_name: DnsSubdomain | None = Field(
         default=None, description="IngressClass to use, e.g. nginx. Absent: the cluster's default class."
     )
     tls_secret_name: DnsSubdomain | None = Field(
@@ -131,7 +121,7 @@ class ApiSpec(ApiModel):
     replicas: int = Field(
         default=2,
         ge=0,
-        le=1000,
+        le=MAX_REPLICAS,
         description=(
             "Number of api pods. The scale subresource points here. "
             "When autoscaling is set, the autoscaler decides the replicas instead."
@@ -155,18 +145,8 @@ class ApiSpec(ApiModel):
             {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
         ),
     )
-    readiness_path: str = Field(
-        default="/readyz",
-        max_length=1024,
-        pattern=HTTP_PATH_PATTERN,
-        description="HTTP path of the readiness probe.",
-    )
-    liveness_path: str = Field(
-        default="/healthz",
-        max_length=1024,
-        pattern=HTTP_PATH_PATTERN,
-        description="HTTP path of the liveness probe.",
-    )
+    readiness_path: HttpPath = Field(default="/readyz", description="HTTP path of the readiness probe.")
+    liveness_path: HttpPath = Field(default="/healthz", description="HTTP path of the liveness probe.")
     migrations: MigrationsSpec | None = Field(
         default=None,
         description="A Job that must succeed before a new api pod template rolls out. Absent: none.",
@@ -186,7 +166,7 @@ class WorkerSpec(ApiModel):
     replicas: int = Field(
         default=1,
         ge=0,
-        le=1000,
+        le=MAX_REPLICAS,
         description="Number of worker pods. When autoscaling is set, the autoscaler decides instead.",
     )
     command: CommandList = Field(
@@ -307,20 +287,10 @@ class PostgresSpec(ApiModel):
     version: PostgresVersion = Field(
         default=PostgresVersion.V16, description="PostgreSQL major version: 15, 16 or 17. Immutable."
     )
-    database: str = Field(
-        default="app",
-        min_length=1,
-        max_length=63,
-        pattern=SQL_IDENTIFIER_PATTERN,
-        description="Name of the application database, owned by user.",
+    database: SqlIdentifier = Field(
+        default="app", description="Name of the application database, owned by user."
     )
-    user: str = Field(
-        default="app",
-        min_length=1,
-        max_length=63,
-        pattern=SQL_IDENTIFIER_PATTERN,
-        description="Name of the application's login role.",
-    )
+    user: SqlIdentifier = Field(default="app", description="Name of the application's login role.")
     read_replicas: int = Field(
         default=1,
         ge=0,

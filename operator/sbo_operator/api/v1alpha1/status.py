@@ -16,6 +16,7 @@ from sbo_operator.api.autoscaling import AutoscalingStatus
 from sbo_operator.api.base import ApiModel
 
 __all__ = [
+    "UNOBSERVED_GENERATION",
     "ApiStatus",
     "BackendAutoscalingStatus",
     "Condition",
@@ -151,11 +152,21 @@ class BackendAutoscalingStatus(ApiModel):
     worker: AutoscalingStatus | None = Field(default=None, description="Autoscaling of the worker.")
 
 
+# The apiserver defaults a new object's status to {observedGeneration: -1} (as Flux's CRDs do):
+# a generation the operator never observed, so kstatus-based tools (Flux, kpt, `kubectl wait`)
+# read a backend the operator has not looked at yet as InProgress, not Current.
+UNOBSERVED_GENERATION = -1
+
+
 class ScalableBackendStatus(ApiModel):
     """What the operator observed, written by the operator only."""
 
-    observed_generation: Annotated[int, Field(ge=0)] | None = Field(
-        default=None, description="The .metadata.generation the status was computed from."
+    observed_generation: Annotated[int, Field(ge=UNOBSERVED_GENERATION)] | None = Field(
+        default=None,
+        description=(
+            "The .metadata.generation the status was computed from; -1 until the operator has "
+            "looked at the object."
+        ),
     )
     conditions: list[Condition] = Field(
         default_factory=list,
