@@ -1,4 +1,4 @@
-"""The ScalableBackend models: defaults, and every bad input rejected with a message naming the field."""
+"""The ScalableBackend spec: defaults, and every bad input rejected with a message naming the field."""
 
 from __future__ import annotations
 
@@ -8,26 +8,19 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given
-from hypothesis import strategies as st
-from kubernetes.utils.quantity import parse_quantity as kubernetes_parse_quantity
 from pydantic import ValidationError
 
 from sbo_operator.api.v1alpha1 import (
     MAX_NAME_LENGTH,
     MAX_READ_REPLICAS,
-    QUANTITY_PATTERN,
-    UNOBSERVED_GENERATION,
-    ApiStatus,
     ScalableBackend,
     ScalableBackendSpec,
     check_spec_transition,
-    parse_quantity,
 )
 
 pytestmark = pytest.mark.unit
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[4] / "examples"
 
 
 def manifest(**spec: Any) -> dict[str, Any]:
@@ -311,32 +304,3 @@ def test_divisors_the_downward_api_accepts_parse() -> None:
     ]
     backend = ScalableBackend.model_validate(manifest(api={"env": env}))
     assert [variable.name for variable in backend.spec.api.env] == ["CPU", "MEM"]
-
-
-def test_a_status_the_operator_has_not_written_parses() -> None:
-    # The apiserver defaults a new object's status to {observedGeneration: -1}.
-    body = {**manifest(), "status": {"observedGeneration": UNOBSERVED_GENERATION}}
-    status = ScalableBackend.model_validate(body).status
-    assert status is not None
-    assert status.observed_generation == -1
-
-
-def test_api_status_summary() -> None:
-    status = ApiStatus.from_counts(desired=3, replicas=3, ready_replicas=2, selector="a=b")
-    assert status.ready_summary == "2/3"
-
-
-# Short strings: astronomically large exponents overflow both parsers alike.
-@given(st.from_regex(QUANTITY_PATTERN, fullmatch=True).filter(lambda text: len(text) <= 12))
-def test_every_string_the_quantity_pattern_admits_is_a_kubernetes_quantity(text: str) -> None:
-    assert parse_quantity(text) == kubernetes_parse_quantity(text)
-
-
-@pytest.mark.parametrize(
-    ("text", "value"),
-    [("128Mi", 134217728), ("1Gi", 1073741824), ("100m", "0.1"), ("1e3", 1000), ("2k", 2000), ("0.5", "0.5")],
-)
-def test_parse_quantity(text: str, value: int | str) -> None:
-    from decimal import Decimal
-
-    assert parse_quantity(text) == Decimal(value)
