@@ -8,7 +8,8 @@ The package splits along the API's own seams: ``quantities`` (the quantity type 
 ``common`` (types shared by several components), ``spec``, ``status`` and ``resource`` (the
 object, its names and metadata). This module re-exports their public names, so
 ``from sbo_operator.api.v1alpha1 import X`` is the one import path. The conventions every model
-keeps are in ``sbo_operator.api.base``.
+keeps are in ``sbo_operator.api.base``, the formatted strings (images, names, URLs...) in
+``sbo_operator.api.formats``.
 """
 
 from sbo_operator.api.formats import (

@@ -1,4 +1,4 @@
-"""Types shared by the api, the worker and the data services: images, env, resources, selectors.
+"""Types shared by the api, the worker and the data services: env, resources, selectors.
 
 The invariant: each type admits at admission exactly what it admits in Python (patterns and CEL
 rules are mirrored by validators with the same message).
