@@ -13,51 +13,44 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from sbo_operator.api.base import MAX_REPLICAS
+from sbo_operator.api.formats import (
+    CONFIG_MAP_KEY_MESSAGE,
+    CONTAINER_NAME_MESSAGE,
+    DNS_SUBDOMAIN_MESSAGE,
+    ENV_NAME_MESSAGE,
+    FIELD_PATH_MESSAGE,
+    HTTP_PATH_MESSAGE,
+    INGRESS_HOST_MESSAGE,
+    METRIC_NAME_MESSAGE,
+    PROMETHEUS_URL_MESSAGE,
+    PROMQL_MESSAGE,
+    SQL_IDENTIFIER_MESSAGE,
+)
 from sbo_operator.api.v1alpha1 import (
+    DIVISOR_MESSAGE,
+    ENV_RESOURCE_MESSAGE,
     IMAGE_MESSAGE,
     MAX_NAME_LENGTH,
     MAX_READ_REPLICAS,
     QUANTITY_MESSAGE,
+    REQUEST_ABOVE_LIMIT_MESSAGE,
+    RESOURCE_NAME_MESSAGE,
     PostgresSpec,
     ScalableBackend,
 )
+from tests.support.backends import Mutation, kubectl_create, valid_manifest, with_field
 from tests.support.cluster import REPO, LocalCluster, eventually
 
 pytestmark = pytest.mark.integration
 
-CRD_PATH = REPO / "crds" / "sbo.dev_scalablebackends.yaml"
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
-
-Mutation = Callable[[dict[str, Any]], None]
-
-
-def valid_manifest(namespace: str, name: str = "shop") -> dict[str, Any]:
-    return {
-        "apiVersion": "sbo.dev/v1alpha1",
-        "kind": "ScalableBackend",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"image": "sbo-sample-app:0.1.0"},
-    }
-
-
-def with_field(path: str, value: Any) -> Mutation:
-    """Set a dotted path (creating parents) in the manifest."""
-
-    def mutate(manifest: dict[str, Any]) -> None:
-        *parents, leaf = path.split(".")
-        node = manifest
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-
-    return mutate
 
 
 def autoscaling(**changes: Any) -> dict[str, Any]:
@@ -74,10 +67,8 @@ def worker(**changes: Any) -> dict[str, Any]:
     return {"command": ["python", "-m", "app.worker"], **changes}
 
 
-def kubectl_create(
-    cluster: LocalCluster, manifest: dict[str, Any], *flags: str
-) -> subprocess.CompletedProcess[str]:
-    return cluster.kubectl("create", *flags, "-f", "-", input=yaml.safe_dump(manifest), check=False)
+def env_from(**source: Any) -> list[dict[str, Any]]:
+    return [{"name": "FROM_SOURCE", "valueFrom": source}]
 
 
 def assert_rejected(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
@@ -85,22 +76,6 @@ def assert_rejected(result: subprocess.CompletedProcess[str], *fragments: str) -
     for fragment in fragments:
         assert fragment in result.stderr, f"{fragment!r} not in:\n{result.stderr}"
     return result.stderr
-
-
-@pytest.fixture(scope="module")
-def crd(cluster: LocalCluster) -> None:
-    """The checked-in CRD, installed (idempotently) and served. Left installed for other tests."""
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_PATH))
-    cluster.kubectl("wait", "--for", "condition=established", "--timeout=60s", "crd/scalablebackends.sbo.dev")
-
-    # An already-established CRD that was just updated is served with its new schema only a moment
-    # later; wait until a manifest only the current schema rejects (a negative integer quantity) is.
-    def current_schema_served() -> bool:
-        probe = valid_manifest("default", "schema-probe")
-        with_field("spec.redis.maxMemory", -1)(probe)
-        return kubectl_create(cluster, probe, "--dry-run=server").returncode != 0
-
-    eventually(current_schema_served, timeout=30, what="the checked-in CRD schema to be served")
 
 
 # ---- rejected on create -----------------------------------------------------------------------------
@@ -224,8 +199,189 @@ CREATE_CASES = [
     ),
 ]
 
+# Every formatted field (docs/operator.md, "Formats checked at admission"): a malformed value is
+# refused here, naming the field and the fix, instead of failing when the operator builds a child
+# from it or when the kubelet or Prometheus's client reads it.
+FORMAT_CASES = [
+    pytest.param(
+        with_field("spec.prometheus", {"url": "prometheus.monitoring.svc:9090"}),
+        ["spec.prometheus.url", PROMETHEUS_URL_MESSAGE],
+        id="prometheus-url-without-scheme",
+    ),
+    pytest.param(
+        with_field("spec.prometheus", {"url": "http://"}),
+        ["spec.prometheus.url", PROMETHEUS_URL_MESSAGE],
+        id="prometheus-url-without-host",
+    ),
+    pytest.param(
+        with_field("spec.prometheus", {"url": "http://prometheus monitoring:9090"}),
+        ["spec.prometheus.url", PROMETHEUS_URL_MESSAGE],
+        id="prometheus-url-with-space",
+    ),
+    pytest.param(
+        with_field("spec.image", "registry.example.com/Shop:1.0"),
+        ["spec.image", IMAGE_MESSAGE],
+        id="image-with-uppercase-repository",
+    ),
+    pytest.param(
+        with_field("spec.api.image", "shop:1.0:2"),
+        ["spec.api.image", IMAGE_MESSAGE],
+        id="image-with-two-tags",
+    ),
+    pytest.param(
+        with_field("spec.api.env", [{"name": "LOG LEVEL", "value": "debug"}]),
+        ["spec.api.env[0].name", ENV_NAME_MESSAGE],
+        id="env-name-with-space",
+    ),
+    pytest.param(
+        with_field("spec.api.env", env_from(secretKeyRef={"name": "App_Secret", "key": "token"})),
+        ["spec.api.env[0].valueFrom.secretKeyRef.name", DNS_SUBDOMAIN_MESSAGE],
+        id="env-secret-name-malformed",
+    ),
+    pytest.param(
+        with_field("spec.api.env", env_from(secretKeyRef={"name": "app", "key": "..token"})),
+        ["spec.api.env[0].valueFrom.secretKeyRef.key", CONFIG_MAP_KEY_MESSAGE],
+        id="env-secret-key-escaping-the-volume",
+    ),
+    pytest.param(
+        with_field("spec.worker", worker(env=env_from(configMapKeyRef={"name": "settings", "key": "a/b"}))),
+        ["spec.worker.env[0].valueFrom.configMapKeyRef.key", CONFIG_MAP_KEY_MESSAGE],
+        id="env-config-map-key-with-slash",
+    ),
+    pytest.param(
+        with_field("spec.api.env", env_from(fieldRef={"fieldPath": "metadata.nickname"})),
+        ["spec.api.env[0].valueFrom.fieldRef.fieldPath", FIELD_PATH_MESSAGE],
+        id="env-field-path-not-offered",
+    ),
+    pytest.param(
+        with_field("spec.api.env", env_from(fieldRef={"fieldPath": "metadata.name", "apiVersion": "v2"})),
+        ["spec.api.env[0].valueFrom.fieldRef.apiVersion", "the downward API has only v1"],
+        id="env-field-api-version-not-v1",
+    ),
+    pytest.param(
+        with_field("spec.api.env", env_from(resourceFieldRef={"resource": "limits.gpu"})),
+        ["spec.api.env[0].valueFrom.resourceFieldRef.resource", ENV_RESOURCE_MESSAGE],
+        id="env-resource-not-offered",
+    ),
+    pytest.param(
+        with_field(
+            "spec.api.env", env_from(resourceFieldRef={"resource": "limits.cpu", "containerName": "Api"})
+        ),
+        ["spec.api.env[0].valueFrom.resourceFieldRef.containerName", CONTAINER_NAME_MESSAGE],
+        id="env-resource-container-name-malformed",
+    ),
+    pytest.param(
+        with_field("spec.api.env", env_from(resourceFieldRef={"resource": "limits.cpu", "divisor": "1Mi"})),
+        ["spec.api.env[0].valueFrom.resourceFieldRef.divisor", DIVISOR_MESSAGE],
+        id="env-resource-divisor-not-a-cpu-unit",
+    ),
+    pytest.param(
+        with_field("spec.api.resources", {"requests": {"mem": "128Mi"}}),
+        ["spec.api.resources.requests", RESOURCE_NAME_MESSAGE],
+        id="resource-name-unknown",
+    ),
+    pytest.param(
+        with_field("spec.redis.resources", {"requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}}),
+        ["spec.redis.resources.requests", REQUEST_ABOVE_LIMIT_MESSAGE],
+        id="resource-request-above-limit",
+    ),
+    pytest.param(
+        with_field("spec.api.readinessPath", "readyz"),
+        ["spec.api.readinessPath", HTTP_PATH_MESSAGE],
+        id="probe-path-without-slash",
+    ),
+    pytest.param(
+        with_field("spec.api.ingress", {"host": "10.0.0.1"}),
+        ["spec.api.ingress.host", INGRESS_HOST_MESSAGE],
+        id="ingress-host-is-an-ip",
+    ),
+    pytest.param(
+        with_field("spec.api.ingress", {"host": "shop.example.com", "className": "Public Nginx"}),
+        ["spec.api.ingress.className", DNS_SUBDOMAIN_MESSAGE],
+        id="ingress-class-name-malformed",
+    ),
+    pytest.param(
+        with_field("spec.api.ingress", {"host": "shop.example.com", "tlsSecretName": "Shop_TLS"}),
+        ["spec.api.ingress.tlsSecretName", DNS_SUBDOMAIN_MESSAGE],
+        id="ingress-tls-secret-name-malformed",
+    ),
+    pytest.param(
+        with_field("spec.postgres.storage", {"size": "10Gi", "storageClassName": "Fast_SSD"}),
+        ["spec.postgres.storage.storageClassName", DNS_SUBDOMAIN_MESSAGE],
+        id="storage-class-name-malformed",
+    ),
+    pytest.param(
+        with_field("spec.postgres.database", "My-DB"),
+        ["spec.postgres.database", SQL_IDENTIFIER_MESSAGE],
+        id="postgres-database-needing-quotes",
+    ),
+    pytest.param(
+        with_field("spec.prometheus", {"bearerTokenSecretRef": {"name": "Prometheus Token", "key": "token"}}),
+        ["spec.prometheus.bearerTokenSecretRef.name", DNS_SUBDOMAIN_MESSAGE],
+        id="prometheus-token-secret-name-malformed",
+    ),
+    pytest.param(
+        with_field("spec.prometheus", {"basicAuthSecretRef": {"name": "auth", "passwordKey": "pass word"}}),
+        ["spec.prometheus.basicAuthSecretRef.passwordKey", CONFIG_MAP_KEY_MESSAGE],
+        id="prometheus-basic-auth-key-malformed",
+    ),
+    pytest.param(
+        with_field("spec.prometheus", {"caConfigMapRef": {"name": "ca", "key": "."}}),
+        ["spec.prometheus.caConfigMapRef.key", CONFIG_MAP_KEY_MESSAGE],
+        id="prometheus-ca-key-is-dot",
+    ),
+    pytest.param(
+        with_field(
+            "spec.api.autoscaling",
+            autoscaling(metrics=[{"name": "1rps", "query": "vector(1)", "targetPerReplica": 50}]),
+        ),
+        ["spec.api.autoscaling.metrics[0].name", METRIC_NAME_MESSAGE],
+        id="metric-name-starting-with-a-digit",
+    ),
+    pytest.param(
+        with_field(
+            "spec.api.autoscaling",
+            autoscaling(metrics=[{"name": "rps", "query": "  ", "targetPerReplica": 50}]),
+        ),
+        ["spec.api.autoscaling.metrics[0].query", PROMQL_MESSAGE],
+        id="metric-query-blank",
+    ),
+]
 
-@pytest.mark.parametrize(("mutate", "fragments"), CREATE_CASES)
+# The autoscaler writes its decision into spec.api.replicas or spec.worker.replicas: bounds above
+# their cap would make every scale patch fail, so they are refused up front.
+REPLICA_CAP_CASES = [
+    pytest.param(
+        with_field(
+            "spec.api.autoscaling", autoscaling(minReplicas=MAX_REPLICAS + 1, maxReplicas=MAX_REPLICAS + 5)
+        ),
+        ["spec.api.autoscaling.minReplicas", f"should be less than or equal to {MAX_REPLICAS}"],
+        id="api-autoscaling-min-above-replica-cap",
+    ),
+    pytest.param(
+        with_field("spec.api.autoscaling", autoscaling(maxReplicas=MAX_REPLICAS + 1)),
+        ["spec.api.autoscaling.maxReplicas", f"should be less than or equal to {MAX_REPLICAS}"],
+        id="api-autoscaling-max-above-replica-cap",
+    ),
+    pytest.param(
+        with_field("spec.worker", worker(autoscaling=autoscaling(maxReplicas=MAX_REPLICAS + 1))),
+        ["spec.worker.autoscaling.maxReplicas", f"should be less than or equal to {MAX_REPLICAS}"],
+        id="worker-autoscaling-max-above-replica-cap",
+    ),
+    pytest.param(
+        with_field(
+            "spec.worker",
+            worker(
+                autoscaling=autoscaling(maxReplicas=MAX_REPLICAS + 1, fallback={"replicas": MAX_REPLICAS + 1})
+            ),
+        ),
+        ["spec.worker.autoscaling.fallback.replicas", f"should be less than or equal to {MAX_REPLICAS}"],
+        id="worker-fallback-above-replica-cap",
+    ),
+]
+
+
+@pytest.mark.parametrize(("mutate", "fragments"), CREATE_CASES + FORMAT_CASES + REPLICA_CAP_CASES)
 def test_bad_input_is_rejected_on_create_naming_the_field(
     cluster: LocalCluster, crd: None, namespace: str, mutate: Mutation, fragments: list[str]
 ) -> None:
@@ -387,6 +543,48 @@ BOUNDARY_CASES = [
     pytest.param(with_field("spec.redis.maxMemory", 268435456), id="integer-quantity"),
     pytest.param(with_field("spec.postgres.storage", {"size": "1e10"}), id="exponent-quantity"),
     pytest.param(with_field("spec.prometheus", {"pollSeconds": 1}), id="poll-seconds-1"),
+    pytest.param(
+        with_field(
+            "spec.api.autoscaling",
+            autoscaling(
+                minReplicas=MAX_REPLICAS, maxReplicas=MAX_REPLICAS, fallback={"replicas": MAX_REPLICAS}
+            ),
+        ),
+        id="autoscaling-at-replica-cap",
+    ),
+    pytest.param(
+        with_field("spec.image", f"registry.example.com:5000/team/shop-api:1.0_rc.2@sha256:{'ab' * 32}"),
+        id="image-with-port-tag-and-digest",
+    ),
+    pytest.param(with_field("spec.prometheus", {"url": "https://[fd00::1]:9090/prometheus"}), id="ipv6-url"),
+    pytest.param(
+        with_field(
+            "spec.api.env",
+            [
+                {"name": "APP_LABEL", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+                {
+                    "name": "MEMORY_MI",
+                    "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}},
+                },
+                {
+                    "name": "CPU_MILLI",
+                    "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1m"}},
+                },
+                {
+                    "name": "config.file",
+                    "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "app.yaml"}},
+                },
+            ],
+        ),
+        id="env-sources-the-downward-api-offers",
+    ),
+    pytest.param(
+        with_field(
+            "spec.api.resources",
+            {"requests": {"cpu": 1, "example.com/gpu": 1}, "limits": {"cpu": "1000m", "example.com/gpu": 1}},
+        ),
+        id="extended-resource-and-request-equal-to-limit",
+    ),
 ]
 
 

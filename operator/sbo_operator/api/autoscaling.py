@@ -1,22 +1,30 @@
 """The autoscaling part of the ScalableBackend API: spec, status and the autoscaler's stored state.
 
-Field descriptions become the CRD schema and `kubectl explain`, so every field has one.
-CEL rules sit in ``x-kubernetes-validations`` on the model and are mirrored by a pydantic
-validator with the same message, so Python-side parsing rejects exactly what the apiserver does.
+Field descriptions become the CRD schema and `kubectl explain`, so every field has one. The
+conventions (camelCase, CEL rules mirrored by validators, no ``default: null`` in the CRD) are
+those of ``sbo_operator.api.base``.
 
-Optional fields are typed ``X | SkipJsonSchema[None]`` and drop their ``default: null`` from the
-schema, so the generated schema stays structural (no ``anyOf`` with ``null``).
+Optional fields are typed ``X | SkipJsonSchema[None]``, so the generated schema has no ``anyOf``
+with ``null`` to begin with.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
+
+from sbo_operator.api.base import MAX_REPLICAS, ApiModel, cel_rules
+from sbo_operator.api.formats import (
+    ConfigMapKey,
+    DnsSubdomain,
+    MetricName,
+    PrometheusUrl,
+    PromQLQuery,
+)
 
 __all__ = [
     "AutoscalingHistory",
@@ -40,54 +48,29 @@ __all__ = [
 ]
 
 
-def _drop_null_default(schema: dict[str, Any]) -> None:
-    """Keep ``default: null`` out of the CRD schema; absent already means None."""
-    schema.pop("default", None)
-
-
-def _cel(*rules: dict[str, str]) -> dict[str, Any]:
-    """The model-level ``json_schema_extra`` carrying CEL rules verbatim for the CRD generator."""
-    return {"x-kubernetes-validations": list(rules)}
-
-
-class _ApiModel(BaseModel):
-    """camelCase on the wire, snake_case in Python, unknown fields rejected."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-    )
-
-
 # ---- Prometheus connection ------------------------------------------------------------------------
 
 
-class SecretKeyRef(_ApiModel):
+class SecretKeyRef(ApiModel):
     """One key of a Secret in the ScalableBackend's namespace."""
 
-    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
-    key: str = Field(min_length=1, max_length=253, description="Key inside the Secret.")
+    name: DnsSubdomain = Field(description="Name of the Secret.")
+    key: ConfigMapKey = Field(description="Key inside the Secret.")
 
 
-class ConfigMapKeyRef(_ApiModel):
+class ConfigMapKeyRef(ApiModel):
     """One key of a ConfigMap in the ScalableBackend's namespace."""
 
-    name: str = Field(min_length=1, max_length=253, description="Name of the ConfigMap.")
-    key: str = Field(min_length=1, max_length=253, description="Key inside the ConfigMap.")
+    name: DnsSubdomain = Field(description="Name of the ConfigMap.")
+    key: ConfigMapKey = Field(description="Key inside the ConfigMap.")
 
 
-class BasicAuthSecretRef(_ApiModel):
+class BasicAuthSecretRef(ApiModel):
     """A Secret holding an HTTP basic-auth username and password."""
 
-    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
-    username_key: str = Field(
-        default="username", min_length=1, max_length=253, description="Key holding the username."
-    )
-    password_key: str = Field(
-        default="password", min_length=1, max_length=253, description="Key holding the password."
-    )
+    name: DnsSubdomain = Field(description="Name of the Secret.")
+    username_key: ConfigMapKey = Field(default="username", description="Key holding the username.")
+    password_key: ConfigMapKey = Field(default="password", description="Key holding the password.")
 
 
 _POLL_RULE = "!has(self.pollSeconds) || self.pollSeconds >= 1"
@@ -98,51 +81,40 @@ _ONE_CA_RULE = "!(has(self.caSecretRef) && has(self.caConfigMapRef))"
 _ONE_CA_MESSAGE = "set at most one of caSecretRef and caConfigMapRef"
 
 
-class PrometheusSpec(_ApiModel):
+class PrometheusSpec(ApiModel):
     """Where the autoscaler reads its metrics, and how it authenticates."""
 
     model_config = ConfigDict(
-        json_schema_extra=_cel(
+        json_schema_extra=cel_rules(
             {"rule": _POLL_RULE, "message": _POLL_MESSAGE, "fieldPath": ".pollSeconds"},
             {"rule": _ONE_AUTH_RULE, "message": _ONE_AUTH_MESSAGE},
             {"rule": _ONE_CA_RULE, "message": _ONE_CA_MESSAGE},
         )
     )
 
-    url: str | SkipJsonSchema[None] = Field(
+    url: PrometheusUrl | SkipJsonSchema[None] = Field(
         default=None,
-        min_length=1,
-        max_length=2048,
-        pattern=r"^https?://",
         description=(
             "Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring.svc:9090. "
             "Absent: the operator-wide default."
         ),
-        json_schema_extra=_drop_null_default,
     )
     poll_seconds: int = Field(default=15, ge=1, le=3600, description="Seconds between two metric polls.")
     timeout_seconds: int = Field(
         default=5, ge=1, le=300, description="Seconds one query may take before it counts as failed."
     )
     bearer_token_secret_ref: SecretKeyRef | SkipJsonSchema[None] = Field(
-        default=None,
-        description="Secret key holding a bearer token sent as `Authorization: Bearer`.",
-        json_schema_extra=_drop_null_default,
+        default=None, description="Secret key holding a bearer token sent as `Authorization: Bearer`."
     )
     basic_auth_secret_ref: BasicAuthSecretRef | SkipJsonSchema[None] = Field(
-        default=None,
-        description="Secret holding an HTTP basic-auth username and password.",
-        json_schema_extra=_drop_null_default,
+        default=None, description="Secret holding an HTTP basic-auth username and password."
     )
     ca_secret_ref: SecretKeyRef | SkipJsonSchema[None] = Field(
-        default=None,
-        description="Secret key holding the PEM CA bundle that signs Prometheus's certificate.",
-        json_schema_extra=_drop_null_default,
+        default=None, description="Secret key holding the PEM CA bundle that signs Prometheus's certificate."
     )
     ca_config_map_ref: ConfigMapKeyRef | SkipJsonSchema[None] = Field(
         default=None,
         description="ConfigMap key holding the PEM CA bundle that signs Prometheus's certificate.",
-        json_schema_extra=_drop_null_default,
     )
     insecure_skip_verify: bool = Field(
         default=False, description="Skip TLS certificate verification. For tests only."
@@ -186,28 +158,20 @@ _METRIC_ONE_TARGET_RULE = "has(self.targetPerReplica) != has(self.target)"
 _METRIC_ONE_TARGET_MESSAGE = "set exactly one of targetPerReplica and target"
 
 
-class MetricSpec(_ApiModel):
+class MetricSpec(ApiModel):
     """One PromQL query and the target it is scaled against."""
 
     model_config = ConfigDict(
-        json_schema_extra=_cel({"rule": _METRIC_ONE_TARGET_RULE, "message": _METRIC_ONE_TARGET_MESSAGE})
+        json_schema_extra=cel_rules({"rule": _METRIC_ONE_TARGET_RULE, "message": _METRIC_ONE_TARGET_MESSAGE})
     )
 
-    name: str = Field(
-        min_length=1,
-        max_length=63,
-        pattern=r"^[a-zA-Z][a-zA-Z0-9_-]*$",
-        description="Short name of the metric, used in status, conditions and events.",
-    )
-    query: str = Field(
-        min_length=1,
-        max_length=4096,
+    name: MetricName = Field(description="Short name of the metric, used in status, conditions and events.")
+    query: PromQLQuery = Field(
         description="PromQL instant query returning one number (a scalar, or a vector of one series).",
     )
     target_per_replica: Annotated[float, Field(gt=0)] | SkipJsonSchema[None] = Field(
         default=None,
         description="Value each replica should carry: desired replicas = ceil(value / targetPerReplica).",
-        json_schema_extra=_drop_null_default,
     )
     target: Annotated[float, Field(gt=0)] | SkipJsonSchema[None] = Field(
         default=None,
@@ -215,7 +179,6 @@ class MetricSpec(_ApiModel):
             "Target for the value as a whole (e.g. a latency): "
             "desired replicas = ceil(current replicas * value / target)."
         ),
-        json_schema_extra=_drop_null_default,
     )
 
     @model_validator(mode="after")
@@ -225,7 +188,7 @@ class MetricSpec(_ApiModel):
         return self
 
 
-class ScalingPolicy(_ApiModel):
+class ScalingPolicy(ApiModel):
     """How far replicas may move within a period, as in HPA's HPAScalingPolicy."""
 
     type: ScalingPolicyType = Field(description="Pods: a number of replicas. Percent: a share of them.")
@@ -248,7 +211,7 @@ def _default_scale_down_policies() -> list[ScalingPolicy]:
     return [ScalingPolicy(type=ScalingPolicyType.PERCENT, value=100, period_seconds=15)]
 
 
-class ScaleUpRules(_ApiModel):
+class ScaleUpRules(ApiModel):
     """How fast replicas may grow; HPA `behavior.scaleUp` semantics and defaults."""
 
     stabilization_seconds: int = Field(
@@ -269,7 +232,7 @@ class ScaleUpRules(_ApiModel):
     )
 
 
-class ScaleDownRules(_ApiModel):
+class ScaleDownRules(ApiModel):
     """How fast replicas may shrink; HPA `behavior.scaleDown` semantics and defaults."""
 
     stabilization_seconds: int = Field(
@@ -290,13 +253,13 @@ class ScaleDownRules(_ApiModel):
     )
 
 
-class FallbackSpec(_ApiModel):
+class FallbackSpec(ApiModel):
     """What to run while every metric fails."""
 
     after_failures: int = Field(
         default=3, ge=1, le=1000, description="Consecutive failed polls before the fallback applies."
     )
-    replicas: int = Field(ge=0, description="Replicas to run while metrics are unavailable.")
+    replicas: int = Field(ge=0, le=MAX_REPLICAS, description="Replicas to run while metrics are unavailable.")
 
 
 _MIN_MAX_RULE = "!has(self.minReplicas) || self.minReplicas <= self.maxReplicas"
@@ -313,11 +276,11 @@ _FALLBACK_RANGE_MESSAGE = "fallback.replicas must lie within [minReplicas, maxRe
 MAX_METRICS = 16
 
 
-class AutoscalingSpec(_ApiModel):
+class AutoscalingSpec(ApiModel):
     """Autoscaling of one Deployment from Prometheus queries, with HPA-style behaviour."""
 
     model_config = ConfigDict(
-        json_schema_extra=_cel(
+        json_schema_extra=cel_rules(
             {"rule": _MIN_MAX_RULE, "message": _MIN_MAX_MESSAGE, "fieldPath": ".minReplicas"},
             {"rule": _UNIQUE_NAMES_RULE, "message": _UNIQUE_NAMES_MESSAGE, "fieldPath": ".metrics"},
             {"rule": _FALLBACK_RANGE_RULE, "message": _FALLBACK_RANGE_MESSAGE, "fieldPath": ".fallback"},
@@ -328,8 +291,17 @@ class AutoscalingSpec(_ApiModel):
         default=AutoscalingMode.ACTIVE,
         description="Active: apply the decisions. DryRun: compute, report and emit events, never scale.",
     )
-    min_replicas: int = Field(default=1, ge=1, description="Fewest replicas the autoscaler keeps.")
-    max_replicas: int = Field(ge=1, le=10000, description="Most replicas the autoscaler runs.")
+    min_replicas: int = Field(
+        default=1, ge=1, le=MAX_REPLICAS, description="Fewest replicas the autoscaler keeps."
+    )
+    max_replicas: int = Field(
+        ge=1,
+        le=MAX_REPLICAS,
+        description=(
+            f"Most replicas the autoscaler runs. At most {MAX_REPLICAS}, the cap of the replicas "
+            "it sets (spec.api.replicas, spec.worker.replicas)."
+        ),
+    )
     tolerance: float = Field(
         default=0.1,
         ge=0,
@@ -350,7 +322,6 @@ class AutoscalingSpec(_ApiModel):
     fallback: FallbackSpec | SkipJsonSchema[None] = Field(
         default=None,
         description="Replicas to run after repeated metric failures. Absent: hold the current replicas.",
-        json_schema_extra=_drop_null_default,
     )
 
     @model_validator(mode="after")
@@ -370,14 +341,14 @@ class AutoscalingSpec(_ApiModel):
 # ---- state and status -----------------------------------------------------------------------------
 
 
-class ReplicaRecommendation(_ApiModel):
+class ReplicaRecommendation(ApiModel):
     """One raw (unstabilized) recommendation, kept for the stabilization windows."""
 
     time: datetime = Field(description="When the recommendation was made.")
     replicas: int = Field(ge=0, description="Replicas the metrics asked for.")
 
 
-class ScaleEvent(_ApiModel):
+class ScaleEvent(ApiModel):
     """One change of replicas made by the autoscaler, kept for the rate policies."""
 
     time: datetime = Field(description="When the change was decided.")
@@ -385,7 +356,7 @@ class ScaleEvent(_ApiModel):
     to_replicas: int = Field(ge=0, description="Replicas after the change.")
 
 
-class AutoscalingHistory(_ApiModel):
+class AutoscalingHistory(ApiModel):
     """The autoscaler's small, JSON-serialisable memory between two polls.
 
     Stored in the object's status (survives operator restarts) or kept in operator memory.
@@ -405,39 +376,30 @@ class AutoscalingHistory(_ApiModel):
         default=0, ge=0, description="Polls in a row in which at least one metric failed."
     )
     last_scale_time: datetime | SkipJsonSchema[None] = Field(
-        default=None,
-        description="When the autoscaler last changed the replicas.",
-        json_schema_extra=_drop_null_default,
+        default=None, description="When the autoscaler last changed the replicas."
     )
 
 
-class MetricStatus(_ApiModel):
+class MetricStatus(ApiModel):
     """What one metric said on the latest poll."""
 
     name: str = Field(description="The metric's name from the spec.")
     value: float | SkipJsonSchema[None] = Field(
-        default=None,
-        description="The value Prometheus returned. Absent when the query failed.",
-        json_schema_extra=_drop_null_default,
+        default=None, description="The value Prometheus returned. Absent when the query failed."
     )
     desired_replicas: int | SkipJsonSchema[None] = Field(
-        default=None,
-        description="Replicas this metric asks for. Absent when the query failed.",
-        json_schema_extra=_drop_null_default,
+        default=None, description="Replicas this metric asks for. Absent when the query failed."
     )
     error_kind: str | SkipJsonSchema[None] = Field(
         default=None,
         description="Kind of the failure, e.g. EmptyResult, QueryError, Timeout. Absent on success.",
-        json_schema_extra=_drop_null_default,
     )
     last_error: str | SkipJsonSchema[None] = Field(
-        default=None,
-        description="The latest poll's error, in Prometheus's own words where it gave any.",
-        json_schema_extra=_drop_null_default,
+        default=None, description="The latest poll's error, in Prometheus's own words where it gave any."
     )
 
 
-class AutoscalingStatus(_ApiModel):
+class AutoscalingStatus(ApiModel):
     """The autoscaler's report for one Deployment (`status.autoscaling.api` or `.worker`)."""
 
     mode: AutoscalingMode = Field(description="The mode the decision was made in.")
@@ -448,9 +410,7 @@ class AutoscalingStatus(_ApiModel):
     reason: str = Field(description="Why, in words, e.g. `rps=412.0 (target 50/replica) -> 9 replicas`.")
     last_poll_time: datetime = Field(description="When the metrics were last polled.")
     last_scale_time: datetime | SkipJsonSchema[None] = Field(
-        default=None,
-        description="When the autoscaler last changed the replicas.",
-        json_schema_extra=_drop_null_default,
+        default=None, description="When the autoscaler last changed the replicas."
     )
     consecutive_failures: int = Field(
         default=0, ge=0, description="Polls in a row in which at least one metric failed."

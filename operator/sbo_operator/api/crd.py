@@ -3,11 +3,12 @@
     python -m sbo_operator.api.crd --output crds [--docs docs/crd-reference.md] [--check]
 
 Pydantic emits JSON Schema 2020-12; the apiserver wants a *structural* OpenAPI v3 schema. The
-conversion here inlines ``$ref``s, turns ``anyOf [X, null]`` into X, turns ``const`` into a
-one-value ``enum`` and numeric ``exclusiveMinimum`` into OpenAPI's boolean form, and drops
-``title``, ``additionalProperties: false`` and ``propertyNames``. It then checks that every node
-has a type (or is int-or-string) and every property a description, so ``kubectl explain`` is
-always useful. CEL rules and ``x-kubernetes-*`` markers come verbatim from the models.
+conversion here inlines ``$ref``s, turns ``anyOf [X, null]`` into X, drops ``default: null`` (the
+models' optional fields: absent already means None), turns ``const`` into a one-value ``enum``
+and numeric ``exclusiveMinimum`` into OpenAPI's boolean form, and drops ``title``,
+``additionalProperties: false`` and ``propertyNames``. It then checks that every node has a type
+(or is int-or-string) and every property a description, so ``kubectl explain`` is always useful.
+CEL rules and ``x-kubernetes-*`` markers come verbatim from the models.
 """
 
 from __future__ import annotations
@@ -156,6 +157,8 @@ def _convert(raw: Mapping[str, Any], definitions: Mapping[str, Any], path: str) 
     for key, value in node.items():
         if key in _DROPPED_KEYS:
             continue
+        if key == "default" and value is None:
+            continue  # An optional field's None: absent already means that, and null is not structural.
         if key == "const":
             result["enum"] = [value]
         elif key in ("exclusiveMinimum", "exclusiveMaximum"):
@@ -218,12 +221,22 @@ def _model_schema(model: type[ScalableBackendSpec] | type[ScalableBackendStatus]
     return to_structural_schema(model.model_json_schema(by_alias=True, mode="validation"))
 
 
+def _top_level_schema(
+    name: str, model: type[ScalableBackendSpec] | type[ScalableBackendStatus]
+) -> dict[str, Any]:
+    """The schema of spec or status, with the description and default its field on the object gives."""
+    field = ScalableBackend.model_fields[name]
+    schema = _model_schema(model)
+    schema["description"] = field.description
+    if isinstance(field.json_schema_extra, dict) and "default" in field.json_schema_extra:
+        schema["default"] = field.json_schema_extra["default"]
+    return _ordered(schema)
+
+
 def build_crd() -> dict[str, Any]:
     """The CustomResourceDefinition for ScalableBackend, as a dict."""
-    spec_schema = _model_schema(ScalableBackendSpec)
-    spec_schema["description"] = ScalableBackend.model_fields["spec"].description
-    status_schema = _model_schema(ScalableBackendStatus)
-    status_schema["description"] = ScalableBackend.model_fields["status"].description
+    spec_schema = _top_level_schema("spec", ScalableBackendSpec)
+    status_schema = _top_level_schema("status", ScalableBackendStatus)
     root_schema: dict[str, Any] = {
         "description": (ScalableBackend.__doc__ or "").strip(),
         "type": "object",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,9 @@ import pytest
 import yaml
 
 from sbo_operator.api import crd as crd_module
+from sbo_operator.api.base import MAX_REPLICAS
 from sbo_operator.api.crd import CRD_FILE_NAME, build_crd, render_crd_reference, render_crd_yaml
-from sbo_operator.api.v1alpha1 import MAX_NAME_LENGTH, MAX_READ_REPLICAS, QUANTITY_PATTERN
+from sbo_operator.api.v1alpha1 import IMAGE_PATTERN, MAX_NAME_LENGTH, MAX_READ_REPLICAS, QUANTITY_PATTERN
 
 pytestmark = pytest.mark.unit
 
@@ -132,6 +134,32 @@ def test_schema_is_structural() -> None:
         ), path
 
 
+def test_optional_fields_carry_no_null_default() -> None:
+    # The models leave None defaults in their JSON schema; the generator drops them, once, for all.
+    optional_fields = ["spec.worker", "spec.api.image", "spec.prometheus.url", "status.observedGeneration"]
+    for path in optional_fields:
+        assert "default" not in at(path), path
+    for path, node in walk(root_schema()):
+        assert "default" not in node or node["default"] is not None, path
+
+
+def test_generator_drops_a_null_default_and_keeps_others() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "optional": {
+                "anyOf": [{"type": "string"}, {"type": "null"}],
+                "default": None,
+                "description": "o",
+            },
+            "counted": {"type": "integer", "default": 0, "description": "c"},
+        },
+    }
+    properties = crd_module.to_structural_schema(schema)["properties"]
+    assert properties["optional"] == {"description": "o", "type": "string"}
+    assert properties["counted"]["default"] == 0
+
+
 def test_every_field_has_a_description() -> None:
     for path, node in walk(root_schema()):
         for name, child in node.get("properties", {}).items():
@@ -192,7 +220,25 @@ def test_read_replicas_are_capped() -> None:
 
 def test_images_may_not_contain_whitespace() -> None:
     for path in ("spec.image", "spec.api.image", "spec.worker.image"):
-        assert at(path)["pattern"] == r"^\S+$", path
+        assert at(path)["pattern"] == IMAGE_PATTERN, path
+    for image in ("shop 1.0", "shop:1.0\n", "shop:\t1.0", " shop"):
+        assert re.fullmatch(IMAGE_PATTERN, image) is None, image
+
+
+def test_autoscaling_bounds_fit_the_replicas_they_set() -> None:
+    # The autoscaler writes its decision into spec.<deployment>.replicas; a bound above that
+    # field's maximum would make its scale patch fail forever.
+    for deployment in ("api", "worker"):
+        cap = at(f"spec.{deployment}.replicas")["maximum"]
+        assert cap == MAX_REPLICAS
+        for bound in ("minReplicas", "maxReplicas", "fallback.replicas"):
+            assert at(f"spec.{deployment}.autoscaling.{bound}")["maximum"] == cap, (deployment, bound)
+
+
+def test_status_defaults_to_an_unobserved_generation() -> None:
+    # As Flux's CRDs do: kstatus reads a backend the operator has not looked at as InProgress.
+    assert at("status")["default"] == {"observedGeneration": -1}
+    assert at("status.observedGeneration")["minimum"] == -1
 
 
 def test_postgres_version_is_an_enum() -> None:

@@ -16,6 +16,8 @@ from sbo_operator.api.autoscaling import (
     ScalingPolicyType,
     SelectPolicy,
 )
+from sbo_operator.api.crd import to_structural_schema
+from sbo_operator.api.formats import PROMETHEUS_URL_MESSAGE
 
 pytestmark = pytest.mark.unit
 
@@ -140,7 +142,7 @@ def test_invalid_autoscaling_is_rejected(body: dict[str, Any], message: str) -> 
     ("body", "message"),
     [
         ({"pollSeconds": 0}, "greater than or equal to 1"),
-        ({"url": "prometheus:9090"}, "should match pattern"),
+        ({"url": "prometheus:9090"}, PROMETHEUS_URL_MESSAGE),
         (
             {"bearerTokenSecretRef": {"name": "t", "key": "token"}, "basicAuthSecretRef": {"name": "b"}},
             "set at most one of bearerTokenSecretRef and basicAuthSecretRef",
@@ -188,10 +190,21 @@ def properties(schema: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
             yield f"{model.get('title')}.{name}", prop
 
 
+def structural_properties(node: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, prop in node.get("properties", {}).items():
+        yield f"{path}.{name}", prop
+        yield from structural_properties(prop, f"{path}.{name}")
+    if "items" in node:
+        yield from structural_properties(node["items"], f"{path}[]")
+
+
 @pytest.mark.parametrize("model", [AutoscalingSpec, PrometheusSpec, AutoscalingStatus])
 def test_schema_is_documented_and_structural(model: type[BaseModel]) -> None:
     schema = model.model_json_schema(by_alias=True)
     for path, prop in properties(schema):
         assert prop.get("description"), f"{path} has no description"
         assert "anyOf" not in prop, f"{path} is a union: {prop}"
+    # The CRD generator drops the optional fields' `default: null` (absent already means None).
+    structural = to_structural_schema(schema)
+    for path, prop in structural_properties(structural, model.__name__):
         assert prop.get("default", "absent") is not None, f"{path} has default null"

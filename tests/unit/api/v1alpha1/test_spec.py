@@ -1,4 +1,4 @@
-"""The ScalableBackend models: defaults, and every bad input rejected with a message naming the field."""
+"""The ScalableBackend spec: defaults, and every bad input rejected with a message naming the field."""
 
 from __future__ import annotations
 
@@ -8,25 +8,19 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given
-from hypothesis import strategies as st
-from kubernetes.utils.quantity import parse_quantity as kubernetes_parse_quantity
 from pydantic import ValidationError
 
 from sbo_operator.api.v1alpha1 import (
     MAX_NAME_LENGTH,
     MAX_READ_REPLICAS,
-    QUANTITY_PATTERN,
-    ApiStatus,
     ScalableBackend,
     ScalableBackendSpec,
     check_spec_transition,
-    parse_quantity,
 )
 
 pytestmark = pytest.mark.unit
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[4] / "examples"
 
 
 def manifest(**spec: Any) -> dict[str, Any]:
@@ -204,6 +198,40 @@ BAD_INPUTS = {
         "spec.api.ingress.host",
     ),
     "probe path without slash": (_set("spec.api.readinessPath", "readyz"), "spec.api.readinessPath"),
+    "prometheus url without scheme": (
+        _set("spec.prometheus", {"url": "prometheus:9090"}),
+        "spec.prometheus.url",
+    ),
+    "request above limit": (
+        _set("spec.api.resources", {"requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}}),
+        "requests.memory: a request must not exceed the limit",
+    ),
+    "unknown resource name": (
+        _set("spec.api.resources", {"requests": {"mem": "1Gi"}}),
+        "requests: resource names must be",
+    ),
+    "cpu divisor in bytes": (
+        _set(
+            "spec.api.env",
+            [
+                {
+                    "name": "CPU",
+                    "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1Mi"}},
+                }
+            ],
+        ),
+        "divisor must be 1m or 1 for cpu",
+    ),
+    "autoscaling max above the replica cap": (
+        _set(
+            "spec.worker",
+            {
+                "command": ["w"],
+                "autoscaling": {"maxReplicas": 1001, "metrics": [{"name": "q", "query": "q", "target": 1}]},
+            },
+        ),
+        "spec.worker.autoscaling.maxReplicas",
+    ),
     "autoscaling min above max": (
         _set(
             "spec.api.autoscaling",
@@ -269,22 +297,10 @@ def test_changing_the_postgres_version_is_rejected() -> None:
         check_spec_transition(spec(postgres={"version": "16"}), spec(postgres={"version": "17"}))
 
 
-def test_api_status_summary() -> None:
-    status = ApiStatus.from_counts(desired=3, replicas=3, ready_replicas=2, selector="a=b")
-    assert status.ready_summary == "2/3"
-
-
-# Short strings: astronomically large exponents overflow both parsers alike.
-@given(st.from_regex(QUANTITY_PATTERN, fullmatch=True).filter(lambda text: len(text) <= 12))
-def test_every_string_the_quantity_pattern_admits_is_a_kubernetes_quantity(text: str) -> None:
-    assert parse_quantity(text) == kubernetes_parse_quantity(text)
-
-
-@pytest.mark.parametrize(
-    ("text", "value"),
-    [("128Mi", 134217728), ("1Gi", 1073741824), ("100m", "0.1"), ("1e3", 1000), ("2k", 2000), ("0.5", "0.5")],
-)
-def test_parse_quantity(text: str, value: int | str) -> None:
-    from decimal import Decimal
-
-    assert parse_quantity(text) == Decimal(value)
+def test_divisors_the_downward_api_accepts_parse() -> None:
+    env = [
+        {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1000m"}}},
+        {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+    ]
+    backend = ScalableBackend.model_validate(manifest(api={"env": env}))
+    assert [variable.name for variable in backend.spec.api.env] == ["CPU", "MEM"]

@@ -1,0 +1,387 @@
+"""The ScalableBackend spec: the api, the worker, Redis, PostgreSQL and their storage.
+
+The invariant: every CEL rule here, including the transition rules (``oldSelf``, mirrored by
+:func:`check_spec_transition`), is mirrored by a validator raising the same message.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import ConfigDict, Field, model_validator
+
+from sbo_operator.api.autoscaling import AutoscalingSpec, PrometheusSpec
+from sbo_operator.api.base import MAX_REPLICAS, ApiModel, cel_rules, schema_default
+from sbo_operator.api.formats import DnsSubdomain, HttpPath, Image, IngressHost, SqlIdentifier
+from sbo_operator.api.v1alpha1.common import (
+    CommandList,
+    EnvList,
+    ImagePullPolicy,
+    ResourceRequirements,
+)
+from sbo_operator.api.v1alpha1.quantities import Quantity, parse_quantity
+
+__all__ = [
+    "MAX_READ_REPLICAS",
+    "RESERVED_POSTGRES_DATABASES",
+    "RESERVED_POSTGRES_USERS",
+    "ApiSpec",
+    "EvictionPolicy",
+    "IngressSpec",
+    "MigrationsSpec",
+    "PostgresSpec",
+    "PostgresVersion",
+    "RedisSpec",
+    "RedisVersion",
+    "ScalableBackendSpec",
+    "StorageSpec",
+    "WorkerSpec",
+    "check_spec_transition",
+]
+
+# Each replica streams from the primary: the cap keeps max_wal_senders (10) ample and the
+# primary's outbound WAL traffic bounded.
+MAX_READ_REPLICAS = 5
+
+
+_SIZE_GROWS_RULE = "quantity(string(self.size)).compareTo(quantity(string(oldSelf.size))) >= 0"
+_SIZE_GROWS_MESSAGE = "size may only grow"
+_CLASS_IMMUTABLE_RULE = (
+    "has(self.storageClassName) == has(oldSelf.storageClassName)"
+    " && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)"
+)
+_CLASS_IMMUTABLE_MESSAGE = "storageClassName is immutable"
+
+
+class StorageSpec(ApiModel):
+    """A PersistentVolumeClaim per pod. Its size may only grow; its class never changes."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            {"rule": _SIZE_GROWS_RULE, "message": _SIZE_GROWS_MESSAGE, "fieldPath": ".size"},
+            {
+                "rule": _CLASS_IMMUTABLE_RULE,
+                "message": _CLASS_IMMUTABLE_MESSAGE,
+                "fieldPath": ".storageClassName",
+            },
+        )
+    )
+
+    size: Quantity = Field(description="Requested size of each volume, e.g. 10Gi. May only grow.")
+    storage_class_name: DnsSubdomain | None = Field(
+        default=None,
+        description="StorageClass of the volumes. Absent: the cluster's default class. Immutable.",
+    )
+
+
+# ---- api --------------------------------------------------------------------------------------------
+
+
+class MigrationsSpec(ApiModel):
+    """A Job run to completion, once per api pod template, before that template rolls out."""
+
+    command: CommandList = Field(
+        description=(
+            "Command of the migrations container, e.g. [alembic, upgrade, head]. "
+            "Same image and env as the api."
+        )
+    )
+    backoff_limit: int = Field(
+        default=1, ge=0, le=10, description="Retries of a failed migrations pod before the Job fails."
+    )
+    active_deadline_seconds: int = Field(
+        default=600, ge=1, le=86400, description="Seconds the migrations Job may run in total."
+    )
+
+
+class IngressSpec(ApiModel):
+    """An Ingress routing a host name to the api Service."""
+
+    host: IngressHost = Field(description="Host name served, e.g. shop.example.com.")
+    class_name: DnsSubdomain | None = Field(
+        default=None, description="IngressClass to use, e.g. nginx. Absent: the cluster's default class."
+    )
+    tls_secret_name: DnsSubdomain | None = Field(
+        default=None, description="Secret with the TLS certificate for the host. Absent: plain HTTP."
+    )
+
+
+def _default_api_resources() -> ResourceRequirements:
+    return ResourceRequirements(requests={"cpu": "100m", "memory": "128Mi"}, limits={"memory": "256Mi"})
+
+
+def _default_worker_resources() -> ResourceRequirements:
+    return ResourceRequirements(requests={"cpu": "100m", "memory": "128Mi"}, limits={"memory": "256Mi"})
+
+
+class ApiSpec(ApiModel):
+    """The HTTP API: a Deployment behind a Service, optionally an Ingress and a migrations Job."""
+
+    image: Image | None = Field(default=None, description="Image of the api. Absent: spec.image.")
+    replicas: int = Field(
+        default=2,
+        ge=0,
+        le=MAX_REPLICAS,
+        description=(
+            "Number of api pods. The scale subresource points here. "
+            "When autoscaling is set, the autoscaler decides the replicas instead."
+        ),
+    )
+    port: int = Field(default=8000, ge=1, le=65535, description="Port the api container listens on.")
+    command: CommandList | None = Field(
+        default=None, description="Command of the api container. Absent: the image's entrypoint."
+    )
+    env: EnvList = Field(
+        default_factory=list,
+        description=(
+            "Extra environment variables, after the injected DATABASE_*/REDIS_* ones. "
+            "A name equal to an injected variable replaces it."
+        ),
+    )
+    resources: ResourceRequirements = Field(
+        default_factory=_default_api_resources,
+        description="Compute resources of the api container.",
+        json_schema_extra=schema_default(
+            {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+        ),
+    )
+    readiness_path: HttpPath = Field(default="/readyz", description="HTTP path of the readiness probe.")
+    liveness_path: HttpPath = Field(default="/healthz", description="HTTP path of the liveness probe.")
+    migrations: MigrationsSpec | None = Field(
+        default=None,
+        description="A Job that must succeed before a new api pod template rolls out. Absent: none.",
+    )
+    ingress: IngressSpec | None = Field(
+        default=None, description="Expose the api through an Ingress. Absent: in-cluster only."
+    )
+    autoscaling: AutoscalingSpec | None = Field(
+        default=None, description="Scale the api from Prometheus metrics. Absent: replicas is fixed."
+    )
+
+
+class WorkerSpec(ApiModel):
+    """Queue consumers: a Deployment running the same image with another command."""
+
+    image: Image | None = Field(default=None, description="Image of the worker. Absent: spec.image.")
+    replicas: int = Field(
+        default=1,
+        ge=0,
+        le=MAX_REPLICAS,
+        description="Number of worker pods. When autoscaling is set, the autoscaler decides instead.",
+    )
+    command: CommandList = Field(
+        description="Command of the worker container, e.g. [python, -m, app.worker]."
+    )
+    env: EnvList = Field(
+        default_factory=list,
+        description=(
+            "Extra environment variables, after the injected DATABASE_*/REDIS_* ones. "
+            "A name equal to an injected variable replaces it."
+        ),
+    )
+    resources: ResourceRequirements = Field(
+        default_factory=_default_worker_resources,
+        description="Compute resources of the worker container.",
+        json_schema_extra=schema_default(
+            {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+        ),
+    )
+    autoscaling: AutoscalingSpec | None = Field(
+        default=None, description="Scale the worker from Prometheus metrics. Absent: replicas is fixed."
+    )
+
+
+# ---- redis ------------------------------------------------------------------------------------------
+
+
+class RedisVersion(StrEnum):
+    """Supported Redis versions (the official `redis:<version>` image)."""
+
+    V7_0 = "7.0"
+    V7_2 = "7.2"
+    V7_4 = "7.4"
+
+
+class EvictionPolicy(StrEnum):
+    """Redis maxmemory-policy: what Redis evicts when maxMemory is reached."""
+
+    ALLKEYS_LRU = "allkeys-lru"
+    ALLKEYS_LFU = "allkeys-lfu"
+    ALLKEYS_RANDOM = "allkeys-random"
+    VOLATILE_LRU = "volatile-lru"
+    VOLATILE_LFU = "volatile-lfu"
+    VOLATILE_RANDOM = "volatile-random"
+    VOLATILE_TTL = "volatile-ttl"
+    NOEVICTION = "noeviction"
+
+
+class RedisSpec(ApiModel):
+    """A single Redis server with a generated password."""
+
+    enabled: bool = Field(default=True, description="Run Redis. false: no Redis and no REDIS_* variables.")
+    version: RedisVersion = Field(default=RedisVersion.V7_2, description="Redis version: 7.0, 7.2 or 7.4.")
+    max_memory: Quantity = Field(
+        default="256Mi",
+        description="Redis maxmemory. Absent resources: the container gets 1.5 times this as memory.",
+    )
+    eviction_policy: EvictionPolicy = Field(
+        default=EvictionPolicy.ALLKEYS_LRU, description="Redis maxmemory-policy."
+    )
+    persistence: StorageSpec | None = Field(
+        default=None,
+        description="Append-only file on a PersistentVolumeClaim. Absent: a pure cache, no volume claim.",
+    )
+    resources: ResourceRequirements | None = Field(
+        default=None, description="Compute resources of the Redis container. Absent: derived from maxMemory."
+    )
+
+
+# ---- postgres ---------------------------------------------------------------------------------------
+
+
+class PostgresVersion(StrEnum):
+    """Supported PostgreSQL major versions (the official `postgres:<version>` image)."""
+
+    V15 = "15"
+    V16 = "16"
+    V17 = "17"
+
+
+RESERVED_POSTGRES_USERS = ("postgres", "replicator")
+RESERVED_POSTGRES_DATABASES = ("postgres", "template0", "template1")
+
+# has() guards: the apiserver also checks the rules against the schema default `{}`, before the
+# nested defaults are filled in.
+_USER_RULE = "!has(self.user) || (!(self.user in ['postgres', 'replicator']) && !self.user.startsWith('pg_'))"
+_USER_MESSAGE = "user must not be postgres, replicator or start with pg_"
+_DATABASE_RULE = "!has(self.database) || !(self.database in ['postgres', 'template0', 'template1'])"
+_DATABASE_MESSAGE = "database must not be postgres, template0 or template1"
+_VERSION_IMMUTABLE_RULE = "!has(self.version) || !has(oldSelf.version) || self.version == oldSelf.version"
+_VERSION_IMMUTABLE_MESSAGE = (
+    "version is immutable: major upgrades need pg_upgrade, which the operator does not do"
+)
+
+
+def _default_postgres_storage() -> StorageSpec:
+    return StorageSpec(size="10Gi")
+
+
+def _default_postgres_resources() -> ResourceRequirements:
+    return ResourceRequirements(requests={"cpu": "100m", "memory": "256Mi"}, limits={"memory": "512Mi"})
+
+
+class PostgresSpec(ApiModel):
+    """A PostgreSQL primary and streaming hot-standby read replicas."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            {"rule": _USER_RULE, "message": _USER_MESSAGE, "fieldPath": ".user"},
+            {"rule": _DATABASE_RULE, "message": _DATABASE_MESSAGE, "fieldPath": ".database"},
+            {"rule": _VERSION_IMMUTABLE_RULE, "message": _VERSION_IMMUTABLE_MESSAGE, "fieldPath": ".version"},
+        )
+    )
+
+    enabled: bool = Field(
+        default=True, description="Run PostgreSQL. false: no PostgreSQL and no DATABASE_* variables."
+    )
+    version: PostgresVersion = Field(
+        default=PostgresVersion.V16, description="PostgreSQL major version: 15, 16 or 17. Immutable."
+    )
+    database: SqlIdentifier = Field(
+        default="app", description="Name of the application database, owned by user."
+    )
+    user: SqlIdentifier = Field(default="app", description="Name of the application's login role.")
+    read_replicas: int = Field(
+        default=1,
+        ge=0,
+        le=MAX_READ_REPLICAS,
+        description=f"Streaming hot-standby replicas behind the -ro Service, at most {MAX_READ_REPLICAS}.",
+    )
+    storage: StorageSpec = Field(
+        default_factory=_default_postgres_storage,
+        description="Volume of each PostgreSQL pod (primary and replicas).",
+        json_schema_extra=schema_default({"size": "10Gi"}),
+    )
+    retain_on_delete: bool = Field(
+        default=True,
+        description="Keep the PersistentVolumeClaims when the ScalableBackend is deleted or scaled down.",
+    )
+    resources: ResourceRequirements = Field(
+        default_factory=_default_postgres_resources,
+        description="Compute resources of each PostgreSQL container.",
+        json_schema_extra=schema_default(
+            {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_cel_rules(self) -> PostgresSpec:
+        if self.user in RESERVED_POSTGRES_USERS or self.user.startswith("pg_"):
+            raise ValueError(f"user: {_USER_MESSAGE}")
+        if self.database in RESERVED_POSTGRES_DATABASES:
+            raise ValueError(f"database: {_DATABASE_MESSAGE}")
+        return self
+
+
+# ---- spec -------------------------------------------------------------------------------------------
+
+
+class ScalableBackendSpec(ApiModel):
+    """What the backend stack should look like."""
+
+    image: Image = Field(description="Default image of the api, the worker and the migrations Job.")
+    image_pull_policy: ImagePullPolicy = Field(
+        default=ImagePullPolicy.IF_NOT_PRESENT, description="Pull policy of the api and worker images."
+    )
+    run_as_user: int = Field(
+        default=10001,
+        ge=1,
+        le=2147483647,
+        description=(
+            "Numeric non-root uid (and gid) of the api, worker and migrations containers, "
+            "whose root filesystem is read-only (/tmp is writable)."
+        ),
+    )
+    api: ApiSpec = Field(
+        default_factory=ApiSpec,
+        description="The HTTP API Deployment, Service, Ingress and migrations.",
+        json_schema_extra=schema_default({}),
+    )
+    worker: WorkerSpec | None = Field(
+        default=None, description="Queue consumers running the same image. Absent: no worker."
+    )
+    redis: RedisSpec = Field(
+        default_factory=RedisSpec,
+        description="The Redis cache or queue.",
+        json_schema_extra=schema_default({}),
+    )
+    postgres: PostgresSpec = Field(
+        default_factory=PostgresSpec,
+        description="The PostgreSQL primary and read replicas.",
+        json_schema_extra=schema_default({}),
+    )
+    prometheus: PrometheusSpec | None = Field(
+        default=None, description="Where the autoscaler reads metrics. Absent: the operator-wide default."
+    )
+
+
+# ---- transition rules -------------------------------------------------------------------------------
+
+
+def check_spec_transition(old: ScalableBackendSpec, new: ScalableBackendSpec) -> None:
+    """Mirror of the CEL transition rules (those using ``oldSelf``).
+
+    Raises ``ValueError`` naming the field, with the same message as the CRD's rule.
+    """
+    _check_storage_transition("spec.postgres.storage", old.postgres.storage, new.postgres.storage)
+    if old.redis.persistence is not None and new.redis.persistence is not None:
+        _check_storage_transition("spec.redis.persistence", old.redis.persistence, new.redis.persistence)
+    if old.postgres.version != new.postgres.version:
+        raise ValueError(f"spec.postgres.version: {_VERSION_IMMUTABLE_MESSAGE}")
+
+
+def _check_storage_transition(path: str, old: StorageSpec, new: StorageSpec) -> None:
+    if parse_quantity(new.size) < parse_quantity(old.size):
+        raise ValueError(f"{path}.size: {_SIZE_GROWS_MESSAGE}")
+    if new.storage_class_name != old.storage_class_name:
+        raise ValueError(f"{path}.storageClassName: {_CLASS_IMMUTABLE_MESSAGE}")
