@@ -17,7 +17,10 @@ Scenarios (every loop is bounded by a duration or a request count):
 * DB reads per 1,000 GETs on Zipf-distributed ids at 1,000 req/s, counted by pg_stat_statements
   on the primary and the replica: with the cache on, the first TTL from a cold cache and then a
   steady-state TTL window, at the default TTL and a shorter one; with the cache off, one window;
-* the same cached-GET loads against a naive configuration (cache off, a pool of 1).
+* the same cached-GET loads against a naive configuration (cache off, a pool of 1);
+* overload: twice the cache-off capacity offered (vegeta, open loop, nothing held back): the
+  app sheds the excess with 503 and keeps its goodput (2xx/s) near capacity. ``--only overload``
+  runs this scenario alone (about a minute), printing its JSON without recording it.
 
 It prints one JSON line and records it in the "## Sample app" section of docs/benchmarks.md.
 """
@@ -38,7 +41,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,8 @@ from tests.support._process import die_with_parent, free_port
 from tests.support.cluster import tools_bin_dir
 from tests.support.postgres import PostgresServer, start_replica_of
 from tests.support.redis import RedisServer
+from tests.support.sample_app_process import DATABASE as STACK_DATABASE
+from tests.support.sample_app_process import SampleAppStack
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_APP = REPO / "sample-app"
@@ -59,6 +64,8 @@ PASSWORD = "bench-password-123"
 SECRET_KEY = "bench-secret-key-bench-secret-key-0123456789"
 # Requests in flight at most, where a run must not overload the app (see vegeta()).
 BOUNDED_WORKERS = 64
+# Overload: offered this many times the measured capacity (cache off).
+OVERLOAD_FACTOR = 2
 TASK_SELECT = re.compile(r"FROM tasks\s+WHERE tasks\.id = ", re.IGNORECASE)
 
 WRK_REPORT = """
@@ -81,6 +88,7 @@ class LoadResult:
     p99_ms: float
     requests: int
     errors: int
+    status_codes: dict[str, int] = field(default_factory=dict)  # vegeta only; "0": no answer
 
     def as_dict(self, prefix: str) -> dict[str, float | int]:
         return {
@@ -111,22 +119,22 @@ def migrate(primary: PostgresServer) -> None:
     )
 
 
-def seed(primary: PostgresServer, tasks: int) -> None:
+def seed(primary: PostgresServer, tasks: int, database: str = DATABASE) -> None:
     from app.core.security import get_password_hash
 
     primary.execute(
         "INSERT INTO users (email, hashed_password) VALUES ('bench@example.com', %s)",
         (get_password_hash(PASSWORD),),
-        database=DATABASE,
+        database=database,
     )
     primary.execute(
         "INSERT INTO tasks (title, description, status, owner_id, enqueued_at) "
         "SELECT 'task ' || g, 'benchmark task number ' || g, 'pending', 1, now() "
         "FROM generate_series(1, %s) AS g",
         (tasks,),
-        database=DATABASE,
+        database=database,
     )
-    primary.execute("VACUUM ANALYZE", database=DATABASE)
+    primary.execute("VACUUM ANALYZE", database=database)
 
 
 @contextmanager
@@ -256,6 +264,7 @@ def vegeta(
         p99_ms=latencies["99th"] / 1e6,
         requests=report["requests"],
         errors=report["requests"] - ok,
+        status_codes=dict(report["status_codes"]),
     )
 
 
@@ -388,6 +397,55 @@ def cache_on_windows(
     }
 
 
+# ---- overload ------------------------------------------------------------------------------------
+
+
+def overload(base: str, workdir: Path, *, capacity: float, keys: int, duration: float) -> dict[str, Any]:
+    """Offer ``OVERLOAD_FACTOR`` x ``capacity`` uncached GETs by random id, open loop.
+
+    No cap on the requests in flight: holding the excess back is the app's job (503 past its
+    concurrency limit), not the load generator's. Goodput is the 2xx answers per second
+    (vegeta's throughput); the target is at least 90% of the capacity.
+    """
+    rate = max(1, round(OVERLOAD_FACTOR * capacity))
+    ids = random.Random(13).choices(range(1, keys + 1), k=max(1, round(rate * duration)))
+    log(f"overload: {rate} req/s offered, {OVERLOAD_FACTOR}x the cache-off capacity ({duration} s)")
+    load = vegeta(task_urls(base, ids), workdir, rate=rate, duration=duration)
+    shed = load.status_codes.get("503", 0) / max(load.requests, 1)
+    return {
+        "capacity_rps": round(capacity, 1),
+        "offered_rps": rate,
+        "goodput_rps": round(load.rps, 1),
+        "goodput_vs_capacity": round(load.rps / capacity, 3) if capacity else 0.0,
+        "shed_rps": round(shed * rate, 1),
+        "shed_fraction": round(shed, 4),
+        "status_codes": load.status_codes,
+        **load.as_dict("load"),
+    }
+
+
+def run_overload_only(args: argparse.Namespace) -> dict[str, Any]:
+    """``--only overload``: its own servers and app (cache off), the capacity, then the overload."""
+    with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
+        workdir = Path(tmp)
+        env = {"CACHE_ENABLED": "false"}
+        with SampleAppStack.start(workdir, with_replica=True, env=env, progress=log) as stack:
+            assert stack.replica is not None
+            seed(stack.primary, args.keys, database=STACK_DATABASE)
+            stack.replica.wait_for_replay()
+            base = stack.app.url
+            d, c = args.duration, args.connections
+            log(f"uncached GET by id, max throughput: the capacity (wrk, {c} connections, {d} s)")
+            capacity = wrk(base, get_by_random_id(args.keys), workdir, duration=d, connections=c)
+            result = overload(base, workdir, capacity=capacity.rps, keys=args.keys, duration=d)
+    return {
+        "benchmark": "sample-app overload",
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "duration_s": args.duration,
+        "overload": result,
+    }
+
+
 # ---- the run -----------------------------------------------------------------------------------
 
 
@@ -465,6 +523,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 reads_off, zipf_off = db_reads_per_1000(
                     uncached_app, off_ids, workdir, rate=rate, servers=databases
                 )
+                overloaded = overload(
+                    uncached_app, workdir, capacity=uncached.rps, keys=args.keys, duration=d
+                )
 
             naive_env = {"CACHE_ENABLED": "false", "DB_POOL_SIZE": "1", "DB_MAX_OVERFLOW": "0"}
             with running_app("naive", workdir, primary, replica, redis, **naive_env) as naive_app:
@@ -524,6 +585,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "db_reads_per_1000_cache_on": headline["db_reads_per_1000"],
             "db_reads_per_1000_cache_off": round(reads_off, 1),
             "db_read_reduction": reduction,
+            "overload": overloaded,
             "naive": naive.as_dict("max") | naive_paced.as_dict("paced") | {"config": naive_env},
             "tuned_vs_naive_rps_ratio": round(cached.rps / naive.rps, 2) if naive.rps else None,
             "naive_vs_tuned_paced_p95_ratio": round(naive_paced.p95_ms / paced.p95_ms, 2)
@@ -535,6 +597,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "cached_get_p95_le_20ms_at_1000rps": paced.p95_ms <= 20 and paced.rps >= 0.95 * rate,
         "zero_errors": errors == 0,
         "db_read_reduction_ge_90pct": reduction >= 0.9,
+        "overload_goodput_ge_90pct_of_capacity": overloaded["goodput_vs_capacity"] >= 0.9,
     }
     return results
 
@@ -552,6 +615,7 @@ def record(results: dict[str, Any], docs: Path = DOCS) -> None:
     t = results["targets"]
     paced = results["cached_get_at_rate"]
     naive = results["naive"]
+    over = results["overload"]
     rate = paced["target_rps"]
     rows = "\n".join(
         [
@@ -616,12 +680,17 @@ invalidate entries, so the TTL only bounds staleness after a lost invalidation (
 during a write); the shorter TTL shows what it costs in database load.
 The tuned app serves **{results["tuned_vs_naive_rps_ratio"]}x** the naive configuration's throughput
 on the cached-GET load; offered {rate} req/s, the naive one serves {naive["paced_rps"]} req/s with
-a p95 {results["naive_vs_tuned_paced_p95_ratio"]}x the tuned one's. Load average during the run:
+a p95 {results["naive_vs_tuned_paced_p95_ratio"]}x the tuned one's.
+Overload (cache off, vegeta, nothing held back): offered {over["offered_rps"]} req/s, {OVERLOAD_FACTOR}x
+the capacity of {over["capacity_rps"]} req/s, the app served {over["goodput_rps"]} req/s
+({over["goodput_vs_capacity"] * 100:.0f}% of capacity) and shed {over["shed_rps"]} req/s with 503
+(p95 of all answers {over["load_p95_ms"]} ms). Load average during the run:
 {results["load_average_at_start"]} → {results["load_average_at_end"]}.
 
 Targets ({ok}): cached GET p95 ≤ 20 ms at 1,000 req/s with 0 errors:
 {t["cached_get_p95_le_20ms_at_1000rps"] and t["zero_errors"]}; DB read reduction ≥ 90%:
-{t["db_read_reduction_ge_90pct"]}.
+{t["db_read_reduction_ge_90pct"]}; goodput at {OVERLOAD_FACTOR}x capacity ≥ 90% of capacity:
+{t["overload_goodput_ge_90pct_of_capacity"]}.
 
 Last run ({results["date"]}, {results["host"]}):
 
@@ -652,7 +721,13 @@ def main() -> None:
         "--compare-ttl", type=int, default=60, help="also measure the Zipf load with this cache TTL (0: skip)"
     )
     parser.add_argument("--no-record", action="store_true", help="do not update docs/benchmarks.md")
+    parser.add_argument(
+        "--only", choices=["overload"], help="run this scenario alone; print its JSON, record nothing"
+    )
     args = parser.parse_args()
+    if args.only == "overload":
+        print(json.dumps(run_overload_only(args)))
+        return
     results = run(args)
     print(json.dumps(results))
     if not args.no_record:

@@ -13,6 +13,7 @@ from app.api.errors import install_exception_handlers
 from app.api.main import api_router
 from app.api.routes import health
 from app.core.config import API_V1_PREFIX, Settings
+from app.core.load_shedding import ConcurrencyLimitMiddleware
 from app.core.metrics import Metrics, PrometheusMiddleware, mark_this_process_dead
 from app.core.services import Services
 
@@ -21,6 +22,11 @@ logger = logging.getLogger(__name__)
 
 def custom_generate_unique_id(route: APIRoute) -> str:
     return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
+def probe_paths() -> frozenset[str]:
+    """/healthz, /readyz and /metrics: never shed, so probes and scrapes work under overload."""
+    return frozenset(route.path for route in health.router.routes if isinstance(route, APIRoute))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -47,6 +53,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(PrometheusMiddleware, metrics=metrics)
+    if settings.CONCURRENCY_LIMIT:
+        # Added last, so outermost: a shed request is refused before anything else runs.
+        app.add_middleware(
+            ConcurrencyLimitMiddleware,
+            limit=settings.CONCURRENCY_LIMIT,
+            retry_after_seconds=settings.CONCURRENCY_LIMIT_RETRY_AFTER_SECONDS,
+            exempt_paths=probe_paths(),
+            metrics=metrics,
+        )
     install_exception_handlers(app, metrics)
     app.include_router(api_router)
     app.include_router(health.router)

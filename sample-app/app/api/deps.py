@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import jwt
-from fastapi import Depends, HTTPException, Request, Response, status
+from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -105,15 +105,3 @@ async def read_consistency_token(request: Request) -> str | None:
 
 
 ConsistencyTokenDep = Annotated[str | None, Depends(read_consistency_token)]
-
-
-def remember_write(response: Response, written_at: str, settings: Settings) -> None:
-    """Hand the client its write's WAL position, so its next reads see the write."""
-    response.headers[CONSISTENCY_HEADER] = written_at
-    response.set_cookie(
-        CONSISTENCY_COOKIE,
-        written_at,
-        max_age=settings.READ_YOUR_WRITES_SECONDS,
-        httponly=True,
-        samesite="lax",
-    )

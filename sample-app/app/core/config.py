@@ -138,6 +138,13 @@ class Settings(DatabaseSettings):
     # Read-your-writes: how long a write's consistency token (and its per-key fence) lives.
     READ_YOUR_WRITES_SECONDS: int = Field(default=60, ge=1)
 
+    # Load shedding, per process (each uvicorn worker): past this many requests in flight, a new
+    # one is answered 503 + Retry-After at once instead of queueing. 0: no limit. Probes and
+    # /metrics are never shed. Above the DB pool (DB_POOL_SIZE + DB_MAX_OVERFLOW) so the pool
+    # stays busy, low enough that the requests admitted are served well within client timeouts.
+    CONCURRENCY_LIMIT: int = Field(default=64, ge=0, le=10_000)
+    CONCURRENCY_LIMIT_RETRY_AFTER_SECONDS: int = Field(default=1, ge=1, le=3600)
+
     # Rate limiting (fixed window per client address)
     RATE_LIMIT_ENABLED: bool = True
     RATE_LIMIT_REQUESTS: int = Field(default=600, ge=1)

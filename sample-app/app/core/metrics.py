@@ -86,6 +86,11 @@ class Metrics:
             registry=r,
         )
         self.rate_limited = Counter("rate_limited_requests", "Requests refused with 429.", registry=r)
+        self.load_shed_requests = Counter(
+            "load_shed_requests",
+            "Requests refused with 503 because the process had CONCURRENCY_LIMIT requests in flight.",
+            registry=r,
+        )
         self.tasks_enqueued = Counter(
             "tasks_enqueued", "Tasks put on the stream, by result.", ["result"], registry=r
         )

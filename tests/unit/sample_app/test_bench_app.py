@@ -46,6 +46,16 @@ def fake_results(rps: float) -> dict[str, Any]:
         **scenario("list"),
         **scenario("post"),
         "naive": scenario("max") | scenario("paced"),
+        "overload": {
+            "capacity_rps": 900.0,
+            "offered_rps": 1800,
+            "goodput_rps": 855.0,
+            "goodput_vs_capacity": 0.95,
+            "shed_rps": 945.0,
+            "shed_fraction": 0.525,
+            "status_codes": {"200": 8550, "503": 9450},
+        }
+        | scenario("load"),
         "connections": 32,
         "zipf": {
             "exponent": 1.0,
@@ -76,6 +86,7 @@ def fake_results(rps: float) -> dict[str, Any]:
             "cached_get_p95_le_20ms_at_1000rps": True,
             "zero_errors": True,
             "db_read_reduction_ge_90pct": True,
+            "overload_goodput_ge_90pct_of_capacity": True,
         },
     }
 
@@ -96,3 +107,12 @@ def test_record_replaces_only_its_own_section(tmp_path: Path) -> None:
     assert "later section" in text
     assert "## Reconcile" in text
     assert text.index("## Reconcile") < text.index("## Sample app") < text.index("## Autoscale")
+
+
+def test_record_states_the_overload_goodput_and_shed_rate(tmp_path: Path) -> None:
+    docs = tmp_path / "benchmarks.md"
+    record(fake_results(111.0), docs)
+    text = " ".join(docs.read_text().split())
+    assert "offered 1800 req/s, 2x the capacity of 900.0 req/s" in text
+    assert "the app served 855.0 req/s (95% of capacity) and shed 945.0 req/s with 503" in text
+    assert "goodput at 2x capacity ≥ 90% of capacity: True" in text

@@ -14,10 +14,9 @@ from app.api.deps import (
     DatabaseDep,
     ServicesDep,
     WriteSessionDep,
-    remember_write,
 )
+from app.api.entities import EntityKind, commit_write, read_entity
 from app.core.config import API_V1_PREFIX
-from app.core.db import Database
 from app.models import Order, OrderStatus, User
 from app.schemas import MAX_ID, Message, OrderCreate, OrderPublic, OrderUpdate, Page
 
@@ -30,13 +29,13 @@ CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": Message, "description": "The order belongs to someone else"},
     409: {"model": Message, "description": "Not allowed in the order's current status"},
 }
-RESOURCE = "order"
+ORDERS = EntityKind(resource="order", model=Order, public=OrderPublic, not_found="Order not found")
 
 
 async def _get_own_order_for_update(session: WriteSessionDep, order_id: int, user: User) -> Order:
     order = await session.get(Order, order_id, with_for_update=True)
     if order is None:
-        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Order not found")
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=ORDERS.not_found)
     if order.owner_id != user.id:
         raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Not the owner of this order")
     return order
@@ -51,8 +50,7 @@ async def create_order(
     response: Response,
 ) -> OrderPublic:
     order = await crud.create_order(session, order_in, user.id)
-    await session.commit()
-    remember_write(response, await Database.wal_position(session), services.settings)
+    await commit_write(session, response, services)
     return OrderPublic.model_validate(order)
 
 
@@ -75,15 +73,7 @@ async def list_orders(
 async def read_order(
     order_id: OrderId, db: DatabaseDep, cache: CacheDep, consistency: ConsistencyTokenDep
 ) -> Response:
-    async def load(read_at: str | None) -> bytes | None:
-        async with db.reader(read_at) as session:
-            order = await session.get(Order, order_id)
-            return None if order is None else OrderPublic.model_validate(order).model_dump_json().encode()
-
-    body = await cache.get_or_load(RESOURCE, order_id, load, consistency)
-    if body is None:
-        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Order not found")
-    return Response(content=body, media_type="application/json")
+    return await read_entity(ORDERS, order_id, db, cache, consistency)
 
 
 @router.patch("/{order_id}", response_model=OrderPublic, responses=CHANGE_ERRORS)
@@ -99,10 +89,7 @@ async def update_order(
     pending → preparing → ready → delivered (or cancelled before it is ready)."""
     order = await _get_own_order_for_update(session, order_id, user)
     await crud.update_order(session, order, order_in)
-    await session.commit()
-    written_at = await Database.wal_position(session)
-    await services.cache.invalidate(RESOURCE, order_id, written_at)
-    remember_write(response, written_at, services.settings)
+    await commit_write(session, response, services, changed=ORDERS.key(order_id))
     return OrderPublic.model_validate(order)
 
 
@@ -112,7 +99,4 @@ async def delete_order(
 ) -> None:
     order = await _get_own_order_for_update(session, order_id, user)
     await session.delete(order)
-    await session.commit()
-    written_at = await Database.wal_position(session)
-    await services.cache.invalidate(RESOURCE, order_id, written_at)
-    remember_write(response, written_at, services.settings)
+    await commit_write(session, response, services, changed=ORDERS.key(order_id))

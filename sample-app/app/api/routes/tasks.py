@@ -15,10 +15,9 @@ from app.api.deps import (
     DatabaseDep,
     ServicesDep,
     WriteSessionDep,
-    remember_write,
 )
+from app.api.entities import EntityKind, commit_write, read_entity
 from app.core.config import API_V1_PREFIX
-from app.core.db import Database
 from app.core.redis_client import RedisUnavailable
 from app.models import Task, TaskStatus, User
 from app.schemas import MAX_ID, Message, Page, TaskCreate, TaskPublic, TaskUpdate
@@ -33,13 +32,13 @@ NOT_OWNER: dict[int | str, dict[str, Any]] = {
     **NOT_FOUND,
     403: {"model": Message, "description": "The task belongs to someone else"},
 }
-RESOURCE = "task"
+TASKS = EntityKind(resource="task", model=Task, public=TaskPublic, not_found="Task not found")
 
 
 async def _get_own_task_for_update(session: WriteSessionDep, task_id: int, user: User) -> Task:
     task = await session.get(Task, task_id, with_for_update=True)
     if task is None:
-        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Task not found")
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=TASKS.not_found)
     if task.owner_id != user.id:
         raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Not the owner of this task")
     return task
@@ -59,8 +58,7 @@ async def create_task(
     sweep puts it on the stream later.
     """
     task = await crud.create_task(session, task_in, user.id)
-    await session.commit()
-    remember_write(response, await Database.wal_position(session), services.settings)
+    await commit_write(session, response, services)
     try:
         await services.queue.enqueue(task.id)
         services.metrics.tasks_enqueued.labels("ok").inc()
@@ -94,16 +92,7 @@ async def read_task(
     task_id: TaskId, db: DatabaseDep, cache: CacheDep, consistency: ConsistencyTokenDep
 ) -> Response:
     """Cache-aside: Redis first, then a replica (or the primary, for read-your-writes)."""
-
-    async def load(read_at: str | None) -> bytes | None:
-        async with db.reader(read_at) as session:
-            task = await session.get(Task, task_id)
-            return None if task is None else TaskPublic.model_validate(task).model_dump_json().encode()
-
-    body = await cache.get_or_load(RESOURCE, task_id, load, consistency)
-    if body is None:
-        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Task not found")
-    return Response(content=body, media_type="application/json")
+    return await read_entity(TASKS, task_id, db, cache, consistency)
 
 
 @router.patch("/{task_id}", response_model=TaskPublic, responses=NOT_OWNER)
@@ -117,10 +106,7 @@ async def update_task(
 ) -> TaskPublic:
     task = await _get_own_task_for_update(session, task_id, user)
     await crud.update_task(session, task, task_in)
-    await session.commit()
-    written_at = await Database.wal_position(session)
-    await services.cache.invalidate(RESOURCE, task_id, written_at)
-    remember_write(response, written_at, services.settings)
+    await commit_write(session, response, services, changed=TASKS.key(task_id))
     return TaskPublic.model_validate(task)
 
 
@@ -130,7 +116,4 @@ async def delete_task(
 ) -> None:
     task = await _get_own_task_for_update(session, task_id, user)
     await session.delete(task)
-    await session.commit()
-    written_at = await Database.wal_position(session)
-    await services.cache.invalidate(RESOURCE, task_id, written_at)
-    remember_write(response, written_at, services.settings)
+    await commit_write(session, response, services, changed=TASKS.key(task_id))

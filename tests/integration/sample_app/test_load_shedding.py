@@ -1,0 +1,101 @@
+"""Load shedding against the real servers: with CONCURRENCY_LIMIT requests stuck on a row lock, the
+next request is answered 503 + Retry-After at once, probes and /metrics still answer, and once the
+lock is released every held request completes and new ones are served again."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.integration.sample_app.helpers import app_settings, metric_value, register, running_app, wait_for
+from tests.support.postgres import PostgresServer
+from tests.support.redis import RedisServer
+
+pytestmark = pytest.mark.integration
+
+LIMIT = 3
+
+
+def lock_waiters(primary: PostgresServer, database: str) -> int:
+    rows = primary.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'",
+        (database,),
+    )
+    return int(rows[0][0])
+
+
+async def test_requests_past_the_limit_are_shed_until_the_held_ones_finish(
+    postgres_primary: PostgresServer,
+    postgres_replica: PostgresServer,
+    redis_server: RedisServer,
+    database: str,
+) -> None:
+    settings = app_settings(
+        postgres_primary,
+        database,
+        redis_server,
+        postgres_replica,
+        CONCURRENCY_LIMIT=LIMIT,
+        CONCURRENCY_LIMIT_RETRY_AFTER_SECONDS=2,
+        DB_STATEMENT_TIMEOUT_MS=60_000,  # the held requests wait on the lock, not on a timeout
+    )
+    async with running_app(settings) as (_, client):
+        headers = await register(client)
+        created = await client.post("/api/v1/tasks", json={"title": "contended"}, headers=headers)
+        assert created.status_code == 201
+        task_id = created.json()["id"]
+
+        # Real slowness: a transaction outside the app holds the task's row lock, so every PATCH
+        # of it waits in SELECT ... FOR UPDATE, holding its slot.
+        blocker = await asyncio.to_thread(postgres_primary.connect, database, autocommit=False)
+        try:
+            await asyncio.to_thread(
+                blocker.execute, b"SELECT id FROM tasks WHERE id = %s FOR UPDATE", (task_id,)
+            )
+            held = [
+                asyncio.create_task(
+                    client.patch(f"/api/v1/tasks/{task_id}", json={"title": f"held {i}"}, headers=headers)
+                )
+                for i in range(LIMIT)
+            ]
+
+            async def all_held() -> bool:
+                return await asyncio.to_thread(lock_waiters, postgres_primary, database) == LIMIT
+
+            await wait_for(all_held, what=f"{LIMIT} requests waiting on the row lock")
+
+            start = time.monotonic()
+            shed = await client.get(f"/api/v1/tasks/{task_id}")
+            assert time.monotonic() - start < 1.0  # answered at once, not queued
+            assert shed.status_code == 503
+            assert shed.headers["Retry-After"] == "2"
+            assert shed.json() == {"detail": "Server overloaded, retry later"}
+            write = await client.post("/api/v1/tasks", json={"title": "shed too"}, headers=headers)
+            assert write.status_code == 503
+
+            # Probes and scraping are never shed.
+            assert (await client.get("/healthz")).status_code == 200
+            ready = await client.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            metrics = await client.get("/metrics")
+            assert metrics.status_code == 200
+            assert metric_value(metrics.text, "load_shed_requests_total") == 2
+            # Shed requests never reached the app: the HTTP metrics count only served ones.
+            assert metric_value(metrics.text, "http_requests_total", status="503") == 0
+            assert not any(task.done() for task in held)
+        finally:
+            await asyncio.to_thread(blocker.rollback)
+            await asyncio.to_thread(blocker.close)
+
+        patched = await asyncio.gather(*held)
+        assert [r.status_code for r in patched] == [200] * LIMIT
+        served = await client.get(f"/api/v1/tasks/{task_id}")
+        assert served.status_code == 200
+        assert served.json()["title"].startswith("held ")
+        assert (
+            await client.post("/api/v1/tasks", json={"title": "after"}, headers=headers)
+        ).status_code == 201
+        metrics = await client.get("/metrics")
+        assert metric_value(metrics.text, "load_shed_requests_total") == 2
