@@ -35,6 +35,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from sbo_operator.api.autoscaling import AutoscalingSpec, AutoscalingStatus, PrometheusSpec
+from sbo_operator.api.conditions import ConditionStatus
 
 __all__ = [
     "API_VERSION",
@@ -54,8 +55,6 @@ __all__ = [
     "BackendAutoscalingStatus",
     "BackendMetadata",
     "Condition",
-    "ConditionStatus",
-    "ConditionType",
     "ConfigMapKeySelector",
     "Endpoints",
     "EnvVar",
@@ -804,26 +803,6 @@ class ScalableBackendSpec(_ApiModel):
 
 
 # ---- status -----------------------------------------------------------------------------------------
-
-
-class ConditionType(StrEnum):
-    """The vocabulary of status.conditions."""
-
-    READY = "Ready"
-    RECONCILING = "Reconciling"
-    STALLED = "Stalled"
-    API_READY = "ApiReady"
-    WORKER_READY = "WorkerReady"
-    REDIS_READY = "RedisReady"
-    POSTGRES_READY = "PostgresReady"
-
-
-class ConditionStatus(StrEnum):
-    """Status of a condition, as in metav1.Condition."""
-
-    TRUE = "True"
-    FALSE = "False"
-    UNKNOWN = "Unknown"
 
 
 class Condition(_ApiModel):

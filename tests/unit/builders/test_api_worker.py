@@ -16,7 +16,7 @@ from sbo_operator.builders.api import (
     migrations_job_name,
 )
 from sbo_operator.builders.worker import build_worker_deployment, build_worker_pdb
-from tests.unit.builders.support import backend_from, load_example
+from tests.unit.factories import backend_from, load_example
 
 pytestmark = pytest.mark.unit
 

@@ -23,7 +23,7 @@ from sbo_operator.builders.redis import (
     render_redis_conf,
 )
 from sbo_operator.builders.secrets import decode_secret_data, encode_secret_data
-from tests.unit.builders.support import RANDOM_BYTES, backend_from
+from tests.unit.factories import RANDOM_BYTES, backend_from
 
 pytestmark = pytest.mark.unit
 

@@ -15,7 +15,7 @@ from sbo_operator.builders.secrets import (
     encode_secret_data,
     existing_or_derived_password,
 )
-from tests.unit.builders.support import RANDOM_BYTES, backend_from
+from tests.unit.factories import RANDOM_BYTES, backend_from
 
 pytestmark = pytest.mark.unit
 
