@@ -7,10 +7,15 @@ integration and e2e tiers.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import kmock
+import kopf
 import pytest
+from kopf._core.engines.posting import event_queue_loop_var, event_queue_var, settings_var
 from kubernetes.aio import client
 from kubernetes.aio.dynamic import DynamicClient
 
@@ -65,3 +70,21 @@ def writes(server: kmock.KubernetesScaffold) -> list[tuple[str, str]]:
         for request in server
         if request.method.value not in ("GET", "HEAD", "OPTIONS")
     ]
+
+
+@contextlib.contextmanager
+def kopf_events() -> Iterator[asyncio.Queue[Any]]:
+    """The queue Kopf's event poster would send from: kopf.event() needs it outside a running Kopf.
+
+    Tasks see it only if created inside this context (they copy the context they start in).
+    """
+    events: asyncio.Queue[Any] = asyncio.Queue()
+    settings_token = settings_var.set(kopf.OperatorSettings())
+    queue_token = event_queue_var.set(events)
+    loop_token = event_queue_loop_var.set(asyncio.get_running_loop())
+    try:
+        yield events
+    finally:
+        event_queue_loop_var.reset(loop_token)
+        event_queue_var.reset(queue_token)
+        settings_var.reset(settings_token)
