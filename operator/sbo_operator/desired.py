@@ -17,7 +17,8 @@ import dataclasses
 from sbo_operator.api.v1alpha1 import ScalableBackend
 from sbo_operator.builders import Manifest
 from sbo_operator.builders.names import child_names
-from sbo_operator.components import COMPONENTS, GeneratedSecret, Problem, generated_secrets
+from sbo_operator.components import COMPONENTS, generated_secrets
+from sbo_operator.components.base import GeneratedSecret, Problem
 from sbo_operator.snapshot import Snapshot
 
 __all__ = ["FOUNDATION_KINDS", "DesiredState", "desired_state"]

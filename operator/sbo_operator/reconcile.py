@@ -27,7 +27,8 @@ from sbo_operator.api.v1alpha1 import API_VERSION, KIND, ScalableBackend, Scalab
 from sbo_operator.autoscaler.scheduler import AutoscalerScheduler
 from sbo_operator.builders import Manifest
 from sbo_operator.builders.secrets import MIN_RANDOM_BYTES
-from sbo_operator.components import Problem, required_references
+from sbo_operator.components import required_references
+from sbo_operator.components.base import Problem
 from sbo_operator.desired import DesiredState, desired_state
 from sbo_operator.drift import ApplyReason, apply_reason, with_applied_hash
 from sbo_operator.events import post_event

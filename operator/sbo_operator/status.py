@@ -28,7 +28,8 @@ from sbo_operator.api.v1alpha1 import (
 )
 from sbo_operator.autoscaler.conditions import autoscaling_conditions
 from sbo_operator.autoscaler.decide import Decision
-from sbo_operator.components import COMPONENTS, Problem, autoscaling_targets
+from sbo_operator.components import COMPONENTS, autoscaling_targets
+from sbo_operator.components.base import Problem
 from sbo_operator.snapshot import Snapshot
 
 __all__ = [

@@ -25,6 +25,8 @@ from sbo_operator.metrics import OperatorMetrics
 from sbo_operator.runtime import CHILD_RESOURCES
 
 FIELD_MANAGER = "scalable-backend-operator"
+# What the apiserver answers to a patch of the backend; the operator reads nothing from it.
+BACKEND_ECHO = {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "metadata": {"name": "shop"}}
 
 
 def serve_discovery(server: kmock.KubernetesScaffold) -> None:

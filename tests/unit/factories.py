@@ -124,21 +124,11 @@ def stored(
 def ready_statefulset(manifest: Manifest | None) -> Manifest:
     """A StatefulSet whose every replica is ready on the current revision."""
     assert manifest is not None
-    replicas = manifest["spec"]["replicas"]
-    return stored(
-        manifest,
-        status={
-            "observedGeneration": 1,
-            "replicas": replicas,
-            "readyReplicas": replicas,
-            "currentRevision": "rev-1",
-            "updateRevision": "rev-1",
-        },
-    )
+    return unready_statefulset(manifest, ready=manifest["spec"]["replicas"])
 
 
 def unready_statefulset(manifest: Manifest | None, *, ready: int = 0) -> Manifest:
-    """A StatefulSet that exists but whose pods are not (all) ready yet."""
+    """A StatefulSet on its current revision with `ready` of its pods ready."""
     assert manifest is not None
     return stored(
         manifest,
@@ -273,6 +263,16 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 # ---- golden files and Pod Security "restricted" ---------------------------------------------------
+
+
+def container(deployment: dict[str, Any] | None) -> dict[str, Any]:
+    assert deployment is not None
+    result: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
+    return result
+
+
+def env_of(deployment: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    return {variable["name"]: variable for variable in container(deployment)["env"]}
 
 
 def pod_specs(manifest: Manifest) -> Iterator[dict[str, Any]]:

@@ -21,14 +21,13 @@ from sbo_operator.runtime import CHILD_RESOURCES, Runtime
 from sbo_operator.settings import OperatorSettings
 from sbo_operator.snapshot import compact
 from sbo_operator.workqueue import Key
-from tests.unit.conftest import writes
+from tests.unit.conftest import BACKEND_ECHO, writes
 from tests.unit.factories import example_body
 
 pytestmark = [pytest.mark.unit, pytest.mark.kmock(cls=kmock.KubernetesScaffold)]
 
 KEY = Key("demo", "shop")
 STATUS_PATH = "/apis/sbo.dev/v1alpha1/namespaces/demo/scalablebackends/shop/status"
-BACKEND_ECHO = {"apiVersion": "sbo.dev/v1alpha1", "kind": "ScalableBackend", "metadata": {"name": "shop"}}
 
 
 def handler(registry: kopf.OperatorRegistry, id: str) -> Callable[..., Any]:

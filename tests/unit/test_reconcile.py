@@ -21,7 +21,7 @@ from sbo_operator.reconcile import Reconciler, error_reason
 from sbo_operator.settings import OperatorSettings
 from sbo_operator.snapshot import Snapshot
 from sbo_operator.workqueue import Key
-from tests.unit.conftest import writes
+from tests.unit.conftest import BACKEND_ECHO, writes
 from tests.unit.factories import (
     Body,
     Manifest,
@@ -38,8 +38,6 @@ pytestmark = [pytest.mark.unit, pytest.mark.kmock(cls=kmock.KubernetesScaffold)]
 
 KEY = Key("demo", "shop")
 BACKENDS = kmock.resource("sbo.dev/v1alpha1/scalablebackends")
-# What the apiserver answers to a status patch; the operator reads nothing from it.
-BACKEND_ECHO = {"apiVersion": "sbo.dev/v1alpha1", "kind": "ScalableBackend", "metadata": {"name": "shop"}}
 STATUS_PATH = "/apis/sbo.dev/v1alpha1/namespaces/demo/scalablebackends/shop/status"
 
 

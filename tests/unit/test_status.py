@@ -14,7 +14,7 @@ from sbo_operator.api.conditions import ConditionState, ConditionStatus, Conditi
 from sbo_operator.api.v1alpha1 import ScalableBackendStatus
 from sbo_operator.builders import api, postgres, redis
 from sbo_operator.builders.labels import api_selector_string
-from sbo_operator.components import Problem
+from sbo_operator.components.base import Problem
 from sbo_operator.snapshot import Snapshot
 from sbo_operator.status import compute_status, settle_conditions, status_patch
 from sbo_operator.status import without_none as _without_none

@@ -12,14 +12,7 @@ from collections.abc import Iterator
 
 from sbo_operator.api.v1alpha1 import ScalableBackend
 from sbo_operator.components.api import Api
-from sbo_operator.components.base import (
-    AutoscalingTarget,
-    Component,
-    GeneratedSecret,
-    Plan,
-    Problem,
-    StatusFragment,
-)
+from sbo_operator.components.base import AutoscalingTarget, Component, GeneratedSecret
 from sbo_operator.components.migrations import Migrations
 from sbo_operator.components.postgres import Postgres
 from sbo_operator.components.redis import Redis
@@ -28,12 +21,6 @@ from sbo_operator.references import Reference
 
 __all__ = [
     "COMPONENTS",
-    "AutoscalingTarget",
-    "Component",
-    "GeneratedSecret",
-    "Plan",
-    "Problem",
-    "StatusFragment",
     "autoscaling_targets",
     "generated_secrets",
     "required_references",

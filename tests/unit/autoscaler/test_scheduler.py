@@ -71,11 +71,10 @@ async def wait_for(condition: Any) -> None:
     raise AssertionError("timed out")
 
 
-async def test_a_tracked_target_is_polled_scaled_through_the_spec_and_reported(
-    apiserver: kmock.KubernetesScaffold,
-    scheduler: tuple[AutoscalerScheduler, list[Key], asyncio.Queue[Any]],
+async def scale_up_once(
+    apiserver: kmock.KubernetesScaffold, autoscaler: AutoscalerScheduler, reported: list[Key]
 ) -> None:
-    autoscaler, reported, events = scheduler
+    """Track an api autoscaled on rps, with Prometheus answering 412: the first poll scales up."""
     apiserver["/api/v1/query"] << RPS_412
     apiserver[kmock.method.PATCH] << {
         "apiVersion": "sbo.dev/v1alpha1",
@@ -83,9 +82,16 @@ async def test_a_tracked_target_is_polled_scaled_through_the_spec_and_reported(
         "metadata": {},
     }
     body = autoscaled_body(str(apiserver.url).rstrip("/"))
-
     autoscaler.track(KEY, parse(body), body)
     await wait_for(lambda: reported)
+
+
+async def test_a_tracked_target_is_polled_scaled_through_the_spec_and_reported(
+    apiserver: kmock.KubernetesScaffold,
+    scheduler: tuple[AutoscalerScheduler, list[Key], asyncio.Queue[Any]],
+) -> None:
+    autoscaler, reported, events = scheduler
+    await scale_up_once(apiserver, autoscaler, reported)
 
     kubernetes_writes = [(verb, path) for verb, path in writes(apiserver) if path != "/api/v1/query"]
     assert kubernetes_writes == [("PATCH", SPEC_PATH)], "replicas change through spec.api.replicas only"
@@ -110,15 +116,7 @@ async def test_forget_drops_every_target_of_the_backend(
     scheduler: tuple[AutoscalerScheduler, list[Key], asyncio.Queue[Any]],
 ) -> None:
     autoscaler, reported, _ = scheduler
-    apiserver["/api/v1/query"] << RPS_412
-    apiserver[kmock.method.PATCH] << {
-        "apiVersion": "sbo.dev/v1alpha1",
-        "kind": "ScalableBackend",
-        "metadata": {},
-    }
-    body = autoscaled_body(str(apiserver.url).rstrip("/"))
-    autoscaler.track(KEY, parse(body), body)
-    await wait_for(lambda: reported)
+    await scale_up_once(apiserver, autoscaler, reported)
 
     autoscaler.forget(KEY)
     assert autoscaler.reports(KEY) == {}

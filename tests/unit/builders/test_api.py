@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from sbo_operator.builders.api import (
@@ -15,19 +13,9 @@ from sbo_operator.builders.api import (
     build_migrations_job,
     migrations_job_name,
 )
-from tests.unit.factories import backend_from, load_example
+from tests.unit.factories import backend_from, container, env_of, load_example
 
 pytestmark = pytest.mark.unit
-
-
-def container(deployment: dict[str, Any] | None) -> dict[str, Any]:
-    assert deployment is not None
-    result: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
-    return result
-
-
-def env_of(deployment: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    return {variable["name"]: variable for variable in container(deployment)["env"]}
 
 
 MIGRATIONS = {"api": {"migrations": {"command": ["alembic", "upgrade", "head"]}}}

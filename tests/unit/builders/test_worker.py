@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from sbo_operator.builders.worker import build_worker_deployment, build_worker_pdb
-from tests.unit.factories import backend_from
+from tests.unit.factories import backend_from, container, env_of
 
 pytestmark = pytest.mark.unit
-
-
-def container(deployment: dict[str, Any] | None) -> dict[str, Any]:
-    assert deployment is not None
-    result: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
-    return result
-
-
-def env_of(deployment: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    return {variable["name"]: variable for variable in container(deployment)["env"]}
 
 
 WORKER = {"worker": {"command": ["python", "-m", "app.worker"]}}
