@@ -99,11 +99,10 @@ class Runtime:
         """
         if self._tasks:
             return
-        reconciler = self.reconciler
         for number in range(self.settings.workers):
             self._tasks.append(
                 asyncio.create_task(
-                    self.queue.run_worker(reconciler.reconcile), name=f"reconcile-worker-{number}"
+                    self.queue.run_worker(self.reconciler.reconcile), name=f"reconcile-worker-{number}"
                 )
             )
         self._tasks.append(asyncio.create_task(self._resync_forever(), name="resync"))
