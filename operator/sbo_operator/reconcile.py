@@ -11,65 +11,85 @@ So a steady state sends no write request at all.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from kubernetes.aio.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from sbo_operator.api.v1alpha1 import API_VERSION, KIND, ConditionType, ScalableBackend
-from sbo_operator.builders import app, postgres, redis
-from sbo_operator.desired import DesiredState, GeneratedSecret, Manifest, desired_state
+from sbo_operator.api.conditions import Reason
+from sbo_operator.api.v1alpha1 import API_VERSION, KIND, ScalableBackend, ScalableBackendStatus
+from sbo_operator.autoscaler.scheduler import AutoscalerScheduler
+from sbo_operator.builders import Manifest
+from sbo_operator.builders.secrets import MIN_RANDOM_BYTES
+from sbo_operator.components import required_references
+from sbo_operator.components.base import Problem
+from sbo_operator.desired import DesiredState, desired_state
 from sbo_operator.drift import ApplyReason, apply_reason, with_applied_hash
 from sbo_operator.events import post_event
-from sbo_operator.kube import ApplyConflict, ApplyRejected, ObjectGone
-from sbo_operator.references import reference_problem, required_references
+from sbo_operator.kube import ApplyConflict, ApplyRejected, Kube, ObjectGone
+from sbo_operator.metrics import OperatorMetrics
+from sbo_operator.references import reference_problem
 from sbo_operator.snapshot import Snapshot
-from sbo_operator.status import ConditionState, Problem, compute_status, settle_conditions
+from sbo_operator.status import (
+    compute_status,
+    invalid_spec_problem,
+    invalid_spec_status,
+    is_stored,
+    status_patch,
+)
 from sbo_operator.storage import claim_templates_changed, claims_to_grow
 from sbo_operator.workqueue import Key
 
-if TYPE_CHECKING:
-    from sbo_operator.runtime import Runtime
-
 log = logging.getLogger(__name__)
-
-SECRET_BUILDERS: Mapping[GeneratedSecret, Callable[..., Manifest | None]] = {
-    "app": app.build_app_secret,
-    "postgres": postgres.build_postgres_secret,
-    "redis": redis.build_redis_secret,
-}
-SECRET_RANDOM_BYTES = 32
 
 
 class Reconciler:
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    """Reconciles one backend at a time, given what it reads from and writes to.
+
+    ``snapshots`` returns a backend and its children as the watches last saw
+    them (None once it is gone); ``kube`` does every write.
+    """
+
+    def __init__(
+        self,
+        *,
+        kube: Kube,
+        metrics: OperatorMetrics,
+        autoscaler: AutoscalerScheduler,
+        snapshots: Callable[[Key], Snapshot | None],
+    ) -> None:
+        self.kube = kube
+        self.metrics = metrics
+        self.autoscaler = autoscaler
+        self.snapshots = snapshots
         # The last status written per backend: the watch may not have brought
         # our own write back yet, and writing the same status twice is a write.
         self._written_status: dict[Key, dict[str, Any]] = {}
         # Backends (by uid) the API said are gone, although the watch of a
         # deleted namespace never reported their deletion.
         self._gone: dict[Key, str] = {}
-        self._reported_problems: dict[Key, set[tuple[str, str]]] = {}
+        self._reported_problems: dict[Key, set[tuple[Reason, str]]] = {}
 
     def forget(self, key: Key) -> None:
         self._written_status.pop(key, None)
         self._gone.pop(key, None)
         self._reported_problems.pop(key, None)
-        self.runtime.metrics.forget_backend(key.namespace, key.name)
+        self.metrics.forget_backend(key.namespace, key.name)
 
     async def reconcile(self, key: Key) -> float | None:
-        snapshot = self.runtime.snapshot(key)
+        snapshot = self.snapshots(key)
         if snapshot is None or snapshot.backend["metadata"].get("deletionTimestamp"):
             return None  # deleted: garbage collection removes the children
         uid = snapshot.backend["metadata"].get("uid", "")
         if self._gone.get(key) == uid:
             return None
-        metrics = self.runtime.metrics
+        metrics = self.metrics
         started = time.monotonic()
         try:
             await self._reconcile(key, snapshot)
@@ -78,8 +98,9 @@ class Reconciler:
             self._written_status.pop(key, None)
             self._gone[key] = uid
             return None
-        except Exception:
+        except Exception as error:
             metrics.reconciles.labels(result="error").inc()
+            metrics.reconcile_errors.labels(reason=error_reason(error)).inc()
             raise
         finally:
             metrics.reconcile_duration.observe(time.monotonic() - started)
@@ -97,39 +118,40 @@ class Reconciler:
 
         # With autoscaling, the autoscaler writes spec.<component>.replicas
         # itself; here replicas always come from the spec.
-        autoscaler = self.runtime.autoscaler
-        autoscaler.track(key, backend, body)
-        api_replicas = backend.spec.api.replicas
-        worker_replicas = backend.spec.worker.replicas if backend.spec.worker else None
-        desired = desired_state(backend, snapshot, api_replicas=api_replicas, worker_replicas=worker_replicas)
+        self.autoscaler.track(key, backend, body)
+        desired = desired_state(backend, snapshot)
         applied, problems = await self._converge(backend, body, snapshot, desired)
         problems += await self._check_references(backend)
-        self._post_problem_events(key, body, [*desired.problems, *problems])
+        problems = [*desired.problems, *problems]
+        self._post_problem_events(key, body, problems)
 
-        status = compute_status(
-            backend,
-            snapshot,
-            api_replicas=api_replicas,
-            applied=applied,
-            waiting=desired.waiting,
-            problems=[*desired.problems, *problems],
-            autoscaling=autoscaler.reports(key),
-            now=_now(),
+        await self._write_status(
+            key,
+            body,
+            lambda previous: compute_status(
+                backend,
+                snapshot,
+                applied=applied,
+                waiting=desired.waiting,
+                problems=problems,
+                autoscaling=self.autoscaler.reports(key),
+                previous=previous,
+                now=_now(),
+            ),
         )
-        await self._write_status(key, body, status)
 
     async def _converge(
         self, backend: ScalableBackend, body: dict[str, Any], snapshot: Snapshot, desired: DesiredState
     ) -> tuple[list[str], list[Problem]]:
         """Write what differs; return what was written and what blocks progress."""
-        kube = self.runtime.kube
+        kube = self.kube
         applied: list[str] = []
         problems: list[Problem] = []
 
         for secret in desired.secrets_to_generate:
             # Generated once, here, and only created: an existing Secret is never replaced.
-            manifest = SECRET_BUILDERS[secret](
-                backend, existing_data=None, random_bytes=secrets.token_bytes(SECRET_RANDOM_BYTES)
+            manifest = secret.build(
+                backend, existing_data=None, random_bytes=secrets.token_bytes(MIN_RANDOM_BYTES)
             )
             if manifest is not None and await kube.create(manifest):
                 applied.append(f"created Secret {manifest['metadata']['name']}")
@@ -172,7 +194,7 @@ class Reconciler:
         reason = apply_reason(stamped, snapshot.child(kind, name))
         if reason is None:
             return None, None
-        kube = self.runtime.kube
+        kube = self.kube
         actual = snapshot.child(kind, name)
         if kind == "StatefulSet" and claim_templates_changed(manifest, actual):
             await self._replace_statefulset_for_storage(backend, manifest)
@@ -186,12 +208,12 @@ class Reconciler:
                 await kube.apply(stamped, force=True)  # ours; the watch had not caught up
                 return reason, None
             return None, Problem(
-                "ChildOwnedElsewhere",
+                Reason.CHILD_OWNED_ELSEWHERE,
                 f"{kind} {backend.metadata.namespace}/{name} already exists and is not managed by this "
                 "ScalableBackend; delete or rename it, or rename the ScalableBackend",
             )
         except ApplyRejected as error:
-            return None, Problem("ChildRejected", f"the API server rejected {kind} {name}: {error}")
+            return None, Problem(Reason.CHILD_REJECTED, f"the API server rejected {kind} {name}: {error}")
         return reason, None
 
     async def _check_references(self, backend: ScalableBackend) -> list[Problem]:
@@ -199,12 +221,14 @@ class Reconciler:
         problems = []
         namespace = backend.metadata.namespace
         for reference in required_references(backend):
-            found = await self.runtime.kube.get("v1", reference.kind, namespace, reference.name)
+            found = await self.kube.get("v1", reference.kind, namespace, reference.name)
             keys = (
                 None if found is None else set(found.get("data") or {}) | set(found.get("binaryData") or {})
             )
             if message := reference_problem(reference, namespace, keys):
-                reason = "SecretNotFound" if reference.kind == "Secret" else "ConfigMapNotFound"
+                reason = (
+                    Reason.SECRET_NOT_FOUND if reference.kind == "Secret" else Reason.CONFIG_MAP_NOT_FOUND
+                )
                 problems.append(Problem(reason, message))
         return problems
 
@@ -217,7 +241,7 @@ class Reconciler:
 
     async def _replace_statefulset_for_storage(self, backend: ScalableBackend, statefulset: Manifest) -> None:
         """Grow the claims, then swap the StatefulSet without touching its pods."""
-        kube = self.runtime.kube
+        kube = self.kube
         namespace, name = backend.metadata.namespace, statefulset["metadata"]["name"]
         claims = await kube.list("v1", "PersistentVolumeClaim", namespace)
         for claim, size in claims_to_grow(statefulset, claims):
@@ -243,45 +267,52 @@ class Reconciler:
 
     async def _report_invalid_spec(self, key: Key, body: dict[str, Any], error: ValidationError) -> None:
         """A spec the schema let through but the operator cannot use: Stalled, never a crash loop."""
-        fields = "; ".join(
-            f"spec.{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}"
-            if e["loc"][:1] == ("spec",)
-            else f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in error.errors()
+        problem = invalid_spec_problem(error)
+        generation = body["metadata"].get("generation")
+        await self._write_status(
+            key,
+            body,
+            lambda previous: invalid_spec_status(
+                problem, generation=generation, previous=previous, now=_now()
+            ),
         )
-        problem = Problem("InvalidSpec", fields)
-        conditions = [
-            ConditionState(ConditionType.READY, "False", problem.reason, problem.message),  # type: ignore[arg-type]
-            ConditionState(ConditionType.RECONCILING, "False", problem.reason, "fix the spec"),  # type: ignore[arg-type]
-            ConditionState(ConditionType.STALLED, "True", problem.reason, problem.message),  # type: ignore[arg-type]
-        ]
-        status = {
-            "observedGeneration": body["metadata"].get("generation"),
-            "conditions": conditions,
-        }
-        await self._write_status(key, body, status)
 
-    async def _write_status(self, key: Key, body: dict[str, Any], status: dict[str, Any]) -> None:
+    async def _write_status(
+        self,
+        key: Key,
+        body: dict[str, Any],
+        compute: Callable[[list[dict[str, Any]]], ScalableBackendStatus],
+    ) -> None:
         """Write the status only if it differs from what is stored (or what we last wrote)."""
         current = self._written_status.get(key) or body.get("status") or {}
-        generation = body["metadata"].get("generation")
-        status = {
-            **status,
-            "conditions": settle_conditions(
-                current.get("conditions") or [], status["conditions"], now=_now(), generation=generation
-            ),
-        }
-        self.runtime.metrics.record_conditions(key.namespace, key.name, status["conditions"])
-        if _without_none(status) == {k: v for k, v in current.items() if k in status}:
+        patch = status_patch(compute(current.get("conditions") or []))
+        self.metrics.record_conditions(key.namespace, key.name, patch["conditions"])
+        if is_stored(patch, current):
             return
         meta = body["metadata"]
         log.info(
             "%s/%s: status changed; Ready=%s",
             meta["namespace"],
             meta["name"],
-            _condition_status(status, "Ready"),
+            _condition_status(patch, "Ready"),
         )
-        await self.runtime.kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], status)
+        await self.kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], patch)
+
+
+def error_reason(error: Exception) -> str:
+    """The reason label of sbo_reconcile_errors_total, from a small, fixed set of values.
+
+    An API refusal: ``Api`` and the Status reason the API server gave (``ApiConflict``,
+    ``ApiTooManyRequests``, ``ApiInternalError``...), or its HTTP code; anything else: the
+    exception's class (``TimeoutError``, ``ClientConnectorError``...).
+    """
+    if isinstance(error, ApiException):
+        try:
+            reason = json.loads(error.body or "")["reason"]
+        except (TypeError, ValueError, KeyError):
+            reason = None
+        return f"Api{reason}" if isinstance(reason, str) and reason.isalnum() else f"Api{error.status}"
+    return type(error).__name__
 
 
 def _event_target(backend: ScalableBackend) -> dict[str, Any]:
@@ -300,15 +331,6 @@ def _condition_status(status: Mapping[str, Any], type: str) -> str:
 def _owned_by(obj: Mapping[str, Any], backend: ScalableBackend) -> bool:
     refs = obj.get("metadata", {}).get("ownerReferences") or []
     return any(ref.get("uid") == backend.metadata.uid and ref.get("controller") for ref in refs)
-
-
-def _without_none(value: Any) -> Any:
-    """Merge patches delete keys set to None; compare as if they were already gone."""
-    if isinstance(value, dict):
-        return {k: _without_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_none(v) for v in value]
-    return value
 
 
 def _now() -> str:

@@ -2,17 +2,18 @@
 
 A missing one cannot fail at admission (it may be created later), and
 Kubernetes would only say so on the pods (CreateContainerConfigError). So
-the reconciler checks them and reports each as a Problem naming the field
-and the fix.
+each component lists its references (``Component.references``), and the
+reconciler checks them and reports each as a Problem naming the field and
+the fix.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
-from sbo_operator.api.v1alpha1 import ScalableBackend
+from sbo_operator.api.v1alpha1 import EnvVar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,21 +24,17 @@ class Reference:
     key: str
 
 
-def required_references(backend: ScalableBackend) -> Iterator[Reference]:
-    """Every non-optional secretKeyRef and configMapKeyRef in the api and worker env."""
-    components = [("api", backend.spec.api.env)]
-    if backend.spec.worker is not None:
-        components.append(("worker", backend.spec.worker.env))
-    for component, env in components:
-        for index, variable in enumerate(env):
-            source = variable.value_from
-            if source is None:
-                continue
-            field = f"spec.{component}.env[{index}].valueFrom"
-            if (secret := source.secret_key_ref) is not None and not secret.optional:
-                yield Reference(f"{field}.secretKeyRef", "Secret", secret.name, secret.key)
-            if (config_map := source.config_map_key_ref) is not None and not config_map.optional:
-                yield Reference(f"{field}.configMapKeyRef", "ConfigMap", config_map.name, config_map.key)
+def env_references(component: str, env: Sequence[EnvVar]) -> Iterator[Reference]:
+    """Every non-optional secretKeyRef and configMapKeyRef in one component's spec.<component>.env."""
+    for index, variable in enumerate(env):
+        source = variable.value_from
+        if source is None:
+            continue
+        field = f"spec.{component}.env[{index}].valueFrom"
+        if (secret := source.secret_key_ref) is not None and not secret.optional:
+            yield Reference(f"{field}.secretKeyRef", "Secret", secret.name, secret.key)
+        if (config_map := source.config_map_key_ref) is not None and not config_map.optional:
+            yield Reference(f"{field}.configMapKeyRef", "ConfigMap", config_map.name, config_map.key)
 
 
 def reference_problem(reference: Reference, namespace: str, data_keys: set[str] | None) -> str | None:

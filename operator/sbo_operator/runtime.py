@@ -17,6 +17,8 @@ import kopf
 from prometheus_client import start_http_server
 
 from sbo_operator.autoscaler.scheduler import AutoscalerScheduler
+from sbo_operator.builders.labels import MANAGED_BY, MANAGED_BY_LABEL
+from sbo_operator.kube import Kube
 from sbo_operator.metrics import OperatorMetrics
 from sbo_operator.reconcile import Reconciler
 from sbo_operator.settings import OperatorSettings
@@ -25,8 +27,6 @@ from sbo_operator.workqueue import Key, WorkQueue
 
 log = logging.getLogger(__name__)
 
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "scalable-backend-operator"
 MANAGED_BY_SELECTOR = {MANAGED_BY_LABEL: MANAGED_BY}
 
 
@@ -63,7 +63,7 @@ class Runtime:
         settings: OperatorSettings,
         *,
         indices: Mapping[str, kopf.Index[Key, dict[str, Any]]],
-        kube: Any,
+        kube: Kube,
         metrics: OperatorMetrics,
     ) -> None:
         self.settings = settings
@@ -72,17 +72,17 @@ class Runtime:
         self.metrics = metrics
         self.queue = WorkQueue()
         self._tasks: list[asyncio.Task[None]] = []
-        self.reconciler: Reconciler | None = None
         self.autoscaler = AutoscalerScheduler(
             kube=kube, settings=settings, metrics=metrics, on_report=self.queue.add
+        )
+        self.reconciler = Reconciler(
+            kube=kube, metrics=metrics, autoscaler=self.autoscaler, snapshots=self.snapshot
         )
 
     @classmethod
     async def start(
         cls, settings: OperatorSettings, *, indices: Mapping[str, kopf.Index[Key, dict[str, Any]]]
     ) -> Runtime:
-        from sbo_operator.kube import Kube
-
         metrics = OperatorMetrics.create()
         if settings.metrics_port:
             start_http_server(settings.metrics_port, addr="0.0.0.0", registry=metrics.registry)  # noqa: S104
@@ -99,11 +99,10 @@ class Runtime:
         """
         if self._tasks:
             return
-        reconciler = self.reconciler = Reconciler(self)
         for number in range(self.settings.workers):
             self._tasks.append(
                 asyncio.create_task(
-                    self.queue.run_worker(reconciler.reconcile), name=f"reconcile-worker-{number}"
+                    self.queue.run_worker(self.reconciler.reconcile), name=f"reconcile-worker-{number}"
                 )
             )
         self._tasks.append(asyncio.create_task(self._resync_forever(), name="resync"))
@@ -120,8 +119,7 @@ class Runtime:
     def forget(self, key: Key) -> None:
         self.queue.forget(key)
         self.autoscaler.forget(key)
-        if self.reconciler is not None:
-            self.reconciler.forget(key)
+        self.reconciler.forget(key)
 
     def snapshot(self, key: Key) -> Snapshot | None:
         """The backend and its children as the watches last saw them, or None if it is gone."""

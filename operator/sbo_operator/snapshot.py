@@ -12,9 +12,9 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from sbo_operator.api.v1alpha1 import KIND
 from sbo_operator.workqueue import Key
 
-INSTANCE_LABEL = "app.kubernetes.io/instance"
 LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
 KEPT_METADATA = (
     "name",
@@ -73,7 +73,7 @@ def owner_key(body: Mapping[str, Any]) -> Key | None:
     """The ScalableBackend a child belongs to, from its controller owner reference."""
     metadata = body.get("metadata", {})
     for ref in metadata.get("ownerReferences") or ():
-        if ref.get("kind") == "ScalableBackend" and ref.get("controller"):
+        if ref.get("kind") == KIND and ref.get("controller"):
             return Key(metadata.get("namespace", ""), ref["name"])
     return None
 

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
 
 from sbo_operator.api.v1alpha1 import parse_quantity
+from sbo_operator.builders import Manifest
 from sbo_operator.drift import is_derivative
-
-Manifest = dict[str, Any]
 
 
 def claim_templates_changed(desired: Manifest, actual: Manifest | None) -> bool:

@@ -359,7 +359,7 @@ class ScaleEvent(ApiModel):
 class AutoscalingHistory(ApiModel):
     """The autoscaler's small, JSON-serialisable memory between two polls.
 
-    Stored in the object's status (survives operator restarts) or kept in operator memory.
+    Kept in operator memory, never in the status: the status changes only when a decision does.
     """
 
     recommendations: list[ReplicaRecommendation] = Field(
@@ -417,8 +417,4 @@ class AutoscalingStatus(ApiModel):
     )
     metrics: list[MetricStatus] = Field(
         default_factory=list, description="What each metric said on the latest poll."
-    )
-    history: AutoscalingHistory = Field(
-        default_factory=AutoscalingHistory,
-        description="The autoscaler's memory between polls (recommendations and scale events).",
     )

@@ -5,8 +5,6 @@
 """
 
 from sbo_operator.autoscaler.conditions import (
-    AutoscalingConditionType,
-    ConditionInput,
     autoscaling_active_condition,
     autoscaling_conditions,
     metrics_unavailable_condition,
@@ -22,8 +20,6 @@ from sbo_operator.autoscaler.decide import (
 from sbo_operator.autoscaler.samples import MetricError, MetricErrorKind, MetricOutcome, MetricSample
 
 __all__ = [
-    "AutoscalingConditionType",
-    "ConditionInput",
     "Decision",
     "DecisionBasis",
     "MetricError",

@@ -6,16 +6,11 @@ adds the timestamps and writes them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import Literal
-
 from sbo_operator.api.autoscaling import AutoscalingMode
+from sbo_operator.api.conditions import ConditionState, ConditionStatus, ConditionType, Reason
 from sbo_operator.autoscaler.decide import Decision, DecisionBasis, ScalingLimit
 
 __all__ = [
-    "AutoscalingConditionType",
-    "ConditionInput",
     "autoscaling_active_condition",
     "autoscaling_conditions",
     "metrics_unavailable_condition",
@@ -23,73 +18,60 @@ __all__ = [
 ]
 
 
-class AutoscalingConditionType(StrEnum):
-    """The autoscaler's vocabulary of conditions."""
-
-    AUTOSCALING_ACTIVE = "AutoscalingActive"
-    SCALING_LIMITED = "ScalingLimited"
-    METRICS_UNAVAILABLE = "MetricsUnavailable"
-
-
-@dataclass(frozen=True, slots=True)
-class ConditionInput:
-    """One condition's type, status, reason and message, without timestamps."""
-
-    type: AutoscalingConditionType
-    status: Literal["True", "False"]
-    reason: str
-    message: str
-
-
-def autoscaling_active_condition(decision: Decision) -> ConditionInput:
+def autoscaling_active_condition(decision: Decision) -> ConditionState:
     """True while the autoscaler computes replicas from metrics and applies them.
 
     False in DryRun, while every metric fails (holding), and while the fallback applies.
     """
-    kind = AutoscalingConditionType.AUTOSCALING_ACTIVE
+    kind = ConditionType.AUTOSCALING_ACTIVE
     if decision.mode is AutoscalingMode.DRY_RUN:
-        return ConditionInput(
+        return ConditionState(
             kind,
-            "False",
-            "DryRun",
+            ConditionStatus.FALSE,
+            Reason.DRY_RUN,
             f"dry run, replicas are never changed; would run {decision.desired_replicas}: {decision.reason}",
         )
     if decision.basis is DecisionBasis.HOLD:
-        return ConditionInput(kind, "False", "FailedGetMetrics", decision.reason)
+        return ConditionState(kind, ConditionStatus.FALSE, Reason.FAILED_GET_METRICS, decision.reason)
     if decision.basis is DecisionBasis.FALLBACK:
-        return ConditionInput(kind, "False", "FallbackActive", decision.reason)
+        return ConditionState(kind, ConditionStatus.FALSE, Reason.FALLBACK_ACTIVE, decision.reason)
     if decision.basis is DecisionBasis.OUT_OF_RANGE:
-        return ConditionInput(kind, "True", "ReplicasOutOfRange", decision.reason)
-    return ConditionInput(kind, "True", "ValidMetricFound", decision.reason)
+        return ConditionState(kind, ConditionStatus.TRUE, Reason.REPLICAS_OUT_OF_RANGE, decision.reason)
+    return ConditionState(kind, ConditionStatus.TRUE, Reason.VALID_METRIC_FOUND, decision.reason)
 
 
-def scaling_limited_condition(decision: Decision) -> ConditionInput:
+def scaling_limited_condition(decision: Decision) -> ConditionState:
     """True when min/max or a rate policy kept the replicas from what the metrics asked."""
-    kind = AutoscalingConditionType.SCALING_LIMITED
+    kind = ConditionType.SCALING_LIMITED
     if decision.limit is ScalingLimit.NONE:
-        return ConditionInput(kind, "False", str(ScalingLimit.NONE), "the desired replicas are within range")
-    return ConditionInput(kind, "True", str(decision.limit), decision.reason)
+        return ConditionState(
+            kind, ConditionStatus.FALSE, ScalingLimit.NONE, "the desired replicas are within range"
+        )
+    return ConditionState(kind, ConditionStatus.TRUE, decision.limit, decision.reason)
 
 
-def metrics_unavailable_condition(decision: Decision) -> ConditionInput:
+def metrics_unavailable_condition(decision: Decision) -> ConditionState:
     """True when a query failed; the message carries Prometheus's own error text.
 
     The reason is the first failure's kind (e.g. ``QueryError``, ``Timeout``, ``EmptyResult``).
     """
-    kind = AutoscalingConditionType.METRICS_UNAVAILABLE
+    kind = ConditionType.METRICS_UNAVAILABLE
     failed = decision.failed_metrics
     if not failed:
-        return ConditionInput(
-            kind, "False", "MetricsAvailable", f"all {len(decision.metrics)} metrics returned a value"
+        return ConditionState(
+            kind,
+            ConditionStatus.FALSE,
+            Reason.METRICS_AVAILABLE,
+            f"all {len(decision.metrics)} metrics returned a value",
         )
     first_error = failed[0].error
     assert first_error is not None
     message = "; ".join(f"{metric.name}: {metric.error}" for metric in failed)
     message += f" ({decision.consecutive_failures} failed polls in a row)"
-    return ConditionInput(kind, "True", str(first_error.kind), message)
+    return ConditionState(kind, ConditionStatus.TRUE, first_error.kind, message)
 
 
-def autoscaling_conditions(decision: Decision) -> tuple[ConditionInput, ...]:
+def autoscaling_conditions(decision: Decision) -> tuple[ConditionState, ...]:
     """All three conditions for one decision, in a stable order."""
     return (
         autoscaling_active_condition(decision),

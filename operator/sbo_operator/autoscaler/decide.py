@@ -148,7 +148,6 @@ class Decision:
                 )
                 for metric in self.metrics
             ],
-            history=self.history,
         )
 
 

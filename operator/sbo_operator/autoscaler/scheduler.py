@@ -25,8 +25,9 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
+import httpx
 from kubernetes.aio.client.exceptions import ApiException
 
 from sbo_operator.api.autoscaling import (
@@ -46,20 +47,16 @@ from sbo_operator.autoscaler.prometheus import (
     fetch_metric_outcomes,
 )
 from sbo_operator.autoscaler.samples import MetricError, MetricErrorKind, MetricOutcome
+from sbo_operator.components import autoscaling_targets
 from sbo_operator.events import post_event
-from sbo_operator.kube import ObjectGone
+from sbo_operator.kube import Kube, ObjectGone
+from sbo_operator.metrics import OperatorMetrics
+from sbo_operator.settings import OperatorSettings
 from sbo_operator.workqueue import Key
-
-if TYPE_CHECKING:
-    import httpx
-
-    from sbo_operator.kube import Kube
-    from sbo_operator.metrics import OperatorMetrics
-    from sbo_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
-Component = Literal["api", "worker"]
+Component = str  # the name of an autoscalable component (components.autoscaling_targets)
 
 
 @dataclasses.dataclass
@@ -107,15 +104,9 @@ class AutoscalerScheduler:
 
     def track(self, key: Key, backend: ScalableBackend, body: dict[str, Any]) -> None:
         """Follow the autoscaling spec of a backend; called on every reconcile."""
-        specs: dict[Component, tuple[AutoscalingSpec | None, int]] = {
-            "api": (backend.spec.api.autoscaling, backend.spec.api.replicas),
-            "worker": (
-                backend.spec.worker.autoscaling if backend.spec.worker else None,
-                backend.spec.worker.replicas if backend.spec.worker else 0,
-            ),
-        }
         prometheus = backend.spec.prometheus or PrometheusSpec()
-        for component, (spec, replicas) in specs.items():
+        for component, wanted in autoscaling_targets(backend).items():
+            spec, replicas = wanted.spec, wanted.replicas
             existing = self._targets.get((key, component))
             if spec is None:
                 if existing:
@@ -147,17 +138,16 @@ class AutoscalerScheduler:
             self._schedule(target, at=self._clock())
 
     def forget(self, key: Key) -> None:
-        for component in ("api", "worker"):
-            self._targets.pop((key, component), None)
+        for target_key in [target_key for target_key in self._targets if target_key[0] == key]:
+            del self._targets[target_key]
 
     def reports(self, key: Key) -> dict[Component, Decision]:
         """The latest material decision per autoscaled component, for the status."""
-        reports: dict[Component, Decision] = {}
-        for component in ("api", "worker"):
-            target = self._targets.get((key, component))
-            if target and target.reported:
-                reports[component] = target.reported
-        return reports
+        return {
+            component: target.reported
+            for (target_key, component), target in self._targets.items()
+            if target_key == key and target.reported
+        }
 
     # ---- the loop ------------------------------------------------------------------------------
 

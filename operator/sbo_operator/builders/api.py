@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from sbo_operator.api.v1alpha1 import ScalableBackend
+from sbo_operator.builders import Manifest
 from sbo_operator.builders.app import app_container, app_env, app_image, app_pod_template
 from sbo_operator.builders.labels import Component, object_metadata, selector_labels
 from sbo_operator.builders.names import API_SERVICE_PORT, child_names
@@ -27,8 +28,6 @@ __all__ = [
     "build_migrations_job",
     "migrations_job_name",
 ]
-
-Manifest = dict[str, Any]
 
 MIGRATIONS_HASH_LABEL = "sbo.dev/migrations-hash"
 HTTP_PORT_NAME = "http"

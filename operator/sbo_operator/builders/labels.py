@@ -10,8 +10,13 @@ from sbo_operator.api.v1alpha1 import API_VERSION, KIND, ScalableBackend
 
 __all__ = [
     "APP_NAME",
+    "COMPONENT_LABEL",
     "CONFIG_HASH_ANNOTATION",
+    "INSTANCE_LABEL",
     "MANAGED_BY",
+    "MANAGED_BY_LABEL",
+    "NAME_LABEL",
+    "PART_OF_LABEL",
     "POSTGRES_ROLE_LABEL",
     "Component",
     "PostgresRole",

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sbo_operator.api.v1alpha1 import ScalableBackend
+from sbo_operator.builders import Manifest
 from sbo_operator.builders.labels import (
     APP_NAME,
     COMPONENT_LABEL,
@@ -22,8 +23,6 @@ from sbo_operator.builders.labels import (
 from sbo_operator.builders.names import POSTGRES_PORT, REDIS_PORT, child_names
 
 __all__ = ["build_postgres_network_policy", "build_redis_network_policy"]
-
-Manifest = dict[str, Any]
 
 
 def _pods_of(backend: ScalableBackend, components: Sequence[Component]) -> dict[str, Any]:

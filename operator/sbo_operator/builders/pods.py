@@ -19,7 +19,6 @@ __all__ = [
 ]
 
 TMP_VOLUME = "tmp"
-Manifest = dict[str, Any]
 
 
 def resources_dict(resources: ResourceRequirements) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sbo_operator.api.v1alpha1 import ScalableBackend
+from sbo_operator.builders import Manifest
 from sbo_operator.builders.labels import (
     CONFIG_HASH_ANNOTATION,
     POSTGRES_ROLE_LABEL,
@@ -56,8 +57,6 @@ __all__ = [
     "build_postgres_secret",
     "postgres_selector_labels",
 ]
-
-Manifest = dict[str, Any]
 
 CONFIG_DIR = "/etc/sbo-postgres"
 DATA_MOUNT = "/var/lib/postgresql/data"

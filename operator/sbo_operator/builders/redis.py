@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sbo_operator.api.v1alpha1 import ResourceRequirements, ScalableBackend, parse_quantity
+from sbo_operator.builders import Manifest
 from sbo_operator.builders.labels import (
     CONFIG_HASH_ANNOTATION,
     Component,
@@ -40,8 +41,6 @@ __all__ = [
     "redis_resources",
     "render_redis_conf",
 ]
-
-Manifest = dict[str, Any]
 
 REDIS_CONFIG_DIR = "/etc/sbo-redis"
 REDIS_DATA_DIR = "/data"

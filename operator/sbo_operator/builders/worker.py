@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sbo_operator.api.v1alpha1 import ScalableBackend
+from sbo_operator.builders import Manifest
 from sbo_operator.builders.app import app_container, app_env, app_image, app_pod_template
 from sbo_operator.builders.labels import Component, object_metadata, selector_labels
 from sbo_operator.builders.names import child_names
 
 __all__ = ["build_worker_deployment", "build_worker_pdb"]
-
-Manifest = dict[str, Any]
 
 
 def build_worker_deployment(

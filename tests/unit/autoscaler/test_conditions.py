@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 
 from sbo_operator.api.autoscaling import AutoscalingHistory, AutoscalingSpec
+from sbo_operator.api.conditions import ConditionState, ConditionType
 from sbo_operator.autoscaler import (
-    AutoscalingConditionType,
-    ConditionInput,
     Decision,
     MetricError,
     MetricErrorKind,
@@ -62,16 +61,16 @@ HEALTHY = {"rps": MetricSample(200.0), "p95": MetricSample(0.1)}
 def test_healthy_decision() -> None:
     decision = decision_for(4, HEALTHY)
     active, limited, unavailable = autoscaling_conditions(decision)
-    assert active == ConditionInput(
-        AutoscalingConditionType.AUTOSCALING_ACTIVE, "True", "ValidMetricFound", decision.reason
+    assert active == ConditionState(
+        ConditionType.AUTOSCALING_ACTIVE, "True", "ValidMetricFound", decision.reason
     )
     assert (limited.type, limited.status, limited.reason) == (
-        AutoscalingConditionType.SCALING_LIMITED,
+        ConditionType.SCALING_LIMITED,
         "False",
         "DesiredWithinRange",
     )
-    assert unavailable == ConditionInput(
-        AutoscalingConditionType.METRICS_UNAVAILABLE,
+    assert unavailable == ConditionState(
+        ConditionType.METRICS_UNAVAILABLE,
         "False",
         "MetricsAvailable",
         "all 2 metrics returned a value",

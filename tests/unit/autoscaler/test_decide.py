@@ -761,8 +761,10 @@ def test_status_round_trips_through_json() -> None:
         {"name": "p95", "errorKind": "QueryError", "lastError": 'parse error: unexpected "}"'},
     ]
     assert type(status).model_validate(body) == status
-    # The stored history alone is enough for the next poll.
-    assert AutoscalingHistory.model_validate(body["history"]) == decision.history
+    # The history is the operator's memory, not the status: a status changes only with a decision.
+    assert "history" not in body
+    history = decision.history.model_dump(mode="json", by_alias=True)
+    assert AutoscalingHistory.model_validate(history) == decision.history
 
 
 def test_naive_now_is_refused() -> None:

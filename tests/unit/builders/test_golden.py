@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from sbo_operator.builders.labels import MANAGED_BY
-from tests.unit.builders.support import UID, all_manifests, assert_golden, dump, load_example
+from tests.unit.factories import UID, all_manifests, assert_golden, dump, load_example, manifest_of
 
 pytestmark = pytest.mark.unit
 
@@ -28,7 +28,7 @@ def test_manifests_match_the_golden_files(example: str) -> None:
 
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_no_stray_golden_files(example: str) -> None:
-    from tests.unit.builders.support import GOLDEN
+    from tests.unit.factories import GOLDEN
 
     stem = example.removesuffix(".yaml")
     expected = {f"{m['kind']}-{m['metadata']['name']}.yaml" for m in all_manifests(load_example(example))}
@@ -82,6 +82,7 @@ def test_builders_do_not_mutate_the_backend() -> None:
     backend = load_example("full.yaml")
     before = copy.deepcopy(backend.model_dump())
     manifests = all_manifests(backend)
-    manifests[1]["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "X", "value": "y"})
+    api_deployment = manifest_of(manifests, "Deployment", "shop-api")
+    api_deployment["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "X", "value": "y"})
     assert backend.model_dump() == before
-    assert all_manifests(backend)[1] != manifests[1]
+    assert manifest_of(all_manifests(backend), "Deployment", "shop-api") != api_deployment

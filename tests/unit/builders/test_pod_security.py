@@ -6,10 +6,11 @@ import copy
 
 import pytest
 
-from tests.unit.builders.support import (
+from tests.unit.factories import (
     all_manifests,
     backend_from,
     load_example,
+    manifest_of,
     pod_specs,
     restricted_violations,
 )
@@ -74,7 +75,7 @@ def test_every_writable_path_is_a_volume() -> None:
     ],
 )
 def test_the_checker_catches_violations(mutate: object, expected: str) -> None:
-    deployment = all_manifests(load_example("basic.yaml"))[1]
+    deployment = manifest_of(all_manifests(load_example("basic.yaml")), "Deployment", "shop-api")
     pod = copy.deepcopy(deployment["spec"]["template"]["spec"])
     mutate(pod)  # type: ignore[operator]
     assert any(expected in problem for problem in restricted_violations(pod))

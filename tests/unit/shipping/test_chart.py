@@ -14,7 +14,7 @@ import yaml
 from sbo_operator.api import crd
 from sbo_operator.settings import OperatorSettings
 from tests.support.cluster import REPO
-from tests.unit.builders.support import restricted_violations
+from tests.unit.factories import restricted_violations
 from tests.unit.shipping.support import (
     CHART,
     MONITORING_APIS,

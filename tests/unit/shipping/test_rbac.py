@@ -12,7 +12,7 @@ from sbo_operator.desired import desired_state
 from sbo_operator.runtime import CHILD_RESOURCES
 from sbo_operator.snapshot import Snapshot
 from tests.support.cluster import REPO
-from tests.unit.builders.support import all_manifests, load_example
+from tests.unit.factories import all_manifests, load_example
 from tests.unit.shipping.support import by_kind, helm_template, rbac_rules, verbs_for
 
 pytestmark = pytest.mark.unit
@@ -87,7 +87,7 @@ def test_secrets_are_never_applied_nor_deleted() -> None:
     backend = load_example("full.yaml")
     stray_secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "shop-old"}}
     snapshot = Snapshot(backend={}, children={("Secret", "shop-old"): stray_secret})
-    desired = desired_state(backend, snapshot, api_replicas=2, worker_replicas=1)
+    desired = desired_state(backend, snapshot)
     applied = [m["kind"] for m in [*desired.foundation, *desired.workloads]]
     assert "Secret" not in applied
     assert all(kind != "Secret" for _, kind, _ in desired.obsolete)

@@ -7,21 +7,19 @@ The invariant: the status is written by the operator only; its shape is what kst
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated
 
 from pydantic import Field
 
 from sbo_operator.api.autoscaling import AutoscalingStatus
 from sbo_operator.api.base import ApiModel
+from sbo_operator.api.conditions import ConditionStatus
 
 __all__ = [
     "UNOBSERVED_GENERATION",
     "ApiStatus",
     "BackendAutoscalingStatus",
     "Condition",
-    "ConditionStatus",
-    "ConditionType",
     "Endpoints",
     "PostgresStatus",
     "RedisStatus",
@@ -31,26 +29,6 @@ __all__ = [
 ]
 
 # ---- status -----------------------------------------------------------------------------------------
-
-
-class ConditionType(StrEnum):
-    """The vocabulary of status.conditions."""
-
-    READY = "Ready"
-    RECONCILING = "Reconciling"
-    STALLED = "Stalled"
-    API_READY = "ApiReady"
-    WORKER_READY = "WorkerReady"
-    REDIS_READY = "RedisReady"
-    POSTGRES_READY = "PostgresReady"
-
-
-class ConditionStatus(StrEnum):
-    """Status of a condition, as in metav1.Condition."""
-
-    TRUE = "True"
-    FALSE = "False"
-    UNKNOWN = "Unknown"
 
 
 class Condition(ApiModel):

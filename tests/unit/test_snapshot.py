@@ -15,11 +15,11 @@ from sbo_operator.drift import apply_reason, with_applied_hash
 from sbo_operator.reconcile import _owned_by
 from sbo_operator.snapshot import KEPT_METADATA, Snapshot, compact, owner_key
 from sbo_operator.workqueue import Key
-from tests.unit.builders.support import all_manifests
-from tests.unit.operator.factories import (
+from tests.unit.factories import (
     RANDOM_BYTES,
     UID,
     Manifest,
+    all_manifests,
     example_body,
     parse,
     ready_statefulset,

@@ -1,8 +1,6 @@
-"""The api and worker builders: replicas, images, injected env, probes, migrations hashing."""
+"""The api builders: Deployment, Service, PodDisruptionBudget, Ingress, ServiceAccount, migrations Job."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import pytest
 
@@ -15,20 +13,12 @@ from sbo_operator.builders.api import (
     build_migrations_job,
     migrations_job_name,
 )
-from sbo_operator.builders.worker import build_worker_deployment, build_worker_pdb
-from tests.unit.builders.support import backend_from, load_example
+from tests.unit.factories import backend_from, container, env_of, load_example
 
 pytestmark = pytest.mark.unit
 
 
-def container(deployment: dict[str, Any] | None) -> dict[str, Any]:
-    assert deployment is not None
-    result: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
-    return result
-
-
-def env_of(deployment: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    return {variable["name"]: variable for variable in container(deployment)["env"]}
+MIGRATIONS = {"api": {"migrations": {"command": ["alembic", "upgrade", "head"]}}}
 
 
 def test_replicas_come_from_the_argument_not_the_spec() -> None:
@@ -159,11 +149,6 @@ def test_ingress_only_when_configured() -> None:
     assert full["spec"]["tls"] == [{"hosts": ["shop.example.com"], "secretName": "shop-tls"}]
 
 
-# ---- migrations -------------------------------------------------------------------------------------
-
-MIGRATIONS = {"api": {"migrations": {"command": ["alembic", "upgrade", "head"]}}}
-
-
 def test_no_migrations_no_job() -> None:
     assert build_migrations_job(backend_from({})) is None
     assert migrations_job_name(backend_from({})) is None
@@ -194,25 +179,3 @@ def test_job_runs_the_migrations_command_with_the_api_env_once() -> None:
     assert job["spec"]["backoffLimit"] == 1
     assert job["spec"]["activeDeadlineSeconds"] == 600
     assert "ttlSecondsAfterFinished" not in job["spec"]
-
-
-# ---- worker -----------------------------------------------------------------------------------------
-
-WORKER = {"worker": {"command": ["python", "-m", "app.worker"]}}
-
-
-def test_no_worker_spec_no_worker() -> None:
-    assert build_worker_deployment(backend_from({}), replicas=1) is None
-    assert build_worker_pdb(backend_from({})) is None
-
-
-def test_worker_runs_its_command_with_the_injected_env() -> None:
-    deployment = build_worker_deployment(backend_from(WORKER), replicas=3)
-    assert deployment is not None
-    assert deployment["metadata"]["name"] == "shop-worker"
-    assert deployment["spec"]["replicas"] == 3
-    worker = container(deployment)
-    assert worker["command"] == ["python", "-m", "app.worker"]
-    assert "ports" not in worker
-    assert "REDIS_URL" in env_of(deployment)
-    assert deployment["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "worker"

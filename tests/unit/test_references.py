@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from sbo_operator.api.v1alpha1 import ScalableBackend
-from sbo_operator.references import Reference, reference_problem, required_references
+from sbo_operator.components import required_references
+from sbo_operator.references import Reference, reference_problem
 
 pytestmark = pytest.mark.unit
 

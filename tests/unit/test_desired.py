@@ -9,7 +9,7 @@ import pytest
 
 from sbo_operator.builders import api, postgres, redis, worker
 from sbo_operator.desired import FOUNDATION_KINDS, DesiredState, desired_state
-from tests.unit.operator.factories import (
+from tests.unit.factories import (
     Body,
     Manifest,
     being_deleted,
@@ -40,15 +40,12 @@ NEW_IMAGE = "sbo-sample-app:0.2.0"
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job"}
 
 
-def plan(body: Body, *children: Manifest, api_replicas: int | None = None) -> DesiredState:
-    backend = parse(body)
-    worker_replicas = backend.spec.worker.replicas if backend.spec.worker else None
-    return desired_state(
-        backend,
-        snapshot(body, *children),
-        api_replicas=backend.spec.api.replicas if api_replicas is None else api_replicas,
-        worker_replicas=worker_replicas,
-    )
+def plan(body: Body, *children: Manifest) -> DesiredState:
+    return desired_state(parse(body), snapshot(body, *children))
+
+
+def secret_ids(desired: DesiredState) -> list[str]:
+    return [secret.id for secret in desired.secrets_to_generate]
 
 
 def keys(manifests: list[Manifest]) -> set[tuple[str, str]]:
@@ -103,7 +100,7 @@ def test_first_pass_applies_foundation_before_workloads_and_holds_what_must_wait
         ("StatefulSet", "shop-postgres-primary"),
     }
     assert set(desired.waiting) == {"api", "postgres"}
-    assert desired.secrets_to_generate == ["app", "postgres", "redis"]
+    assert secret_ids(desired) == ["app", "redis", "postgres"]  # registry order
     assert desired.obsolete == []
     assert desired.problems == []
 
@@ -125,10 +122,15 @@ def test_without_migrations_the_api_and_worker_are_created_at_once_with_the_desi
     assert image_of(workload(desired, "Deployment", "shop-worker")) == OLD_IMAGE
 
 
-def test_replicas_come_from_the_arguments() -> None:
-    body = edited(full_body(), without_migrations)
-    backend = parse(body)
-    desired = desired_state(backend, snapshot(body), api_replicas=7, worker_replicas=3)
+def test_replicas_come_from_the_spec() -> None:
+    # The autoscaler writes spec.<component>.replicas; reconcile applies what the spec says.
+    body = edited(
+        full_body(),
+        without_migrations,
+        lambda spec: spec["api"].update(replicas=7),
+        lambda spec: spec["worker"].update(replicas=3),
+    )
+    desired = plan(body)
     api_deployment = workload(desired, "Deployment", "shop-api")
     worker_deployment = workload(desired, "Deployment", "shop-worker")
     assert api_deployment is not None
@@ -202,8 +204,8 @@ def test_read_replicas_wait_for_the_primary_once(
 @pytest.mark.parametrize(
     ("edits", "existing", "expected"),
     [
-        pytest.param((), set(), ["app", "postgres", "redis"], id="none-exist"),
-        pytest.param((), {"shop-app-secrets"}, ["postgres", "redis"], id="app-exists"),
+        pytest.param((), set(), ["app", "redis", "postgres"], id="none-exist"),
+        pytest.param((), {"shop-app-secrets"}, ["redis", "postgres"], id="app-exists"),
         pytest.param((), {"shop-app-secrets", "shop-postgres-app"}, ["redis"], id="postgres-exists"),
         pytest.param((), {"shop-app-secrets", "shop-redis"}, ["postgres"], id="redis-exists"),
         pytest.param((), {"shop-app-secrets", "shop-postgres-app", "shop-redis"}, [], id="all-exist"),
@@ -218,7 +220,7 @@ def test_secrets_are_generated_only_when_missing(
     body = edited(example_body(), *edits)
     secrets = [s for s in generated_secrets(parse(example_body())) if s["metadata"]["name"] in existing]
     desired = plan(body, *secrets)
-    assert desired.secrets_to_generate == expected
+    assert secret_ids(desired) == expected
     assert "Secret" not in {m["kind"] for m in desired.foundation + desired.workloads}, (
         "Secrets are created once by the reconciler, never applied"
     )

@@ -10,22 +10,15 @@ from typing import Any
 
 import pytest
 
-from sbo_operator.api.v1alpha1 import ConditionStatus, ConditionType, ScalableBackendStatus
+from sbo_operator.api.conditions import ConditionState, ConditionStatus, ConditionType
+from sbo_operator.api.v1alpha1 import ScalableBackendStatus
 from sbo_operator.builders import api, postgres, redis
 from sbo_operator.builders.labels import api_selector_string
-from sbo_operator.reconcile import _without_none
+from sbo_operator.components.base import Problem
 from sbo_operator.snapshot import Snapshot
-from sbo_operator.status import (
-    ConditionState,
-    Problem,
-    Progress,
-    compute_status,
-    deployment_progress,
-    job_state,
-    settle_conditions,
-    statefulset_progress,
-)
-from tests.unit.operator.factories import (
+from sbo_operator.status import compute_status, settle_conditions, status_patch
+from sbo_operator.status import without_none as _without_none
+from tests.unit.factories import (
     NOW,
     Body,
     Manifest,
@@ -50,192 +43,6 @@ LATER = "2025-06-01T00:00:00Z"
 Edit = Callable[[dict[str, Any]], object]
 
 
-# ---- Deployment progress ----------------------------------------------------------------------------
-
-
-def _deployment(**status: Any) -> Manifest:
-    """The api Deployment (2 replicas) as stored, at generation 1, with the given status fields."""
-    base = ready_deployment(api.build_api_deployment(parse(example_body()), replicas=2))
-    base["status"].update(status)
-    return base
-
-
-def _stuck(deployment: Manifest) -> Manifest:
-    deployment["status"]["conditions"][1] = {
-        "type": "Progressing",
-        "status": "False",
-        "reason": "ProgressDeadlineExceeded",
-        "message": 'ReplicaSet "shop-api-5d4f" has timed out progressing.',
-    }
-    return deployment
-
-
-def _generation(deployment: Manifest, generation: int) -> Manifest:
-    deployment["metadata"]["generation"] = generation
-    return deployment
-
-
-def _without_status(deployment: Manifest) -> Manifest:
-    del deployment["status"]
-    return deployment
-
-
-@pytest.mark.parametrize(
-    ("deployment", "ready", "reason", "message"),
-    [
-        pytest.param(None, False, "Creating", "Deployment shop-api does not exist yet", id="absent"),
-        pytest.param(
-            _without_status(_deployment()),
-            False,
-            "Progressing",
-            "Deployment shop-api: change not seen yet",
-            id="just-created-no-status",
-        ),
-        pytest.param(
-            _generation(_deployment(), 2),
-            False,
-            "Progressing",
-            "Deployment shop-api: change not seen yet",
-            id="observed-generation-behind",
-        ),
-        pytest.param(
-            _stuck(_deployment(updatedReplicas=1, availableReplicas=1)),
-            False,
-            "ProgressDeadlineExceeded",
-            'Deployment shop-api: ReplicaSet "shop-api-5d4f" has timed out progressing.',
-            id="progress-deadline-exceeded",
-        ),
-        pytest.param(
-            _generation(_stuck(_deployment()), 2),
-            False,
-            "Progressing",
-            "Deployment shop-api: change not seen yet",
-            id="stale-deadline-after-a-new-change",
-        ),
-        pytest.param(
-            _deployment(updatedReplicas=1),
-            False,
-            "RollingOut",
-            "Deployment shop-api: 1/2 updated, 2/2 available",
-            id="not-all-updated",
-        ),
-        pytest.param(
-            _deployment(availableReplicas=1, readyReplicas=1),
-            False,
-            "RollingOut",
-            "Deployment shop-api: 2/2 updated, 1/2 available",
-            id="not-all-available",
-        ),
-        pytest.param(
-            _deployment(replicas=3),
-            False,
-            "RollingOut",
-            "Deployment shop-api: 2/2 updated, 2/2 available",
-            id="old-pods-still-terminating",
-        ),
-        pytest.param(_deployment(), True, "Available", "Deployment shop-api: 2/2 ready", id="available"),
-    ],
-)
-def test_deployment_progress(deployment: Manifest | None, ready: bool, reason: str, message: str) -> None:
-    progress = deployment_progress(deployment, name="shop-api")
-    assert (progress.ready, progress.reason, progress.message) == (ready, reason, message)
-
-
-def test_deployment_progress_counts() -> None:
-    assert deployment_progress(None, name="x") == Progress(
-        False, 0, 0, "Creating", "Deployment x does not exist yet"
-    )
-    progress = deployment_progress(_deployment(readyReplicas=1, availableReplicas=1), name="shop-api")
-    assert (progress.replicas, progress.ready_replicas) == (2, 1)
-
-
-def test_deployment_scaled_to_zero_is_available() -> None:
-    zero = ready_deployment(api.build_api_deployment(parse(example_body()), replicas=0))
-    assert deployment_progress(zero, name="shop-api").ready
-
-
-# ---- StatefulSet progress ---------------------------------------------------------------------------
-
-
-def _statefulset(**status: Any) -> Manifest:
-    """The read replicas' StatefulSet (2 replicas) as stored, at generation 1."""
-    base = ready_statefulset(postgres.build_postgres_replica_statefulset(parse(example_body())))
-    base["status"].update(status)
-    return base
-
-
-@pytest.mark.parametrize(
-    ("statefulset", "ready", "reason", "message"),
-    [
-        pytest.param(None, False, "Creating", "StatefulSet db does not exist yet", id="absent"),
-        pytest.param(
-            _generation(_statefulset(), 2),
-            False,
-            "Progressing",
-            "StatefulSet db: change not seen yet",
-            id="observed-generation-behind",
-        ),
-        pytest.param(
-            _statefulset(readyReplicas=1),
-            False,
-            "PodsNotReady",
-            "StatefulSet db: 1/2 ready",
-            id="pods-not-ready",
-        ),
-        pytest.param(
-            _statefulset(updateRevision="rev-2"),
-            False,
-            "RollingOut",
-            "StatefulSet db: rolling out a new revision",
-            id="new-revision-rolling-out",
-        ),
-        pytest.param(
-            _statefulset(updateRevision=None, currentRevision=None),
-            True,
-            "Available",
-            "StatefulSet db: 2/2 ready",
-            id="no-revisions-reported",
-        ),
-        pytest.param(_statefulset(), True, "Available", "StatefulSet db: 2/2 ready", id="available"),
-    ],
-)
-def test_statefulset_progress(statefulset: Manifest | None, ready: bool, reason: str, message: str) -> None:
-    progress = statefulset_progress(statefulset, name="db")
-    assert (progress.ready, progress.reason, progress.message) == (ready, reason, message)
-
-
-# ---- Job state --------------------------------------------------------------------------------------
-
-
-def _job(*conditions: tuple[str, str]) -> Manifest:
-    return {
-        "metadata": {"name": "shop-migrations-0123456789"},
-        "status": {"conditions": [{"type": t, "status": s} for t, s in conditions]},
-    }
-
-
-@pytest.mark.parametrize(
-    ("job", "expected"),
-    [
-        pytest.param(None, "Absent", id="absent"),
-        pytest.param({"metadata": {}}, "Running", id="no-status"),
-        pytest.param({"metadata": {}, "status": {"active": 1}}, "Running", id="active"),
-        pytest.param(_job(("Complete", "True")), "Complete", id="complete"),
-        pytest.param(_job(("Failed", "True")), "Failed", id="failed"),
-        pytest.param(_job(("Complete", "False")), "Running", id="complete-false"),
-        # Kubernetes >= 1.31 sets these first; the Job is not finished until Complete/Failed.
-        pytest.param(_job(("SuccessCriteriaMet", "True")), "Running", id="success-criteria-met-only"),
-        pytest.param(_job(("FailureTarget", "True")), "Running", id="failure-target-only"),
-        pytest.param(
-            _job(("SuccessCriteriaMet", "True"), ("Complete", "True")), "Complete", id="complete-1.31"
-        ),
-        pytest.param(_job(("FailureTarget", "True"), ("Failed", "True")), "Failed", id="failed-1.31"),
-    ],
-)
-def test_job_state(job: Manifest | None, expected: str) -> None:
-    assert job_state(job) == expected
-
-
 # ---- compute_status ---------------------------------------------------------------------------------
 
 
@@ -246,22 +53,30 @@ def status_of(
     applied: Sequence[str] = (),
     waiting: dict[str, str] | None = None,
     problems: Sequence[Problem] = (),
-    api_replicas: int | None = None,
+    previous: Sequence[dict[str, Any]] = (),
+    now: str = NOW,
 ) -> dict[str, Any]:
-    backend = parse(body)
-    return compute_status(
-        backend,
-        snapshot(body, *children),
-        api_replicas=backend.spec.api.replicas if api_replicas is None else api_replicas,
-        applied=applied,
-        waiting=waiting or {},
-        problems=problems,
-        now=NOW,
+    """The status as reconcile patches it (conditions settled against `previous`)."""
+    return status_patch(
+        compute_status(
+            parse(body),
+            snapshot(body, *children),
+            applied=applied,
+            waiting=waiting or {},
+            problems=problems,
+            previous=previous,
+            now=now,
+        )
     )
 
 
 def conditions(status: dict[str, Any]) -> dict[str, ConditionState]:
-    return {str(c.type): c for c in status["conditions"]}
+    return {
+        c["type"]: ConditionState(
+            ConditionType(c["type"]), ConditionStatus(c["status"]), c["reason"], c["message"]
+        )
+        for c in status["conditions"]
+    }
 
 
 def summary(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
@@ -280,7 +95,7 @@ def worker_body() -> Body:
 def test_everything_ready_and_nothing_applied_is_ready() -> None:
     body = worker_body()
     status = status_of(body, running_stack(parse(body)))
-    assert [str(c.type) for c in status["conditions"]] == [
+    assert [c["type"] for c in status["conditions"]] == [
         "Ready",
         "Reconciling",
         "Stalled",
@@ -420,9 +235,8 @@ def test_api_status_backs_the_scale_subresource() -> None:
     # A scale-up from 2 to 5 (the autoscaler's decision) in progress: 3 pods, 2 ready.
     rolling = ready_deployment(api.build_api_deployment(backend, replicas=5))
     rolling["status"].update(replicas=3, readyReplicas=2, availableReplicas=2, updatedReplicas=3)
-    status = status_of(
-        body, replaced(running_stack(backend), "Deployment", "shop-api", rolling), api_replicas=5
-    )
+    scaled = edited(body, lambda spec: spec["api"].update(replicas=5))
+    status = status_of(scaled, replaced(running_stack(backend), "Deployment", "shop-api", rolling))
     assert status["api"] == {
         "replicas": 3,
         "readyReplicas": 2,
@@ -523,8 +337,8 @@ def test_status_never_contains_secret_values() -> None:
             **{(s["kind"], s["metadata"]["name"]): copy.deepcopy(s) for s in secrets},
         },
     )
-    status = compute_status(backend, raw, api_replicas=2, applied=(), waiting={}, problems=(), now=NOW)
-    text = json.dumps(status, default=lambda c: c.__dict__)
+    status = status_patch(compute_status(backend, raw, applied=(), waiting={}, problems=(), now=NOW))
+    text = json.dumps(status)
     encoded = {
         value for s in secrets for key, value in s["data"].items() if key in ("password", "secret-key")
     }
@@ -540,13 +354,6 @@ def test_status_never_contains_secret_values() -> None:
 # ---- the status as stored ---------------------------------------------------------------------------
 
 
-def stored_status(
-    status: dict[str, Any], previous: Sequence[dict[str, Any]] = (), now: str = NOW
-) -> dict[str, Any]:
-    """The status as reconcile patches it: conditions settled."""
-    return {**status, "conditions": settle_conditions(previous, status["conditions"], now=now, generation=3)}
-
-
 @pytest.mark.parametrize(
     "edits",
     [
@@ -559,7 +366,7 @@ def stored_status(
 def test_status_is_valid_for_the_crd_schema(edits: tuple[Edit, ...], stack: str) -> None:
     body = edited(example_body(), *edits)
     children = running_stack(parse(body)) if stack == "running" else []
-    status = stored_status(status_of(body, children, applied=["created Service shop-api"]))
+    status = status_of(body, children, applied=["created Service shop-api"])
     parsed = ScalableBackendStatus.model_validate(_without_none(status))
     assert parsed.observed_generation == 3
     assert len(parsed.conditions) == 7
@@ -574,11 +381,9 @@ def test_status_is_valid_for_the_crd_schema(edits: tuple[Edit, ...], stack: str)
 )
 def test_disabling_a_data_service_reaches_a_steady_status_in_one_merge_patch(edit: Edit) -> None:
     body = example_body()
-    before = stored_status(status_of(body, running_stack(parse(body))))
+    before = status_of(body, running_stack(parse(body)))
     after_body = edited(body, edit)
-    patch = stored_status(
-        status_of(after_body, running_stack(parse(after_body))), previous=before["conditions"]
-    )
+    patch = status_of(after_body, running_stack(parse(after_body)), previous=before["conditions"])
     written = merge_patch(before, patch)
 
     assert written == _without_none(patch), "what the apiserver stores is what we computed"
@@ -600,7 +405,7 @@ def test_worker_replicas_are_the_current_pods() -> None:
 
 
 def _state(type: str, status: str, reason: str = "R", message: str = "m") -> ConditionState:
-    return ConditionState(type, ConditionStatus(status), reason, message)
+    return ConditionState(ConditionType(type), ConditionStatus(status), reason, message)
 
 
 def _previous(type: str, status: str, time: str = NOW, **extra: Any) -> dict[str, Any]:
@@ -658,9 +463,8 @@ def test_settled_conditions_are_plain_json_in_order() -> None:
 
 def test_a_steady_backend_settles_to_the_same_conditions() -> None:
     body = example_body()
-    status = status_of(body, running_stack(parse(body)))
-    first = settle_conditions([], status["conditions"], now=NOW, generation=3)
-    second = settle_conditions(first, status["conditions"], now=LATER, generation=3)
+    first = status_of(body, running_stack(parse(body)))["conditions"]
+    second = status_of(body, running_stack(parse(body)), previous=first, now=LATER)["conditions"]
     assert second == first
 
 

@@ -1,0 +1,179 @@
+"""Reconciler: one pass writes what differs, the status only when it changed, and nothing in steady state.
+
+The children come from the components themselves (tests.unit.factories); kmock plays the
+apiserver and records every request, so the tests count writes as the apiserver would see them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import kmock
+import pytest
+
+from sbo_operator.autoscaler.scheduler import AutoscalerScheduler
+from sbo_operator.drift import with_applied_hash
+from sbo_operator.kube import Kube
+from sbo_operator.metrics import OperatorMetrics
+from sbo_operator.reconcile import Reconciler, error_reason
+from sbo_operator.settings import OperatorSettings
+from sbo_operator.snapshot import Snapshot
+from sbo_operator.workqueue import Key
+from tests.unit.conftest import BACKEND_ECHO, writes
+from tests.unit.factories import (
+    Body,
+    Manifest,
+    as_running,
+    example_body,
+    generated_secrets,
+    merge_patch,
+    parse,
+    snapshot,
+    wanted_once_running,
+)
+
+pytestmark = [pytest.mark.unit, pytest.mark.kmock(cls=kmock.KubernetesScaffold)]
+
+KEY = Key("demo", "shop")
+BACKENDS = kmock.resource("sbo.dev/v1alpha1/scalablebackends")
+STATUS_PATH = "/apis/sbo.dev/v1alpha1/namespaces/demo/scalablebackends/shop/status"
+
+
+def applied_stack(body: Body) -> list[Manifest]:
+    """Every child as the operator applied it (with its applied-hash) and running."""
+    backend = parse(body)
+    return [
+        *generated_secrets(backend),
+        *(as_running(with_applied_hash(m)) for m in wanted_once_running(backend)),
+    ]
+
+
+class Cluster:
+    """What the watches saw: one backend and its children, changed by the tests."""
+
+    def __init__(self, body: Body, children: list[Manifest]) -> None:
+        self.body = body
+        self.children = children
+
+    def snapshot(self, key: Key) -> Snapshot | None:
+        return snapshot(self.body, *self.children) if key == KEY else None
+
+
+def reconciler_for(kube: Kube, metrics: OperatorMetrics, cluster: Cluster) -> Reconciler:
+    autoscaler = AutoscalerScheduler(
+        kube=kube, settings=OperatorSettings(), metrics=metrics, on_report=lambda key: None
+    )
+    return Reconciler(kube=kube, metrics=metrics, autoscaler=autoscaler, snapshots=cluster.snapshot)
+
+
+def written_status(server: kmock.KubernetesScaffold) -> dict[str, Any]:
+    [request] = [r for r in server if r.method.value == "PATCH" and r.url.path == STATUS_PATH]
+    status: dict[str, Any] = json.loads(request.text)["status"]
+    return status
+
+
+async def test_a_running_stack_gets_its_status_written_once_then_nothing(
+    apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
+) -> None:
+    apiserver[kmock.method.PATCH, BACKENDS] << BACKEND_ECHO
+    body = example_body()
+    cluster = Cluster(body, applied_stack(body))
+    reconciler = reconciler_for(kube, metrics, cluster)
+
+    await reconciler.reconcile(KEY)
+    assert writes(apiserver) == [("PATCH", STATUS_PATH)], (
+        "the children are as desired: only the status is new"
+    )
+    status = written_status(apiserver)
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "Ready")
+
+    # The watch brings the written status back: the steady state sends nothing.
+    cluster.body = {**body, "status": merge_patch({}, status)}
+    await reconciler.reconcile(KEY)
+    await reconciler.reconcile(KEY)
+    assert writes(apiserver) == [("PATCH", STATUS_PATH)]
+    assert metrics.registry.get_sample_value("sbo_reconciles_total", {"result": "ok"}) == 3
+
+
+async def test_the_status_is_written_again_when_it_changes(
+    apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
+) -> None:
+    apiserver[kmock.method.PATCH, BACKENDS] << BACKEND_ECHO
+    body = example_body()
+    children = applied_stack(body)
+    cluster = Cluster(body, children)
+    reconciler = reconciler_for(kube, metrics, cluster)
+    await reconciler.reconcile(KEY)
+    cluster.body = {**body, "status": merge_patch({}, written_status(apiserver))}
+
+    redis = next(c for c in children if (c["kind"], c["metadata"]["name"]) == ("StatefulSet", "shop-redis"))
+    unready = copy.deepcopy(redis)
+    unready["status"]["readyReplicas"] = 0
+    cluster.children = [unready if c is redis else c for c in children]
+    await reconciler.reconcile(KEY)
+
+    assert writes(apiserver) == [("PATCH", STATUS_PATH)] * 2
+    patches = [json.loads(r.text)["status"] for r in apiserver if r.url.path == STATUS_PATH]
+    redis_ready = next(c for c in patches[1]["conditions"] if c["type"] == "RedisReady")
+    assert (redis_ready["status"], redis_ready["reason"]) == ("False", "PodsNotReady")
+
+
+async def test_an_invalid_spec_stalls_and_changes_only_the_conditions(
+    apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
+) -> None:
+    apiserver[kmock.method.PATCH, BACKENDS] << BACKEND_ECHO
+    body = example_body()
+    body["spec"]["api"]["replicas"] = -1  # the CRD refuses it too; a stale object may still carry it
+    reconciler = reconciler_for(kube, metrics, Cluster(body, []))
+    await reconciler.reconcile(KEY)
+
+    assert writes(apiserver) == [("PATCH", STATUS_PATH)], (
+        "no child is applied for a spec the operator cannot use"
+    )
+    status = written_status(apiserver)
+    assert set(status) == {"observedGeneration", "conditions"}, "what was observed before stays as it was"
+    summary = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    assert summary == {
+        "Ready": ("False", "InvalidSpec"),
+        "Reconciling": ("False", "InvalidSpec"),
+        "Stalled": ("True", "InvalidSpec"),
+    }
+    assert "spec.api.replicas" in status["conditions"][2]["message"]
+
+
+async def test_a_failed_reconcile_is_counted_by_reason(
+    apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
+) -> None:
+    apiserver[kmock.method.POST] << (lambda request: request.data)  # the generated Secrets
+    apiserver[kmock.method.PATCH] << kmock.KubernetesError(status=500, reason="InternalError", message="etcd")
+    body = example_body()
+    reconciler = reconciler_for(kube, metrics, Cluster(body, []))
+
+    with pytest.raises(Exception, match="Internal"):
+        await reconciler.reconcile(KEY)
+    assert (
+        metrics.registry.get_sample_value("sbo_reconcile_errors_total", {"reason": "ApiInternalError"}) == 1
+    )
+    assert metrics.registry.get_sample_value("sbo_reconciles_total", {"result": "error"}) == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        pytest.param(TimeoutError(), "TimeoutError", id="not-an-api-error"),
+        pytest.param(ValueError("x"), "ValueError", id="a-bug"),
+    ],
+)
+def test_error_reasons_are_the_exception_class_outside_the_api(error: Exception, reason: str) -> None:
+    assert error_reason(error) == reason
+
+
+async def test_a_backend_gone_from_the_watches_is_not_reconciled(
+    apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
+) -> None:
+    reconciler = reconciler_for(kube, metrics, Cluster(example_body(), []))
+    assert await reconciler.reconcile(Key("demo", "other")) is None
+    assert writes(apiserver) == []
