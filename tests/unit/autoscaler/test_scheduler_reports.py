@@ -103,6 +103,7 @@ async def test_outage_without_fallback_is_reported_when_it_begins_and_ends() -> 
     )
     assert reported_after == [1, 2, POLLS + 2], "first decision, failure begins, failure ends"
     assert kube.patches == []
+    assert failed_polls(metrics) == 0, "a full success resets the running count"
 
 
 async def test_outage_with_fallback_is_reported_when_the_fallback_starts() -> None:
