@@ -222,7 +222,8 @@ def _namespace_terminating(error: ApiException) -> bool:
         details = json.loads(error.body or "").get("details") or {}
     except (TypeError, ValueError, AttributeError):
         return False
-    return any(cause.get("type") == "NamespaceTerminating" for cause in details.get("causes") or [])
+    # A StatusCause's type is serialized as "reason".
+    return any(cause.get("reason") == "NamespaceTerminating" for cause in details.get("causes") or [])
 
 
 def _reason(error: ApiException) -> str:

@@ -1,0 +1,76 @@
+"""Deleting a namespace under its backends is quiet: one info line each, no tracebacks, no retries.
+
+Issue 15, item 5: while a namespace was being deleted, the API answered the
+operator's creates with 403 "... because it is being terminated"; the operator
+logged a traceback per attempt and, events bypassing the backoff, eight attempts
+came within 0.4 s while the log said "retrying in 1s ... 64s".
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from tests.e2e.conftest import basic_backend, wait_ready
+from tests.support.cluster import LocalCluster, eventually
+from tests.support.operator_process import OperatorProcess
+
+pytestmark = pytest.mark.e2e
+
+BACKENDS = ("shop", "cart")
+
+
+@pytest.fixture
+def doomed(cluster: LocalCluster, crd: None, tmp_path: Path) -> Iterator[tuple[str, OperatorProcess]]:
+    """Like `solo` (a restricted namespace with an operator of its own), for a test that deletes it."""
+    namespace = f"doomed-{secrets.token_hex(4)}"
+    cluster.kubectl("create", "namespace", namespace)
+    cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    process = OperatorProcess(
+        kubeconfig=Path(os.environ.get("SBO_TEST_OPERATOR_KUBECONFIG", cluster.kubeconfig)),
+        log_path=tmp_path / "operator.log",
+        env={"SBO_NAMESPACES": namespace, "SBO_RESYNC_SECONDS": "5"},
+    )
+    process.start()
+    yield namespace, process
+    process.stop()
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found")
+
+
+def test_deleting_the_namespace_logs_one_line_per_backend_and_no_traceback(
+    cluster: LocalCluster, doomed: tuple[str, OperatorProcess], core: client.CoreV1Api
+) -> None:
+    namespace, operator = doomed
+    for name in BACKENDS:
+        backend = basic_backend(namespace)
+        backend["metadata"]["name"] = name
+        cluster.apply(backend)
+
+    for name in BACKENDS:
+        wait_ready(cluster, namespace, name, timeout=180)
+    start = operator.log_path.stat().st_size
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+
+    def namespace_gone() -> bool:
+        return namespace not in {n.metadata.name for n in core.list_namespace().items}
+
+    eventually(namespace_gone, timeout=120, what=f"namespace {namespace} to be deleted")
+    time.sleep(5)  # anything the operator still does about it
+    with operator.log_path.open("rb") as log:
+        log.seek(start)
+        window = log.read().decode(errors="replace")
+
+    assert window.count("Traceback") == 0, window[-4000:]
+    assert re.findall(r"retrying in", window) == [], window[-4000:]
+    # Nor does it post Events there, which Kopf would retry, logging an ERROR per attempt.
+    assert re.findall(r"\bERROR\b", window) == [], window[-4000:]
+    gone = re.findall(r"(\S+) is gone \(its namespace was deleted\)", window)
+    assert len(gone) == len(set(gone)), f"at most one line per backend: {gone}"
+    assert set(gone) <= {f"{namespace}/{name}" for name in BACKENDS}
