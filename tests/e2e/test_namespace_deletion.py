@@ -8,12 +8,8 @@ came within 0.4 s while the log said "retrying in 1s ... 64s".
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -27,27 +23,10 @@ pytestmark = pytest.mark.e2e
 BACKENDS = ("shop", "cart")
 
 
-@pytest.fixture
-def doomed(cluster: LocalCluster, crd: None, tmp_path: Path) -> Iterator[tuple[str, OperatorProcess]]:
-    """Like `solo` (a restricted namespace with an operator of its own), for a test that deletes it."""
-    namespace = f"doomed-{secrets.token_hex(4)}"
-    cluster.kubectl("create", "namespace", namespace)
-    cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
-    process = OperatorProcess(
-        kubeconfig=Path(os.environ.get("SBO_TEST_OPERATOR_KUBECONFIG", cluster.kubeconfig)),
-        log_path=tmp_path / "operator.log",
-        env={"SBO_NAMESPACES": namespace, "SBO_RESYNC_SECONDS": "5"},
-    )
-    process.start()
-    yield namespace, process
-    process.stop()
-    cluster.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found")
-
-
 def test_deleting_the_namespace_logs_one_line_per_backend_and_no_traceback(
-    cluster: LocalCluster, doomed: tuple[str, OperatorProcess], core: client.CoreV1Api
+    cluster: LocalCluster, solo: tuple[str, OperatorProcess], core: client.CoreV1Api
 ) -> None:
-    namespace, operator = doomed
+    namespace, operator = solo
     for name in BACKENDS:
         backend = basic_backend(namespace)
         backend["metadata"]["name"] = name
