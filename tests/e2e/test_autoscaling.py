@@ -269,7 +269,7 @@ def test_long_prometheus_outage_writes_only_its_transitions(
     """
     namespace, operator = solo
     target.set(10, series="rps")
-    fallback_after = 12  # polls, one a second
+    fallback_after = 16  # polls, one a second: the holding window is long enough on a busy machine
     cluster.apply(
         autoscaled_backend(
             namespace, prometheus.url, fallback={"afterFailures": fallback_after, "replicas": 4}
@@ -315,7 +315,7 @@ def test_long_prometheus_outage_writes_only_its_transitions(
     time.sleep(2)
     writes, polled = operator.writes(), polls()
     time.sleep(20)
-    assert polls() - polled >= 15, "the window really contained failed polls"
+    assert polls() - polled >= 12, "the window really contained failed polls"
     assert operator.writes() - writes == 0, "0 writes per backend per minute during a long outage"
     failed = operator.metric_samples("sbo_autoscaler_consecutive_failed_polls")
-    assert max(failed.values()) >= fallback_after + 15, f"the running count is on /metrics: {failed}"
+    assert max(failed.values()) >= fallback_after + 12, f"the running count is on /metrics: {failed}"
