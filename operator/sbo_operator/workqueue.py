@@ -40,7 +40,7 @@ class WorkQueue:
         self._requeue_timers: dict[Key, asyncio.TimerHandle] = {}
         # Keys waiting out a failure backoff, with the generation that failed.
         self._backoffs: dict[Key, tuple[asyncio.TimerHandle, int | None]] = {}
-        self._generations: dict[Key, int] = {}  # the newest generation an event reported
+        self._generations: dict[Key, int] = {}  # the generation the latest event reported
         self._base_backoff = base_backoff
         self._max_backoff = max_backoff
 
@@ -49,7 +49,7 @@ class WorkQueue:
 
     def add(self, key: Key, *, generation: int | None = None) -> None:
         """Look at the key soon. `generation` comes with events of the ScalableBackend itself."""
-        if generation is not None and generation > self._generations.get(key, -1):
+        if generation is not None:
             self._generations[key] = generation
         if key in self._running:
             self._dirty.add(key)
@@ -131,8 +131,9 @@ class WorkQueue:
         self._backoffs[key] = (timer, failed_generation)
 
     def _is_newer(self, key: Key, failed_generation: int | None) -> bool:
+        # Not `>`: a backend deleted and created again under the same name starts at 1.
         latest = self._generations.get(key)
-        return latest is not None and failed_generation is not None and latest > failed_generation
+        return latest is not None and failed_generation is not None and latest != failed_generation
 
     def _enqueue(self, key: Key) -> None:
         if key not in self._queued:

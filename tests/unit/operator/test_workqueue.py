@@ -154,7 +154,7 @@ def test_events_during_a_backoff_do_not_run_the_key_early() -> None:
     assert waits == [0.5, 1, 2, 4, 8, 16], f"attempts at {attempts}"
 
 
-def test_a_spec_change_runs_at_once_but_the_backoff_keeps_growing() -> None:
+def test_a_new_generation_runs_at_once_but_the_backoff_keeps_growing() -> None:
     attempts: list[float] = []
 
     async def main(loop: asyncio.AbstractEventLoop) -> None:
@@ -169,12 +169,15 @@ def test_a_spec_change_runs_at_once_but_the_backoff_keeps_growing() -> None:
             await asyncio.sleep(4.5)  # attempts at 0, 1, 3: now waiting until 7
             queue.add(SHOP, generation=1)  # a status-only event: held
             queue.add(SHOP, generation=2)  # the user edits the spec: runs now
+            await asyncio.sleep(1)  # waiting until 12.5
+            queue.add(SHOP, generation=2)  # held
+            queue.add(SHOP, generation=1)  # deleted and created again under the same name: runs now
 
         loop.create_task(user())
         await run_workers_until(loop, queue, reconcile, until=20)
 
     in_virtual_time(main)
-    assert [round(t, 3) for t in attempts] == [0, 1, 3, 4.5, 12.5]
+    assert [round(t, 3) for t in attempts] == [0, 1, 3, 4.5, 5.5]
 
 
 def test_forget_drops_a_pending_backoff() -> None:
