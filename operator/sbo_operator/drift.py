@@ -8,6 +8,11 @@ Two checks, so that a steady state sends no writes and drift is still repaired:
 * the desired manifest must be a *derivative* of the actual object: every
   field we set has our value, while fields the API server defaulted are
   ignored. This catches hand edits such as `kubectl edit` or `kubectl scale`.
+
+The comparison is against what the server *stores*, and the server omits a
+field that holds Go's zero value (`omitempty`): `{name: X, value: ""}` comes
+back as `{name: X}`. An absent field therefore matches a desired zero value;
+otherwise such a child would be re-applied on every pass, forever.
 """
 
 from __future__ import annotations
@@ -80,7 +85,10 @@ def is_derivative(desired: Any, actual: Any) -> bool:
     if isinstance(desired, dict):
         if not isinstance(actual, dict):
             return False
-        return all(key in actual and is_derivative(value, actual[key]) for key, value in desired.items())
+        return all(
+            is_derivative(value, actual[key]) if key in actual else is_omitted_when_stored(value)
+            for key, value in desired.items()
+        )
     if isinstance(desired, list):
         if not isinstance(actual, list) or len(desired) != len(actual):
             return False
@@ -90,3 +98,14 @@ def is_derivative(desired: Any, actual: Any) -> bool:
     if isinstance(desired, int | float) and isinstance(actual, int | float):
         return float(desired) == float(actual)
     return bool(desired == actual)
+
+
+def is_omitted_when_stored(value: Any) -> bool:
+    """Whether the API server may drop a field with this value: Go's zero values under `omitempty`."""
+    if value is None or value is False:
+        return True
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return value == 0
+    return isinstance(value, str | list | dict) and len(value) == 0

@@ -73,14 +73,16 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         return {Key(namespace or "", name): compact(body)}
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    async def backend_changed(type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    async def backend_changed(
+        type: str, namespace: str | None, name: str, body: kopf.Body, memo: kopf.Memo, **_: Any
+    ) -> None:
         runtime: Runtime = memo.runtime
         runtime.ensure_workers()
         key = Key(namespace or "", name)
         if type == "DELETED":
             runtime.forget(key)
         else:
-            runtime.queue.add(key)
+            runtime.queue.add(key, generation=body.get("metadata", {}).get("generation"))
 
     async def index_child(body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]] | None:
         key = owner_key(body)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 from kubernetes.aio import client, config
@@ -19,7 +20,9 @@ from kubernetes.aio.dynamic.resource import Resource
 
 from sbo_operator.metrics import OperatorMetrics
 
-APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+# With a charset parameter (which the API server accepts) the client sends our
+# serialized body as is; for the bare type it would json.dumps() it again.
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml; charset=utf-8"
 MERGE_PATCH_CONTENT_TYPE = "application/merge-patch+json"
 
 
@@ -33,6 +36,10 @@ class ApplyRejected(Exception):
 
 class ObjectGone(Exception):
     """The ScalableBackend or its whole namespace no longer exists (HTTP 404)."""
+
+
+class NamespaceTerminating(ObjectGone):
+    """The namespace is being deleted: the API refuses new objects in it (HTTP 403)."""
 
 
 class Kube:
@@ -74,19 +81,23 @@ class Kube:
         resource = await self._resource(manifest["apiVersion"], manifest["kind"])
         self._metrics.api_writes.labels(verb="apply", kind=manifest["kind"]).inc()
         try:
-            result = await self._dynamic.server_side_apply(
+            result = await self._dynamic.patch(
                 resource,
-                body=manifest,
+                body=apply_patch_body(manifest),
+                name=manifest["metadata"]["name"],
                 namespace=manifest["metadata"].get("namespace"),
+                content_type=APPLY_CONTENT_TYPE,
                 field_manager=self._field_manager,
                 force_conflicts=force,
             )
         except ApiException as error:
             if error.status == 404:  # apply creates objects, so only the namespace can be missing
                 raise ObjectGone(_reason(error)) from error
+            if _namespace_terminating(error):
+                raise NamespaceTerminating(_reason(error)) from error
             if error.status == 409:
                 raise ApplyConflict(_reason(error)) from error
-            if error.status in (403, 422):
+            if error.status in (400, 403, 422):
                 raise ApplyRejected(_reason(error)) from error
             raise
         return _as_dict(result)
@@ -107,6 +118,8 @@ class Kube:
                 return False
             if error.status == 404:
                 raise ObjectGone(_reason(error)) from error
+            if _namespace_terminating(error):
+                raise NamespaceTerminating(_reason(error)) from error
             raise
         return True
 
@@ -175,6 +188,42 @@ class Kube:
             if error.status == 404:
                 raise ObjectGone(_reason(error)) from error
             raise
+
+
+# Outside printable ASCII: escaped, so that no YAML parser can misread a character.
+_NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]")
+
+
+def apply_patch_body(manifest: dict[str, Any]) -> str:
+    """The manifest as an apply patch: JSON, which is YAML, in printable ASCII only.
+
+    json.dumps() writes a character outside the Basic Multilingual Plane (an emoji)
+    as a UTF-16 surrogate pair, which the API server's YAML parser rejects; YAML's
+    own `\\U0001f680` escape carries it instead. YAML 1.1 also reads U+0085, U+2028
+    and U+2029 as line breaks and refuses raw control characters, so everything
+    outside printable ASCII is escaped. JSON escapes control characters itself,
+    so the rest occur only inside quoted strings, where the escapes belong. Every
+    string stays quoted: "yes", "0x10", "1e3", "null" and "~" stay strings.
+    """
+    text = json.dumps(manifest, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _NOT_PRINTABLE_ASCII.sub(_yaml_escape, text)
+
+
+def _yaml_escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def _namespace_terminating(error: ApiException) -> bool:
+    """The NamespaceLifecycle admission's answer to a create in a namespace being deleted."""
+    if error.status != 403:
+        return False
+    try:
+        details = json.loads(error.body or "").get("details") or {}
+    except (TypeError, ValueError, AttributeError):
+        return False
+    # A StatusCause's type is serialized as "reason".
+    return any(cause.get("reason") == "NamespaceTerminating" for cause in details.get("causes") or [])
 
 
 def _reason(error: ApiException) -> str:

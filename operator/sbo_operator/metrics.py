@@ -19,6 +19,7 @@ class OperatorMetrics:
     queue_depth: Gauge
     autoscaler_decisions: Counter
     autoscaler_metric_value: Gauge
+    autoscaler_consecutive_failed_polls: Gauge
     backend_condition: Gauge
     _condition_types: dict[tuple[str, str], set[str]] = dataclasses.field(default_factory=dict)
 
@@ -56,6 +57,12 @@ class OperatorMetrics:
                 "sbo_autoscaler_metric_value",
                 "The latest value of each autoscaling metric, as Prometheus returned it.",
                 ["namespace", "name", "component", "metric"],
+                registry=registry,
+            ),
+            autoscaler_consecutive_failed_polls=Gauge(
+                "sbo_autoscaler_consecutive_failed_polls",
+                "Polls in a row in which at least one autoscaling metric failed; 0 once one succeeds.",
+                ["namespace", "name", "component"],
                 registry=registry,
             ),
             backend_condition=Gauge(

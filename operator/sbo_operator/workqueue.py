@@ -4,6 +4,12 @@ Events only say *which* object to look at; the reconcile reads the current
 state itself. So a burst of events for one object collapses into one
 reconcile, the same key is never reconciled by two workers at once, and a
 key that changes while it is being reconciled is reconciled again after.
+
+A key whose reconcile failed waits out its backoff: events for it (a child
+changed, our own status write, the resync, the autoscaler) are held until the
+retry, which reads the latest state anyway. Only a new generation of the
+ScalableBackend, a spec the user changed, runs it at once; the failure count
+is kept until a reconcile succeeds, so the next failure still waits longer.
 """
 
 from __future__ import annotations
@@ -31,38 +37,58 @@ class WorkQueue:
         self._running: set[Key] = set()
         self._dirty: set[Key] = set()  # enqueued while running: run again afterwards
         self._failures: dict[Key, int] = {}
-        self._retry_timers: dict[Key, asyncio.TimerHandle] = {}
+        self._requeue_timers: dict[Key, asyncio.TimerHandle] = {}
+        # Keys waiting out a failure backoff, with the generation that failed.
+        self._backoffs: dict[Key, tuple[asyncio.TimerHandle, int | None]] = {}
+        self._generations: dict[Key, int] = {}  # the generation the latest event reported
         self._base_backoff = base_backoff
         self._max_backoff = max_backoff
 
     def __len__(self) -> int:
         return len(self._queued)
 
-    def add(self, key: Key) -> None:
+    def add(self, key: Key, *, generation: int | None = None) -> None:
+        """Look at the key soon. `generation` comes with events of the ScalableBackend itself."""
+        if generation is not None:
+            self._generations[key] = generation
         if key in self._running:
             self._dirty.add(key)
-        elif key not in self._queued:
-            self._queued.add(key)
-            self._queue.put_nowait(key)
+            return
+        backoff = self._backoffs.get(key)
+        if backoff is not None:
+            timer, failed_generation = backoff
+            if not self._is_newer(key, failed_generation):
+                return  # held: the retry will see this change
+            timer.cancel()
+            del self._backoffs[key]
+        self._enqueue(key)
 
     def add_after(self, key: Key, delay: float) -> None:
-        """Enqueue later, unless an earlier retry for the key is already pending."""
-        if key in self._retry_timers:
+        """Enqueue later, unless an earlier look at the key is already pending."""
+        if key in self._requeue_timers or key in self._backoffs:
             return
         loop = asyncio.get_running_loop()
 
         def fire() -> None:
-            self._retry_timers.pop(key, None)
+            self._requeue_timers.pop(key, None)
             self.add(key)
 
-        self._retry_timers[key] = loop.call_later(delay, fire)
+        self._requeue_timers[key] = loop.call_later(delay, fire)
 
     def forget(self, key: Key) -> None:
-        """The object is gone: drop its retries and failure count."""
+        """The object is gone: drop its retries, failure count and generation."""
         self._failures.pop(key, None)
-        timer = self._retry_timers.pop(key, None)
+        self._generations.pop(key, None)
+        timer = self._requeue_timers.pop(key, None)
         if timer:
             timer.cancel()
+        backoff = self._backoffs.pop(key, None)
+        if backoff:
+            backoff[0].cancel()
+
+    def backoff_delay(self, failures: int) -> float:
+        """Seconds to wait after the `failures`-th failure in a row: doubling, capped."""
+        return float(min(self._base_backoff * 2 ** (failures - 1), self._max_backoff))
 
     async def run_worker(self, reconcile: Callable[[Key], Awaitable[float | None]]) -> None:
         """Take keys forever. `reconcile` may return seconds after which to look again."""
@@ -70,6 +96,7 @@ class WorkQueue:
             key = await self._queue.get()
             self._queued.discard(key)
             self._running.add(key)
+            generation = self._generations.get(key)
             try:
                 requeue_after = await reconcile(key)
             except asyncio.CancelledError:
@@ -77,9 +104,9 @@ class WorkQueue:
             except Exception:
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
-                delay = min(self._base_backoff * 2 ** (failures - 1), self._max_backoff)
+                delay = self.backoff_delay(failures)
                 log.exception("reconcile of %s failed (attempt %d); retrying in %.1fs", key, failures, delay)
-                self.add_after(key, delay)
+                self._back_off(key, delay, failed_generation=generation)
             else:
                 self._failures.pop(key, None)
                 if requeue_after is not None:
@@ -89,4 +116,26 @@ class WorkQueue:
                 self._queue.task_done()
                 if key in self._dirty:
                     self._dirty.discard(key)
-                    self.add(key)
+                    self.add(key)  # held if it just failed, unless its spec changed meanwhile
+
+    def _back_off(self, key: Key, delay: float, *, failed_generation: int | None) -> None:
+        requeue = self._requeue_timers.pop(key, None)
+        if requeue:
+            requeue.cancel()
+
+        def retry() -> None:
+            self._backoffs.pop(key, None)
+            self.add(key)
+
+        timer = asyncio.get_running_loop().call_later(delay, retry)
+        self._backoffs[key] = (timer, failed_generation)
+
+    def _is_newer(self, key: Key, failed_generation: int | None) -> bool:
+        # Not `>`: a backend deleted and created again under the same name starts at 1.
+        latest = self._generations.get(key)
+        return latest is not None and failed_generation is not None and latest != failed_generation
+
+    def _enqueue(self, key: Key) -> None:
+        if key not in self._queued:
+            self._queued.add(key)
+            self._queue.put_nowait(key)

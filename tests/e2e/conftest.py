@@ -78,7 +78,7 @@ def solo(cluster: LocalCluster, crd: None, tmp_path: Path) -> Iterator[tuple[str
     process.start()
     yield namespace, process
     process.stop()
-    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found")
 
 
 def basic_backend(namespace: str, **spec_changes: Any) -> dict[str, Any]:

@@ -254,3 +254,68 @@ def test_bearer_token_comes_from_a_secret_and_a_missing_one_is_named(
         target.set(60, series="rps")
         time.sleep(4)
         assert deployment_replicas(apps, namespace) == 3, "held while unauthorized"
+
+
+def test_long_prometheus_outage_writes_only_its_transitions(
+    cluster: LocalCluster,
+    solo: tuple[str, OperatorProcess],
+    prometheus: PrometheusServer,
+    target: MetricTarget,
+    apps: client.AppsV1Api,
+) -> None:
+    """Issue 15, item 11: the failed-poll count made every poll of an outage a status write.
+
+    Failed before: a status write per poll while Prometheus was down.
+    """
+    namespace, operator = solo
+    target.set(10, series="rps")
+    fallback_after = 16  # polls, one a second: the holding window is long enough on a busy machine
+    cluster.apply(
+        autoscaled_backend(
+            namespace, prometheus.url, fallback={"afterFailures": fallback_after, "replicas": 4}
+        )
+    )
+    eventually(lambda: deployment_replicas(apps, namespace) == 1, timeout=30, what="scale to 1")
+    wait_ready(cluster, namespace)
+    time.sleep(2)
+
+    def status_writes() -> float:
+        return operator.metric_samples("sbo_api_writes_total").get(
+            '{kind="ScalableBackend",verb="patch_status"}', 0
+        )
+
+    def polls() -> float:
+        return sum(operator.metric_samples("sbo_autoscaler_decisions_total").values())
+
+    prometheus.kill()
+    killed_at = time.monotonic()
+
+    def metrics_unavailable() -> bool:
+        return bool(condition(get_backend(cluster, namespace), "MetricsUnavailable")["status"] == "True")
+
+    eventually(metrics_unavailable, timeout=30, interval=0.2, what="MetricsUnavailable=True")
+    time.sleep(1)
+    # Holding: the failure's beginning was written; the polls until the fallback write nothing.
+    writes, polled = operator.writes(), polls()
+    time.sleep(max(0.0, killed_at + fallback_after - 4 - time.monotonic()))
+    assert polls() - polled >= 4, "the window really contained failed polls"
+    assert operator.writes() - writes == 0, "no write while holding through an outage"
+    assert condition(get_backend(cluster, namespace), "AutoscalingActive")["reason"] == "FailedGetMetrics"
+
+    # The fallback is a transition: written (and applied) once.
+    before_fallback = status_writes()
+    eventually(
+        lambda: deployment_replicas(apps, namespace) == 4, timeout=30, what="the fallback of 4 replicas"
+    )
+    backend = wait_ready(cluster, namespace)
+    assert condition(backend, "AutoscalingActive")["reason"] == "FallbackActive"
+    assert status_writes() - before_fallback >= 1
+
+    # Still down, many polls later: nothing is written at all.
+    time.sleep(2)
+    writes, polled = operator.writes(), polls()
+    time.sleep(20)
+    assert polls() - polled >= 12, "the window really contained failed polls"
+    assert operator.writes() - writes == 0, "0 writes per backend per minute during a long outage"
+    failed = operator.metric_samples("sbo_autoscaler_consecutive_failed_polls")
+    assert max(failed.values()) >= fallback_after + 12, f"the running count is on /metrics: {failed}"

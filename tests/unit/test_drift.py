@@ -117,7 +117,28 @@ def test_extra_labels_added_by_others_are_not_drift() -> None:
         ([1, 2], [1, 2, 3], False),
         ([{"a": 1}], [{"a": 1, "b": 0}], True),
         (None, None, True),
+        # The server omits Go's zero values (omitempty): absent matches them, nothing else.
+        ({"name": "EMPTY", "value": ""}, {"name": "EMPTY"}, True),
+        ({"a": 0, "b": False, "c": [], "d": {}, "e": None, "f": 0.0}, {}, True),
+        ({"name": "X", "value": "0"}, {"name": "X"}, False),
+        ({"a": True}, {}, False),
+        ({"a": [0]}, {}, False),
+        ({"a": {"b": ""}}, {}, False),
+        ({"name": "EMPTY", "value": ""}, {"name": "EMPTY", "value": "set by hand"}, False),
     ],
 )
 def test_is_derivative_table(desired: Any, actual: Any, expected: bool) -> None:
     assert is_derivative(desired, actual) is expected
+
+
+def test_empty_env_value_as_stored_by_server_is_not_drift() -> None:
+    """Issue 15, item 8: `value: ""` comes back without `value`. Failed before: DRIFTED on every pass."""
+    manifest = deployment()
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    container["env"] = [{"name": "EMPTY", "value": ""}, {"name": "ROCKET", "value": "\U0001f680"}]
+    desired = with_applied_hash(manifest)
+    actual = as_stored_by_server(desired)
+    actual["spec"]["template"]["spec"]["containers"][0]["env"][0] = {"name": "EMPTY"}
+    assert apply_reason(desired, actual) is None
+    actual["spec"]["template"]["spec"]["containers"][0]["env"][0] = {"name": "EMPTY", "value": "x"}
+    assert apply_reason(desired, actual) is ApplyReason.DRIFTED

@@ -99,12 +99,12 @@ async def test_deleted_forgets_the_backend(
     backend_changed = handler(build_registry(runtime.settings), "backend_changed")
     memo = kopf.Memo(runtime=runtime)
 
-    await backend_changed(type="MODIFIED", namespace="demo", name="shop", memo=memo)
+    await backend_changed(type="MODIFIED", namespace="demo", name="shop", body=example_body(), memo=memo)
     await settle(runtime)
     stalled = {"namespace": "demo", "name": "shop", "type": "Stalled", "status": "True"}
     assert metrics.registry.get_sample_value("sbo_backend_condition", stalled) == 1
 
-    await backend_changed(type="DELETED", namespace="demo", name="shop", memo=memo)
+    await backend_changed(type="DELETED", namespace="demo", name="shop", body=example_body(), memo=memo)
     assert metrics.registry.get_sample_value("sbo_backend_condition", stalled) is None, "its series are gone"
     assert len(runtime.queue) == 0
     assert writes(apiserver) == [("PATCH", STATUS_PATH)], "a deleted backend is not reconciled"

@@ -60,7 +60,7 @@ async def test_apply_is_server_side_apply_with_one_field_manager(
     config_map_requests(apiserver, kmock.method.PATCH) << CONFIG_MAP
     await kube.apply(CONFIG_MAP, force=True)
     [request] = list(config_map_requests(apiserver, kmock.method.PATCH))
-    assert request.headers["Content-Type"] == "application/apply-patch+yaml"
+    assert request.headers["Content-Type"] == "application/apply-patch+yaml; charset=utf-8"
     assert request.params == {"fieldManager": "scalable-backend-operator", "force": "true"}
 
 

@@ -66,8 +66,9 @@ def metrics_unavailable_condition(decision: Decision) -> ConditionState:
         )
     first_error = failed[0].error
     assert first_error is not None
+    # No count of failed polls: the message stays the same for a whole outage, so the status
+    # is written when the failure begins, not on every poll. /metrics has the count.
     message = "; ".join(f"{metric.name}: {metric.error}" for metric in failed)
-    message += f" ({decision.consecutive_failures} failed polls in a row)"
     return ConditionState(kind, ConditionStatus.TRUE, first_error.kind, message)
 
 

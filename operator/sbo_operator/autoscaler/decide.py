@@ -203,7 +203,7 @@ def decide(
                 spec,
                 current_replicas,
                 raw=spec.fallback.replicas,
-                head=f"fallback to {spec.fallback.replicas} replicas after {consecutive_failures} "
+                head=f"fallback to {spec.fallback.replicas} replicas after {spec.fallback.after_failures} "
                 f"failed polls ({failures_text})",
                 basis=DecisionBasis.FALLBACK,
                 recommendations=recommendations,
@@ -211,11 +211,16 @@ def decide(
                 now=now,
             )
         else:
-            pending = f", fallback after {spec.fallback.after_failures}" if spec.fallback is not None else ""
+            # No running count in the text: it is written to the status once per outage.
+            pending = (
+                f" (fallback after {spec.fallback.after_failures} failed polls)"
+                if spec.fallback is not None
+                else ""
+            )
             outcome = _Outcome(
                 desired=current_replicas,
-                reason=f"holding {_replicas(current_replicas)}: every metric failed "
-                f"({consecutive_failures} failed polls{pending}): {failures_text}",
+                reason=f"holding {_replicas(current_replicas)}: every metric failed{pending}: "
+                f"{failures_text}",
                 basis=DecisionBasis.HOLD,
                 limit=ScalingLimit.NONE,
             )
@@ -230,7 +235,7 @@ def decide(
             # On a partial failure the fallback may only raise the replicas.
             if spec.fallback.replicas > max(raw, current_replicas):
                 raw = spec.fallback.replicas
-                head = f"fallback to {raw} replicas after {consecutive_failures} failed polls"
+                head = f"fallback to {raw} replicas after {spec.fallback.after_failures} failed polls"
                 basis = DecisionBasis.FALLBACK
         if failed and raw <= current_replicas:
             outcome = _Outcome(

@@ -8,9 +8,11 @@ A decision changes replicas by writing `spec.<component>.replicas` on the
 ScalableBackend, as HPA writes its target's scale; the ordinary reconcile
 then applies the Deployment. So there is one path that writes replicas.
 
-Status is reported only when something material changed (a recommendation,
-an error, the failure count, a condition), so an autoscaled backend in
-steady state sends no writes either. Live values are on /metrics.
+Status is reported only when the state changes (a recommendation, replicas,
+the kind of an error, a condition), so an autoscaled backend in steady state
+sends no writes, and neither does one whose Prometheus is down: the failure
+beginning, the fallback starting and the failure ending are written once each.
+Running values (metric values, failed polls in a row) are on /metrics.
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ class AutoscalerScheduler:
             if spec is None:
                 if existing:
                     del self._targets[(key, component)]
+                    self._forget_series(key, component)
                     self._on_report(key)
                 continue
             if existing and existing.spec == spec and existing.prometheus == prometheus:
@@ -140,6 +143,11 @@ class AutoscalerScheduler:
     def forget(self, key: Key) -> None:
         for target_key in [target_key for target_key in self._targets if target_key[0] == key]:
             del self._targets[target_key]
+            self._forget_series(key, target_key[1])
+
+    def _forget_series(self, key: Key, component: Component) -> None:
+        with contextlib.suppress(KeyError):
+            self._metrics.autoscaler_consecutive_failed_polls.remove(key.namespace, key.name, component)
 
     def reports(self, key: Key) -> dict[Component, Decision]:
         """The latest material decision per autoscaled component, for the status."""
@@ -230,6 +238,9 @@ class AutoscalerScheduler:
             else "hold"
         )
         self._metrics.autoscaler_decisions.labels(component=component, direction=direction).inc()
+        self._metrics.autoscaler_consecutive_failed_polls.labels(key.namespace, key.name, component).set(
+            decision.consecutive_failures
+        )
 
         if decision.mode is AutoscalingMode.ACTIVE and decision.changes_replicas:
             await self._kube.patch_spec(
@@ -307,12 +318,15 @@ class AutoscalerScheduler:
 
 
 def _material(decision: Decision) -> tuple[Any, ...]:
-    """What, when it changes, is worth a status write."""
+    """What, when it changes, is worth a status write: the state, never a running count.
+
+    The count of failed polls is not here: with it, every poll during a Prometheus
+    outage was a status write (67 per second at 1,000 backends polled every 15 s).
+    """
     return (
         decision.mode,
         decision.current_replicas,
         decision.desired_replicas,
-        decision.history.consecutive_failures,
         decision.history.last_scale_time,
         tuple((m.name, m.desired_replicas, m.error.kind if m.error else None) for m in decision.metrics),
         tuple((c.type, c.status, c.reason) for c in autoscaling_conditions(decision)),

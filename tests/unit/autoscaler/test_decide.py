@@ -481,7 +481,7 @@ CASES = [
         desired=7,
         basis=DecisionBasis.HOLD,
         failures=1,
-        reason="holding 7 replicas: every metric failed (1 failed polls): rps failed: Timeout: query",
+        reason="holding 7 replicas: every metric failed: rps failed: Timeout: query",
     ),
     Case(
         "every metric failed, before afterFailures: hold",
