@@ -34,13 +34,10 @@ import platform
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,20 +45,16 @@ from typing import Any
 
 import httpx
 
-from tests.support._process import die_with_parent, free_port
-from tests.support.cluster import tools_bin_dir
-from tests.support.postgres import PostgresServer, start_replica_of
-from tests.support.redis import RedisServer
-from tests.support.sample_app_process import DATABASE as STACK_DATABASE
-from tests.support.sample_app_process import SampleAppStack
+from devkit.paths import tools_bin_dir
+from devkit.postgres import PostgresServer, start_replica_of
+from devkit.records import BENCHMARKS_DOC
+from devkit.redis import RedisServer
+from devkit.sample_app_process import DATABASE as STACK_DATABASE
+from devkit.sample_app_process import SampleAppProcess, SampleAppStack, run_migrations
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE_APP = REPO / "sample-app"
-DOCS = REPO / "docs" / "benchmarks.md"
-HOST = "127.0.0.1"
+DOCS = BENCHMARKS_DOC
 DATABASE = "bench"
 PASSWORD = "bench-password-123"
-SECRET_KEY = "bench-secret-key-bench-secret-key-0123456789"
 # Requests in flight at most, where a run must not overload the app (see vegeta()).
 BOUNDED_WORKERS = 64
 # Overload: offered this many times the measured capacity (cache off).
@@ -107,18 +100,6 @@ def log(message: str) -> None:
 # ---- servers and the app ----------------------------------------------------------------------
 
 
-def migrate(primary: PostgresServer) -> None:
-    env = {
-        "PATH": os.environ["PATH"],
-        "DATABASE_URL": primary.url(DATABASE, password=False),
-        "DATABASE_PASSWORD": primary.password,
-    }
-    alembic = Path(sys.executable).parent / "alembic"
-    subprocess.run(
-        [str(alembic), "upgrade", "head"], cwd=SAMPLE_APP, env=env, check=True, capture_output=True
-    )
-
-
 def seed(primary: PostgresServer, tasks: int, database: str = DATABASE) -> None:
     from app.core.security import get_password_hash
 
@@ -137,65 +118,18 @@ def seed(primary: PostgresServer, tasks: int, database: str = DATABASE) -> None:
     primary.execute("VACUUM ANALYZE", database=database)
 
 
-@contextmanager
-def running_app(
+def start_app(
     name: str,
     workdir: Path,
     primary: PostgresServer,
     replica: PostgresServer,
     redis: RedisServer,
     **overrides: str,
-) -> Iterator[str]:
-    """``python -m app.serve`` with the operator's env; yields its base URL."""
-    port = free_port()
-    multiproc = workdir / f"prom-{name}"
-    env = {
-        "PATH": os.environ["PATH"],
-        "DATABASE_URL": primary.url(DATABASE, password=False),
-        "DATABASE_READ_URL": replica.url(DATABASE, password=False),
-        "DATABASE_PASSWORD": primary.password,
-        "REDIS_URL": redis.url_for(password=False),
-        "REDIS_PASSWORD": redis.password or "",
-        "SECRET_KEY": SECRET_KEY,
-        "HOST": HOST,
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "2",
-        "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
-        "RATE_LIMIT_REQUESTS": "100000000",
-        "LOG_LEVEL": "warning",
-        **overrides,
-    }
-    log_path = workdir / f"app-{name}.log"
-    with log_path.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app.serve"],
-            cwd=SAMPLE_APP,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
-    base = f"http://{HOST}:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"app {name} did not become ready:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+) -> SampleAppProcess:
+    """The kit's sample-app launcher on the bench database, with ``overrides`` of its settings."""
+    return SampleAppProcess.start(
+        workdir, primary=primary, redis=redis, replica=replica, database=DATABASE, env=overrides, name=name
+    )
 
 
 # ---- load ---------------------------------------------------------------------------------------
@@ -464,7 +398,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         databases = (primary, replica)
         try:
             primary.create_database(DATABASE)
-            migrate(primary)
+            run_migrations(primary, DATABASE)
             seed(primary, args.keys)
             replica.wait_for_replay()
             d, c = args.duration, args.connections
@@ -474,7 +408,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             longest_ttl = max(default_ttl, args.compare_ttl)
             zipf = zipf_ids(args.keys, 2 * rate * longest_ttl, args.zipf_s, seed=7)
 
-            with running_app("tuned", workdir, primary, replica, redis) as tuned:
+            with start_app("tuned", workdir, primary, replica, redis) as tuned_app:
+                tuned = tuned_app.url
                 token = login(tuned)
                 warm(tuned, hot)
                 log(f"cached GET by id, max throughput (wrk, {c} connections, {d} s)")
@@ -499,7 +434,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 ]
             if args.compare_ttl and args.compare_ttl != default_ttl:
                 ttl_env = {"CACHE_TTL_SECONDS": str(args.compare_ttl)}
-                with running_app("other-ttl", workdir, primary, replica, redis, **ttl_env) as other:
+                with start_app("other-ttl", workdir, primary, replica, redis, **ttl_env) as other_app:
+                    other = other_app.url
                     cache_on.append(
                         cache_on_windows(
                             other,
@@ -513,9 +449,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         )
                     )
 
-            with running_app(
-                "cache-off", workdir, primary, replica, redis, CACHE_ENABLED="false"
-            ) as uncached_app:
+            with start_app("cache-off", workdir, primary, replica, redis, CACHE_ENABLED="false") as off_app:
+                uncached_app = off_app.url
                 log("uncached GET by id")
                 uncached = wrk(uncached_app, get_by_random_id(args.keys), workdir, duration=d, connections=c)
                 log(f"Zipf GETs at {rate} req/s, cache off ({2 * d} s)")
@@ -528,7 +463,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
 
             naive_env = {"CACHE_ENABLED": "false", "DB_POOL_SIZE": "1", "DB_MAX_OVERFLOW": "0"}
-            with running_app("naive", workdir, primary, replica, redis, **naive_env) as naive_app:
+            with start_app("naive", workdir, primary, replica, redis, **naive_env) as naive_process:
+                naive_app = naive_process.url
                 log("naive configuration (cache off, pool of 1): the cached-GET loads")
                 naive = wrk(naive_app, get_by_random_id(len(hot)), workdir, duration=d, connections=c)
                 naive_paced = vegeta(

@@ -1,7 +1,7 @@
 """Benchmark the autoscaler on a load trace: ``python -m bench.autoscale`` (``make bench-autoscale``).
 
 The metric is driven precisely, not by HTTP load: a controllable gauge
-(``tests/support/metric_target.py``, ``sbo_test_value{series="rps"}``) stands for the request rate,
+(``devkit/metric_target.py``, ``sbo_test_value{series="rps"}``) stands for the request rate,
 a real Prometheus scrapes it every second, and the query ``sum(sbo_test_value{series="rps"})``
 is scaled at ``targetPerReplica: 10``. So a step is in Prometheus at a known second and the
 timing is repeatable. (``make demo`` and the e2e test drive the real sample app with HTTP.)
@@ -41,7 +41,6 @@ import os
 import platform
 import random
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,18 +52,19 @@ from typing import Any
 
 from kubernetes import client
 
-from bench._common import record_in_section
+from devkit.cluster import LocalCluster
+from devkit.measure import say
+from devkit.metric_target import MetricTarget
+from devkit.operator_process import OperatorProcess
+from devkit.paths import REPO
+from devkit.prometheus import PrometheusServer
+from devkit.records import BENCHMARKS_DOC, record_in_section
 from sbo_operator.api.autoscaling import AutoscalingHistory, AutoscalingSpec
 from sbo_operator.autoscaler.decide import decide
 from sbo_operator.autoscaler.samples import MetricSample
-from tests.support.cluster import REPO, LocalCluster
-from tests.support.metric_target import MetricTarget
-from tests.support.operator_process import OperatorProcess
-from tests.support.prometheus import PrometheusServer
 
-DOCS = REPO / "docs" / "benchmarks.md"
+DOCS = BENCHMARKS_DOC
 SECTION = "## Autoscaling (make bench-autoscale)"
-CRD = REPO / "crds" / "sbo.dev_scalablebackends.yaml"
 QUERY = 'sum(sbo_test_value{series="rps"})'
 NAME = "trace"
 TARGET_PER_REPLICA = 10.0
@@ -72,13 +72,6 @@ TOLERANCE = 0.1
 MIN_REPLICAS = 1
 MAX_REPLICAS = 20
 SCRAPE_SECONDS = 1
-
-_started = time.monotonic()
-
-
-def say(message: str) -> None:
-    print(f"[{time.monotonic() - _started:6.1f}s] {message}", file=sys.stderr, flush=True)
-
 
 # ---- the trace ------------------------------------------------------------------------------------
 
@@ -350,40 +343,14 @@ def backend(namespace: str, prometheus_url: str, poll_seconds: int, window: int)
 
 @contextlib.contextmanager
 def bench_cluster(args: argparse.Namespace) -> Iterator[LocalCluster]:
+    """A control plane of the bench's own (or, with --reuse-cluster, the developer's)."""
     if args.reuse_cluster:
         cluster = LocalCluster.ensure()
-        try:
-            yield cluster
-        finally:
-            cluster.stop_if_started_here()
-        return
-    local_dir = args.local_dir.resolve()
-    local_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "SBO_PORT_BASE": str(args.port_base), "SBO_LOCAL_DIR": str(local_dir)}
-    script = str(REPO / "hack" / "cluster.sh")
-
-    def run_script(command: str) -> None:
-        subprocess.run([script, command], env=env, check=True, stdout=sys.stderr, timeout=300)
-
-    say(f"own control plane: ports from {args.port_base}, state in {local_dir}")
-    run_script("down")  # a fresh etcd
-    try:
-        run_script("up")
-        previous = os.environ.get("SBO_LOCAL_DIR")
-        os.environ["SBO_LOCAL_DIR"] = str(local_dir)
-        try:
-            cluster = LocalCluster.ensure()  # up already: it will not stop it
-        finally:
-            if previous is None:
-                os.environ.pop("SBO_LOCAL_DIR", None)
-            else:
-                os.environ["SBO_LOCAL_DIR"] = previous
-        try:
-            yield cluster
-        finally:
-            cluster.api.close()  # type: ignore[no-untyped-call]
-    finally:
-        run_script("down")
+    else:
+        say(f"own control plane: ports from {args.port_base}, state in {args.local_dir}")
+        cluster = LocalCluster.fresh(args.local_dir, args.port_base)
+    with cluster:
+        yield cluster
 
 
 def metric_samples(operator: OperatorProcess, name: str) -> dict[str, float]:
@@ -396,12 +363,7 @@ def metric_samples(operator: OperatorProcess, name: str) -> dict[str, float]:
 def run_trace(args: argparse.Namespace, trace: Sequence[Phase]) -> Timeline:
     with contextlib.ExitStack() as stack:
         cluster = stack.enter_context(bench_cluster(args))
-        cluster.kubectl(
-            "apply", "--server-side", "--force-conflicts", "--field-manager", "sbo-bench", "-f", str(CRD)
-        )
-        cluster.kubectl(
-            "wait", "--for=condition=Established", "crd/scalablebackends.sbo.dev", "--timeout=60s"
-        )
+        cluster.install_crd(field_manager="sbo-bench")
         namespace = f"bench-autoscale-{secrets.token_hex(3)}"
         cluster.kubectl("create", "namespace", namespace)
         stack.callback(cluster.kubectl, "delete", "namespace", namespace, "--wait=false", check=False)

@@ -33,12 +33,12 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from tests.support.cluster import REPO, LocalCluster
-from tests.support.operator_process import OperatorProcess
-from tests.support.prometheus import PrometheusServer
-from tests.support.sample_app_process import PacedLoad, SampleAppStack, seed_tasks, task_paths
+from devkit.cluster import LocalCluster
+from devkit.operator_process import OperatorProcess
+from devkit.paths import REPO
+from devkit.prometheus import PrometheusServer
+from devkit.sample_app_process import PacedLoad, SampleAppStack, seed_tasks, task_paths
 
-CRD = REPO / "crds" / "sbo.dev_scalablebackends.yaml"
 NAME = "shop"
 QUERY = 'sum(rate(http_requests_total{route=~"/api/.*"}[10s]))'
 TARGET_PER_REPLICA = 10
@@ -314,12 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                 say("a control plane was already running: the demo uses it and leaves it up")
                 cleanup.callback(cluster.api.close)
             show(cluster, "get", "nodes", "-L", "topology.kubernetes.io/zone")
-            cluster.kubectl(
-                "apply", "--server-side", "--force-conflicts", "--field-manager", "sbo-demo", "-f", str(CRD)
-            )
-            cluster.kubectl(
-                "wait", "--for=condition=Established", "crd/scalablebackends.sbo.dev", "--timeout=60s"
-            )
+            cluster.install_crd(field_manager="sbo-demo")
             cluster.kubectl("create", "namespace", namespace)
             if not cluster.started_here:
                 later(

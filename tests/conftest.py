@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
-from tests.support.cluster import LocalCluster
+from devkit.cluster import LocalCluster
 
 TIERS = ("unit", "integration", "e2e")
 

@@ -21,24 +21,17 @@ from typing import Any
 import pytest
 import yaml
 
+from devkit.cluster import LocalCluster
+from devkit.operator_process import OperatorProcess
+from devkit.paths import REPO
 from tests.conftest import namespace_prefix
-from tests.support.cluster import REPO, LocalCluster
-from tests.support.operator_process import OperatorProcess
 
-CRD = REPO / "crds" / "sbo.dev_scalablebackends.yaml"
 TEST_NAMESPACES = f"{namespace_prefix()}-*"
-
-
-def install_crd(cluster: LocalCluster) -> None:
-    cluster.kubectl(
-        "apply", "--server-side", "--force-conflicts", "--field-manager", "sbo-tests", "-f", str(CRD)
-    )
-    cluster.kubectl("wait", "--for=condition=Established", "crd/scalablebackends.sbo.dev", "--timeout=60s")
 
 
 @pytest.fixture(scope="session")
 def crd(cluster: LocalCluster) -> None:
-    install_crd(cluster)
+    cluster.install_crd()
 
 
 @pytest.fixture(scope="session")

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from devkit.cluster import LocalCluster, eventually
+from devkit.metric_target import MetricTarget
+from devkit.operator_process import OperatorProcess
+from devkit.prometheus import BearerTokenProxy, PrometheusServer
 from tests.e2e.conftest import condition, get_backend, wait_ready
-from tests.support.cluster import LocalCluster, eventually
-from tests.support.metric_target import MetricTarget
-from tests.support.operator_process import OperatorProcess
-from tests.support.prometheus import BearerTokenProxy, PrometheusServer
 
 pytestmark = pytest.mark.e2e
 

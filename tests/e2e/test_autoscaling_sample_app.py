@@ -20,17 +20,11 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from devkit.cluster import LocalCluster, eventually
+from devkit.operator_process import OperatorProcess
+from devkit.prometheus import PrometheusServer
+from devkit.sample_app_process import PacedLoad, SampleAppStack, ServerError, seed_tasks, task_paths
 from tests.e2e.conftest import get_backend, wait_ready
-from tests.support.cluster import LocalCluster, eventually
-from tests.support.operator_process import OperatorProcess
-from tests.support.prometheus import PrometheusServer
-from tests.support.sample_app_process import (
-    PacedLoad,
-    SampleAppStack,
-    ServerError,
-    seed_tasks,
-    task_paths,
-)
 
 pytestmark = pytest.mark.e2e
 

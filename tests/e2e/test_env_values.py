@@ -13,9 +13,9 @@ import time
 import pytest
 from kubernetes import client
 
+from devkit.cluster import LocalCluster
+from devkit.operator_process import OperatorProcess
 from tests.e2e.conftest import basic_backend, quiet_writes, wait_ready
-from tests.support.cluster import LocalCluster
-from tests.support.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 

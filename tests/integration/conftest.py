@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.backends import install_checked_in_crd
-from tests.support.cluster import LocalCluster
+from devkit.backends import install_checked_in_crd
+from devkit.cluster import LocalCluster
 
 
 @pytest.fixture(scope="module")

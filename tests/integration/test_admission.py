@@ -19,6 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
+from devkit.backends import Mutation, kubectl_create, valid_manifest, with_field
+from devkit.cluster import LocalCluster, eventually
+from devkit.paths import REPO
 from sbo_operator.api.base import MAX_REPLICAS
 from sbo_operator.api.formats import (
     CONFIG_MAP_KEY_MESSAGE,
@@ -45,8 +48,6 @@ from sbo_operator.api.v1alpha1 import (
     PostgresSpec,
     ScalableBackend,
 )
-from tests.support.backends import Mutation, kubectl_create, valid_manifest, with_field
-from tests.support.cluster import REPO, LocalCluster, eventually
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cluster import REPO
+from devkit.paths import REPO
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.support.cluster import LocalCluster, eventually
+from devkit.cluster import LocalCluster, eventually
 
 pytestmark = pytest.mark.integration
 

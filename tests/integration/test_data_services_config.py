@@ -16,10 +16,8 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from devkit.process import Command, free_port, wait_until
 from sbo_operator.api.v1alpha1 import ScalableBackend
 from sbo_operator.builders.postgres import build_postgres_config_map, build_postgres_secret
 from sbo_operator.builders.redis import build_redis_config_map, build_redis_secret
@@ -50,22 +49,6 @@ def backend(**spec: Any) -> ScalableBackend:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def postgres_bindir() -> Path:
     if configured := os.environ.get("SBO_PG_BINDIR"):
         return Path(configured)
@@ -84,7 +67,7 @@ class Sandbox:
 
     root: Path
     user: str | None
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    processes: list[Command] = field(default_factory=list)
 
     def directory(self, name: str) -> Path:
         path = self.root / name
@@ -114,22 +97,19 @@ class Sandbox:
         assert done.returncode == 0, f"{command} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
         return done.stdout + done.stderr
 
-    def start(self, command: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True, **self._kwargs(env)
-            )
+    def start(self, command: list[str], env: Mapping[str, str], log: Path) -> Command:
+        """Start ``command`` as the pods run it; the caller waits for it to serve."""
+        process = Command(
+            command,
+            log_path=log,
+            ready=lambda: True,
+            env=env,
+            cwd=self.root,
+            **({"user": self.user, "group": self.user} if self.user is not None else {}),
+        )
+        process.launch(timeout=10)
         self.processes.append(process)
         return process
-
-    def stop(self, process: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGINT) -> None:
-        if process.poll() is None:
-            os.killpg(process.pid, sig)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -147,7 +127,7 @@ def sandbox() -> Iterator[Sandbox]:
         yield box
     finally:
         for process in reversed(box.processes):
-            box.stop(process, signal.SIGQUIT)
+            process.stop(sig=signal.SIGQUIT)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -305,7 +285,7 @@ def test_postgres_primary_and_streaming_replica_from_the_emitted_config(sandbox:
         connect(primary.port, user="postgres", password="", dbname="postgres")
 
     # The bootstrap is idempotent: a restarted primary keeps its data and roles.
-    sandbox.stop(server)
+    server.stop(sig=signal.SIGINT)
     sandbox.run(["sh", str(config_dir / "primary-bootstrap.sh")], primary.env)
     sandbox.start(["sh", str(config_dir / "start.sh")], primary.env, sandbox.root / "primary-2.log")
     wait_until(accepts(primary.port, **app), timeout=60, what="the restarted primary")
@@ -389,7 +369,7 @@ def test_redis_from_the_emitted_config(sandbox: Sandbox, persistent: bool) -> No
     server = sandbox.start(["sh", str(config_dir / "start-redis.sh")], env, log)
 
     def up() -> bool:
-        assert server.poll() is None, f"redis-server exited:\n{log_of(log)}"
+        assert server.running, f"redis-server exited:\n{log_of(log)}"
         return redis_cli(port, "ping", password=password) == "PONG"
 
     wait_until(up, timeout=30, what=f"redis\n{log_of(log)}")

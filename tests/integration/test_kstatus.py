@@ -23,8 +23,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.backends import kubectl_create, valid_manifest
-from tests.support.cluster import REPO, LocalCluster
+from devkit.backends import kubectl_create, valid_manifest
+from devkit.cluster import LocalCluster
+from devkit.paths import REPO
 
 pytestmark = pytest.mark.integration
 

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from devkit.metric_target import MetricTarget
+from devkit.process import LOOPBACK, free_port
+from devkit.prometheus import BearerTokenProxy, PkiFiles, PrometheusServer, write_test_pki
 from sbo_operator.api.autoscaling import AutoscalingHistory, AutoscalingSpec
 from sbo_operator.autoscaler import (
     DecisionBasis,
@@ -31,9 +34,6 @@ from sbo_operator.autoscaler.prometheus import (
     fetch_metric_outcomes,
     query_metric,
 )
-from tests.support._process import LOOPBACK, free_port
-from tests.support.metric_target import MetricTarget
-from tests.support.prometheus import BearerTokenProxy, PkiFiles, PrometheusServer, write_test_pki
 
 pytestmark = pytest.mark.integration
 

@@ -15,12 +15,12 @@ import pytest
 from fastapi import FastAPI
 
 from app.core.config import Settings
+from devkit import fixtures_servers
+from devkit.postgres import PostgresServer
+from devkit.redis import RedisServer
 from tests.integration.sample_app.helpers import app_settings, create_migrated_database, register, running_app
-from tests.support import fixtures_servers
-from tests.support.postgres import PostgresServer
-from tests.support.redis import RedisServer
 
-# The shared server fixtures (see tests/support/fixtures_servers.py), made visible here.
+# The shared server fixtures (see devkit/fixtures_servers.py), made visible here.
 postgres_primary = fixtures_servers.postgres_primary
 postgres_replica = fixtures_servers.postgres_replica
 redis_server = fixtures_servers.redis_server

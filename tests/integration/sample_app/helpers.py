@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,8 @@ from fastapi import FastAPI
 import app as app_package
 from app.core.config import Settings
 from app.main import create_app
-from tests.support.postgres import PostgresServer
-from tests.support.redis import RedisServer
+from devkit.postgres import PostgresServer
+from devkit.redis import RedisServer
 
 SAMPLE_APP_DIR = Path(app_package.__file__).resolve().parents[1]
 ALEMBIC_INI = SAMPLE_APP_DIR / "alembic.ini"
@@ -103,16 +102,3 @@ def metric_value(text: str, name: str, **labels: str) -> float:
             total += float(value)
             found = True
     return total if found else 0.0
-
-
-async def wait_for(
-    check: Callable[[], Awaitable[bool]], seconds: float = 10.0, what: str = "condition"
-) -> None:
-    """Poll ``check`` every 50 ms for up to ``seconds``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while loop.time() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {seconds}s waiting for {what}")

@@ -14,9 +14,9 @@ from sqlalchemy import event
 
 from app.core.config import Settings
 from app.core.services import Services
+from devkit.postgres import PostgresServer
+from devkit.redis import RedisServer
 from tests.integration.sample_app.helpers import metric_value, register, running_app
-from tests.support.postgres import PostgresServer
-from tests.support.redis import RedisServer
 
 pytestmark = pytest.mark.integration
 

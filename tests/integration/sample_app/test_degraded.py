@@ -9,15 +9,15 @@ import httpx
 import pytest
 
 from app.core.config import Settings
+from devkit.fixtures_servers import MakePostgres, MakeRedis
+from devkit.process import wait_until_async
 from tests.integration.sample_app.helpers import (
     app_settings,
     create_migrated_database,
     metric_value,
     register,
     running_app,
-    wait_for,
 )
-from tests.support.fixtures_servers import MakePostgres, MakeRedis
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +66,7 @@ async def test_redis_killed_mid_test_then_restored(
             text = (await client.get("/metrics")).text
             return metric_value(text, "redis_circuit_open") == 0
 
-        await wait_for(cache_back, 10, "the circuit breaker to close")
+        await wait_until_async(cache_back, 10, "the circuit breaker to close")
         before = metric_value((await client.get("/metrics")).text, "cache_requests_total", result="hit")
         await client.get(f"/api/v1/tasks/{ids[2]}")
         await client.get(f"/api/v1/tasks/{ids[2]}")
@@ -113,7 +113,7 @@ async def test_database_stopped_then_started(make_postgres: MakePostgres, make_r
         async def ready_again() -> bool:
             return (await client.get("/readyz")).status_code == 200
 
-        await wait_for(ready_again, 15, "/readyz to recover")
+        await wait_until_async(ready_again, 15, "/readyz to recover")
         assert (await client.get(f"/api/v1/tasks/{other_id}")).status_code == 200
         assert (
             await client.post("/api/v1/tasks", json={"title": "after"}, headers=headers)
@@ -138,4 +138,4 @@ async def test_database_killed_mid_request_stream(make_postgres: MakePostgres, m
             assert response.status_code in (200, 503)
             return response.status_code == 200
 
-        await wait_for(serving, 15, "reads to recover after the crash")
+        await wait_until_async(serving, 15, "reads to recover after the crash")

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from app.core.config import Settings
+from devkit.process import die_with_parent, free_port
 from tests.integration.sample_app.helpers import PASSWORD, SAMPLE_APP_DIR
-from tests.support._process import die_with_parent, free_port
 
 pytestmark = pytest.mark.integration
 

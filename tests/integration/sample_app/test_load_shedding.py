@@ -9,9 +9,10 @@ import time
 
 import pytest
 
-from tests.integration.sample_app.helpers import app_settings, metric_value, register, running_app, wait_for
-from tests.support.postgres import PostgresServer
-from tests.support.redis import RedisServer
+from devkit.postgres import PostgresServer
+from devkit.process import wait_until_async
+from devkit.redis import RedisServer
+from tests.integration.sample_app.helpers import app_settings, metric_value, register, running_app
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +65,7 @@ async def test_requests_past_the_limit_are_shed_until_the_held_ones_finish(
             async def all_held() -> bool:
                 return await asyncio.to_thread(lock_waiters, postgres_primary, database) == LIMIT
 
-            await wait_for(all_held, what=f"{LIMIT} requests waiting on the row lock")
+            await wait_until_async(all_held, 10, f"{LIMIT} requests waiting on the row lock")
 
             start = time.monotonic()
             shed = await client.get(f"/api/v1/tasks/{task_id}")

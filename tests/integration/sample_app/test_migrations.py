@@ -13,8 +13,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
 from app.models import Base
+from devkit.postgres import PostgresServer
 from tests.integration.sample_app.helpers import SAMPLE_APP_DIR
-from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.integration
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app.core.config import Settings
+from devkit.redis import RedisServer
 from tests.integration.sample_app.helpers import metric_value, running_app
-from tests.support.redis import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -12,6 +12,8 @@ import httpx
 import pytest
 
 from app.core.config import Settings
+from devkit.postgres import PostgresServer, ServerError, start_replica_of
+from devkit.redis import RedisServer
 from tests.integration.sample_app.helpers import (
     app_settings,
     create_migrated_database,
@@ -19,8 +21,6 @@ from tests.integration.sample_app.helpers import (
     register,
     running_app,
 )
-from tests.support.postgres import PostgresServer, ServerError, start_replica_of
-from tests.support.redis import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from app.core.config import Settings
-from tests.integration.sample_app.helpers import SAMPLE_APP_DIR, metric_value, register, wait_for
-from tests.support._process import die_with_parent, free_port
+from devkit.process import die_with_parent, free_port, wait_until_async
+from tests.integration.sample_app.helpers import SAMPLE_APP_DIR, metric_value, register
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,7 @@ async def server(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[asyn
         except httpx.TransportError:
             return False
 
-    await wait_for(ready, 30, "python -m app.serve to become ready")
+    await wait_until_async(ready, 30, "python -m app.serve to become ready")
     yield proc, base
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)

@@ -19,10 +19,10 @@ from app.core.db import Database
 from app.core.metrics import Metrics
 from app.core.redis_client import create_redis_client
 from app.worker import TaskWorker
-from tests.integration.sample_app.helpers import SAMPLE_APP_DIR, metric_value, running_app, wait_for
-from tests.support._process import free_port
-from tests.support.postgres import PostgresServer
-from tests.support.redis import RedisServer
+from devkit.postgres import PostgresServer
+from devkit.process import free_port, wait_until_async
+from devkit.redis import RedisServer
+from tests.integration.sample_app.helpers import SAMPLE_APP_DIR, metric_value, running_app
 
 pytestmark = pytest.mark.integration
 
@@ -224,7 +224,7 @@ async def test_python_m_app_worker_runs_and_stops_on_sigterm(
         async def all_completed() -> bool:
             return {s for s, _, _ in task_rows(postgres_primary, database, ids).values()} == {"completed"}
 
-        await wait_for(all_completed, 20, "the worker process to complete the tasks")
+        await wait_until_async(all_completed, 20, "the worker process to complete the tasks")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

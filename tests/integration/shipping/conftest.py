@@ -12,7 +12,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.support.cluster import LocalCluster
+from devkit.cluster import LocalCluster
 from tests.unit.shipping.support import CHART, tool
 
 RESTRICTED = {

@@ -9,8 +9,9 @@ import pytest
 import yaml
 from kubernetes import client
 
+from devkit.cluster import LocalCluster, eventually
+from devkit.paths import REPO
 from tests.integration.shipping.conftest import Helm, fullname, release_name
-from tests.support.cluster import REPO, LocalCluster, eventually
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cluster import REPO
+from devkit.paths import REPO
 from tests.unit.shipping.dockerfile import parse, replay
 
 pytestmark = pytest.mark.integration

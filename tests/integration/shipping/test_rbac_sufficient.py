@@ -18,6 +18,9 @@ import pytest
 import yaml
 from kubernetes import client
 
+from devkit.cluster import LocalCluster, eventually
+from devkit.operator_process import OperatorProcess
+from devkit.paths import REPO
 from tests.integration.shipping.conftest import (
     RESTRICTED,
     Helm,
@@ -25,8 +28,6 @@ from tests.integration.shipping.conftest import (
     release_name,
     service_account_kubeconfig,
 )
-from tests.support.cluster import REPO, LocalCluster, eventually
-from tests.support.operator_process import OperatorProcess
 from tests.unit.shipping.argocd_health import health
 
 pytestmark = pytest.mark.e2e

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.cluster import REPO
+from devkit.paths import REPO
 
 HEALTH_DIR = REPO / "deploy" / "argocd" / "sbo.dev" / "ScalableBackend"
 HEALTH_LUA = HEALTH_DIR / "health.lua"

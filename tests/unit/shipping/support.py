@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.cluster import REPO, tools_bin_dir
+from devkit.paths import REPO, tools_bin_dir
 
 CHART = REPO / "charts" / "scalable-backend-operator"
 MONITORING_APIS = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PrometheusRule")

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
+from devkit.paths import REPO
 from sbo_operator.api import crd
 from sbo_operator.settings import OperatorSettings
-from tests.support.cluster import REPO
 from tests.unit.factories import restricted_violations
 from tests.unit.shipping.support import (
     CHART,

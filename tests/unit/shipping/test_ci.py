@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from tests.support.cluster import REPO
+from devkit.paths import REPO
 from tests.unit.shipping.support import run, tool
 
 pytestmark = pytest.mark.unit

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cluster import REPO
+from devkit.paths import REPO
 from tests.unit.shipping.dockerfile import parse
 from tests.unit.shipping.support import run, tool
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.cluster import REPO
+from devkit.paths import REPO
 from tests.unit.shipping.argocd_health import HEALTH_LUA
 from tests.unit.shipping.support import CHART, helm_template, one
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from devkit.paths import REPO
 from sbo_operator.metrics import OperatorMetrics
-from tests.support.cluster import REPO
 from tests.unit.shipping.support import CHART, MONITORING_APIS, helm_template, one, run, tool
 
 pytestmark = pytest.mark.unit

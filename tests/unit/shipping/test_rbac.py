@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from devkit.paths import REPO
 from sbo_operator import kube, rbac
 from sbo_operator.desired import desired_state
 from sbo_operator.runtime import CHILD_RESOURCES
 from sbo_operator.snapshot import Snapshot
-from tests.support.cluster import REPO
 from tests.unit.factories import all_manifests, load_example
 from tests.unit.shipping.support import by_kind, helm_template, rbac_rules, verbs_for
 

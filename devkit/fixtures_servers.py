@@ -1,6 +1,6 @@
 """pytest fixtures for real PostgreSQL and Redis servers on loopback.
 
-Use them with ``pytest_plugins = ["tests.support.fixtures_servers"]`` in a conftest.py, or
+Use them with ``pytest_plugins = ["devkit.fixtures_servers"]`` in a conftest.py, or
 import the fixtures you need. Shared servers are session-scoped: tests that share them must
 not stop them. Tests that stop, kill or pause a server ask for their own with the
 ``make_postgres`` / ``make_redis`` factories (cleaned up after the test).
@@ -16,9 +16,9 @@ from typing import NoReturn
 
 import pytest
 
-from tests.support._process import ServerError
-from tests.support.postgres import PostgresServer, start_replica_of
-from tests.support.redis import RedisServer
+from devkit.postgres import PostgresServer, start_replica_of
+from devkit.process import ServerError
+from devkit.redis import RedisServer
 
 __all__ = [
     "make_postgres",

@@ -37,15 +37,7 @@ from urllib.parse import quote
 
 import psycopg
 
-from tests.support._process import (
-    LOOPBACK,
-    ServerError,
-    die_with_parent,
-    free_port,
-    log_tail,
-    terminate,
-    wait_until,
-)
+from devkit.process import LOOPBACK, ManagedProcess, ServerError, free_port, log_tail, wait_until
 
 __all__ = ["PostgresServer", "ServerError", "find_postgres_bindir", "start_replica_of"]
 
@@ -170,12 +162,15 @@ def _make_server_dir(base_dir: Path | None, run_as: _RunAs, prefix: str) -> Path
     return server_dir
 
 
-class PostgresServer:
+class PostgresServer(ManagedProcess):
     """One PostgreSQL server (a primary, or a streaming replica) on 127.0.0.1.
 
     Create one with :meth:`start` or :func:`start_replica_of`. The superuser is ``postgres``
     with a random password (scram-sha-256 authentication, also for replication).
     """
+
+    # Fast shutdown: disconnect clients, checkpoint, exit.
+    stop_signal = signal.SIGINT
 
     def __init__(
         self,
@@ -188,9 +183,9 @@ class PostgresServer:
         run_as: _RunAs,
         primary: PostgresServer | None = None,
     ) -> None:
+        super().__init__(name=f"postgres on port {port}", log_path=server_dir / "postgres.log")
         self.server_dir = server_dir
         self.data_dir = server_dir / "data"
-        self.log_path = server_dir / "postgres.log"
         self.port = port
         self.password = password
         self.user = SUPERUSER
@@ -198,7 +193,6 @@ class PostgresServer:
         self.settings = dict(settings)
         self.primary = primary
         self._run_as = run_as
-        self._proc: subprocess.Popen[bytes] | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -260,44 +254,31 @@ class PostgresServer:
 
     def start_again(self, timeout: float = 60.0) -> None:
         """Start the server process on the same port and data directory (after stop/kill)."""
-        if self.running:
-            raise ServerError(f"postgres on port {self.port} is already running")
+        self.launch(timeout)
+
+    def command(self) -> list[str]:
         argv = [str(self.bindir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)]
         for key, value in self.settings.items():
             argv += ["-c", f"{key}={value}"]
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd="/",
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-                **self._run_as.popen_kwargs(),
-            )
-        wait_until(self._accepts_queries, timeout, f"postgres on port {self.port}", self.log_path)
+        return argv
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Fast shutdown (SIGINT): disconnect clients, checkpoint, exit."""
-        if self._proc is not None:
-            terminate(self._proc, signal.SIGINT, timeout)
-            self._proc = None
+    def working_dir(self) -> Path:
+        return Path("/")
 
-    def kill(self) -> None:
-        """Crash: SIGKILL the postmaster and all its backends. The next start runs recovery."""
-        if self._proc is not None:
-            terminate(self._proc, signal.SIGKILL, 10)
-            self._proc = None
+    def popen_options(self) -> dict[str, Any]:
+        return self._run_as.popen_kwargs()
+
+    def is_ready(self) -> bool:
+        try:
+            self.execute("SELECT 1")
+        except psycopg.OperationalError:
+            return False
+        return True
 
     def destroy(self) -> None:
         """Stop the server and delete its directory."""
         self.stop()
         shutil.rmtree(self.server_dir, ignore_errors=True)
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     # ---- addresses -----------------------------------------------------------------------
 
@@ -342,15 +323,6 @@ class PostgresServer:
         self.execute(f'CREATE DATABASE "{name}"')
         return name
 
-    def _accepts_queries(self) -> bool:
-        if self._proc is not None and self._proc.poll() is not None:
-            raise ServerError(f"postgres on port {self.port} exited early{log_tail(self.log_path)}")
-        try:
-            self.execute("SELECT 1")
-        except psycopg.OperationalError:
-            return False
-        return True
-
     # ---- replication -----------------------------------------------------------------------
 
     def _require_replica(self) -> PostgresServer:
@@ -370,7 +342,7 @@ class PostgresServer:
             )
             return bool(rows[0][0])
 
-        wait_until(caught_up, timeout, f"replica on port {self.port} to replay {target}", self.log_path)
+        wait_until(caught_up, timeout, f"replica on port {self.port} to replay {target}", log=self.log_path)
 
     def pause_replay(self) -> None:
         """Stop applying WAL (streaming continues): reads from this replica go stale."""
@@ -443,5 +415,5 @@ def start_replica_of(
         )
         return bool(rows[0][0])
 
-    wait_until(streaming, timeout, f"replica on port {replica.port} to stream", replica.log_path)
+    wait_until(streaming, timeout, f"replica on port {replica.port} to stream", log=replica.log_path)
     return replica

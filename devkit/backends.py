@@ -8,9 +8,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.cluster import REPO, LocalCluster, eventually
-
-CRD_PATH = REPO / "crds" / "sbo.dev_scalablebackends.yaml"
+from devkit.cluster import LocalCluster, eventually
 
 Mutation = Callable[[dict[str, Any]], None]
 
@@ -45,8 +43,7 @@ def kubectl_create(
 
 def install_checked_in_crd(cluster: LocalCluster) -> None:
     """The checked-in CRD, installed (idempotently) and served. Left installed for other tests."""
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_PATH))
-    cluster.kubectl("wait", "--for", "condition=established", "--timeout=60s", "crd/scalablebackends.sbo.dev")
+    cluster.install_crd()
 
     # An already-established CRD that was just updated is served with its new schema only a moment
     # later; wait until a manifest only the current schema rejects (a Prometheus URL without a

@@ -17,23 +17,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
 import redis
 
-from tests.support._process import (
-    LOOPBACK,
-    ServerError,
-    die_with_parent,
-    free_port,
-    log_tail,
-    terminate,
-    wait_until,
-)
+from devkit.process import LOOPBACK, ManagedProcess, ServerError, free_port
 
 __all__ = ["RedisServer", "ServerError", "find_redis_server"]
 
@@ -49,16 +39,17 @@ def find_redis_server() -> Path:
     )
 
 
-class RedisServer:
+class RedisServer(ManagedProcess):
     """One ``redis-server`` process on 127.0.0.1, started in its own process group."""
 
+    stop_timeout = 10.0
+
     def __init__(self, *, server_dir: Path, port: int, password: str | None, binary: Path) -> None:
+        super().__init__(name=f"redis-server on port {port}", log_path=server_dir / "redis.log")
         self.server_dir = server_dir
-        self.log_path = server_dir / "redis.log"
         self.port = port
         self.password = password
         self.binary = binary
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
     def start(
@@ -77,6 +68,9 @@ class RedisServer:
     def restart(self, timeout: float = 30.0) -> None:
         """Start the server again on the same port (after kill/stop), empty. Stops it first if running."""
         self.stop()
+        self.launch(timeout)
+
+    def command(self) -> list[str]:
         argv = [
             str(self.binary),
             "--bind",
@@ -94,37 +88,19 @@ class RedisServer:
         ]
         if self.password is not None:
             argv += ["--requirepass", self.password]
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
-        wait_until(self._pings, timeout, f"redis on port {self.port}", self.log_path)
+        return argv
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Graceful shutdown (SIGTERM)."""
-        if self._proc is not None:
-            terminate(self._proc, signal.SIGTERM, timeout)
-            self._proc = None
-
-    def kill(self) -> None:
-        """Crash: SIGKILL. Clients see connection errors until :meth:`restart`."""
-        if self._proc is not None:
-            terminate(self._proc, signal.SIGKILL, 10)
-            self._proc = None
+    def is_ready(self) -> bool:
+        try:
+            with self.client() as client:
+                return bool(client.ping())
+        except redis.ConnectionError:
+            return False
 
     def destroy(self) -> None:
         """Stop the server and delete its directory."""
         self.stop()
         shutil.rmtree(self.server_dir, ignore_errors=True)
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def url_for(self, db: int = 0, *, password: bool = True) -> str:
         """``redis://[:password@]127.0.0.1:port/db``; ``password=False`` leaves it out."""
@@ -139,15 +115,6 @@ class RedisServer:
     def client(self, db: int = 0) -> redis.Redis:
         """A synchronous redis-py client (for test set-up and assertions)."""
         return redis.Redis.from_url(self.url_for(db), socket_timeout=5)
-
-    def _pings(self) -> bool:
-        if self._proc is not None and self._proc.poll() is not None:
-            raise ServerError(f"redis-server on port {self.port} exited early{log_tail(self.log_path)}")
-        try:
-            with self.client() as client:
-                return bool(client.ping())
-        except redis.ConnectionError:
-            return False
 
     def __repr__(self) -> str:
         return f"<RedisServer 127.0.0.1:{self.port}>"

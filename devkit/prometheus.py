@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import ssl
 import subprocess
 import tempfile
@@ -33,7 +32,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.support._process import LOOPBACK, ServerError, free_port, log_tail, terminate, wait_until
+from devkit.process import LOOPBACK, ManagedProcess, ServerError, free_port, wait_until
 
 __all__ = ["PkiFiles", "PrometheusServer", "ServerError", "find_prometheus", "write_test_pki"]
 
@@ -104,8 +103,10 @@ def bcrypt_hash(password: str) -> str:
     return hashed
 
 
-class PrometheusServer:
+class PrometheusServer(ManagedProcess):
     """One ``prometheus`` process on 127.0.0.1, started in its own process group."""
+
+    stop_timeout = 20.0
 
     def __init__(
         self,
@@ -119,8 +120,8 @@ class PrometheusServer:
         basic_auth_users: Mapping[str, str] | None,
         enable_lifecycle: bool,
     ) -> None:
+        super().__init__(name=f"prometheus on port {port}", log_path=server_dir / "prometheus.log")
         self.server_dir = server_dir
-        self.log_path = server_dir / "prometheus.log"
         self.config_path = server_dir / "prometheus.yml"
         self.web_config_path = server_dir / "web.yml"
         self.port = port
@@ -130,7 +131,6 @@ class PrometheusServer:
         self.tls = tls
         self.basic_auth_users = dict(basic_auth_users or {})
         self.enable_lifecycle = enable_lifecycle
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
     def start(
@@ -159,7 +159,7 @@ class PrometheusServer:
             enable_lifecycle=enable_lifecycle,
         )
         server._write_config()
-        server._launch(timeout)
+        server.launch(timeout)
         return server
 
     # ---- addresses and a client -------------------------------------------------------------
@@ -179,26 +179,10 @@ class PrometheusServer:
 
     # ---- lifecycle --------------------------------------------------------------------------
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """Shut down cleanly (SIGTERM), SIGKILL if it hangs."""
-        if self._proc is not None:
-            terminate(self._proc, signal.SIGTERM, timeout)
-            self._proc = None
-
-    def kill(self) -> None:
-        """Crash it: SIGKILL, no shutdown."""
-        if self._proc is not None:
-            terminate(self._proc, signal.SIGKILL, 10)
-            self._proc = None
-
     def restart(self, timeout: float = 60.0) -> None:
         """Stop (if running) and start again on the same port with the same data."""
         self.stop()
-        self._launch(timeout)
+        self.launch(timeout)
 
     def reload(self) -> None:
         """Re-read the configuration (``POST /-/reload``; needs ``enable_lifecycle``)."""
@@ -212,12 +196,6 @@ class PrometheusServer:
         """Stop and remove the working directory."""
         self.stop()
         shutil.rmtree(self.server_dir, ignore_errors=True)
-
-    def __enter__(self) -> PrometheusServer:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.destroy()
 
     # ---- waiting and querying ---------------------------------------------------------------
 
@@ -236,7 +214,7 @@ class PrometheusServer:
             expected = len(self.scrape_targets[job])
             return len(result) == expected and all(series["value"][1] == "1" for series in result)
 
-        wait_until(scraped, timeout, f"prometheus to scrape job {job}", self.log_path)
+        wait_until(scraped, timeout, f"prometheus to scrape job {job}", log=self.log_path)
 
     def wait_for_value(self, promql: str, expected: float, timeout: float = 30.0) -> None:
         """Wait until the instant query returns exactly one series (or a scalar) equal to ``expected``."""
@@ -248,7 +226,7 @@ class PrometheusServer:
             result = data.get("result") or []
             return len(result) == 1 and float(result[0]["value"][1]) == expected
 
-        wait_until(seen, timeout, f"{promql} == {expected}", self.log_path)
+        wait_until(seen, timeout, f"{promql} == {expected}", log=self.log_path)
 
     # ---- internals --------------------------------------------------------------------------
 
@@ -272,7 +250,7 @@ class PrometheusServer:
         if web:
             self.web_config_path.write_text(yaml.safe_dump(web))
 
-    def _command(self) -> list[str]:
+    def command(self) -> list[str]:
         command = [
             str(self.binary),
             f"--config.file={self.config_path}",
@@ -286,32 +264,15 @@ class PrometheusServer:
             command.append(f"--web.config.file={self.web_config_path}")
         return command
 
-    def _launch(self, timeout: float) -> None:
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                self._command(),
-                cwd=self.server_dir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        proc = self._proc
+    def working_dir(self) -> Path:
+        return self.server_dir
 
-        def ready() -> bool:
-            if proc.poll() is not None:
-                raise ServerError(f"prometheus exited with {proc.returncode}{log_tail(self.log_path)}")
-            try:
-                with self.admin_client(timeout=1.0) as client:
-                    return client.get("/-/ready").status_code == 200
-            except httpx.HTTPError:
-                return False
-
+    def is_ready(self) -> bool:
         try:
-            wait_until(ready, timeout, f"prometheus on port {self.port}", self.log_path)
-        except ServerError:
-            self.kill()
-            raise
+            with self.admin_client(timeout=1.0) as client:
+                return client.get("/-/ready").status_code == 200
+        except httpx.HTTPError:
+            return False
 
 
 class BearerTokenProxy:

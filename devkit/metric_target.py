@@ -8,17 +8,18 @@
         target.address                     # "127.0.0.1:PORT", for a scrape config
 
 The process serves ``/metrics`` (prometheus_client text format) and takes its orders on
-``POST /set`` and ``POST /remove`` with a JSON body. Run it with ``python -m tests.support.metric_target``;
-it prints ``LISTENING <port>`` once it accepts connections.
+``POST /set`` and ``POST /remove`` with a JSON body. Run it with
+``python -m devkit.metric_target PORT``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import signal
-import subprocess
 import sys
+import tempfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -27,37 +28,45 @@ import httpx
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from tests.support._process import LOOPBACK, ServerError, terminate
+from devkit.paths import REPO
+from devkit.process import LOOPBACK, ManagedProcess, free_port
 
 __all__ = ["METRIC_NAME", "MetricTarget"]
 
 METRIC_NAME = "sbo_test_value"
 LABEL = "series"
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-class MetricTarget:
+class MetricTarget(ManagedProcess):
     """The test's handle on a running target process."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], port: int) -> None:
-        self._proc = proc
+    def __init__(self, *, port: int, log_path: Path) -> None:
+        super().__init__(name=f"metric target on port {port}", log_path=log_path)
         self.port = port
 
     @classmethod
     def start(cls, timeout: float = 30.0) -> MetricTarget:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.metric_target"],
-            cwd=_REPO_ROOT,
-            stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        assert proc.stdout is not None
-        line = proc.stdout.readline().decode().strip()  # blocks until the server listens or dies
-        if not line.startswith("LISTENING "):
-            terminate(proc, signal.SIGKILL, timeout)
-            raise ServerError(f"the metric target did not start: {line!r}")
-        return cls(proc, int(line.split()[1]))
+        port = free_port()
+        target = cls(port=port, log_path=Path(tempfile.mkdtemp(prefix="sbo-metric-target-")) / "target.log")
+        target.launch(timeout)
+        return target
+
+    def destroy(self) -> None:
+        """Stop, and remove the log's temporary directory."""
+        self.stop()
+        shutil.rmtree(self.log_path.parent, ignore_errors=True)
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "devkit.metric_target", str(self.port)]
+
+    def working_dir(self) -> Path:
+        return REPO
+
+    def is_ready(self) -> bool:
+        try:
+            return httpx.get(f"http://{self.address}/metrics", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
 
     @property
     def address(self) -> str:
@@ -71,20 +80,11 @@ class MetricTarget:
         """Drop one series, so it disappears from the next scrape."""
         self._post("/remove", {"series": series})
 
-    def stop(self) -> None:
-        terminate(self._proc, signal.SIGTERM, 10)
-
-    def __enter__(self) -> MetricTarget:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
     def _post(self, path: str, body: dict[str, Any]) -> None:
         httpx.post(f"http://{self.address}{path}", json=body, timeout=5).raise_for_status()
 
 
-def _serve() -> None:
+def _serve(port: int) -> None:
     registry = CollectorRegistry()
     gauge = Gauge(METRIC_NAME, "A value the test sets.", [LABEL], registry=registry)
 
@@ -116,11 +116,10 @@ def _serve() -> None:
         def log_message(self, format: str, *args: Any) -> None:
             pass  # quiet: the test output is what matters
 
-    server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
-    print(f"LISTENING {server.server_address[1]}", flush=True)
+    server = ThreadingHTTPServer((LOOPBACK, port), Handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.serve_forever()
 
 
 if __name__ == "__main__":
-    _serve()
+    _serve(int(sys.argv[1]))

@@ -24,21 +24,20 @@ import itertools
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from tests.support._process import LOOPBACK, ServerError, die_with_parent, free_port, log_tail, terminate
-from tests.support.postgres import PostgresServer, start_replica_of
-from tests.support.redis import RedisServer
+from devkit.paths import SAMPLE_APP
+from devkit.postgres import PostgresServer, start_replica_of
+from devkit.process import LOOPBACK, ManagedProcess, ServerError, free_port
+from devkit.redis import RedisServer
 
 __all__ = [
     "LoadStats",
@@ -51,8 +50,6 @@ __all__ = [
     "task_paths",
 ]
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE_APP = REPO / "sample-app"
 DATABASE = "app"
 SECRET_KEY = "sample-app-secret-key-for-local-runs-0123456789"
 USER_PASSWORD = "sample-app-user-password"
@@ -87,13 +84,17 @@ def run_migrations(primary: PostgresServer, database: str = DATABASE) -> None:
         raise ServerError(f"alembic upgrade head failed:\n{done.stdout}{done.stderr}")
 
 
-class SampleAppProcess:
-    """``python -m app.serve`` on a free port on 127.0.0.1."""
+class SampleAppProcess(ManagedProcess):
+    """``python -m app.serve`` on a free port on 127.0.0.1, with the environment the operator injects.
 
-    def __init__(self, *, port: int, log_path: Path, proc: subprocess.Popen[bytes]) -> None:
+    Ready once ``/readyz`` answers 200; stopping sends SIGTERM to the uvicorn supervisor and its
+    workers (one process group).
+    """
+
+    def __init__(self, *, port: int, log_path: Path, env: Mapping[str, str]) -> None:
+        super().__init__(name=f"the sample app on port {port}", log_path=log_path)
         self.port = port
-        self.log_path = log_path
-        self._proc: subprocess.Popen[bytes] | None = proc
+        self.env = dict(env)
 
     @classmethod
     def start(
@@ -106,9 +107,13 @@ class SampleAppProcess:
         database: str = DATABASE,
         workers: int = 2,
         env: Mapping[str, str] | None = None,
+        name: str | None = None,
         timeout: float = 60.0,
     ) -> SampleAppProcess:
-        """Start the app against already-migrated servers; returns once ``/readyz`` answers 200."""
+        """Start the app against already-migrated servers; returns once ``/readyz`` answers 200.
+
+        ``env`` overrides settings (e.g. ``CACHE_ENABLED``); ``name`` names the log file.
+        """
         port = free_port()
         multiproc = Path(tempfile.mkdtemp(prefix="prom-multiproc-", dir=workdir))
         full_env = {
@@ -127,25 +132,24 @@ class SampleAppProcess:
             **({"REDIS_PASSWORD": redis.password} if redis.password else {}),
             **(env or {}),
         }
-        log_path = workdir / f"sample-app-{port}.log"
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "app.serve"],
-                cwd=SAMPLE_APP,
-                env=full_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
-        app = cls(port=port, log_path=log_path, proc=proc)
-        try:
-            app._wait_ready(timeout)
-        except BaseException:
-            app.stop()
-            raise
+        app = cls(port=port, log_path=workdir / f"sample-app-{name or port}.log", env=full_env)
+        app.launch(timeout)
         return app
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "app.serve"]
+
+    def environment(self) -> dict[str, str]:
+        return self.env
+
+    def working_dir(self) -> Path:
+        return SAMPLE_APP
+
+    def is_ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
 
     @property
     def url(self) -> str:
@@ -155,29 +159,6 @@ class SampleAppProcess:
     def address(self) -> str:
         """``127.0.0.1:PORT``, for a Prometheus scrape config."""
         return f"{LOOPBACK}:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM the uvicorn supervisor and its workers; SIGKILL if they hang."""
-        if self._proc is not None:
-            terminate(self._proc, signal.SIGTERM, timeout)
-            self._proc = None
-
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc is None or self._proc.poll() is not None:
-                raise ServerError(f"the sample app exited early{log_tail(self.log_path)}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise ServerError(f"the sample app was not ready within {timeout:.0f}s{log_tail(self.log_path)}")
 
 
 @dataclass
@@ -204,7 +185,7 @@ class SampleAppStack:
         """Start everything; on any failure, stop whatever was already started."""
         own = workdir is None
         base = Path(tempfile.mkdtemp(prefix="sbo-sample-app-")) if workdir is None else workdir
-        started: list[PostgresServer | RedisServer | SampleAppProcess] = []
+        started: list[ManagedProcess] = []
         try:
             progress("starting PostgreSQL on 127.0.0.1")
             primary = PostgresServer.start(base)
@@ -226,7 +207,7 @@ class SampleAppStack:
             )
         except BaseException:
             for server in reversed(started):
-                _stop(server)
+                server.destroy()
             if own:
                 shutil.rmtree(base, ignore_errors=True)
             raise
@@ -236,7 +217,7 @@ class SampleAppStack:
         """Stop the app, then the servers (replica before primary); remove a temporary workdir."""
         for server in (self.app, self.redis, self.replica, self.primary):
             if server is not None:
-                _stop(server)
+                server.destroy()
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -245,13 +226,6 @@ class SampleAppStack:
 
     def __exit__(self, *exc_info: object) -> None:
         self.destroy()
-
-
-def _stop(server: PostgresServer | RedisServer | SampleAppProcess) -> None:
-    if isinstance(server, SampleAppProcess):
-        server.stop()
-    else:
-        server.destroy()
 
 
 def seed_tasks(base_url: str, count: int = 20) -> list[int]:

@@ -1,0 +1,5 @@
+"""`python -m bench.reconcile`: see the package docstring."""
+
+from bench.reconcile.driver import main
+
+main()
