@@ -10,14 +10,15 @@ A missing binary fails the test with a clear message; it never skips.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, TypeVar
 
 import pytest
 
 from devkit.postgres import PostgresServer, start_replica_of
-from devkit.process import ServerError
+from devkit.process import ManagedProcess, ServerError
 from devkit.redis import RedisServer
 
 __all__ = [
@@ -29,19 +30,23 @@ __all__ = [
 ]
 
 
-def _fail_on_server_error(exc: ServerError) -> NoReturn:
-    pytest.fail(f"cannot start a test server: {exc}", pytrace=False)
+S = TypeVar("S", bound=ManagedProcess)
+
+
+def _start_or_fail(launch: Callable[[], S]) -> S:
+    """Start a server; a missing binary or a failed start fails the test (never skips)."""
+    try:
+        return launch()
+    except ServerError as exc:
+        pytest.fail(f"cannot start a test server: {exc}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
 def postgres_primary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
     """A PostgreSQL primary shared by the whole session, with pg_stat_statements loaded."""
-    try:
-        server = PostgresServer.start(tmp_path_factory.mktemp("pg-primary"), pg_stat_statements=True)
-    except ServerError as exc:
-        _fail_on_server_error(exc)
-    yield server
-    server.destroy()
+    directory = tmp_path_factory.mktemp("pg-primary")
+    with _start_or_fail(lambda: PostgresServer.start(directory, pg_stat_statements=True)) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -49,23 +54,17 @@ def postgres_replica(
     postgres_primary: PostgresServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PostgresServer]:
     """A hot standby streaming from ``postgres_primary``. Do not pause it: use make_postgres."""
-    try:
-        server = start_replica_of(postgres_primary, tmp_path_factory.mktemp("pg-replica"))
-    except ServerError as exc:
-        _fail_on_server_error(exc)
-    yield server
-    server.destroy()
+    directory = tmp_path_factory.mktemp("pg-replica")
+    with _start_or_fail(lambda: start_replica_of(postgres_primary, directory)) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A Redis server (with a password) shared by the whole session. Do not kill it."""
-    try:
-        server = RedisServer.start(tmp_path_factory.mktemp("redis"), password="redis-test-password")
-    except ServerError as exc:
-        _fail_on_server_error(exc)
-    yield server
-    server.destroy()
+    directory = tmp_path_factory.mktemp("redis")
+    with _start_or_fail(lambda: RedisServer.start(directory, password="redis-test-password")) as server:
+        yield server
 
 
 MakePostgres = Callable[..., PostgresServer]
@@ -78,37 +77,22 @@ def make_postgres(tmp_path: Path) -> Iterator[MakePostgres]:
 
     Keyword arguments other than ``replica_of`` go to :meth:`PostgresServer.start`.
     """
-    started: list[PostgresServer] = []
+    with contextlib.ExitStack() as owned:  # on exit, the last started first: replicas before their primary
 
-    def make(*, replica_of: PostgresServer | None = None, **kwargs: object) -> PostgresServer:
-        try:
+        def make(*, replica_of: PostgresServer | None = None, **kwargs: Any) -> PostgresServer:
             if replica_of is not None:
-                server = start_replica_of(replica_of, tmp_path)
-            else:
-                server = PostgresServer.start(tmp_path, **kwargs)  # type: ignore[arg-type]
-        except ServerError as exc:
-            _fail_on_server_error(exc)
-        started.append(server)
-        return server
+                return owned.enter_context(_start_or_fail(lambda: start_replica_of(replica_of, tmp_path)))
+            return owned.enter_context(_start_or_fail(lambda: PostgresServer.start(tmp_path, **kwargs)))
 
-    yield make
-    for server in reversed(started):  # replicas before their primary
-        server.destroy()
+        yield make
 
 
 @pytest.fixture
 def make_redis(tmp_path: Path) -> Iterator[MakeRedis]:
     """Factory for Redis servers this test owns: ``make_redis(password=None)``."""
-    started: list[RedisServer] = []
+    with contextlib.ExitStack() as owned:
 
-    def make(**kwargs: object) -> RedisServer:
-        try:
-            server = RedisServer.start(tmp_path, **kwargs)  # type: ignore[arg-type]
-        except ServerError as exc:
-            _fail_on_server_error(exc)
-        started.append(server)
-        return server
+        def make(**kwargs: Any) -> RedisServer:
+            return owned.enter_context(_start_or_fail(lambda: RedisServer.start(tmp_path, **kwargs)))
 
-    yield make
-    for server in started:
-        server.destroy()
+        yield make

@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from devkit.paths import REPO
-from devkit.process import LOOPBACK, ManagedProcess, free_port
+from devkit.process import LOOPBACK, ManagedProcess, answers_ok, free_port
 
 __all__ = ["METRIC_NAME", "MetricTarget"]
 
@@ -63,10 +63,7 @@ class MetricTarget(ManagedProcess):
         return REPO
 
     def is_ready(self) -> bool:
-        try:
-            return httpx.get(f"http://{self.address}/metrics", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
+        return answers_ok(f"http://{self.address}/metrics")
 
     @property
     def address(self) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from devkit.paths import REPO
-from devkit.process import LOOPBACK, ManagedProcess, free_port
+from devkit.process import LOOPBACK, ManagedProcess, answers_ok, free_port
 from devkit.promtext import label_text_samples
 
 
@@ -50,10 +50,7 @@ class OperatorProcess(ManagedProcess):
         return REPO
 
     def is_ready(self) -> bool:
-        try:
-            return httpx.get(f"{self.health_url}", timeout=1, trust_env=False).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return answers_ok(self.health_url)
 
     @property
     def health_url(self) -> str:

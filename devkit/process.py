@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +20,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
+
+import httpx
 
 LOOPBACK = "127.0.0.1"
 
@@ -50,6 +53,24 @@ def port_accepts(port: int, host: str = LOOPBACK) -> bool:
             return True
     except OSError:
         return False
+
+
+def answers_ok(url: str, timeout: float = 1.0) -> bool:
+    """True when GET ``url`` answers 200 (a readiness probe); False while nothing listens."""
+    try:
+        return httpx.get(url, timeout=timeout, trust_env=False).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def find_binary(name: str, *, env: str, package: str) -> Path:
+    """A server binary from ``$env``, else PATH; ServerError saying how to install it otherwise."""
+    candidate = os.environ.get(env) or shutil.which(name)
+    if candidate and Path(candidate).is_file():
+        return Path(candidate)
+    raise ServerError(
+        f"{name} was not found. Install it (`make tools`, or apt-get install {package}) or set {env}."
+    )
 
 
 def log_tail(log: Path | None, lines: int = 30) -> str:

@@ -16,7 +16,6 @@ With ``tls=`` (see :func:`write_test_pki`) and ``basic_auth_users=`` the server 
 
 from __future__ import annotations
 
-import os
 import shutil
 import ssl
 import subprocess
@@ -32,20 +31,14 @@ from typing import Any
 import httpx
 import yaml
 
-from devkit.process import LOOPBACK, ManagedProcess, ServerError, free_port, wait_until
+from devkit.process import LOOPBACK, ManagedProcess, ServerError, find_binary, free_port, wait_until
 
 __all__ = ["PkiFiles", "PrometheusServer", "ServerError", "find_prometheus", "write_test_pki"]
 
 
 def find_prometheus() -> Path:
     """Locate the ``prometheus`` binary."""
-    candidate = os.environ.get("SBO_PROMETHEUS") or shutil.which("prometheus")
-    if candidate and Path(candidate).is_file():
-        return Path(candidate)
-    raise ServerError(
-        "prometheus was not found. Install it (`make tools`, or apt-get install prometheus) "
-        "or set SBO_PROMETHEUS."
-    )
+    return find_binary("prometheus", env="SBO_PROMETHEUS", package="prometheus")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ is missing, ``start`` raises :class:`ServerError` (tests must fail, not skip).
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,20 +22,14 @@ from urllib.parse import quote
 
 import redis
 
-from devkit.process import LOOPBACK, ManagedProcess, ServerError, free_port
+from devkit.process import LOOPBACK, ManagedProcess, ServerError, find_binary, free_port
 
 __all__ = ["RedisServer", "ServerError", "find_redis_server"]
 
 
 def find_redis_server() -> Path:
     """Locate the ``redis-server`` binary."""
-    candidate = os.environ.get("SBO_REDIS_SERVER") or shutil.which("redis-server")
-    if candidate and Path(candidate).is_file():
-        return Path(candidate)
-    raise ServerError(
-        "redis-server was not found. Install it (`make tools`, or apt-get install redis-server) "
-        "or set SBO_REDIS_SERVER."
-    )
+    return find_binary("redis-server", env="SBO_REDIS_SERVER", package="redis-server")
 
 
 class RedisServer(ManagedProcess):

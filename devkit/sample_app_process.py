@@ -36,7 +36,7 @@ import httpx
 
 from devkit.paths import SAMPLE_APP
 from devkit.postgres import PostgresServer, start_replica_of
-from devkit.process import LOOPBACK, ManagedProcess, ServerError, free_port
+from devkit.process import LOOPBACK, ManagedProcess, ServerError, answers_ok, free_port
 from devkit.redis import RedisServer
 
 __all__ = [
@@ -146,10 +146,7 @@ class SampleAppProcess(ManagedProcess):
         return SAMPLE_APP
 
     def is_ready(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
+        return answers_ok(f"{self.url}/readyz", timeout=2)
 
     @property
     def url(self) -> str:

@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                 later("stopping the control plane the demo started", cluster.stop_if_started_here)
             else:
                 say("a control plane was already running: the demo uses it and leaves it up")
-                cleanup.callback(cluster.api.close)
+                cleanup.callback(cluster.close_client)
             show(cluster, "get", "nodes", "-L", "topology.kubernetes.io/zone")
             cluster.install_crd(field_manager="sbo-demo")
             cluster.kubectl("create", "namespace", namespace)

@@ -129,7 +129,11 @@ class ReadyTracker:
                     version = await self._list(resource)
                 version = await self._watch(resource, version)
             except (ApiException, aiohttp.ClientError, TimeoutError, ValueError) as error:
-                say(f"watch of {self.kind}: {error!r}; listing again")
+                # e.g. a 429 while a just-started API server is still busy with its own start-up
+                problem = (
+                    f"HTTP {error.status} {error.reason}" if isinstance(error, ApiException) else repr(error)
+                )
+                say(f"watch of {self.kind}: {problem}; listing again")
                 version = None
                 await asyncio.sleep(1)
 

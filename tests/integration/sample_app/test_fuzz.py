@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from app.core.config import Settings
-from devkit.process import die_with_parent, free_port
+from devkit.process import Command, answers_ok, free_port
 from tests.integration.sample_app.helpers import PASSWORD, SAMPLE_APP_DIR
 
 pytestmark = pytest.mark.integration
@@ -41,36 +38,23 @@ def served_app(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
         "WEB_CONCURRENCY": "1",
         "RATE_LIMIT_REQUESTS": "1000000",
     }
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app.serve"],
-            cwd=SAMPLE_APP_DIR,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+    ready = f"{base}/readyz"
+    server = Command(
+        [sys.executable, "-m", "app.serve"],
+        log_path=log,
+        ready=lambda: answers_ok(ready),
+        env=env,
+        cwd=SAMPLE_APP_DIR,
+    )
+    with server:
+        server.launch(timeout=30)
         email = "fuzzer@example.com"
         httpx.post(f"{base}/api/v1/users/signup", json={"email": email, "password": PASSWORD})
         token = httpx.post(
             f"{base}/api/v1/login/access-token", data={"username": email, "password": PASSWORD}
         )
         yield base, token.json()["access_token"]
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
     server_log = Path(log).read_text()
     assert "Traceback" not in server_log, server_log
 
