@@ -57,6 +57,7 @@ from devkit.measure import say
 from devkit.metric_target import MetricTarget
 from devkit.operator_process import OperatorProcess
 from devkit.paths import REPO
+from devkit.process import wait_until
 from devkit.prometheus import PrometheusServer
 from devkit.records import BENCHMARKS_DOC, record_in_section
 from sbo_operator.api.autoscaling import AutoscalingHistory, AutoscalingSpec
@@ -394,11 +395,7 @@ def run_trace(args: argparse.Namespace, trace: Sequence[Phase]) -> Timeline:
                 return None
             return None if replicas is None else int(replicas)
 
-        deadline = time.monotonic() + 120
-        while deployment_replicas() != 1:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the Deployment did not appear with 1 replica")
-            time.sleep(0.5)
+        wait_until(lambda: deployment_replicas() == 1, 120, "the Deployment with 1 replica", interval=0.5)
         say(f"settling {args.poll_seconds * 2}s at the baseline, then the trace ({len(values)}s)")
         time.sleep(args.poll_seconds * 2)
 

@@ -251,6 +251,12 @@ class ManagedProcess:
             )
         return self.is_ready()
 
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for the process to exit by itself (after a signal a test sent it); its exit code."""
+        if self._proc is None:
+            raise ServerError(f"{self.name} is not started")
+        return self._proc.wait(timeout=timeout)
+
     def stop(self, timeout: float | None = None, *, sig: signal.Signals | None = None) -> None:
         """``sig`` (default: the launcher's shutdown signal) to the group; SIGKILL if it hangs."""
         if self._proc is not None:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from app.core.config import Settings
-from devkit.process import die_with_parent, free_port, wait_until_async
+from devkit.process import Command, answers_ok, free_port
 from tests.integration.sample_app.helpers import SAMPLE_APP_DIR, metric_value, register
 
 pytestmark = pytest.mark.integration
@@ -39,39 +38,27 @@ def operator_env(settings: Settings, port: int, multiproc_dir: Path) -> dict[str
 
 
 @pytest.fixture
-async def server(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+def server(settings: Settings, tmp_path: Path) -> Iterator[tuple[Command, str]]:
     port = free_port()
     stale = tmp_path / "prom"
     stale.mkdir()
     (stale / "counter_999999.db").write_bytes(b"stale")  # a previous run's leftovers must go
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "app.serve",
-        cwd=SAMPLE_APP_DIR,
-        env=operator_env(settings, port, stale),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,  # uvicorn's workers share its process group: kill them together
-        preexec_fn=die_with_parent,
-    )
     base = f"http://127.0.0.1:{port}"
+    # Its own process group (the kit's launchers all start one): uvicorn's workers are killed with it.
+    app = Command(
+        [sys.executable, "-m", "app.serve"],
+        log_path=tmp_path / "serve.log",
+        ready=lambda: answers_ok(f"{base}/readyz"),
+        env=operator_env(settings, port, stale),
+        cwd=SAMPLE_APP_DIR,
+        name="python -m app.serve",
+    )
+    app.launch(timeout=30)
+    yield app, base
+    app.kill()
 
-    async def ready() -> bool:
-        try:
-            async with httpx.AsyncClient() as c:
-                return (await c.get(f"{base}/readyz")).status_code == 200
-        except httpx.TransportError:
-            return False
 
-    await wait_until_async(ready, 30, "python -m app.serve to become ready")
-    yield proc, base
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    await proc.wait()
-
-
-async def test_metrics_aggregate_both_workers(server: tuple[asyncio.subprocess.Process, str]) -> None:
+async def test_metrics_aggregate_both_workers(server: tuple[Command, str]) -> None:
     _, base = server
     pids = set()
     async with httpx.AsyncClient(base_url=base) as client:
@@ -103,9 +90,9 @@ async def test_metrics_aggregate_both_workers(server: tuple[asyncio.subprocess.P
 
 
 async def test_sigterm_finishes_in_flight_requests_then_exits(
-    server: tuple[asyncio.subprocess.Process, str],
+    server: tuple[Command, str],
 ) -> None:
-    proc, base = server
+    app, base = server
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         headers = await register(client)
         in_flight = [
@@ -115,12 +102,12 @@ async def test_sigterm_finishes_in_flight_requests_then_exits(
             for i in range(4)
         ]  # Argon2 hashing makes these take a while
         await asyncio.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
+        os.kill(app.pid, signal.SIGTERM)  # the uvicorn supervisor only, as the kubelet does
         responses = await asyncio.gather(*in_flight)
         assert [r.status_code for r in responses] == [201] * 4
-        async with asyncio.timeout(30):
-            output = (await proc.communicate())[0].decode()
-        assert proc.returncode == 0, output
+        returncode = await asyncio.to_thread(app.wait_exit, 30)
+        output = app.log_path.read_text()
+        assert returncode == 0, output
         assert "pools released" in output or "Finished server process" in output
         with pytest.raises(httpx.ConnectError):
             await client.get("/healthz", headers=headers)
