@@ -59,7 +59,7 @@ from devkit.operator_process import OperatorProcess
 from devkit.paths import REPO
 from devkit.process import wait_until
 from devkit.prometheus import PrometheusServer
-from devkit.records import BENCHMARKS_DOC, record_in_section
+from devkit.records import BENCHMARKS_DOC, record_json_result
 from sbo_operator.api.autoscaling import AutoscalingHistory, AutoscalingSpec
 from sbo_operator.autoscaler.decide import decide
 from sbo_operator.autoscaler.samples import MetricSample
@@ -447,13 +447,9 @@ def run_trace(args: argparse.Namespace, trace: Sequence[Phase]) -> Timeline:
 
 def record(path: Path, result: dict[str, Any], command: str) -> None:
     """Replace the JSON run in this section of docs/benchmarks.md (the prose around it stays)."""
-    begin, end = "<!-- bench-autoscale begin -->", "<!-- bench-autoscale end -->"
     box = result["machine"]
-    entry = (
-        f"{begin}\n`{command}`, {result['date']}, {box['cpus']} cores ({box['platform']}):\n\n"
-        f"```json\n{json.dumps(result)}\n```\n{end}"
-    )
-    record_in_section(path, section=SECTION, begin=begin, end=end, entry=entry)
+    heading = f"`{command}`, {result['date']}, {box['cpus']} cores ({box['platform']})"
+    record_json_result(path, result, section=SECTION, marker="bench-autoscale", heading=heading)
     say(f"recorded in {path}")
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from devkit.paths import REPO
 
@@ -27,3 +30,15 @@ def record_in_section(path: Path, *, section: str, begin: str, end: str, entry: 
     else:
         text = text.rstrip("\n") + f"\n\n{section}\n\n{entry}\n"
     path.write_text(text)
+
+
+def record_json_result(
+    path: Path, result: Mapping[str, Any], *, section: str, marker: str, heading: str
+) -> None:
+    """A benchmark's JSON line as a block between ``<!-- {marker} begin/end -->`` in ``section``.
+
+    ``heading`` says how and where it was measured; the block for the same marker is replaced.
+    """
+    begin, end = f"<!-- {marker} begin -->", f"<!-- {marker} end -->"
+    entry = f"{begin}\n{heading}:\n\n```json\n{json.dumps(result)}\n```\n{end}"
+    record_in_section(path, section=section, begin=begin, end=end, entry=entry)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -20,7 +19,7 @@ from devkit.measure import apiserver_requests, machine, say, writes_by_resource
 from devkit.operator_process import OperatorProcess
 from devkit.paths import REPO
 from devkit.promtext import Labels, delta, samples
-from devkit.records import record_in_section
+from devkit.records import record_json_result
 
 SECTION = "## Reconcile (make bench-reconcile)"
 TARGET_RATIO = 2.0
@@ -203,16 +202,11 @@ def summarise(
 
 def record(path: Path, result: Mapping[str, Any], command: str) -> None:
     """Put the JSON line into the Reconcile section of the docs, replacing the previous one for this N."""
-    begin, end = (
-        f"<!-- bench-reconcile n={result['n']} begin -->",
-        f"<!-- bench-reconcile n={result['n']} end -->",
-    )
     box = result["machine"]
-    entry = (
-        f"{begin}\nN={result['n']}: `{command}`, {result['date']}, "
-        f"{box['cpus']} cores, {box['memory_gib']} GiB:\n\n```json\n{json.dumps(result)}\n```\n{end}"
+    heading = f"N={result['n']}: `{command}`, {result['date']}, {box['cpus']} cores, {box['memory_gib']} GiB"
+    record_json_result(
+        path, result, section=SECTION, marker=f"bench-reconcile n={result['n']}", heading=heading
     )
-    record_in_section(path, section=SECTION, begin=begin, end=end, entry=entry)
     say(f"recorded in {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
 
 
