@@ -14,7 +14,6 @@ import dataclasses
 import json
 import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any, Self
@@ -31,6 +30,7 @@ from devkit.process import wait_until
 CLUSTER_SCRIPT = REPO / "hack" / "cluster.sh"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "provisioner")
 RESTRICTED = "pod-security.kubernetes.io/enforce"
+STDERR_FD = 2
 
 
 @dataclasses.dataclass
@@ -109,8 +109,9 @@ class LocalCluster:
         env = {**os.environ, "SBO_LOCAL_DIR": str(self.local_dir)}
         if self.port_base is not None:
             env["SBO_PORT_BASE"] = str(self.port_base)
-        # The script's progress goes to stderr: a benchmark's stdout carries only its JSON line.
-        subprocess.run([str(CLUSTER_SCRIPT), command], env=env, check=True, stdout=sys.stderr, timeout=300)
+        # The script's progress goes to stderr (fd 2, whatever sys.stderr was replaced with):
+        # a benchmark's stdout carries only its JSON line.
+        subprocess.run([str(CLUSTER_SCRIPT), command], env=env, check=True, stdout=STDERR_FD, timeout=300)
 
     # ---- where it is ------------------------------------------------------------------------------
 
@@ -156,7 +157,7 @@ class LocalCluster:
     # ---- kubectl --------------------------------------------------------------------------------------
 
     def kubectl(
-        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float | None = None
     ) -> subprocess.CompletedProcess[str]:
         """Run the cluster's own kubectl; the result keeps stdout and stderr."""
         return subprocess.run(
