@@ -31,6 +31,14 @@ CLUSTER_SCRIPT = REPO / "hack" / "cluster.sh"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "provisioner")
 RESTRICTED = "pod-security.kubernetes.io/enforce"
 STDERR_FD = 2
+CRD_NAME = "scalablebackends.sbo.dev"
+
+
+class KubectlError(subprocess.CalledProcessError):
+    """kubectl failed; unlike CalledProcessError's, the message says what kubectl said."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\n{self.stderr}"
 
 
 @dataclasses.dataclass
@@ -159,15 +167,21 @@ class LocalCluster:
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """Run the cluster's own kubectl; the result keeps stdout and stderr."""
-        return subprocess.run(
+        """Run the cluster's own kubectl; the result keeps stdout and stderr.
+
+        With ``check``, a failure raises :class:`KubectlError`, whose message carries kubectl's stderr.
+        """
+        done = subprocess.run(
             [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
             input=input,
             capture_output=True,
             text=True,
-            check=check,
+            check=False,
             timeout=timeout,
         )
+        if check and done.returncode != 0:
+            raise KubectlError(done.returncode, done.args, done.stdout, done.stderr)
+        return done
 
     def apply(
         self,
@@ -187,7 +201,15 @@ class LocalCluster:
         self.kubectl(
             "apply", "--server-side", "--force-conflicts", "--field-manager", field_manager, "-f", str(CRD)
         )
-        self.kubectl("wait", "--for=condition=Established", "crd/scalablebackends.sbo.dev", "--timeout=60s")
+
+        # Not `kubectl wait --for=condition=Established`: on a CRD created a moment ago, whose
+        # status has no conditions yet, it fails at once ("accessor error") instead of waiting.
+        def established() -> bool:
+            jsonpath = 'jsonpath={.status.conditions[?(@.type=="Established")].status}'
+            probe = self.kubectl("get", f"crd/{CRD_NAME}", "-o", jsonpath, check=False)
+            return probe.stdout.strip() == "True"
+
+        wait_until(established, 60, f"crd/{CRD_NAME} to be Established", interval=0.2)
 
     def create_restricted_namespaces(self, names: Iterable[str], *, field_manager: str = "sbo-tests") -> None:
         """Namespaces enforcing Pod Security "restricted"."""
