@@ -10,6 +10,7 @@ One package serves `pytest`, `make bench-*` and `make demo`:
 * :mod:`devkit.cluster` — the local control plane (hack/cluster.sh), reused or started fresh;
 * :mod:`devkit.measure`, :mod:`devkit.promtext`, :mod:`devkit.records` — what benchmarks
   measure and how they record it in docs/benchmarks.md;
+* :mod:`devkit.backends` — ScalableBackend manifests for tests that run no operator;
 * :mod:`devkit.fixtures_servers` — pytest fixtures for shared and per-test servers.
 
 Invariant: the kit stops only what it started, by the pid it started.
