@@ -18,7 +18,7 @@ from kubernetes.aio.client.exceptions import ApiException
 from kubernetes.aio.dynamic import DynamicClient
 
 from sbo_operator.api.v1alpha1 import GROUP, VERSION
-from sbo_operator.desired import Manifest
+from sbo_operator.builders import Manifest
 from sbo_operator.kube import Kube
 from sbo_operator.metrics import OperatorMetrics
 

@@ -54,7 +54,7 @@ from devkit.paths import REPO
 from devkit.promtext import delta, histogram_quantiles, total_by
 from devkit.records import BENCHMARKS_DOC
 from sbo_operator.api.v1alpha1 import GROUP, VERSION
-from sbo_operator.desired import Manifest
+from sbo_operator.builders import Manifest
 from sbo_operator.settings import OperatorSettings
 
 DOCS = BENCHMARKS_DOC

@@ -1,8 +1,8 @@
 """The floor: the same N backends and their children, applied by a plain client with no operator.
 
 The children are the operator's own builders' output for a converged backend, built before
-the clock starts; only the owner's uid is filled in once the backend exists. Which builders
-make them is decided in ONE place, :func:`children_from_operator_builders`.
+the clock starts; only the owner's uid is filled in once the backend exists. What they are is
+asked of the operator in ONE place, :func:`children_from_operator_builders`.
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ from devkit.cluster import LocalCluster
 from devkit.measure import CpuClock, apiserver_requests, by_verb, say, write_request_count
 from devkit.promtext import delta
 from sbo_operator.api.v1alpha1 import ScalableBackend
-from sbo_operator.builders import api
+from sbo_operator.builders import Manifest, api
+from sbo_operator.builders.labels import MANAGED_BY, MANAGED_BY_LABEL
 from sbo_operator.builders.names import child_names
-from sbo_operator.desired import Manifest, desired_state
+from sbo_operator.builders.secrets import MIN_RANDOM_BYTES
+from sbo_operator.desired import desired_state
 from sbo_operator.drift import with_applied_hash
-from sbo_operator.reconcile import SECRET_BUILDERS, SECRET_RANDOM_BYTES
-from sbo_operator.runtime import MANAGED_BY, MANAGED_BY_LABEL
 from sbo_operator.settings import OperatorSettings
 from sbo_operator.snapshot import Snapshot
 
@@ -53,14 +53,14 @@ WORKLOADS: dict[str, tuple[str, Predicate]] = {
 def children_from_operator_builders(body: Manifest) -> tuple[list[Manifest], list[Manifest], list[Manifest]]:
     """(secrets, foundation, workloads) of a backend once it has converged, from the operator's builders.
 
-    The one place the bench knows the operator's list of builders (`desired_state` and
-    `SECRET_BUILDERS`): swap it for the operator's component registry when there is one.
+    The one place the bench asks the operator what a backend's children are: `desired_state`,
+    which iterates the operator's component registry (`sbo_operator.components.COMPONENTS`),
+    and the generated Secrets it names. So a component added to the registry is in the floor too.
 
-    `desired_state` holds the read replicas and the migrations Job until the
-    primary is ready, and the api Deployment until the Job has succeeded; the
-    snapshot given here says all that has happened, so the lists are the
-    complete final set. Not yet stamped with the applied-hash annotation,
-    which covers the owner's uid: see `FloorBackend.stamped`.
+    The components hold the read replicas and the migrations Job until the primary is ready,
+    and the api Deployment until the Job has succeeded; the snapshot given here says all that
+    has happened, so the lists are the complete final set. Not yet stamped with the
+    applied-hash annotation, which covers the owner's uid: see `FloorBackend.stamped`.
     """
     backend = ScalableBackend.from_body(body)
     names = child_names(backend)
@@ -81,23 +81,13 @@ def children_from_operator_builders(body: Manifest) -> tuple[list[Manifest], lis
             "spec": {"replicas": 1},
             "status": {"observedGeneration": 1, "readyReplicas": 1},
         }
-    worker_replicas = backend.spec.worker.replicas if backend.spec.worker else None
-    desired = desired_state(
-        backend,
-        Snapshot(backend=body, children=children),
-        api_replicas=backend.spec.api.replicas,
-        worker_replicas=worker_replicas,
-    )
+    desired = desired_state(backend, Snapshot(backend=body, children=children))
     if desired.waiting or desired.obsolete or desired.problems:
         raise RuntimeError(f"the converged snapshot is not converged: {desired}")
     secrets = [
         manifest
         for secret in desired.secrets_to_generate
-        if (
-            manifest := SECRET_BUILDERS[secret](
-                backend, existing_data=None, random_bytes=os.urandom(SECRET_RANDOM_BYTES)
-            )
-        )
+        if (manifest := secret.build(backend, existing_data=None, random_bytes=os.urandom(MIN_RANDOM_BYTES)))
         is not None
     ]
     return secrets, desired.foundation, desired.workloads

@@ -21,7 +21,7 @@ from kubernetes.aio.watch import Watch
 from bench.reconcile.workload import key_of
 from devkit.measure import say
 from devkit.process import WaitTimeout, wait_until_async
-from sbo_operator.status import deployment_progress, job_state, statefulset_progress
+from sbo_operator.progress import deployment_progress, job_state, statefulset_progress
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 PROGRESS_EVERY = 10.0

@@ -12,7 +12,7 @@ import yaml
 from devkit.cluster import LocalCluster
 from devkit.measure import say
 from devkit.paths import EXAMPLES
-from sbo_operator.desired import Manifest
+from sbo_operator.builders import Manifest
 
 EXAMPLE = EXAMPLES / "basic.yaml"
 FIELD_MANAGER = "sbo-bench"
