@@ -1,7 +1,7 @@
 """Benchmark the autoscaler on a load trace: ``python -m bench.autoscale`` (``make bench-autoscale``).
 
 The metric is driven precisely, not by HTTP load: a controllable gauge
-(``devkit/metric_target.py``, ``sbo_test_value{series="rps"}``) stands for the request rate,
+(``hack/devkit/devkit/metric_target.py``, ``sbo_test_value{series="rps"}``) stands for the request rate,
 a real Prometheus scrapes it every second, and the query ``sum(sbo_test_value{series="rps"})``
 is scaled at ``targetPerReplica: 10``. So a step is in Prometheus at a known second and the
 timing is repeatable. (``make demo`` and the e2e test drive the real sample app with HTTP.)

@@ -20,7 +20,7 @@ from devkit.postgres import PostgresServer
 from devkit.redis import RedisServer
 from tests.integration.sample_app.helpers import app_settings, create_migrated_database, register, running_app
 
-# The shared server fixtures (see devkit/fixtures_servers.py), made visible here.
+# The shared server fixtures (see hack/devkit/devkit/fixtures_servers.py), made visible here.
 postgres_primary = fixtures_servers.postgres_primary
 postgres_replica = fixtures_servers.postgres_replica
 redis_server = fixtures_servers.redis_server

@@ -6,7 +6,7 @@ import functools
 import subprocess
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]  # hack/devkit/devkit/paths.py
 SAMPLE_APP = REPO / "sample-app"
 CRD = REPO / "crds" / "sbo.dev_scalablebackends.yaml"
 EXAMPLES = REPO / "examples"
