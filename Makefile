@@ -85,6 +85,10 @@ test-unit: venv ## Unit tests only (no servers)
 test-integration: tools venv ## Integration tests (real apiserver, Postgres, Redis, Prometheus)
 	@$(PYTEST) -m integration
 
+.PHONY: test-node
+test-node: tools venv ## Real-node tests: real pods on kubelet + containerd, and a clean host after down (root)
+	@$(PYTEST) -m node
+
 .PHONY: test-e2e
 test-e2e: tools venv ## End-to-end tests on the local control plane
 	@$(PYTEST) -m e2e
