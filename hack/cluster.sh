@@ -56,6 +56,14 @@ kubectl() { "$bin_dir/kubectl" --kubeconfig "$admin_kubeconfig" "$@"; }
 
 pid_of() { cat "$pids/$1.pid" 2>/dev/null || true; }
 
+# A process that exited is gone, even while it waits as a zombie for init
+# (which reaps our detached processes only every few seconds) to collect it.
+alive() {
+  local state
+  state="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)"
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
 # A pidfile names our process only while that pid still runs the binary we
 # started; this keeps "down" from killing an unrelated process that reused it.
 is_running() {
@@ -168,6 +176,11 @@ EOF
 # ---- components -----------------------------------------------------------------
 
 start_etcd() {
+  # Another checkout's etcd on these ports would answer our health check, and our
+  # apiserver would write into its data.
+  if ! is_running etcd && curl -fsS "http://127.0.0.1:$etcd_metrics_port/health" >/dev/null 2>&1; then
+    die "port $etcd_metrics_port already serves an etcd; choose another SBO_PORT_BASE"
+  fi
   start etcd "$bin_dir/etcd" \
     --name sbo-local --data-dir "$local_dir/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_client_port" \
@@ -317,7 +330,12 @@ cmd_up() {
   done
   [ -x "$python" ] || die "no Python virtual environment at $python; run 'make venv' first"
   command -v curl >/dev/null || die "curl is not on PATH; install the curl package"
-  if [ "$real_node" = 1 ]; then node_preflight; fi
+  if [ "$real_node" = 1 ]; then
+    node_preflight
+    if is_running kube-apiserver && [ ! -d "$node_state" ]; then
+      die "this control plane runs without the real node (its apiserver binds 127.0.0.1); run 'hack/cluster.sh down' first"
+    fi
+  fi
   if all_running && kubectl get --raw /readyz >/dev/null 2>&1; then
     say "local control plane already running at $server"
     return
@@ -357,8 +375,8 @@ cmd_down() {
       pid="$(pid_of "$c")"
       say "$c: stopping (pid $pid)"
       kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do [ -e "/proc/$pid" ] || break; sleep 0.1; done
-      if [ -e "/proc/$pid" ]; then kill -9 "$pid" 2>/dev/null || true; fi
+      for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
+      if alive "$pid"; then kill -9 "$pid" 2>/dev/null || true; fi
       stopped=$((stopped + 1))
     fi
     rm -f "$pids/$c.pid"

@@ -1,7 +1,7 @@
 """The real node: real restricted pods on kubelet + containerd + runc, and a clean host after `down`.
 
 The module starts its own control plane with `hack/cluster.sh up --real-node` (ports from
-24440, state in a temporary folder), runs real pods on it, stops it, and proves the host is
+SBO_PORT_BASE + 50, state in a temporary folder), runs real pods on it, stops it, and proves the host is
 exactly as before. The only address outside the machine these tests name is 192.0.2.1
 (TEST-NET-1), and only to show that a pod has no route to it: no packet is sent.
 """
@@ -26,7 +26,8 @@ from tests.support.cluster import CLUSTER_SCRIPT, tools_bin_dir
 
 pytestmark = pytest.mark.node
 
-PORT_BASE = "24440"
+# Its own ports, clear of the developer's control plane (SBO_PORT_BASE + 0..10) and of other checkouts' bases.
+PORT_BASE = str(int(os.environ.get("SBO_PORT_BASE", "16440")) + 50)
 NODE = "sbo-real-node"
 POD_RANGE = ipaddress.ip_network("198.18.0.0/16")
 SERVICE_RANGE = ipaddress.ip_network("198.19.0.0/16")
