@@ -43,6 +43,19 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >&2
 }
 
+# missing_packages COMMAND=PACKAGE...: the Debian packages whose command is not on PATH.
+missing_packages() {
+  local pair
+  for pair in "$@"; do command -v "${pair%%=*}" >/dev/null 2>&1 || echo "${pair#*=}"; done
+}
+
+# install_packages PACKAGE...: apt-get install them, if there are any.
+install_packages() {
+  [ "$#" -gt 0 ] || return 0
+  need apt-get "install $* with your package manager"
+  apt_install "$@"
+}
+
 # Runs "go build" in a throw-away wrapper module. Kubernetes and etcd both keep
 # replace directives in their go.mod, which "go install pkg@version" refuses;
 # requiring them from another module makes Go ignore those replaces.
@@ -190,14 +203,10 @@ install_servers() {
   if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
     pkgs+=(postgresql postgresql-contrib)
   fi
-  command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
-  command -v prometheus >/dev/null 2>&1 || pkgs+=(prometheus)
-  command -v wrk >/dev/null 2>&1 || pkgs+=(wrk)
-  command -v shellcheck >/dev/null 2>&1 || pkgs+=(shellcheck)
-  command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
+  mapfile -t -O "${#pkgs[@]}" pkgs < <(missing_packages redis-server=redis-server prometheus=prometheus wrk=wrk \
+    shellcheck=shellcheck openssl=openssl)
   if [ "${#pkgs[@]}" -gt 0 ]; then
-    need apt-get "install ${pkgs[*]} with your package manager"
-    apt_install "${pkgs[@]}"
+    install_packages "${pkgs[@]}"
     # The Debian packages start system-wide daemons; the project runs its own
     # instances on free loopback ports, so stop those to free the default ports.
     for svc in redis-server prometheus postgresql; do
@@ -304,14 +313,8 @@ install_node_images() {
 install_node() {
   need go "install Go (https://go.dev/doc/install) or the golang-go Debian package"
   local pkgs=()
-  command -v runc >/dev/null 2>&1 || pkgs+=(runc)
-  command -v iptables >/dev/null 2>&1 || pkgs+=(iptables)
-  command -v conntrack >/dev/null 2>&1 || pkgs+=(conntrack)
-  command -v nft >/dev/null 2>&1 || pkgs+=(nftables)
-  if [ "${#pkgs[@]}" -gt 0 ]; then
-    need apt-get "install ${pkgs[*]} with your package manager"
-    apt_install "${pkgs[@]}"
-  fi
+  mapfile -t pkgs < <(missing_packages runc=runc iptables=iptables conntrack=conntrack nft=nftables)
+  install_packages "${pkgs[@]}"
   mkdir -p "$bin_dir"
   install_cni_plugins
   install_containerd
