@@ -6,9 +6,10 @@
 #   hack/cluster.sh up [--real-node] | down | status
 #
 # With --real-node (or SBO_REAL_NODE=1), up also starts one real node
-# (hack/real-node.sh): kubelet, containerd, runc, bridge CNI, kube-proxy and
-# CoreDNS, tainted so that only pods asking for it land there. It needs root,
-# changes the host, and down puts the host back as up found it.
+# (hack/real-node.sh): kubelet, containerd, runc, bridge CNI, kube-proxy,
+# kube-router (NetworkPolicies) and CoreDNS, tainted so that only pods asking
+# for it land there. It needs root, changes the host, and down puts the host
+# back as up found it.
 #
 # State lives in .local/ (override with SBO_LOCAL_DIR): PKI, kubeconfigs,
 # etcd data, logs/ and pids/. Ports come from SBO_PORT_BASE (default 16440),

@@ -284,6 +284,19 @@ func main() { coremain.Run() }' \
   [ -x "$bin_dir/coredns" ] || die "coredns build produced no $bin_dir/coredns"
 }
 
+# kube-router runs with only its firewall on: it enforces NetworkPolicies with
+# iptables and ipsets.
+install_kube_router() {
+  if has_version kube-router --version "$KUBE_ROUTER_VERSION"; then say "kube-router $KUBE_ROUTER_VERSION: already built"; return; fi
+  rm -f "$bin_dir/kube-router"
+  local gomod
+  gomod="$(printf 'module sbo.local/kube-router\n\ngo 1.25\n\nrequire github.com/cloudnativelabs/kube-router/v2 %s\n' "$KUBE_ROUTER_VERSION")"
+  WRAPPER_MAIN="" build_in_wrapper "kube-router $KUBE_ROUTER_VERSION" "$gomod" \
+    "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
+    github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+  [ -x "$bin_dir/kube-router" ] || die "kube-router build produced no $bin_dir/kube-router"
+}
+
 # The node's images: pause (every pod's sandbox), probe (the tests' workload)
 # and coredns, each a one-layer OCI archive of static binaries. A stamp of the
 # sources decides whether they are current.
@@ -313,13 +326,14 @@ install_node_images() {
 install_node() {
   need go "install Go (https://go.dev/doc/install) or the golang-go Debian package"
   local pkgs=()
-  mapfile -t pkgs < <(missing_packages runc=runc iptables=iptables conntrack=conntrack nft=nftables)
+  mapfile -t pkgs < <(missing_packages runc=runc iptables=iptables conntrack=conntrack nft=nftables ipset=ipset)
   install_packages "${pkgs[@]}"
   mkdir -p "$bin_dir"
   install_cni_plugins
   install_containerd
   install_coredns
   install_node_images
+  install_kube_router
   install_kubelet
   say "real node tools ready in $bin_dir and $cni_dir"
 }

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# The real node: one kubelet with containerd, runc, bridge CNI, kube-proxy and
-# CoreDNS next to the kwok nodes. Sourced by hack/cluster.sh, which owns
+# The real node: one kubelet with containerd, runc, bridge CNI, kube-proxy,
+# kube-router's NetworkPolicy firewall and CoreDNS next to the kwok nodes. Sourced by hack/cluster.sh, which owns
 # say/die/start/wait_for/issue_cert/write_kubeconfig and the variables they use.
 #
 # Invariant: "down" leaves the host as "up" found it. Before touching the host,
@@ -50,13 +50,13 @@ recorded_paths=(
   /var/log/containers /var/log/pods /var/lib/cni /run/netns /run/containerd
   /var/lib/containerd /opt/containerd /etc/cni /opt/cni
 )
-# Chains kube-proxy, kubelet, the CNI plugins and this script create.
+# Chains kube-proxy, kubelet, kube-router, the CNI plugins and this script create.
 owned_chains='^(KUBE-|CNI-|SBO-)'
 # nft tables of kube-proxy's and portmap's nftables code paths.
 owned_nft_tables='^table (ip|ip6|inet) (kube-proxy|cni_hostport)$'
 iptables_tables=(filter nat mangle raw)
 
-node_components=(containerd kubelet kube-proxy)
+node_components=(containerd kubelet kube-proxy kube-router)
 
 # ---- the host, before and after -------------------------------------------------------
 
@@ -73,7 +73,7 @@ nft_tables() { nft list tables 2>/dev/null || true; }
 node_preflight() {
   [ "$(id -u)" -eq 0 ] || die "the real node needs root (kubelet, containerd and the bridge change the host)"
   local t
-  for t in kubelet kube-proxy containerd containerd-shim-runc-v2 ctr; do
+  for t in kubelet kube-proxy kube-router containerd containerd-shim-runc-v2 ctr; do
     [ -x "$bin_dir/$t" ] || die "$t is not built in $bin_dir; run 'make tools' first"
   done
   for t in bridge host-local loopback portmap; do
@@ -82,8 +82,8 @@ node_preflight() {
   for t in pause probe coredns; do
     [ -f "$images_dir/$t.tar" ] || die "the $t image is not built in $images_dir; run 'make tools' first"
   done
-  for t in runc iptables ip6tables iptables-save nft ip conntrack mountpoint; do
-    command -v "$t" >/dev/null || die "$t is not on PATH; run 'make tools' (it installs runc, iptables, nftables, conntrack)"
+  for t in runc iptables ip6tables iptables-save nft ip conntrack ipset mountpoint; do
+    command -v "$t" >/dev/null || die "$t is not on PATH; run 'make tools' (it installs runc, iptables, nftables, conntrack, ipset)"
   done
   if [ -d "$node_root" ] && [ ! -d "$node_state" ]; then
     die "a real node already runs on this host (it owns $node_root; its checkout's 'hack/cluster.sh down' stops it)"
@@ -110,6 +110,7 @@ record_host_state() {
   done >"$host_before/paths"
   ip netns list 2>/dev/null | awk '{print $1}' >"$host_before/netns"
   nft_tables >"$host_before/nft-tables"
+  ipset list -n >"$host_before/ipsets"
   mkdir -p "$node_root" "$node_run"
   # Written last: a partial record is written again on the next try.
   touch "$host_before/complete"
@@ -216,6 +217,16 @@ remove_new_nft_tables() {
   done < <(nft_tables)
 }
 
+# kube-router's sets, once no rule refers to them.
+remove_new_ipsets() {
+  local set
+  while read -r set; do
+    [ -n "$set" ] || continue
+    grep -qxF "$set" "$host_before/ipsets" 2>/dev/null && continue
+    ipset destroy "$set" 2>/dev/null || say "real node: could not destroy the ipset $set"
+  done < <(ipset list -n 2>/dev/null)
+}
+
 restore_sysctls() {
   local key value
   while read -r key value; do
@@ -246,6 +257,7 @@ node_down() {
   remove_owned_chains iptables
   remove_owned_chains ip6tables
   remove_new_nft_tables
+  remove_new_ipsets
   conntrack -D -s "$guarded_ranges" >/dev/null 2>&1 || true
   conntrack -D -d "$guarded_ranges" >/dev/null 2>&1 || true
   restore_sysctls
@@ -324,6 +336,8 @@ keyUsage=digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
 subjectAltName=IP:$bridge_ip,DNS:$node_name"
   issue_cert kube-proxy "/CN=system:kube-proxy" "$client"
+  # kube-router reads pods, namespaces, policies and nodes cluster-wide (as kwok does, it is a master).
+  issue_cert kube-router "/O=system:masters/CN=kube-router" "$client"
 }
 
 start_containerd() {
@@ -450,6 +464,21 @@ EOF
   wait_for kube-proxy 60 curl -fsS "http://127.0.0.1:$kube_proxy_healthz_port/healthz"
 }
 
+# kube-router's firewall enforces NetworkPolicies (its routing and service proxy
+# stay off). No health or metrics port: kube-router would bind them on every
+# interface. It is ready once its chains hang in FORWARD.
+start_kube_router() {
+  local kc="$node_state/kube-router.kubeconfig"
+  write_kubeconfig "$kc" kube-router
+  start kube-router "$bin_dir/kube-router" --kubeconfig "$kc" \
+    --run-firewall=true --run-router=false --run-service-proxy=false \
+    --hostname-override "$node_name" --enable-ipv4=true --enable-ipv6=false \
+    --health-port 0 --metrics-port 0 --v 1
+  wait_for kube-router 60 kube_router_chains_in_place
+}
+
+kube_router_chains_in_place() { iptables -S FORWARD 2>/dev/null | grep -q -- '-j KUBE-ROUTER-FORWARD'; }
+
 # CoreDNS as a Deployment on the real node; no forward plugin, no upstream.
 deploy_coredns() {
   kubectl apply --server-side --field-manager sbo-local-cluster -f - >/dev/null <<EOF
@@ -566,5 +595,6 @@ start_real_node() {
   start_containerd
   start_kubelet
   start_kube_proxy
+  start_kube_router
   deploy_coredns
 }

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.support import host_state
-from tests.support.cluster import CLUSTER_SCRIPT, tools_bin_dir
+from tests.support.cluster import CLUSTER_SCRIPT, eventually, tools_bin_dir
 
 pytestmark = pytest.mark.node
 
@@ -187,6 +187,7 @@ def test_the_node_is_real_ready_labelled_and_tainted_next_to_the_kwok_nodes(
     assert node["metadata"]["labels"]["sbo.dev/real-node"] == "true"
     assert {"key": "sbo.dev/real-node", "value": "true", "effect": "NoSchedule"} in node["spec"]["taints"]
     assert node["status"]["nodeInfo"]["containerRuntimeVersion"] == "containerd://2.4.2"
+    assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1.35.4"
     assert {"type": "InternalIP", "address": "198.18.0.1"} in node["status"]["addresses"]
 
 
@@ -237,6 +238,75 @@ def test_a_pod_has_no_default_route_and_cannot_reach_outside(
     outside = real_node.exec_probe(workload, "client", "dial", f"{OUTSIDE}:80")
     assert outside.returncode != 0
     assert "network is unreachable" in outside.stderr, outside.stderr
+
+
+@pytest.fixture(scope="module")
+def policy_namespace(real_node: RealNodeCluster) -> Iterator[str]:
+    """A server that a NetworkPolicy opens only to pods labelled access=granted, and two clients."""
+    namespace = "t-real-node-policy"
+    real_node.kubectl("create", "namespace", namespace)
+    real_node.kubectl(
+        "label",
+        "namespace",
+        namespace,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=latest",
+    )
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "server-ingress"},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": "server"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"podSelector": {"matchLabels": {"access": "granted"}}}],
+                    "ports": [{"port": 8080, "protocol": "TCP"}],
+                }
+            ],
+        },
+    }
+    real_node.apply(
+        policy,
+        probe_pod("server", labels={"app": "server"}),
+        probe_pod("granted", labels={"app": "client", "access": "granted"}),
+        probe_pod("denied", labels={"app": "client"}),
+        namespace=namespace,
+    )
+    real_node.kubectl(
+        "wait",
+        "-n",
+        namespace,
+        "--for=condition=Ready",
+        "pod/server",
+        "pod/granted",
+        "pod/denied",
+        "--timeout=90s",
+    )
+    yield namespace
+    real_node.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_a_network_policy_lets_only_the_pods_it_names_connect(
+    real_node: RealNodeCluster, policy_namespace: str
+) -> None:
+    server_ip = real_node.kubectl(
+        "get", "pod", "-n", policy_namespace, "server", "-o", "jsonpath={.status.podIP}"
+    ).stdout
+    url = f"http://{server_ip}:8080/"
+
+    def denied_is_refused() -> bool:
+        return real_node.exec_probe(policy_namespace, "denied", "get", url).returncode != 0
+
+    # kube-router applies the policy within a few seconds of the pods' start.
+    eventually(denied_is_refused, timeout=30, interval=1, what="kube-router to block the denied pod")
+    granted = real_node.exec_probe(policy_namespace, "granted", "get", url)
+    assert granted.returncode == 0, granted.stderr
+    assert granted.stdout == "server\n"
+    denied = real_node.exec_probe(policy_namespace, "denied", "get", url)
+    assert denied.returncode != 0
+    assert denied.stdout == ""
 
 
 def test_down_leaves_the_host_as_it_found_it(real_node: RealNodeCluster, host_before: dict[str, Any]) -> None:

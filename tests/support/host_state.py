@@ -1,7 +1,7 @@
 """The parts of the host a real node touches, as one comparable snapshot.
 
 `snapshot()` reads sysctls, iptables/ip6tables rules (without counters), the nft
-ruleset, network links and namespaces, mounts, cgroups, kubelet's hard-coded host
+ruleset, ipsets, network links and namespaces, mounts, cgroups, kubelet's hard-coded host
 paths and the node's processes. Two snapshots compare equal exactly when a
 `hack/cluster.sh up --real-node` / `down` cycle left no trace in any of them.
 """
@@ -120,6 +120,7 @@ def snapshot() -> dict[str, Any]:
         "iptables": iptables_rules("iptables-save"),
         "ip6tables": iptables_rules("ip6tables-save"),
         "nft": run("nft", "list", "ruleset").splitlines(),
+        "ipsets": sorted(run("ipset", "list", "-n").splitlines()),
         "links": link_names(),
         "netns": sorted(run("ip", "netns", "list").splitlines()),
         "mounts": mount_points(),
