@@ -78,6 +78,17 @@ class RealNodeCluster:
             input=yaml.safe_dump_all(manifests),
         )
 
+    def create_restricted_namespace(self, name: str) -> None:
+        labels = {
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest",
+        }
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+        self.kubectl("create", "-f", "-", input=yaml.safe_dump(namespace))
+
+    def pod_ip(self, namespace: str, pod: str) -> str:
+        return self.kubectl("get", "pod", "-n", namespace, pod, "-o", "jsonpath={.status.podIP}").stdout
+
     def exec_probe(self, namespace: str, pod: str, *args: str) -> subprocess.CompletedProcess[str]:
         return self.kubectl("exec", "-n", namespace, pod, "--", "/probe", *args, check=False)
 
@@ -151,14 +162,7 @@ def workload(real_node: RealNodeCluster) -> Iterator[str]:
     """A namespace enforcing "restricted" with a server pod (behind a Service and a headless
     governing Service) and a client pod, both Ready on the real node."""
     namespace = "t-real-node"
-    real_node.kubectl("create", "namespace", namespace)
-    real_node.kubectl(
-        "label",
-        "namespace",
-        namespace,
-        "pod-security.kubernetes.io/enforce=restricted",
-        "pod-security.kubernetes.io/enforce-version=latest",
-    )
+    real_node.create_restricted_namespace(namespace)
     real_node.apply(
         service("server", headless=False),
         service("web", headless=True),
@@ -211,9 +215,7 @@ def test_a_restricted_pod_runs_and_answers_through_a_service_by_dns_name(
 def test_a_pod_resolves_by_name_through_its_headless_governing_service(
     real_node: RealNodeCluster, workload: str
 ) -> None:
-    server_ip = real_node.kubectl(
-        "get", "pod", "-n", workload, "server", "-o", "jsonpath={.status.podIP}"
-    ).stdout
+    server_ip = real_node.pod_ip(workload, "server")
     found = real_node.exec_probe(workload, "client", "lookup", f"server.web.{workload}.svc.cluster.local")
     assert found.returncode == 0, found.stderr
     assert found.stdout.split() == [server_ip]
@@ -244,14 +246,7 @@ def test_a_pod_has_no_default_route_and_cannot_reach_outside(
 def policy_namespace(real_node: RealNodeCluster) -> Iterator[str]:
     """A server that a NetworkPolicy opens only to pods labelled access=granted, and two clients."""
     namespace = "t-real-node-policy"
-    real_node.kubectl("create", "namespace", namespace)
-    real_node.kubectl(
-        "label",
-        "namespace",
-        namespace,
-        "pod-security.kubernetes.io/enforce=restricted",
-        "pod-security.kubernetes.io/enforce-version=latest",
-    )
+    real_node.create_restricted_namespace(namespace)
     policy = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -291,9 +286,7 @@ def policy_namespace(real_node: RealNodeCluster) -> Iterator[str]:
 def test_a_network_policy_lets_only_the_pods_it_names_connect(
     real_node: RealNodeCluster, policy_namespace: str
 ) -> None:
-    server_ip = real_node.kubectl(
-        "get", "pod", "-n", policy_namespace, "server", "-o", "jsonpath={.status.podIP}"
-    ).stdout
+    server_ip = real_node.pod_ip(policy_namespace, "server")
     url = f"http://{server_ip}:8080/"
 
     def denied_is_refused() -> bool:
