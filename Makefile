@@ -41,13 +41,13 @@ lock: | $(UV) ## Re-resolve uv.lock after editing dependencies
 	@$(UV) lock
 
 .PHONY: tools
-tools: ## Build/install etcd, Kubernetes, kwok, helm and the Debian servers (cached)
+tools: ## Build/install etcd, Kubernetes, kwok, helm, the Debian servers and the real node's tools (cached)
 	@hack/install-tools.sh all
 
 ## ---- local control plane ----------------------------------------------------
 
 .PHONY: cluster-up
-cluster-up: tools venv ## Start etcd, kube-apiserver, controller-manager, scheduler and kwok (3 nodes)
+cluster-up: tools venv ## Start etcd, kube-apiserver, controller-manager, scheduler and kwok (3 nodes); SBO_REAL_NODE=1 adds a real node (root)
 	@hack/cluster.sh up
 
 .PHONY: cluster-down

@@ -60,9 +60,10 @@ node_components=(containerd kubelet kube-proxy kube-router)
 
 # ---- the host, before and after -------------------------------------------------------
 
+# kubepods in every v1 hierarchy (this VM), or the one of a cgroups v2 host.
 cgroup_kubepods_dirs() {
   local hierarchy
-  for hierarchy in /sys/fs/cgroup/*/; do
+  for hierarchy in /sys/fs/cgroup/ /sys/fs/cgroup/*/; do
     [ -d "${hierarchy}kubepods" ] && echo "${hierarchy}kubepods"
   done
   return 0
