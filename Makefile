@@ -41,13 +41,13 @@ lock: | $(UV) ## Re-resolve uv.lock after editing dependencies
 	@$(UV) lock
 
 .PHONY: tools
-tools: ## Build/install etcd, Kubernetes, kwok, helm and the Debian servers (cached)
+tools: ## Build/install etcd, Kubernetes, kwok, helm, the Debian servers and the real node's tools (cached)
 	@hack/install-tools.sh all
 
 ## ---- local control plane ----------------------------------------------------
 
 .PHONY: cluster-up
-cluster-up: tools venv ## Start etcd, kube-apiserver, controller-manager, scheduler and kwok (3 nodes)
+cluster-up: tools venv ## Start etcd, kube-apiserver, controller-manager, scheduler and kwok (3 nodes); SBO_REAL_NODE=1 adds a real node (root)
 	@hack/cluster.sh up
 
 .PHONY: cluster-down
@@ -84,6 +84,10 @@ test-unit: venv ## Unit tests only (no servers)
 .PHONY: test-integration
 test-integration: tools venv ## Integration tests (real apiserver, Postgres, Redis, Prometheus)
 	@$(PYTEST) -m integration
+
+.PHONY: test-node
+test-node: tools venv ## Real-node tests: real pods on kubelet + containerd, and a clean host after down (root)
+	@$(PYTEST) -m node
 
 .PHONY: test-e2e
 test-e2e: tools venv ## End-to-end tests on the local control plane

@@ -3,7 +3,13 @@
 # and kube-scheduler as plain processes, kwok faking 3 nodes and pod status,
 # and a small provisioner that binds PersistentVolumeClaims.
 #
-#   hack/cluster.sh up | down | status
+#   hack/cluster.sh up [--real-node] | down | status
+#
+# With --real-node (or SBO_REAL_NODE=1), up also starts one real node
+# (hack/real-node.sh): kubelet, containerd, runc, bridge CNI, kube-proxy,
+# kube-router (NetworkPolicies) and CoreDNS, tainted so that only pods asking
+# for it land there. It needs root, changes the host, and down puts the host
+# back as up found it.
 #
 # State lives in .local/ (override with SBO_LOCAL_DIR): PKI, kubeconfigs,
 # etcd data, logs/ and pids/. Ports come from SBO_PORT_BASE (default 16440),
@@ -27,15 +33,37 @@ scheduler_port="${SBO_SCHEDULER_PORT:-$((port_base + 4))}"
 kwok_port="${SBO_KWOK_PORT:-$((port_base + 5))}"
 etcd_metrics_port="${SBO_ETCD_METRICS_PORT:-$((port_base + 6))}"
 
-server="https://127.0.0.1:$apiserver_port"
+if [ "${1:-}" = up ] && [ "${2:-}" = --real-node ]; then SBO_REAL_NODE=1; fi
+# shellcheck source=hack/real-node.sh
+source "$repo/hack/real-node.sh"
+# A real node half started or still up counts as on, so that down stops it.
+if [ "${SBO_REAL_NODE:-0}" = 1 ] || [ -d "$node_state" ]; then real_node=1; else real_node=0; fi
+
+# With a real node the apiserver binds the bridge address, which pods reach as
+# the "kubernetes" Service; otherwise loopback only.
+if [ "$real_node" = 1 ]; then apiserver_ip="$bridge_ip"; else apiserver_ip=127.0.0.1; fi
+server="https://$apiserver_ip:$apiserver_port"
 admin_kubeconfig="$local_dir/kubeconfig"
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok provisioner)
+if [ "$real_node" = 1 ]; then
+  components+=("${node_components[@]}")
+  # containerd finds its shim, kubelet and kube-proxy their tools on PATH.
+  export PATH="$bin_dir:$PATH"
+fi
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'cluster: error: %s\n' "$*" >&2; exit 1; }
 kubectl() { "$bin_dir/kubectl" --kubeconfig "$admin_kubeconfig" "$@"; }
 
 pid_of() { cat "$pids/$1.pid" 2>/dev/null || true; }
+
+# A process that exited is gone, even while it waits as a zombie for init
+# (which reaps our detached processes only every few seconds) to collect it.
+alive() {
+  local state
+  state="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)"
+  [ -n "$state" ] && [ "$state" != Z ]
+}
 
 # A pidfile names our process only while that pid still runs the binary we
 # started; this keeps "down" from killing an unrelated process that reused it.
@@ -66,7 +94,9 @@ start() {
 wait_for() {
   local what="$1" timeout="$2"; shift 2
   local deadline=$((SECONDS + timeout))
-  until "$@" >/dev/null 2>&1; do
+  # In the background, so that Ctrl-C reaches the INT trap at once: bash ignores
+  # a SIGINT that a foreground command (kubectl) handles itself.
+  until "$@" >/dev/null 2>&1 & wait "$!"; do
     if [ -f "$pids/$what.pid" ] && ! is_running "$what"; then
       tail -n 5 "$logs/$what.log" >&2 || true
       die "$what exited during start-up; full log: $logs/$what.log"
@@ -102,10 +132,15 @@ make_pki() {
   local client="basicConstraints=CA:FALSE
 keyUsage=digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth"
+  # A certificate from before the bridge address and the 198.19.0.0/16 service range is issued again.
+  if [ -f "$pki/apiserver.crt" ] && ! openssl x509 -in "$pki/apiserver.crt" -noout -text | grep -q "IP Address:$bridge_ip"; then
+    rm -f "$pki/apiserver.crt" "$pki/apiserver.key"
+  fi
   issue_cert apiserver "/CN=kube-apiserver" "basicConstraints=CA:FALSE
 keyUsage=digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+subjectAltName=IP:127.0.0.1,IP:$bridge_ip,IP:198.19.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+  issue_cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client"
   issue_cert admin "/O=system:masters/CN=sbo-admin" "$client"
   issue_cert controller-manager "/CN=system:kube-controller-manager" "$client"
   issue_cert scheduler "/CN=system:kube-scheduler" "$client"
@@ -142,6 +177,11 @@ EOF
 # ---- components -----------------------------------------------------------------
 
 start_etcd() {
+  # Another checkout's etcd on these ports would answer our health check, and our
+  # apiserver would write into its data.
+  if ! is_running etcd && curl -fsS "http://127.0.0.1:$etcd_metrics_port/health" >/dev/null 2>&1; then
+    die "port $etcd_metrics_port already serves an etcd; choose another SBO_PORT_BASE"
+  fi
   start etcd "$bin_dir/etcd" \
     --name sbo-local --data-dir "$local_dir/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_client_port" \
@@ -156,19 +196,25 @@ start_etcd() {
 }
 
 start_apiserver() {
+  # Loopback cannot be the "kubernetes" Service's endpoint; the bridge address can.
+  local endpoint_reconciler=none
+  if [ "$real_node" = 1 ]; then endpoint_reconciler=lease; fi
   start kube-apiserver "$bin_dir/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_client_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$apiserver_port" \
+    --bind-address "$apiserver_ip" --advertise-address "$apiserver_ip" --secure-port "$apiserver_port" \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" \
-    --authorization-mode RBAC \
+    --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
+    --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
+    --kubelet-preferred-address-types InternalIP \
+    --authorization-mode Node,RBAC \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$pki/service-account.pub" \
     --service-account-signing-key-file "$pki/service-account.key" \
-    --service-cluster-ip-range 10.96.0.0/16 \
-    --enable-admission-plugins NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,PersistentVolumeClaimResize,PodSecurity,ResourceQuota,StorageObjectInUseProtection \
+    --service-cluster-ip-range "$service_cidr" \
+    --enable-admission-plugins NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,PersistentVolumeClaimResize,PodSecurity,ResourceQuota,StorageObjectInUseProtection,NodeRestriction \
     --allow-privileged=false \
-    --endpoint-reconciler-type none \
+    --endpoint-reconciler-type "$endpoint_reconciler" \
     --v 1
   wait_for kube-apiserver 120 curl -fsS --cacert "$pki/ca.crt" \
     --cert "$pki/admin.crt" --key "$pki/admin.key" "$server/readyz"
@@ -273,6 +319,7 @@ all_running() {
 stop_after_failed_up() {
   local status=$?
   [ "$status" -eq 0 ] && return
+  trap '' INT TERM  # a second Ctrl-C must not cut the clean-up short
   say "start-up failed: stopping the components that did start"
   cmd_down >&2 || true
   exit "$status"
@@ -284,6 +331,12 @@ cmd_up() {
   done
   [ -x "$python" ] || die "no Python virtual environment at $python; run 'make venv' first"
   command -v curl >/dev/null || die "curl is not on PATH; install the curl package"
+  if [ "$real_node" = 1 ]; then
+    node_preflight
+    if is_running kube-apiserver && [ ! -d "$node_state" ]; then
+      die "this control plane runs without the real node (its apiserver binds 127.0.0.1); run 'hack/cluster.sh down' first"
+    fi
+  fi
   if all_running && kubectl get --raw /readyz >/dev/null 2>&1; then
     say "local control plane already running at $server"
     return
@@ -292,8 +345,15 @@ cmd_up() {
   local started=$SECONDS
   # A half-started control plane would hold its ports and be reused by the next "up".
   trap 'stop_after_failed_up' EXIT
+  # Ctrl-C or a kill also goes through the EXIT trap, with a failing status.
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
   make_pki
   write_kubeconfig "$admin_kubeconfig" admin
+  if [ "$real_node" = 1 ]; then
+    record_host_state
+    setup_network
+  fi
   start_etcd
   start_apiserver
   start_controller_manager
@@ -301,7 +361,8 @@ cmd_up() {
   start_kwok
   create_nodes
   install_storage
-  trap - EXIT
+  if [ "$real_node" = 1 ]; then start_real_node; fi
+  trap - EXIT INT TERM
   say "local control plane up in $((SECONDS - started))s at $server"
   say "try: kubectl --kubeconfig ${admin_kubeconfig#"$repo/"} get nodes"
 }
@@ -315,12 +376,13 @@ cmd_down() {
       pid="$(pid_of "$c")"
       say "$c: stopping (pid $pid)"
       kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do [ -e "/proc/$pid" ] || break; sleep 0.1; done
-      if [ -e "/proc/$pid" ]; then kill -9 "$pid" 2>/dev/null || true; fi
+      for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
+      if alive "$pid"; then kill -9 "$pid" 2>/dev/null || true; fi
       stopped=$((stopped + 1))
     fi
     rm -f "$pids/$c.pid"
   done
+  if [ "$real_node" = 1 ]; then node_down; fi
   # etcd's data goes too: the next "up" starts a clean cluster. The PKI stays.
   rm -rf "$local_dir/etcd"
   say "local control plane down ($stopped processes stopped)"
@@ -334,8 +396,8 @@ cmd_status() {
 }
 
 case "${1:-}" in
-  up) cmd_up ;;
+  up) [ -z "${2:-}" ] || [ "$2" = --real-node ] || die "usage: hack/cluster.sh up [--real-node]"; cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  *) die "usage: hack/cluster.sh up|down|status" ;;
+  *) die "usage: hack/cluster.sh up [--real-node]|down|status" ;;
 esac

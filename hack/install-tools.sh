@@ -3,7 +3,11 @@
 #
 #   hack/install-tools.sh            install everything that is missing
 #   hack/install-tools.sh bin-dir    print the directory the binaries live in
-#   hack/install-tools.sh go-tools | servers   install only one group
+#   hack/install-tools.sh go-tools | servers | node   install only one group
+#   hack/install-tools.sh cni-dir | images-dir   where the real node's CNI plugins and images live
+#
+# "node" is the real node (kubelet, kube-proxy, containerd, runc, the CNI
+# plugins, CoreDNS and the pause/probe images); see docs/development.md.
 #
 # Go tools land in ${SBO_TOOLS_DIR:-~/.cache/scalable-backend-operator/<versions>}/bin.
 # The directory name carries every pinned version, so bumping one never mixes
@@ -17,6 +21,8 @@ source "$here/versions.env"
 versions_key="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}"
 tools_dir="${SBO_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/scalable-backend-operator/$versions_key}"
 bin_dir="$tools_dir/bin"
+cni_dir="$tools_dir/cni-$CNI_PLUGINS_VERSION"
+images_dir="$tools_dir/images"
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'install-tools: error: %s\n' "$*" >&2; exit 1; }
@@ -37,6 +43,19 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >&2
 }
 
+# missing_packages COMMAND=PACKAGE...: the Debian packages whose command is not on PATH.
+missing_packages() {
+  local pair
+  for pair in "$@"; do command -v "${pair%%=*}" >/dev/null 2>&1 || echo "${pair#*=}"; done
+}
+
+# install_packages PACKAGE...: apt-get install them, if there are any.
+install_packages() {
+  [ "$#" -gt 0 ] || return 0
+  need apt-get "install $* with your package manager"
+  apt_install "$@"
+}
+
 # Runs "go build" in a throw-away wrapper module. Kubernetes and etcd both keep
 # replace directives in their go.mod, which "go install pkg@version" refuses;
 # requiring them from another module makes Go ignore those replaces.
@@ -53,16 +72,13 @@ build_in_wrapper() {
     say "$name: resolving modules (go mod tidy)"
     if [ -n "${WRAPPER_MAIN:-}" ]; then go mod tidy >&2; fi
     say "$name: compiling $* (this takes minutes on a cold cache)"
-    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $ldflags" -o "$bin_dir/" "$@" >&2
+    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -tags "${WRAPPER_TAGS:-}" -ldflags "-s -w $ldflags" \
+      -o "${WRAPPER_OUT:-$bin_dir}/" "$@" >&2
   )
 }
 
-install_kubernetes() {
-  local tools=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
-  local missing=0 t
-  for t in "${tools[@]}"; do [ -x "$bin_dir/$t" ] || missing=1; done
-  if [ "$missing" = 0 ]; then say "kubernetes $KUBERNETES_VERSION: already built"; return; fi
-
+# build_kubernetes CMD...: builds k8s.io/kubernetes/cmd/CMD at the pinned release.
+build_kubernetes() {
   local minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
   local staging="v0.${KUBERNETES_VERSION#v1.}"
   say "kubernetes $KUBERNETES_VERSION: reading the staging modules from its go.mod"
@@ -84,9 +100,21 @@ install_kubernetes() {
     ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean"
   done
-  WRAPPER_MAIN="" build_in_wrapper "kubernetes $KUBERNETES_VERSION" "$gomod" "$ldflags" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+  local cmd pkgs=()
+  for cmd in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$cmd"); done
+  WRAPPER_MAIN="" build_in_wrapper "kubernetes $KUBERNETES_VERSION" "$gomod" "$ldflags" "${pkgs[@]}"
+}
+
+# all_built DIR NAME...: every NAME is an executable in DIR.
+all_built() {
+  local dir="$1" t; shift
+  for t in "$@"; do [ -x "$dir/$t" ] || return 1; done
+}
+
+install_kubernetes() {
+  local tools=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  if all_built "$bin_dir" "${tools[@]}"; then say "kubernetes $KUBERNETES_VERSION: already built"; return; fi
+  build_kubernetes "${tools[@]}"
 }
 
 install_etcd() {
@@ -180,14 +208,10 @@ install_servers() {
   if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
     pkgs+=(postgresql postgresql-contrib)
   fi
-  command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
-  command -v prometheus >/dev/null 2>&1 || pkgs+=(prometheus)
-  command -v wrk >/dev/null 2>&1 || pkgs+=(wrk)
-  command -v shellcheck >/dev/null 2>&1 || pkgs+=(shellcheck)
-  command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
+  mapfile -t -O "${#pkgs[@]}" pkgs < <(missing_packages redis-server=redis-server prometheus=prometheus wrk=wrk \
+    shellcheck=shellcheck openssl=openssl)
   if [ "${#pkgs[@]}" -gt 0 ]; then
-    need apt-get "install ${pkgs[*]} with your package manager"
-    apt_install "${pkgs[@]}"
+    install_packages "${pkgs[@]}"
     # The Debian packages start system-wide daemons; the project runs its own
     # instances on free loopback ports, so stop those to free the default ports.
     for svc in redis-server prometheus postgresql; do
@@ -198,10 +222,134 @@ install_servers() {
   fi
 }
 
+# ---- the real node ---------------------------------------------------------------
+
+install_kubelet() {
+  if all_built "$bin_dir" kubelet kube-proxy; then say "kubelet, kube-proxy $KUBERNETES_VERSION: already built"; return; fi
+  build_kubernetes kubelet kube-proxy
+}
+
+# Without cgo, and without the snapshotters that need C libraries; the node
+# uses overlayfs.
+install_containerd() {
+  if has_version containerd --version "$CONTAINERD_VERSION" && all_built "$bin_dir" containerd-shim-runc-v2 ctr; then
+    say "containerd $CONTAINERD_VERSION: already built"; return
+  fi
+  local gomod
+  gomod="$(printf 'module sbo.local/containerd\n\ngo 1.25\n\nrequire github.com/containerd/containerd/v2 %s\n' "$CONTAINERD_VERSION")"
+  local cmd=github.com/containerd/containerd/v2/cmd
+  WRAPPER_MAIN="" WRAPPER_TAGS="no_btrfs no_devmapper no_zfs" build_in_wrapper "containerd $CONTAINERD_VERSION" "$gomod" \
+    "-X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" \
+    "$cmd/containerd" "$cmd/containerd-shim-runc-v2" "$cmd/ctr"
+}
+
+# The CNI plugins get a directory of their own: containerd runs whatever a
+# network config names from it.
+install_cni_plugins() {
+  local plugins=(bridge host-local loopback portmap)
+  if all_built "$cni_dir" "${plugins[@]}"; then say "CNI plugins $CNI_PLUGINS_VERSION: already built"; return; fi
+  mkdir -p "$cni_dir"
+  local gomod
+  gomod="$(printf 'module sbo.local/cni-plugins\n\ngo 1.25\n\nrequire github.com/containernetworking/plugins %s\n' "$CNI_PLUGINS_VERSION")"
+  local mod=github.com/containernetworking/plugins
+  WRAPPER_MAIN="" WRAPPER_OUT="$cni_dir" build_in_wrapper "CNI plugins $CNI_PLUGINS_VERSION" "$gomod" \
+    "-X $mod/pkg/utils/buildversion.BuildVersion=$CNI_PLUGINS_VERSION" \
+    "$mod/plugins/main/bridge" "$mod/plugins/ipam/host-local" "$mod/plugins/main/loopback" "$mod/plugins/meta/portmap"
+}
+
+# CoreDNS with only the plugins a cluster-local zone needs. There is no
+# "forward": nothing outside the machine is ever asked.
+install_coredns() {
+  if has_version coredns -version "$COREDNS_VERSION"; then say "coredns $COREDNS_VERSION: already built"; return; fi
+  rm -f "$bin_dir/coredns"
+  local gomod
+  gomod="$(printf 'module sbo.local/coredns\n\ngo 1.25\n\nrequire github.com/coredns/coredns %s\n' "$COREDNS_VERSION")"
+  # The directive order is CoreDNS's own (core/dnsserver/zdirectives.go), cut to these plugins.
+  WRAPPER_MAIN='package main
+
+import (
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/coremain"
+
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/loadbalance"
+	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/ready"
+)
+
+func init() {
+	dnsserver.Directives = []string{"ready", "health", "errors", "log", "loadbalance", "cache", "kubernetes"}
+}
+
+func main() { coremain.Run() }' \
+    build_in_wrapper "coredns $COREDNS_VERSION" "$gomod" "" .
+  [ -x "$bin_dir/coredns" ] || die "coredns build produced no $bin_dir/coredns"
+}
+
+# kube-router runs with only its firewall on: it enforces NetworkPolicies with
+# iptables and ipsets.
+install_kube_router() {
+  if has_version kube-router --version "$KUBE_ROUTER_VERSION"; then say "kube-router $KUBE_ROUTER_VERSION: already built"; return; fi
+  rm -f "$bin_dir/kube-router"
+  local gomod
+  gomod="$(printf 'module sbo.local/kube-router\n\ngo 1.25\n\nrequire github.com/cloudnativelabs/kube-router/v2 %s\n' "$KUBE_ROUTER_VERSION")"
+  WRAPPER_MAIN="" build_in_wrapper "kube-router $KUBE_ROUTER_VERSION" "$gomod" \
+    "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
+    github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+  [ -x "$bin_dir/kube-router" ] || die "kube-router build produced no $bin_dir/kube-router"
+}
+
+# The node's images: pause (every pod's sandbox), probe (the tests' workload)
+# and coredns, each a one-layer OCI archive of static binaries. A stamp of the
+# sources decides whether they are current.
+install_node_images() {
+  need python3 "install Python 3"
+  local stamp
+  stamp="$(cat "$here/oci_image.py" "$here/node-images/go.mod" "$here"/node-images/*/main.go | sha256sum | cut -c1-16)"
+  stamp+="-coredns-$COREDNS_VERSION"
+  if [ "$(cat "$images_dir/stamp" 2>/dev/null)" = "$stamp" ]; then say "node images: already built"; return; fi
+  say "node images: building pause, probe and coredns into $images_dir"
+  mkdir -p "$images_dir"
+  local work arch
+  work="$(mktemp -d)"
+  # shellcheck disable=SC2064
+  trap "rm -rf '$work'" RETURN
+  arch="$(go env GOARCH)"
+  (cd "$here/node-images" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$work/" ./pause ./probe) >&2
+  python3 "$here/oci_image.py" --name sbo.local/pause:local --out "$images_dir/pause.tar" --architecture "$arch" \
+    --file "$work/pause:/pause" --entrypoint /pause
+  python3 "$here/oci_image.py" --name sbo.local/probe:local --out "$images_dir/probe.tar" --architecture "$arch" \
+    --file "$work/probe:/probe" --entrypoint /probe
+  python3 "$here/oci_image.py" --name "sbo.local/coredns:$COREDNS_VERSION" --out "$images_dir/coredns.tar" \
+    --architecture "$arch" --file "$bin_dir/coredns:/coredns" --entrypoint /coredns
+  printf '%s\n' "$stamp" >"$images_dir/stamp"
+}
+
+install_node() {
+  need go "install Go (https://go.dev/doc/install) or the golang-go Debian package"
+  local pkgs=()
+  mapfile -t pkgs < <(missing_packages runc=runc iptables=iptables conntrack=conntrack nft=nftables ipset=ipset)
+  install_packages "${pkgs[@]}"
+  mkdir -p "$bin_dir"
+  install_cni_plugins
+  install_containerd
+  install_coredns
+  install_node_images
+  install_kube_router
+  install_kubelet
+  say "real node tools ready in $bin_dir and $cni_dir"
+}
+
 case "${1:-all}" in
   bin-dir) echo "$bin_dir" ;;
+  cni-dir) echo "$cni_dir" ;;
+  images-dir) echo "$images_dir" ;;
   go-tools) install_go_tools ;;
   servers) install_servers ;;
-  all) install_servers; install_go_tools ;;
-  *) die "unknown command '$1'; use one of: all, go-tools, servers, bin-dir" ;;
+  node) install_node ;;
+  all) install_servers; install_go_tools; install_node ;;
+  *) die "unknown command '$1'; use one of: all, go-tools, servers, node, bin-dir, cni-dir, images-dir" ;;
 esac

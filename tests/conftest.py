@@ -18,7 +18,7 @@ from kubernetes import client
 
 from devkit.cluster import LocalCluster
 
-TIERS = ("unit", "integration", "e2e")
+TIERS = ("unit", "integration", "e2e", "node")
 
 
 def namespace_prefix() -> str:

@@ -22,7 +22,7 @@ def test_actionlint_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("script", ["hack/kind-e2e.sh", "hack/install-tools.sh"])
+@pytest.mark.parametrize("script", ["hack/kind-e2e.sh", "hack/install-tools.sh", "hack/cluster.sh"])
 def test_shellcheck_is_clean(script: str) -> None:
     result = run(tool("shellcheck"), "-x", script, check=False)
     assert result.returncode == 0, result.stdout + result.stderr

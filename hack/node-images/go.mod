@@ -1,0 +1,3 @@
+module sbo.local/node-images
+
+go 1.22

@@ -1,0 +1,338 @@
+"""The real node: real restricted pods on kubelet + containerd + runc, and a clean host after `down`.
+
+The module starts its own control plane with `hack/cluster.sh up --real-node` (ports from
+SBO_PORT_BASE + 50, state in a temporary folder), runs real pods on it, stops it, and proves the host is
+exactly as before. The only address outside the machine these tests name is 192.0.2.1
+(TEST-NET-1), and only to show that a pod has no route to it: no packet is sent.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from devkit import host_state
+from devkit.cluster import CLUSTER_SCRIPT, eventually
+from devkit.paths import tools_bin_dir
+
+pytestmark = pytest.mark.node
+
+# Its own ports, clear of the developer's control plane (SBO_PORT_BASE + 0..10) and of other checkouts' bases.
+PORT_BASE = str(int(os.environ.get("SBO_PORT_BASE", "16440")) + 50)
+NODE = "sbo-real-node"
+POD_RANGE = ipaddress.ip_network("198.18.0.0/16")
+SERVICE_RANGE = ipaddress.ip_network("198.19.0.0/16")
+OUTSIDE = "192.0.2.1"
+
+
+class RealNodeCluster:
+    def __init__(self, local_dir: Path, **extra_env: str) -> None:
+        self.local_dir = local_dir
+        self.env = {**os.environ, "SBO_LOCAL_DIR": str(local_dir), "SBO_PORT_BASE": PORT_BASE, **extra_env}
+        self.kubectl_bin = tools_bin_dir() / "kubectl"
+
+    def up_command(self) -> list[str]:
+        return [str(CLUSTER_SCRIPT), "up", "--real-node"]
+
+    def down(self) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(CLUSTER_SCRIPT), "down"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=True,
+        )
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.kubectl_bin), "--kubeconfig", str(self.local_dir / "kubeconfig"), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=check,
+        )
+
+    def apply(self, *manifests: dict[str, Any], namespace: str) -> None:
+        self.kubectl(
+            "apply",
+            "-n",
+            namespace,
+            "--server-side",
+            "--field-manager",
+            "sbo-tests",
+            "-f",
+            "-",
+            input=yaml.safe_dump_all(manifests),
+        )
+
+    def create_restricted_namespace(self, name: str) -> None:
+        labels = {
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest",
+        }
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+        self.kubectl("create", "-f", "-", input=yaml.safe_dump(namespace))
+
+    def pod_ip(self, namespace: str, pod: str) -> str:
+        return self.kubectl("get", "pod", "-n", namespace, pod, "-o", "jsonpath={.status.podIP}").stdout
+
+    def exec_probe(self, namespace: str, pod: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.kubectl("exec", "-n", namespace, pod, "--", "/probe", *args, check=False)
+
+
+@pytest.fixture(scope="module")
+def host_before() -> dict[str, Any]:
+    return host_state.snapshot()
+
+
+@pytest.fixture(scope="module")
+def real_node(
+    host_before: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RealNodeCluster]:
+    cluster = RealNodeCluster(tmp_path_factory.mktemp("real-node") / "control-plane")
+    up = subprocess.run(cluster.up_command(), env=cluster.env, capture_output=True, text=True, timeout=600)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield cluster
+    finally:
+        cluster.down()  # again after the test that checks it: down is idempotent
+
+
+def probe_pod(name: str, *, labels: dict[str, str], subdomain: str | None = None) -> dict[str, Any]:
+    """A pod that Pod Security "restricted" admits, on the real node, serving its hostname on 8080."""
+    spec: dict[str, Any] = {
+        "hostname": name,
+        "nodeSelector": {"sbo.dev/real-node": "true"},
+        "tolerations": [{"key": "sbo.dev/real-node", "operator": "Exists", "effect": "NoSchedule"}],
+        "terminationGracePeriodSeconds": 5,
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": "probe",
+                "image": "sbo.local/probe:local",
+                "imagePullPolicy": "Never",
+                "args": ["serve", ":8080"],
+                "ports": [{"name": "http", "containerPort": 8080}],
+                "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
+                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}},
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+            }
+        ],
+    }
+    if subdomain:
+        spec["subdomain"] = subdomain
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels}, "spec": spec}
+
+
+def service(name: str, *, headless: bool) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "selector": {"app": "server"},
+        "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+    }
+    if headless:
+        spec["clusterIP"] = "None"
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec}
+
+
+@pytest.fixture(scope="module")
+def workload(real_node: RealNodeCluster) -> Iterator[str]:
+    """A namespace enforcing "restricted" with a server pod (behind a Service and a headless
+    governing Service) and a client pod, both Ready on the real node."""
+    namespace = "t-real-node"
+    real_node.create_restricted_namespace(namespace)
+    real_node.apply(
+        service("server", headless=False),
+        service("web", headless=True),
+        probe_pod("server", labels={"app": "server"}, subdomain="web"),
+        probe_pod("client", labels={"app": "client"}),
+        namespace=namespace,
+    )
+    real_node.kubectl(
+        "wait", "-n", namespace, "--for=condition=Ready", "pod/server", "pod/client", "--timeout=90s"
+    )
+    yield namespace
+    real_node.kubectl(
+        "delete", "namespace", namespace, "--wait=false", check=False
+    )  # down may have come first
+
+
+def test_the_node_is_real_ready_labelled_and_tainted_next_to_the_kwok_nodes(
+    real_node: RealNodeCluster,
+) -> None:
+    nodes = json.loads(real_node.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    by_name = {node["metadata"]["name"]: node for node in nodes}
+    assert set(by_name) == {NODE, "kwok-node-0", "kwok-node-1", "kwok-node-2"}
+    node = by_name[NODE]
+    ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True", ready
+    assert node["metadata"]["labels"]["sbo.dev/real-node"] == "true"
+    assert {"key": "sbo.dev/real-node", "value": "true", "effect": "NoSchedule"} in node["spec"]["taints"]
+    assert node["status"]["nodeInfo"]["containerRuntimeVersion"] == "containerd://2.4.2"
+    assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1.35.4"
+    assert {"type": "InternalIP", "address": "198.18.0.1"} in node["status"]["addresses"]
+
+
+def test_a_restricted_pod_runs_and_answers_through_a_service_by_dns_name(
+    real_node: RealNodeCluster, workload: str
+) -> None:
+    server = json.loads(real_node.kubectl("get", "pod", "-n", workload, "server", "-o", "json").stdout)
+    assert server["spec"]["nodeName"] == NODE
+    assert server["status"]["phase"] == "Running"
+    assert ipaddress.ip_address(server["status"]["podIP"]) in POD_RANGE
+    service_ip = real_node.kubectl(
+        "get", "service", "-n", workload, "server", "-o", "jsonpath={.spec.clusterIP}"
+    ).stdout
+    assert ipaddress.ip_address(service_ip) in SERVICE_RANGE
+
+    answer = real_node.exec_probe(workload, "client", "get", f"http://server.{workload}.svc.cluster.local/")
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout == "server\n"
+
+
+def test_a_pod_resolves_by_name_through_its_headless_governing_service(
+    real_node: RealNodeCluster, workload: str
+) -> None:
+    server_ip = real_node.pod_ip(workload, "server")
+    found = real_node.exec_probe(workload, "client", "lookup", f"server.web.{workload}.svc.cluster.local")
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.split() == [server_ip]
+
+
+def test_pods_reach_the_apiserver_as_kubernetes_default(real_node: RealNodeCluster, workload: str) -> None:
+    found = real_node.exec_probe(workload, "client", "lookup", "kubernetes.default.svc.cluster.local")
+    assert found.stdout.split() == ["198.19.0.1"], found.stderr
+    dialed = real_node.exec_probe(workload, "client", "dial", "kubernetes.default.svc.cluster.local:443")
+    assert dialed.returncode == 0, dialed.stderr
+
+
+def test_a_pod_has_no_default_route_and_cannot_reach_outside(
+    real_node: RealNodeCluster, workload: str
+) -> None:
+    routes = real_node.exec_probe(workload, "client", "routes")
+    assert routes.returncode == 0, routes.stderr
+    destinations = [line.split()[1] for line in routes.stdout.splitlines()[1:]]
+    assert "00000000" not in destinations, routes.stdout  # 0.0.0.0/0: a default route
+    assert len(destinations) == 2, routes.stdout  # the bridge's subnet and the Service range
+    # No route: the kernel refuses before any packet leaves the pod.
+    outside = real_node.exec_probe(workload, "client", "dial", f"{OUTSIDE}:80")
+    assert outside.returncode != 0
+    assert "network is unreachable" in outside.stderr, outside.stderr
+
+
+@pytest.fixture(scope="module")
+def policy_namespace(real_node: RealNodeCluster) -> Iterator[str]:
+    """A server that a NetworkPolicy opens only to pods labelled access=granted, and two clients."""
+    namespace = "t-real-node-policy"
+    real_node.create_restricted_namespace(namespace)
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "server-ingress"},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": "server"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"podSelector": {"matchLabels": {"access": "granted"}}}],
+                    "ports": [{"port": 8080, "protocol": "TCP"}],
+                }
+            ],
+        },
+    }
+    real_node.apply(
+        policy,
+        probe_pod("server", labels={"app": "server"}),
+        probe_pod("granted", labels={"app": "client", "access": "granted"}),
+        probe_pod("denied", labels={"app": "client"}),
+        namespace=namespace,
+    )
+    real_node.kubectl(
+        "wait",
+        "-n",
+        namespace,
+        "--for=condition=Ready",
+        "pod/server",
+        "pod/granted",
+        "pod/denied",
+        "--timeout=90s",
+    )
+    yield namespace
+    real_node.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_a_network_policy_lets_only_the_pods_it_names_connect(
+    real_node: RealNodeCluster, policy_namespace: str
+) -> None:
+    server_ip = real_node.pod_ip(policy_namespace, "server")
+    url = f"http://{server_ip}:8080/"
+
+    def denied_is_refused() -> bool:
+        return real_node.exec_probe(policy_namespace, "denied", "get", url).returncode != 0
+
+    # kube-router applies the policy within a few seconds of the pods' start.
+    eventually(denied_is_refused, timeout=30, interval=1, what="kube-router to block the denied pod")
+    granted = real_node.exec_probe(policy_namespace, "granted", "get", url)
+    assert granted.returncode == 0, granted.stderr
+    assert granted.stdout == "server\n"
+    denied = real_node.exec_probe(policy_namespace, "denied", "get", url)
+    assert denied.returncode != 0
+    assert denied.stdout == ""
+
+
+def test_down_leaves_the_host_as_it_found_it(real_node: RealNodeCluster, host_before: dict[str, Any]) -> None:
+    assert host_state.snapshot() != host_before, "the real node changed nothing on the host: is it really up?"
+    real_node.down()
+    assert host_state.differences(host_before, host_state.snapshot()) == {}
+
+
+@pytest.mark.parametrize("how", ["interrupted", "failed"])
+def test_an_up_stopped_half_way_leaves_nothing_behind(how: str, tmp_path: Path) -> None:
+    before = host_state.snapshot()
+    # "failed": kube-proxy cannot serve its health port, after kubelet changed the host.
+    extra = {"SBO_KUBE_PROXY_HEALTHZ_PORT": "99999"} if how == "failed" else {}
+    cluster = RealNodeCluster(tmp_path / "control-plane", **extra)
+    up = subprocess.Popen(
+        cluster.up_command(),
+        env=cluster.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert up.stdout is not None
+    lines = []
+    for line in up.stdout:
+        lines.append(line)
+        if how == "interrupted" and line.startswith("==> kubelet: starting"):
+            time.sleep(3)  # kubelet has set its sysctls and cgroups by now
+            os.killpg(up.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
+    returncode = up.wait(timeout=180)
+    output = "".join(lines)
+    assert returncode != 0, output
+    assert "start-up failed: stopping the components that did start" in output
+    assert "real node: host restored" in output, output
+    assert host_state.differences(before, host_state.snapshot()) == {}
