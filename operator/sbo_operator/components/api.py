@@ -23,6 +23,7 @@ from sbo_operator.components.base import (
     ready_condition,
 )
 from sbo_operator.components.migrations import app_deployment, rollout
+from sbo_operator.credentials import secret_uids
 from sbo_operator.progress import deployment_progress
 from sbo_operator.references import Reference, env_references
 from sbo_operator.snapshot import Snapshot
@@ -44,7 +45,9 @@ class Api(Component):
             snapshot,
             gate,
             names.api,
-            lambda image: api.build_api_deployment(backend, replicas=backend.spec.api.replicas, image=image),
+            lambda image: api.build_api_deployment(
+                backend, replicas=backend.spec.api.replicas, image=image, secret_uids=secret_uids(snapshot)
+            ),
         )
         foundation = present(
             api.build_app_service_account(backend),

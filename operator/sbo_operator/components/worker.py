@@ -22,6 +22,7 @@ from sbo_operator.components.base import (
     ready_condition,
 )
 from sbo_operator.components.migrations import app_deployment, rollout
+from sbo_operator.credentials import secret_uids
 from sbo_operator.progress import deployment_progress
 from sbo_operator.references import Reference, env_references
 from sbo_operator.snapshot import Snapshot
@@ -41,7 +42,9 @@ class Worker(Component):
             snapshot,
             rollout(backend, snapshot),
             child_names(backend).worker,
-            lambda image: worker.build_worker_deployment(backend, replicas=spec.replicas, image=image),
+            lambda image: worker.build_worker_deployment(
+                backend, replicas=spec.replicas, image=image, secret_uids=secret_uids(snapshot)
+            ),
         )
         return dataclasses.replace(deployment, manifests=[*foundation, *deployment.manifests])
 
