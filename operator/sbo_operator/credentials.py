@@ -17,7 +17,8 @@ from sbo_operator.snapshot import Snapshot
 
 __all__ = ["regenerated_message", "secret_readers", "secret_uids"]
 
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
+# A Job is not rolled: a new migrations Job (its name follows its pod template) replaces it.
+ROLLED_KINDS = ("Deployment", "StatefulSet")
 
 
 def secret_uids(snapshot: Snapshot) -> dict[str, str]:
@@ -30,11 +31,11 @@ def secret_uids(snapshot: Snapshot) -> dict[str, str]:
 
 
 def secret_readers(snapshot: Snapshot, secret: str) -> list[str]:
-    """``Kind name`` of each existing workload whose pods read ``secret`` through their env."""
+    """``Kind name`` of each Deployment and StatefulSet whose pods read ``secret`` through their env."""
     return [
         f"{kind} {name}"
         for (kind, name), child in sorted(snapshot.children.items())
-        if kind in WORKLOAD_KINDS and secret in set(secrets_read(_pod_spec(child)))
+        if kind in ROLLED_KINDS and secret in set(secrets_read(_pod_spec(child)))
     ]
 
 

@@ -139,7 +139,7 @@ def test_the_readers_of_a_secret_are_the_workloads_whose_pods_read_it() -> None:
     body = full_body()
     running = snapshot(body, *running_stack(parse(body)))
     readers = secret_readers(running, "shop-redis")
-    assert [r for r in readers if not r.startswith("Job ")] == [
+    assert readers == [
         "Deployment shop-api",
         "Deployment shop-worker",
         "StatefulSet shop-redis",
