@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 
 from sbo_operator.api.conditions import ConditionState, ConditionStatus, ConditionType, Reason
 from sbo_operator.api.v1alpha1 import ApiStatus, ScalableBackend
-from sbo_operator.builders import api, app
+from sbo_operator.builders import api, app, network_policies
 from sbo_operator.builders.labels import Component as ComponentLabel
 from sbo_operator.builders.labels import api_selector_string
 from sbo_operator.builders.names import API_SERVICE_PORT, ChildNames, child_names, service_host
@@ -54,6 +54,7 @@ class Api(Component):
             api.build_api_service(backend),
             api.build_api_pdb(backend),
             api.build_api_ingress(backend),
+            network_policies.build_app_network_policy(backend, ComponentLabel.API),
         )
         return dataclasses.replace(
             deployment, manifests=[*foundation, *deployment.manifests], waiting=gate.waiting

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from sbo_operator.api.conditions import Reason
 from sbo_operator.api.v1alpha1 import ScalableBackend
-from sbo_operator.builders import Manifest, api, postgres
+from sbo_operator.builders import Manifest, api, network_policies, postgres
 from sbo_operator.builders.labels import SECRET_UIDS_ANNOTATION
 from sbo_operator.builders.labels import Component as ComponentLabel
 from sbo_operator.builders.names import child_names
@@ -112,7 +112,9 @@ class Migrations(Component):
                 (kind, name) for kind, name in snapshot.children if kind == "Job" and name.startswith(prefix)
             )
         return Plan(
-            manifests=present(gate.job),
+            manifests=present(
+                network_policies.build_app_network_policy(backend, ComponentLabel.MIGRATIONS), gate.job
+            ),
             kept=kept,
             problems=[gate.problem] if gate.problem else [],
         )
