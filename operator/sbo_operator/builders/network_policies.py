@@ -69,7 +69,8 @@ def _policy(
     egress = _egress_rules(backend, component)
     if egress is not None:
         policy["spec"]["policyTypes"].append("Egress")
-        policy["spec"]["egress"] = egress
+        if egress:  # no rules: deny all; the API drops an empty list, which would look like drift
+            policy["spec"]["egress"] = egress
     return policy
 
 
