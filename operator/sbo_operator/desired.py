@@ -21,7 +21,7 @@ from sbo_operator.components import COMPONENTS, generated_secrets
 from sbo_operator.components.base import GeneratedSecret, Problem
 from sbo_operator.snapshot import Snapshot
 
-__all__ = ["FOUNDATION_KINDS", "DesiredState", "desired_state"]
+__all__ = ["FOUNDATION_KINDS", "DesiredState", "desired_state", "missing_secrets"]
 
 # Applied first, so that workloads find their config, Secrets and Services.
 FOUNDATION_KINDS = frozenset(
@@ -52,12 +52,7 @@ def desired_state(backend: ScalableBackend, snapshot: Snapshot) -> DesiredState:
         if plan.waiting is not None:
             waiting[component.name] = plan.waiting
 
-    names = child_names(backend)
-    secrets_to_generate = [
-        secret
-        for secret in generated_secrets(backend)
-        if snapshot.child("Secret", secret.name(names)) is None
-    ]
+    secrets_to_generate = missing_secrets(backend, snapshot)
     wanted = {(m["kind"], m["metadata"]["name"]) for m in manifests} | kept
     obsolete = [
         (child["apiVersion"], kind, name)
@@ -72,3 +67,13 @@ def desired_state(backend: ScalableBackend, snapshot: Snapshot) -> DesiredState:
         waiting=waiting,
         problems=problems,
     )
+
+
+def missing_secrets(backend: ScalableBackend, snapshot: Snapshot) -> list[GeneratedSecret]:
+    """The generated Secrets that do not exist (yet, or any more)."""
+    names = child_names(backend)
+    return [
+        secret
+        for secret in generated_secrets(backend)
+        if snapshot.child("Secret", secret.name(names)) is None
+    ]

@@ -102,12 +102,12 @@ class Kube:
             raise
         return _as_dict(result)
 
-    async def create(self, manifest: dict[str, Any]) -> bool:
-        """Create if absent. Returns False when the object already exists."""
+    async def create(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        """Create if absent: the created object, or None when it already exists."""
         resource = await self._resource(manifest["apiVersion"], manifest["kind"])
         self._metrics.api_writes.labels(verb="create", kind=manifest["kind"]).inc()
         try:
-            await self._dynamic.create(
+            created = await self._dynamic.create(
                 resource,
                 body=manifest,
                 namespace=manifest["metadata"].get("namespace"),
@@ -115,13 +115,13 @@ class Kube:
             )
         except ApiException as error:
             if error.status == 409:
-                return False
+                return None
             if error.status == 404:
                 raise ObjectGone(_reason(error)) from error
             if _namespace_terminating(error):
                 raise NamespaceTerminating(_reason(error)) from error
             raise
-        return True
+        return _as_dict(created)
 
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         resource = await self._resource(api_version, kind)

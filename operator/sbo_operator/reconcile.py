@@ -29,7 +29,8 @@ from sbo_operator.builders import Manifest
 from sbo_operator.builders.secrets import MIN_RANDOM_BYTES
 from sbo_operator.components import required_references
 from sbo_operator.components.base import Problem
-from sbo_operator.desired import DesiredState, desired_state
+from sbo_operator.credentials import regenerated_message, secret_readers
+from sbo_operator.desired import DesiredState, desired_state, missing_secrets
 from sbo_operator.drift import ApplyReason, apply_reason, with_applied_hash
 from sbo_operator.events import post_event
 from sbo_operator.kube import ApplyConflict, ApplyRejected, Kube, ObjectGone
@@ -119,8 +120,9 @@ class Reconciler:
         # With autoscaling, the autoscaler writes spec.<component>.replicas
         # itself; here replicas always come from the spec.
         self.autoscaler.track(key, backend, body)
+        snapshot, created = await self._create_missing_secrets(backend, body, snapshot)
         desired = desired_state(backend, snapshot)
-        applied, problems = await self._converge(backend, body, snapshot, desired)
+        applied, problems = await self._converge(backend, body, snapshot, desired, created)
         problems += await self._check_references(backend)
         problems = [*desired.problems, *problems]
         self._post_problem_events(key, body, problems)
@@ -140,21 +142,47 @@ class Reconciler:
             ),
         )
 
-    async def _converge(
-        self, backend: ScalableBackend, body: dict[str, Any], snapshot: Snapshot, desired: DesiredState
-    ) -> tuple[list[str], list[Problem]]:
-        """Write what differs; return what was written and what blocks progress."""
-        kube = self.kube
-        applied: list[str] = []
-        problems: list[Problem] = []
+    async def _create_missing_secrets(
+        self, backend: ScalableBackend, body: dict[str, Any], snapshot: Snapshot
+    ) -> tuple[Snapshot, list[str]]:
+        """Create the missing generated Secrets first: the pod templates carry their uids.
 
-        for secret in desired.secrets_to_generate:
-            # Generated once, here, and only created: an existing Secret is never replaced.
+        Generated once, here, and only created: an existing Secret is never replaced. Returns the
+        snapshot with them (the watch brings them later) and what was created. A Secret created
+        while pods read its predecessor (deleted by hand) rolls those pods; a Warning says so.
+        """
+        created: list[str] = []
+        for secret in missing_secrets(backend, snapshot):
             manifest = secret.build(
                 backend, existing_data=None, random_bytes=secrets.token_bytes(MIN_RANDOM_BYTES)
             )
-            if manifest is not None and await kube.create(manifest):
-                applied.append(f"created Secret {manifest['metadata']['name']}")
+            if manifest is None:
+                continue
+            name = manifest["metadata"]["name"]
+            stored = await self.kube.create(manifest)
+            if stored is None:  # it exists: the watch has not brought it yet
+                stored = await self.kube.get("v1", "Secret", backend.metadata.namespace, name)
+                if stored is None:
+                    continue
+            else:
+                created.append(f"created Secret {name}")
+                if readers := secret_readers(snapshot, name):
+                    post_event(body, "Warning", "SecretRegenerated", regenerated_message(name, readers))
+            snapshot = snapshot.with_child(stored)
+        return snapshot, created
+
+    async def _converge(
+        self,
+        backend: ScalableBackend,
+        body: dict[str, Any],
+        snapshot: Snapshot,
+        desired: DesiredState,
+        created: list[str],
+    ) -> tuple[list[str], list[Problem]]:
+        """Write what differs; return what was written (after ``created``) and what blocks progress."""
+        kube = self.kube
+        applied: list[str] = list(created)
+        problems: list[Problem] = []
 
         drifted: list[str] = []
         for wave in (desired.foundation, desired.workloads):

@@ -87,3 +87,8 @@ class Snapshot:
 
     def child(self, kind: str, name: str) -> dict[str, Any] | None:
         return self.children.get((kind, name))
+
+    def with_child(self, body: Mapping[str, Any]) -> Snapshot:
+        """This snapshot plus a child the reconciler just created (before the watch brings it)."""
+        key = (body["kind"], body["metadata"]["name"])
+        return dataclasses.replace(self, children={**self.children, key: compact(body)})

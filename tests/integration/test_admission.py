@@ -48,6 +48,7 @@ from sbo_operator.api.v1alpha1 import (
     PostgresSpec,
     ScalableBackend,
 )
+from sbo_operator.api.v1alpha1.network import LABEL_KEY_MESSAGE, LABEL_VALUE_MESSAGE, PEER_MESSAGE
 
 pytestmark = pytest.mark.integration
 
@@ -349,6 +350,35 @@ FORMAT_CASES = [
     ),
 ]
 
+NETWORK_POLICY_CASES = [
+    pytest.param(
+        with_field("spec.networkPolicies", {"appIngressFrom": [{}]}),
+        ["spec.networkPolicies.appIngressFrom[0]", PEER_MESSAGE],
+        id="network-peer-without-selector",
+    ),
+    pytest.param(
+        with_field(
+            "spec.networkPolicies",
+            {"appIngressFrom": [{"namespaceSelector": {"matchLabels": {"not a key": "x"}}}]},
+        ),
+        ["spec.networkPolicies.appIngressFrom[0].namespaceSelector.matchLabels", LABEL_KEY_MESSAGE],
+        id="network-peer-label-key-malformed",
+    ),
+    pytest.param(
+        with_field(
+            "spec.networkPolicies",
+            {"appIngressFrom": [{"podSelector": {"matchLabels": {"app": "-prometheus"}}}]},
+        ),
+        ["spec.networkPolicies.appIngressFrom[0].podSelector.matchLabels.app", LABEL_VALUE_MESSAGE],
+        id="network-peer-label-value-malformed",
+    ),
+    pytest.param(
+        with_field("spec.networkPolicies", {"egress": "yes"}),
+        ["spec.networkPolicies.egress", "must be of type boolean"],
+        id="network-egress-not-a-boolean",
+    ),
+]
+
 # The autoscaler writes its decision into spec.api.replicas or spec.worker.replicas: bounds above
 # their cap would make every scale patch fail, so they are refused up front.
 REPLICA_CAP_CASES = [
@@ -382,7 +412,9 @@ REPLICA_CAP_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("mutate", "fragments"), CREATE_CASES + FORMAT_CASES + REPLICA_CAP_CASES)
+@pytest.mark.parametrize(
+    ("mutate", "fragments"), CREATE_CASES + FORMAT_CASES + REPLICA_CAP_CASES + NETWORK_POLICY_CASES
+)
 def test_bad_input_is_rejected_on_create_naming_the_field(
     cluster: LocalCluster, crd: None, namespace: str, mutate: Mutation, fragments: list[str]
 ) -> None:
@@ -585,6 +617,25 @@ BOUNDARY_CASES = [
             {"requests": {"cpu": 1, "example.com/gpu": 1}, "limits": {"cpu": "1000m", "example.com/gpu": 1}},
         ),
         id="extended-resource-and-request-equal-to-limit",
+    ),
+    pytest.param(
+        with_field(
+            "spec.networkPolicies",
+            {
+                "appIngressFrom": [
+                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+                    {
+                        "namespaceSelector": {},
+                        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus", "tier": ""}},
+                    },
+                ],
+                "egress": True,
+            },
+        ),
+        id="network-policies-with-peers-and-egress",
+    ),
+    pytest.param(
+        with_field("spec.networkPolicies", {"appIngressFrom": []}), id="network-ingress-from-nobody"
     ),
 ]
 

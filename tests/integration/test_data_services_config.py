@@ -390,3 +390,177 @@ def test_redis_from_the_emitted_config(sandbox: Sandbox, persistent: bool) -> No
     assert redis_cli(port, "config", "get", "dir", password=password).split()[1] == str(data_dir)
     if persistent:
         wait_until(lambda: any(data_dir.rglob("*.aof")), timeout=10, what="the append-only file")
+
+
+# ---- a Secret generated again (deleted by hand) ------------------------------------------------------
+
+
+def test_postgres_takes_a_regenerated_secret_at_restart_and_the_replica_streams_with_it(
+    sandbox: Sandbox,
+) -> None:
+    """Bootstrap with Secret A; restart with the env of a regenerated Secret B, as the rolled pods do.
+
+    B works for the app and the replication role, A is refused, the data is kept, and a replica
+    (restarted, and a new clone) streams with B.
+    """
+    sb = backend(postgres={"readReplicas": 1, "database": "shop", "user": "shop_app"})
+    config_map = build_postgres_config_map(sb)
+    assert config_map is not None
+    secret_a = build_postgres_secret(sb, existing_data=None, random_bytes=os.urandom(32))
+    secret_b = build_postgres_secret(sb, existing_data=None, random_bytes=os.urandom(32))
+    assert secret_a is not None
+    assert secret_b is not None
+    a, b = decode_secret_data(secret_a["data"]), decode_secret_data(secret_b["data"])
+    assert a["password"] != b["password"]
+    assert a["replication-password"] != b["replication-password"]
+    config_dir = sandbox.directory("config")
+    sandbox.write(config_dir, config_map["data"])
+    path = f"{postgres_bindir()}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+    primary_port = free_port()
+
+    def env(name: str, port: int, credentials: Mapping[str, str], role: str) -> dict[str, str]:
+        variables = {
+            "PATH": path,
+            "LANG": "C",
+            "SBO_PG_CONFIG_DIR": str(config_dir),
+            "SBO_PG_LISTEN_ADDRESSES": LOOPBACK,
+            "PGDATA": str(sandbox.root / f"{name}-data" / "pgdata"),
+            "SBO_PG_SOCKET_DIR": str(sandbox.root / f"{name}-run"),
+            "SBO_PG_RUNTIME_DIR": str(sandbox.root / f"{name}-tmp"),
+            "SBO_PG_PORT": str(port),
+            "SBO_REPLICATION_USER": credentials["replication-username"],
+            "SBO_REPLICATION_PASSWORD": credentials["replication-password"],
+        }
+        if role == "primary":
+            variables |= {
+                "SBO_APP_USER": credentials["username"],
+                "SBO_APP_PASSWORD": credentials["password"],
+                "SBO_APP_DATABASE": credentials["database"],
+            }
+        else:
+            variables |= {"SBO_PRIMARY_HOST": LOOPBACK, "SBO_PRIMARY_PORT": str(primary_port)}
+        return variables
+
+    def app(credentials: Mapping[str, str]) -> dict[str, str]:
+        return {"user": credentials["username"], "password": credentials["password"], "dbname": "shop"}
+
+    def start(name: str, port: int, credentials: Mapping[str, str], role: str) -> subprocess.Popen[bytes]:
+        variables = env(name, port, credentials, role)
+        script = "primary-bootstrap.sh" if role == "primary" else "replica-bootstrap.sh"
+        sandbox.run(["sh", str(config_dir / script)], variables)
+        log = sandbox.root / f"{name}-{credentials['password'][:4]}.log"
+        server = sandbox.start(["sh", str(config_dir / "start.sh")], variables, log)
+        wait_until(accepts(port, **app(credentials)), timeout=60, what=f"{name}\n{log_of(log)}")
+        return server
+
+    for name in ("primary", "replica", "clone"):
+        for suffix in ("data", "run", "tmp"):
+            sandbox.directory(f"{name}-{suffix}")
+
+    # Secret A: primary and a streaming replica, with data.
+    primary = start("primary", primary_port, a, "primary")
+    replica_port = free_port()
+    replica = start("replica", replica_port, a, "replica")
+    with connect(primary_port, **app(a)) as conn:
+        conn.execute("CREATE TABLE orders (id int PRIMARY KEY, item text)")
+        conn.execute("INSERT INTO orders VALUES (1, 'before the Secret was deleted')")
+
+    def on(port: int, credentials: Mapping[str, str], count: int) -> Callable[[], bool]:
+        def check() -> bool:
+            try:
+                with connect(port, **app(credentials)) as conn:
+                    row = conn.execute("SELECT count(*) FROM orders").fetchone()
+                    return row == (count,)
+            except (psycopg.OperationalError, psycopg.errors.UndefinedTable):
+                return False
+
+        return check
+
+    wait_until(on(replica_port, a, 1), timeout=30, what="the row on the replica")
+
+    # The Secret is regenerated: the pods roll (primary first, then the replica) with B's env.
+    sandbox.stop(primary)
+    primary = start("primary", primary_port, b, "primary")
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        connect(primary_port, **app(a))
+    with connect(primary_port, **app(b)) as conn:
+        assert conn.execute("SELECT item FROM orders").fetchall() == [("before the Secret was deleted",)]
+        conn.execute("INSERT INTO orders VALUES (2, 'after the restart with B')")
+    # The replication role: B logs in (a physical replication connection), A does not.
+    for credentials, works in ((b, True), (a, False)):
+        attempt = subprocess.run(
+            [
+                "psql",
+                "-X",
+                "-h",
+                LOOPBACK,
+                "-p",
+                str(primary_port),
+                "-U",
+                "replicator",
+                "-d",
+                "replication=true",
+                "-c",
+                "IDENTIFY_SYSTEM",
+            ],
+            env={"PATH": path, "PGPASSWORD": credentials["replication-password"]},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert (attempt.returncode == 0) is works, attempt.stderr
+
+    sandbox.stop(replica)
+    replica = start("replica", replica_port, b, "replica")
+    wait_until(on(replica_port, b, 2), timeout=60, what="the replica streaming with B")
+    # A new replica clones the primary with B (pg_basebackup as the replication role).
+    clone_port = free_port()
+    start("clone", clone_port, b, "replica")
+    with connect(primary_port, **app(b)) as conn:
+        conn.execute("INSERT INTO orders VALUES (3, 'streamed with B')")
+    wait_until(on(clone_port, b, 3), timeout=60, what="the new clone streaming with B")
+    wait_until(on(replica_port, b, 3), timeout=60, what="the replica streaming with B")
+
+
+def test_redis_takes_a_regenerated_secret_at_restart_and_keeps_its_data(sandbox: Sandbox) -> None:
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed")
+    sb = backend(redis={"persistence": {"size": "1Gi"}})
+    config_map = build_redis_config_map(sb)
+    assert config_map is not None
+    passwords = []
+    for _ in range(2):
+        secret = build_redis_secret(sb, existing_data=None, random_bytes=os.urandom(32))
+        assert secret is not None
+        passwords.append(decode_secret_data(secret["data"])["password"])
+    a, b = passwords
+    config_dir = sandbox.directory("redis-config")
+    sandbox.write(config_dir, config_map["data"])
+    data_dir = sandbox.directory("redis-data")
+    runtime_dir = sandbox.directory("redis-run")
+    port = free_port()
+
+    def start(password: str) -> subprocess.Popen[bytes]:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "REDIS_PASSWORD": password,
+            "SBO_REDIS_CONFIG": str(config_dir / "redis.conf"),
+            "SBO_REDIS_RUNTIME_DIR": str(runtime_dir),
+            "SBO_REDIS_DATA_DIR": str(data_dir),
+            "SBO_REDIS_PORT": str(port),
+            "SBO_REDIS_BIND": LOOPBACK,
+        }
+        log = sandbox.root / f"redis-{password[:4]}.log"
+        server = sandbox.start(["sh", str(config_dir / "start-redis.sh")], env, log)
+        wait_until(lambda: redis_cli(port, "ping", password=password) == "PONG", timeout=30, what=log_of(log))
+        return server
+
+    server = start(a)
+    assert redis_cli(port, "set", "k", "kept", password=a) == "OK"
+    wait_until(lambda: any(data_dir.rglob("*.aof")), timeout=10, what="the append-only file")
+    sandbox.stop(server, signal.SIGTERM)
+
+    start(b)
+    assert redis_cli(port, "get", "k", password=b) == "kept"
+    assert "WRONGPASS" in redis_cli(port, "ping", password=a)

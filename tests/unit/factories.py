@@ -187,6 +187,11 @@ def generated_secrets(backend: ScalableBackend) -> list[Manifest]:
     return [stored(secret) for secret in _secret_manifests(backend)]
 
 
+def generated_secret_uids(backend: ScalableBackend) -> dict[str, str]:
+    """The uids of the generated Secrets as stored (the workloads' ``secret_uids``), by name."""
+    return {secret["metadata"]["name"]: secret["metadata"]["uid"] for secret in generated_secrets(backend)}
+
+
 def _secret_manifests(backend: ScalableBackend) -> list[Manifest]:
     built = (
         secret.build(backend, existing_data=None, random_bytes=RANDOM_BYTES) for secret in secrets_of(backend)
@@ -220,11 +225,13 @@ def wanted_once_running(backend: ScalableBackend) -> list[Manifest]:
     migrations); planning again against the running result releases it, until nothing changes.
     """
     body = backend.model_dump(mode="json", by_alias=True, exclude_none=True)
+    # The generated Secrets exist first: the pod templates carry their uids.
+    secrets = generated_secrets(backend)
     running: list[Manifest] = []
     while True:
-        current = snapshot(body, *running)
+        current = snapshot(body, *secrets, *running)
         manifests = [m for component in COMPONENTS for m in component.plan(backend, current).manifests]
-        if {(m["kind"], m["metadata"]["name"]) for m in manifests} == set(current.children):
+        if {(m["kind"], m["metadata"]["name"]) for m in [*secrets, *manifests]} == set(current.children):
             return manifests
         running = [as_running(manifest) for manifest in manifests]
 

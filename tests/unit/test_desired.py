@@ -16,6 +16,7 @@ from tests.unit.factories import (
     edited,
     example_body,
     finished_job,
+    generated_secret_uids,
     generated_secrets,
     parse,
     ready_deployment,
@@ -239,7 +240,7 @@ def _upgrade(job_state: str) -> tuple[Body, list[Manifest], str]:
     children = running_stack(parse(old_body))
     new_body = edited(old_body, with_image(NEW_IMAGE))
     new_backend = parse(new_body)
-    job = api.build_migrations_job(new_backend)
+    job = api.build_migrations_job(new_backend, secret_uids=generated_secret_uids(new_backend))
     assert job is not None
     if job_state == "Running":
         children.append(running_job(job))
@@ -258,7 +259,10 @@ def test_until_migrations_succeed_api_and_worker_keep_the_image_they_run(job_sta
     # Only the image is held: the Deployment is what the builder makes of the new spec and old image.
     backend = parse(body)
     assert workload(desired, "Deployment", "shop-api") == api.build_api_deployment(
-        backend, replicas=backend.spec.api.replicas, image=OLD_IMAGE
+        backend,
+        replicas=backend.spec.api.replicas,
+        image=OLD_IMAGE,
+        secret_uids=generated_secret_uids(backend),
     )
     job = workload(desired, "Job", job_name)
     assert job is not None
@@ -327,7 +331,8 @@ def test_old_migration_jobs_are_deleted_only_once_the_current_one_completed(
     job_state: str, old_job_deleted: bool
 ) -> None:
     body, children, job_name = _upgrade(job_state)
-    old_job_name = api.migrations_job_name(parse(edited(body, with_image(OLD_IMAGE))))
+    old_backend = parse(edited(body, with_image(OLD_IMAGE)))
+    old_job_name = api.migrations_job_name(old_backend, secret_uids=generated_secret_uids(old_backend))
     assert old_job_name is not None
     assert old_job_name != job_name
     assert ("Job", old_job_name) in {(c["kind"], c["metadata"]["name"]) for c in children}

@@ -64,9 +64,15 @@ async def test_apply_is_server_side_apply_with_one_field_manager(
     assert request.params == {"fieldManager": "scalable-backend-operator", "force": "true"}
 
 
-async def test_create_of_an_existing_object_is_false(apiserver: kmock.KubernetesScaffold, kube: Kube) -> None:
+async def test_create_of_an_existing_object_is_none(apiserver: kmock.KubernetesScaffold, kube: Kube) -> None:
     apiserver[kmock.method.POST, kmock.resource("v1/configmaps")] << refusal(409, "AlreadyExists")
-    assert await kube.create(CONFIG_MAP) is False
+    assert await kube.create(CONFIG_MAP) is None
+
+
+async def test_create_returns_the_created_object(apiserver: kmock.KubernetesScaffold, kube: Kube) -> None:
+    created = {**CONFIG_MAP, "metadata": {**CONFIG_MAP["metadata"], "uid": "uid-1"}}
+    apiserver[kmock.method.POST, kmock.resource("v1/configmaps")] << created
+    assert (await kube.create(CONFIG_MAP) or {})["metadata"]["uid"] == "uid-1"
 
 
 async def test_get_of_a_missing_object_is_none(apiserver: kmock.KubernetesScaffold, kube: Kube) -> None:

@@ -14,6 +14,7 @@ import kmock
 import pytest
 
 from sbo_operator.autoscaler.scheduler import AutoscalerScheduler
+from sbo_operator.builders.labels import SECRET_UIDS_ANNOTATION
 from sbo_operator.drift import with_applied_hash
 from sbo_operator.kube import Kube
 from sbo_operator.metrics import OperatorMetrics
@@ -21,7 +22,7 @@ from sbo_operator.reconcile import Reconciler, error_reason
 from sbo_operator.settings import OperatorSettings
 from sbo_operator.snapshot import Snapshot
 from sbo_operator.workqueue import Key
-from tests.unit.conftest import BACKEND_ECHO, writes
+from tests.unit.conftest import BACKEND_ECHO, kopf_events, writes
 from tests.unit.factories import (
     Body,
     Manifest,
@@ -177,3 +178,46 @@ async def test_a_backend_gone_from_the_watches_is_not_reconciled(
     reconciler = reconciler_for(kube, metrics, Cluster(example_body(), []))
     assert await reconciler.reconcile(Key("demo", "other")) is None
     assert writes(apiserver) == []
+
+
+async def test_a_secret_deleted_by_hand_is_created_again_and_rolls_every_pod_that_reads_it(
+    apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
+) -> None:
+    body = example_body()
+    secret = "shop-redis"
+    children = [c for c in applied_stack(body) if (c["kind"], c["metadata"]["name"]) != ("Secret", secret)]
+    apiserver[kmock.method.POST, kmock.resource("v1/secrets")] << {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": secret, "namespace": "demo", "uid": "uid-regenerated"},
+        "data": {"password": "bmV3"},
+    }
+    apiserver[kmock.method.PATCH] << BACKEND_ECHO
+    reconciler = reconciler_for(kube, metrics, Cluster(body, children))
+    with kopf_events() as events:
+        await reconciler.reconcile(KEY)
+
+    secrets_path = "/api/v1/namespaces/demo/secrets"
+    applied = [path for method, path in writes(apiserver) if method == "PATCH" and path != STATUS_PATH]
+    assert writes(apiserver)[0] == ("POST", secrets_path), "the Secret first, before the pods that read it"
+    # In the same pass: Redis and every pod reading the Secret, with its new uid; nothing else.
+    # The migrations Job reads it too: a new Job (its name follows its pod template).
+    kinds_and_names = sorted("/".join(path.split("/")[-2:]) for path in applied)
+    assert [entry.partition("-migrations-")[0] for entry in kinds_and_names] == [
+        "deployments/shop-api",
+        "jobs/shop",
+        "statefulsets/shop-redis",
+    ]
+    for request in apiserver:
+        if request.method.value == "PATCH" and request.url.path in applied:
+            template = json.loads(request.text)["spec"]["template"]
+            assert f"{secret}=uid-regenerated" in template["metadata"]["annotations"][SECRET_UIDS_ANNOTATION]
+
+    posted = []
+    while not events.empty():
+        posted.append(events.get_nowait())
+    [warning] = [e for e in posted if e.type == "Warning"]
+    assert warning.reason == "SecretRegenerated"
+    assert f"Secret {secret} was missing" in warning.message
+    assert "StatefulSet shop-redis" in warning.message
+    assert "bmV3" not in warning.message, "never a value"

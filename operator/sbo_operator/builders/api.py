@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from sbo_operator.api.v1alpha1 import ScalableBackend
@@ -17,6 +18,7 @@ from sbo_operator.builders import Manifest
 from sbo_operator.builders.app import app_container, app_env, app_image, app_pod_template
 from sbo_operator.builders.labels import Component, object_metadata, selector_labels
 from sbo_operator.builders.names import API_SERVICE_PORT, child_names
+from sbo_operator.builders.pods import NO_SECRET_UIDS, annotate_secret_uids
 
 __all__ = [
     "MIGRATIONS_HASH_LABEL",
@@ -72,11 +74,18 @@ def _api_container(backend: ScalableBackend, image: str) -> dict[str, Any]:
     return container
 
 
-def build_api_deployment(backend: ScalableBackend, *, replicas: int, image: str | None = None) -> Manifest:
+def build_api_deployment(
+    backend: ScalableBackend,
+    *,
+    replicas: int,
+    image: str | None = None,
+    secret_uids: Mapping[str, str] = NO_SECRET_UIDS,
+) -> Manifest:
     """``<name>-api``: rolls with maxUnavailable 0, spreads over nodes and zones.
 
     ``replicas``: spec.api.replicas, or the autoscaler's decision. ``image``: defaults to
     spec.api.image or spec.image; the reconciler passes the old image while migrations run.
+    ``secret_uids``: the generated Secrets' uids (see :func:`annotate_secret_uids`).
     """
     if replicas < 0:
         raise ValueError(f"replicas must not be negative, got {replicas}")
@@ -91,7 +100,9 @@ def build_api_deployment(backend: ScalableBackend, *, replicas: int, image: str 
             "revisionHistoryLimit": 5,
             "selector": {"matchLabels": selector_labels(backend, Component.API)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
-            "template": app_pod_template(backend, component=Component.API, containers=[container]),
+            "template": annotate_secret_uids(
+                app_pod_template(backend, component=Component.API, containers=[container]), secret_uids
+            ),
         },
     }
 
@@ -168,7 +179,9 @@ def build_api_ingress(backend: ScalableBackend) -> Manifest | None:
 # ---- migrations -------------------------------------------------------------------------------------
 
 
-def _migrations_pod_template(backend: ScalableBackend, image: str) -> dict[str, Any] | None:
+def _migrations_pod_template(
+    backend: ScalableBackend, image: str, secret_uids: Mapping[str, str]
+) -> dict[str, Any] | None:
     migrations = backend.spec.api.migrations
     if migrations is None:
         return None
@@ -181,9 +194,10 @@ def _migrations_pod_template(backend: ScalableBackend, image: str) -> dict[str, 
         env=app_env(backend, api.env),
         resources=api.resources,
     )
-    return app_pod_template(
+    template = app_pod_template(
         backend, component=Component.MIGRATIONS, containers=[container], restart_policy="Never", spread=False
     )
+    return annotate_secret_uids(template, secret_uids)
 
 
 def _template_hash(template: dict[str, Any]) -> str:
@@ -191,27 +205,36 @@ def _template_hash(template: dict[str, Any]) -> str:
     return hashlib.sha256(encoded).hexdigest()[:10]
 
 
-def migrations_job_name(backend: ScalableBackend, *, image: str | None = None) -> str | None:
+def migrations_job_name(
+    backend: ScalableBackend, *, image: str | None = None, secret_uids: Mapping[str, str] = NO_SECRET_UIDS
+) -> str | None:
     """``<name>-migrations-<hash>`` for the given (default: desired) image; None without migrations.
 
     The hash covers the whole pod template (image, command, env, resources), so a new image gets a
     new Job, and no change ever needs an update of an existing Job (its template is immutable).
-    The reconciler rolls the api (and worker) to ``image`` only once this Job has succeeded.
+    The reconciler rolls the api (and worker) to ``image`` only once this Job has succeeded. A
+    regenerated Secret (new uid) also gets a new Job: its pods read the new credentials.
     """
-    template = _migrations_pod_template(backend, app_image(backend, image or backend.spec.api.image))
+    template = _migrations_pod_template(
+        backend, app_image(backend, image or backend.spec.api.image), secret_uids
+    )
     if template is None:
         return None
     return f"{child_names(backend).migrations_prefix}{_template_hash(template)}"
 
 
-def build_migrations_job(backend: ScalableBackend, *, image: str | None = None) -> Manifest | None:
+def build_migrations_job(
+    backend: ScalableBackend, *, image: str | None = None, secret_uids: Mapping[str, str] = NO_SECRET_UIDS
+) -> Manifest | None:
     """The migrations Job for ``image`` (default: the desired api image); None without migrations.
 
     No TTL: the reconciler reads the Job's success to decide the rollout, and deletes Jobs of
     other hashes (label ``sbo.dev/migrations-hash``) itself.
     """
     migrations = backend.spec.api.migrations
-    template = _migrations_pod_template(backend, app_image(backend, image or backend.spec.api.image))
+    template = _migrations_pod_template(
+        backend, app_image(backend, image or backend.spec.api.image), secret_uids
+    )
     if migrations is None or template is None:
         return None
     template_hash = _template_hash(template)

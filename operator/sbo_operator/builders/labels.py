@@ -18,6 +18,7 @@ __all__ = [
     "NAME_LABEL",
     "PART_OF_LABEL",
     "POSTGRES_ROLE_LABEL",
+    "SECRET_UIDS_ANNOTATION",
     "Component",
     "PostgresRole",
     "api_selector_string",
@@ -36,6 +37,9 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 POSTGRES_ROLE_LABEL = "sbo.dev/postgres-role"
 # A hash of the ConfigMap a pod template reads, so that a config change rolls the pods.
 CONFIG_HASH_ANNOTATION = "sbo.dev/config-hash"
+# The uids of the generated Secrets a pod template reads, so that a Secret created again (with new
+# credentials) rolls every pod that reads it. A uid says nothing about the values.
+SECRET_UIDS_ANNOTATION = "sbo.dev/secret-uids"  # noqa: S105 - a name, not a password
 
 APP_NAME = "scalable-backend"
 MANAGED_BY = "scalable-backend-operator"

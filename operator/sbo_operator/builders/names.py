@@ -44,6 +44,11 @@ class ChildNames:
         return f"{self.backend}-migrations-"
 
     @property
+    def migrations(self) -> str:
+        """The migrations Jobs' NetworkPolicy (with spec.networkPolicies)."""
+        return f"{self.backend}-migrations"
+
+    @property
     def redis(self) -> str:
         """The Redis StatefulSet, Service, Secret and NetworkPolicy."""
         return f"{self.backend}-redis"

@@ -1,11 +1,20 @@
 """NetworkPolicies: PostgreSQL and Redis accept connections only from this backend's app pods.
 
 PostgreSQL also accepts its own pods (replicas clone from and stream from the primary). Kubelet
-probes are exec or local and are not affected. Egress is not restricted.
+probes are exec or local and are not affected.
+
+With ``spec.networkPolicies`` (absent by default, so nothing changes without it):
+
+* ``appIngressFrom``: the api (on its port) and the worker accept only those peers; the
+  migrations Job accepts nothing;
+* ``egress: true``: every pod reaches only what it needs: the api, worker and migrations their
+  data services, PostgreSQL its own pods (replicas stream from the primary), Redis nothing, and
+  all of them DNS (kube-dns in kube-system, 53 UDP and TCP).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +31,21 @@ from sbo_operator.builders.labels import (
 )
 from sbo_operator.builders.names import POSTGRES_PORT, REDIS_PORT, child_names
 
-__all__ = ["build_postgres_network_policy", "build_redis_network_policy"]
+APP_COMPONENTS = (Component.API, Component.MIGRATIONS, Component.WORKER)
+
+__all__ = [
+    "DNS_PEER",
+    "build_app_network_policy",
+    "build_postgres_network_policy",
+    "build_redis_network_policy",
+]
+
+# CoreDNS keeps kube-dns's label; kubernetes.io/metadata.name is set on every namespace.
+DNS_PEER: dict[str, Any] = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+}
+DNS_PORTS = [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
 
 
 def _pods_of(backend: ScalableBackend, components: Sequence[Component]) -> dict[str, Any]:
@@ -40,16 +63,84 @@ def _pods_of(backend: ScalableBackend, components: Sequence[Component]) -> dict[
 def _policy(
     backend: ScalableBackend, *, name: str, component: Component, port: int, peers: list[dict[str, Any]]
 ) -> Manifest:
+    policy = _base_policy(backend, name=name, component=component)
+    policy["spec"]["policyTypes"] = ["Ingress"]
+    policy["spec"]["ingress"] = [{"from": peers, "ports": [{"port": port, "protocol": "TCP"}]}]
+    egress = _egress_rules(backend, component)
+    if egress is not None:
+        policy["spec"]["policyTypes"].append("Egress")
+        if egress:  # no rules: deny all; the API drops an empty list, which would look like drift
+            policy["spec"]["egress"] = egress
+    return policy
+
+
+def _base_policy(backend: ScalableBackend, *, name: str, component: Component) -> Manifest:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": object_metadata(backend, name=name, component=component),
-        "spec": {
-            "podSelector": {"matchLabels": selector_labels(backend, component)},
-            "policyTypes": ["Ingress"],
-            "ingress": [{"from": peers, "ports": [{"port": port, "protocol": "TCP"}]}],
-        },
+        "spec": {"podSelector": {"matchLabels": selector_labels(backend, component)}},
     }
+
+
+def _egress_rules(backend: ScalableBackend, component: Component) -> list[dict[str, Any]] | None:
+    """What ``component``'s pods may reach with ``egress: true``; None: egress not restricted."""
+    spec = backend.spec.network_policies
+    if spec is None or not spec.egress:
+        return None
+    if component is Component.REDIS:
+        return []  # Redis connects to nothing
+    rules: list[dict[str, Any]] = [{"to": [copy.deepcopy(DNS_PEER)], "ports": copy.deepcopy(DNS_PORTS)}]
+    if backend.spec.postgres.enabled and component in (*APP_COMPONENTS, Component.POSTGRES):
+        rules.append(
+            {
+                "to": [_pods_of(backend, [Component.POSTGRES])],
+                "ports": [{"port": POSTGRES_PORT, "protocol": "TCP"}],
+            }
+        )
+    if backend.spec.redis.enabled and component in APP_COMPONENTS:
+        rules.append(
+            {"to": [_pods_of(backend, [Component.REDIS])], "ports": [{"port": REDIS_PORT, "protocol": "TCP"}]}
+        )
+    return rules
+
+
+def build_app_network_policy(backend: ScalableBackend, component: Component) -> Manifest | None:
+    """``<name>-api``, ``<name>-worker`` or ``<name>-migrations``: that app component's policy.
+
+    None without ``spec.networkPolicies``, or when that component is not deployed. Ingress is
+    restricted only with ``appIngressFrom``, egress only with ``egress: true``.
+    """
+    spec = backend.spec.network_policies
+    names = child_names(backend)
+    name = {
+        Component.API: names.api,
+        Component.WORKER: names.worker if backend.spec.worker is not None else None,
+        Component.MIGRATIONS: names.migrations if backend.spec.api.migrations is not None else None,
+    }[component]
+    if spec is None or name is None:
+        return None
+    policy = _base_policy(backend, name=name, component=component)
+    types: list[str] = []
+    if spec.app_ingress_from is not None:
+        types.append("Ingress")
+        peers = [
+            peer.model_dump(by_alias=True, exclude_none=True, mode="json") for peer in spec.app_ingress_from
+        ]
+        if component is Component.API and peers:
+            policy["spec"]["ingress"] = [
+                {"from": peers, "ports": [{"port": backend.spec.api.port, "protocol": "TCP"}]}
+            ]
+        elif component is Component.WORKER and peers:
+            policy["spec"]["ingress"] = [{"from": peers}]
+    egress = _egress_rules(backend, component)
+    if egress is not None:
+        types.append("Egress")
+        policy["spec"]["egress"] = egress
+    if not types:
+        return None
+    policy["spec"]["policyTypes"] = types
+    return policy
 
 
 def build_postgres_network_policy(backend: ScalableBackend) -> Manifest | None:
@@ -57,7 +148,7 @@ def build_postgres_network_policy(backend: ScalableBackend) -> Manifest | None:
     if not backend.spec.postgres.enabled:
         return None
     peers = [
-        _pods_of(backend, [Component.API, Component.MIGRATIONS, Component.WORKER]),
+        _pods_of(backend, APP_COMPONENTS),
         _pods_of(backend, [Component.POSTGRES]),
     ]
     return _policy(

@@ -31,6 +31,8 @@ from sbo_operator.builders.labels import (
 )
 from sbo_operator.builders.names import POSTGRES_PORT, child_names, service_host
 from sbo_operator.builders.pods import (
+    NO_SECRET_UIDS,
+    annotate_secret_uids,
     config_hash,
     resources_dict,
     tmp_volume,
@@ -251,6 +253,7 @@ def _statefulset(
     replicas: int,
     init_container: dict[str, Any],
     env: list[dict[str, Any]],
+    secret_uids: Mapping[str, str],
 ) -> Manifest:
     postgres = backend.spec.postgres
     names = child_names(backend)
@@ -263,7 +266,7 @@ def _statefulset(
     if postgres.storage.storage_class_name is not None:
         claim_spec["storageClassName"] = postgres.storage.storage_class_name
     retention = "Retain" if postgres.retain_on_delete else "Delete"
-    return {
+    manifest: Manifest = {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
         "metadata": _metadata(backend, name, role),
@@ -311,10 +314,19 @@ def _statefulset(
             ],
         },
     }
+    annotate_secret_uids(manifest["spec"]["template"], secret_uids)
+    return manifest
 
 
-def build_postgres_primary_statefulset(backend: ScalableBackend) -> Manifest | None:
-    """``<name>-postgres-primary``: one pod; None when PostgreSQL is disabled."""
+def build_postgres_primary_statefulset(
+    backend: ScalableBackend, *, secret_uids: Mapping[str, str] = NO_SECRET_UIDS
+) -> Manifest | None:
+    """``<name>-postgres-primary``: one pod; None when PostgreSQL is disabled.
+
+    ``secret_uids``: the generated Secrets' uids (see :func:`annotate_secret_uids`). Its bootstrap
+    applies the Secret's passwords to the app and replication roles at every start, so a
+    regenerated Secret rolls it onto them.
+    """
     postgres = backend.spec.postgres
     if not postgres.enabled:
         return None
@@ -331,16 +343,25 @@ def build_postgres_primary_statefulset(backend: ScalableBackend) -> Manifest | N
         backend, name="bootstrap", script="primary-bootstrap.sh", env=bootstrap_env, server=False
     )
     return _statefulset(
-        backend, role=PostgresRole.PRIMARY, replicas=1, init_container=bootstrap, env=_base_env()
+        backend,
+        role=PostgresRole.PRIMARY,
+        replicas=1,
+        init_container=bootstrap,
+        env=_base_env(),
+        secret_uids=secret_uids,
     )
 
 
-def build_postgres_replica_statefulset(backend: ScalableBackend) -> Manifest | None:
+def build_postgres_replica_statefulset(
+    backend: ScalableBackend, *, secret_uids: Mapping[str, str] = NO_SECRET_UIDS
+) -> Manifest | None:
     """``<name>-postgres-replica``: readReplicas hot standbys; None when PostgreSQL is disabled.
 
     Built even with 0 replicas, so that scaling to 0 keeps (or deletes) the volumes per
     retainOnDelete. The reconciler may also hold it back until the primary is ready; the init
-    container waits for the primary regardless.
+    container waits for the primary regardless. ``secret_uids``: as for the primary; a regenerated
+    Secret rolls the replicas onto the new replication password (a standby retries until the
+    primary has it).
     """
     postgres = backend.spec.postgres
     if not postgres.enabled:
@@ -348,7 +369,12 @@ def build_postgres_replica_statefulset(backend: ScalableBackend) -> Manifest | N
     env = [*_base_env(), *_replication_env(backend)]
     clone = _container(backend, name="clone", script="replica-bootstrap.sh", env=env, server=False)
     return _statefulset(
-        backend, role=PostgresRole.REPLICA, replicas=postgres.read_replicas, init_container=clone, env=env
+        backend,
+        role=PostgresRole.REPLICA,
+        replicas=postgres.read_replicas,
+        init_container=clone,
+        env=env,
+        secret_uids=secret_uids,
     )
 
 

@@ -23,7 +23,14 @@ from sbo_operator.builders.labels import (
     selector_labels,
 )
 from sbo_operator.builders.names import REDIS_PORT, child_names, service_host
-from sbo_operator.builders.pods import config_hash, resources_dict, tmp_volume, tmp_volume_mount
+from sbo_operator.builders.pods import (
+    NO_SECRET_UIDS,
+    annotate_secret_uids,
+    config_hash,
+    resources_dict,
+    tmp_volume,
+    tmp_volume_mount,
+)
 from sbo_operator.builders.secrets import decode_secret_data, encode_secret_data, existing_or_derived_password
 from sbo_operator.builders.security import (
     DATA_SERVICE_UID,
@@ -172,8 +179,14 @@ def redis_resources(backend: ScalableBackend) -> ResourceRequirements:
     return ResourceRequirements(requests={"cpu": "50m", "memory": memory}, limits={"memory": memory})
 
 
-def build_redis_statefulset(backend: ScalableBackend) -> Manifest | None:
-    """``<name>-redis``: one pod of ``redis:<version>`` as uid 999; a PVC only with persistence."""
+def build_redis_statefulset(
+    backend: ScalableBackend, *, secret_uids: Mapping[str, str] = NO_SECRET_UIDS
+) -> Manifest | None:
+    """``<name>-redis``: one pod of ``redis:<version>`` as uid 999; a PVC only with persistence.
+
+    ``secret_uids``: the generated Secrets' uids (see :func:`annotate_secret_uids`). Redis takes
+    requirepass from its env at start, so a regenerated Secret rolls it onto the new password.
+    """
     redis = backend.spec.redis
     if not redis.enabled:
         return None
@@ -227,20 +240,23 @@ def build_redis_statefulset(backend: ScalableBackend) -> Manifest | None:
         "serviceName": names.redis,
         "selector": {"matchLabels": selector_labels(backend, Component.REDIS)},
         "updateStrategy": {"type": "RollingUpdate"},
-        "template": {
-            "metadata": {
-                "labels": common_labels(backend, Component.REDIS),
-                "annotations": {CONFIG_HASH_ANNOTATION: config_hash(_config_data(backend))},
+        "template": annotate_secret_uids(
+            {
+                "metadata": {
+                    "labels": common_labels(backend, Component.REDIS),
+                    "annotations": {CONFIG_HASH_ANNOTATION: config_hash(_config_data(backend))},
+                },
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "containers": [container],
+                    "enableServiceLinks": False,
+                    "securityContext": pod_security_context(uid=DATA_SERVICE_UID, fs_group=DATA_SERVICE_UID),
+                    "terminationGracePeriodSeconds": 30,
+                    "volumes": volumes,
+                },
             },
-            "spec": {
-                "automountServiceAccountToken": False,
-                "containers": [container],
-                "enableServiceLinks": False,
-                "securityContext": pod_security_context(uid=DATA_SERVICE_UID, fs_group=DATA_SERVICE_UID),
-                "terminationGracePeriodSeconds": 30,
-                "volumes": volumes,
-            },
-        },
+            secret_uids,
+        ),
     }
     if redis.persistence is not None:
         claim_spec: dict[str, Any] = {

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 
 from sbo_operator.api.conditions import ConditionState, ConditionStatus, ConditionType, Reason
 from sbo_operator.api.v1alpha1 import ApiStatus, ScalableBackend
-from sbo_operator.builders import api, app
+from sbo_operator.builders import api, app, network_policies
 from sbo_operator.builders.labels import Component as ComponentLabel
 from sbo_operator.builders.labels import api_selector_string
 from sbo_operator.builders.names import API_SERVICE_PORT, ChildNames, child_names, service_host
@@ -23,6 +23,7 @@ from sbo_operator.components.base import (
     ready_condition,
 )
 from sbo_operator.components.migrations import app_deployment, rollout
+from sbo_operator.credentials import secret_uids
 from sbo_operator.progress import deployment_progress
 from sbo_operator.references import Reference, env_references
 from sbo_operator.snapshot import Snapshot
@@ -44,13 +45,16 @@ class Api(Component):
             snapshot,
             gate,
             names.api,
-            lambda image: api.build_api_deployment(backend, replicas=backend.spec.api.replicas, image=image),
+            lambda image: api.build_api_deployment(
+                backend, replicas=backend.spec.api.replicas, image=image, secret_uids=secret_uids(snapshot)
+            ),
         )
         foundation = present(
             api.build_app_service_account(backend),
             api.build_api_service(backend),
             api.build_api_pdb(backend),
             api.build_api_ingress(backend),
+            network_policies.build_app_network_policy(backend, ComponentLabel.API),
         )
         return dataclasses.replace(
             deployment, manifests=[*foundation, *deployment.manifests], waiting=gate.waiting

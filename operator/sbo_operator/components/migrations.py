@@ -3,7 +3,8 @@
 With ``spec.api.migrations``, the api and worker keep the image they run until the migrations
 Job for the desired image has succeeded (``Rollout``); a Job is started only once the PostgreSQL
 primary is ready, since a failed Job stays failed (its name is fixed by its pod template). Old
-Jobs are kept until the new one succeeded.
+Jobs are kept until the new one succeeded. A regenerated Secret gives a new Job too (its pods
+read the new credentials); it starts once the primary runs with them.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from collections.abc import Callable
 
 from sbo_operator.api.conditions import Reason
 from sbo_operator.api.v1alpha1 import ScalableBackend
-from sbo_operator.builders import Manifest, api
+from sbo_operator.builders import Manifest, api, network_policies, postgres
+from sbo_operator.builders.labels import SECRET_UIDS_ANNOTATION
 from sbo_operator.builders.labels import Component as ComponentLabel
 from sbo_operator.builders.names import child_names
 from sbo_operator.components.base import Component, Plan, Problem, present
+from sbo_operator.credentials import secret_uids
 from sbo_operator.progress import job_state, statefulset_progress
 from sbo_operator.snapshot import Snapshot
 
@@ -34,19 +37,23 @@ class Rollout:
 
 
 def rollout(backend: ScalableBackend, snapshot: Snapshot) -> Rollout:
-    job_name = api.migrations_job_name(backend)
+    uids = secret_uids(snapshot)
+    job_name = api.migrations_job_name(backend, secret_uids=uids)
     if job_name is None:
         return Rollout(released=True)
+    job = api.build_migrations_job(backend, secret_uids=uids)
     state = job_state(snapshot.child("Job", job_name))
     if state == "Complete":
-        return Rollout(released=True, job=api.build_migrations_job(backend))
+        return Rollout(released=True, job=job)
 
     names = child_names(backend)
     if state == "Absent" and backend.spec.postgres.enabled:
         # A Job started before its database would fail, and a failed Job
         # stays failed: its name is fixed by its pod template.
         primary = snapshot.child("StatefulSet", names.postgres_primary)
-        if not statefulset_progress(primary, name=names.postgres_primary).ready:
+        if not statefulset_progress(primary, name=names.postgres_primary).ready or not _runs_credentials(
+            primary, postgres.build_postgres_primary_statefulset(backend, secret_uids=uids)
+        ):
             return Rollout(
                 released=False,
                 waiting=f"migrations Job {job_name} starts once the PostgreSQL primary is ready",
@@ -60,10 +67,20 @@ def rollout(backend: ScalableBackend, snapshot: Snapshot) -> Rollout:
         )
     return Rollout(
         released=False,
-        job=api.build_migrations_job(backend),
+        job=job,
         waiting=f"waiting for migrations Job {job_name} to succeed before rolling out",
         problem=problem,
     )
+
+
+def _runs_credentials(primary: Manifest | None, desired: Manifest | None) -> bool:
+    """Whether the primary runs with the Secret the desired primary reads (not one regenerated since)."""
+
+    def uids(statefulset: Manifest | None) -> str | None:
+        annotations = (statefulset or {}).get("spec", {}).get("template", {}).get("metadata", {})
+        return (annotations.get("annotations") or {}).get(SECRET_UIDS_ANNOTATION)
+
+    return uids(primary) == uids(desired)
 
 
 def app_deployment(
@@ -95,7 +112,9 @@ class Migrations(Component):
                 (kind, name) for kind, name in snapshot.children if kind == "Job" and name.startswith(prefix)
             )
         return Plan(
-            manifests=present(gate.job),
+            manifests=present(
+                network_policies.build_app_network_policy(backend, ComponentLabel.MIGRATIONS), gate.job
+            ),
             kept=kept,
             problems=[gate.problem] if gate.problem else [],
         )

@@ -23,6 +23,7 @@ from sbo_operator.components.base import (
     present,
     ready_condition,
 )
+from sbo_operator.credentials import secret_uids
 from sbo_operator.progress import statefulset_progress
 from sbo_operator.snapshot import Snapshot
 
@@ -39,6 +40,7 @@ class Postgres(Component):
     label = ComponentLabel.POSTGRES
 
     def plan(self, backend: ScalableBackend, snapshot: Snapshot) -> Plan:
+        uids = secret_uids(snapshot)
         manifests = present(
             postgres.build_postgres_config_map(backend),
             postgres.build_postgres_read_write_service(backend),
@@ -46,9 +48,9 @@ class Postgres(Component):
             postgres.build_postgres_primary_pdb(backend),
             postgres.build_postgres_replica_pdb(backend),
             network_policies.build_postgres_network_policy(backend),
-            postgres.build_postgres_primary_statefulset(backend),
+            postgres.build_postgres_primary_statefulset(backend, secret_uids=uids),
         )
-        replicas = postgres.build_postgres_replica_statefulset(backend)
+        replicas = postgres.build_postgres_replica_statefulset(backend, secret_uids=uids)
         if replicas is None:
             return Plan(manifests=manifests)
         names = child_names(backend)

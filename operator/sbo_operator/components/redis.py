@@ -20,6 +20,7 @@ from sbo_operator.components.base import (
     present,
     ready_condition,
 )
+from sbo_operator.credentials import secret_uids
 from sbo_operator.progress import statefulset_progress
 from sbo_operator.snapshot import Snapshot
 
@@ -39,7 +40,7 @@ class Redis(Component):
                 redis.build_redis_config_map(backend),
                 redis.build_redis_service(backend),
                 network_policies.build_redis_network_policy(backend),
-                redis.build_redis_statefulset(backend),
+                redis.build_redis_statefulset(backend, secret_uids=secret_uids(snapshot)),
             )
         )
 

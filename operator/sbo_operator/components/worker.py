@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from sbo_operator.api.conditions import ConditionType
 from sbo_operator.api.v1alpha1 import ScalableBackend, WorkerStatus
-from sbo_operator.builders import worker
+from sbo_operator.builders import network_policies, worker
 from sbo_operator.builders.labels import Component as ComponentLabel
 from sbo_operator.builders.names import child_names
 from sbo_operator.components.base import (
@@ -22,6 +22,7 @@ from sbo_operator.components.base import (
     ready_condition,
 )
 from sbo_operator.components.migrations import app_deployment, rollout
+from sbo_operator.credentials import secret_uids
 from sbo_operator.progress import deployment_progress
 from sbo_operator.references import Reference, env_references
 from sbo_operator.snapshot import Snapshot
@@ -33,7 +34,10 @@ class Worker(Component):
     label = ComponentLabel.WORKER
 
     def plan(self, backend: ScalableBackend, snapshot: Snapshot) -> Plan:
-        foundation = present(worker.build_worker_pdb(backend))
+        foundation = present(
+            worker.build_worker_pdb(backend),
+            network_policies.build_app_network_policy(backend, ComponentLabel.WORKER),
+        )
         spec = backend.spec.worker
         if spec is None:
             return Plan(manifests=foundation)
@@ -41,7 +45,9 @@ class Worker(Component):
             snapshot,
             rollout(backend, snapshot),
             child_names(backend).worker,
-            lambda image: worker.build_worker_deployment(backend, replicas=spec.replicas, image=image),
+            lambda image: worker.build_worker_deployment(
+                backend, replicas=spec.replicas, image=image, secret_uids=secret_uids(snapshot)
+            ),
         )
         return dataclasses.replace(deployment, manifests=[*foundation, *deployment.manifests])
 

@@ -255,3 +255,54 @@ def test_notes_say_what_to_do_next() -> None:
     notes = (CHART / "templates" / "NOTES.txt").read_text()
     for hint in ("rollout status", "wait --for=condition=Ready", "port-forward", "upgrade-uninstall"):
         assert hint in notes
+
+
+def test_the_network_policy_is_off_by_default() -> None:
+    assert not by_kind(helm_template(), "NetworkPolicy")
+
+
+def test_the_network_policy_lets_the_operator_reach_only_the_api_server_and_dns() -> None:
+    objects = helm_template(files=(CHART / "ci" / "networkpolicy-values.yaml",))
+    policy = one(objects, "NetworkPolicy")
+    pod = one(objects, "Deployment")["spec"]["template"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    dns, api_server = policy["spec"]["egress"]
+    assert dns["to"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        }
+    ]
+    assert dns["ports"] == [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
+    assert api_server == {
+        "ports": [{"port": 6443, "protocol": "TCP"}],
+        "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}],
+    }
+    # Ingress: only the named health and metrics ports of the container, from the given peers.
+    (ingress,) = policy["spec"]["ingress"]
+    container_ports = {port["name"] for port in pod["spec"]["containers"][0]["ports"]}
+    assert {port["port"] for port in ingress["ports"]} == {"health", "metrics"} == container_ports
+    assert ingress["from"][0]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}
+
+
+def test_the_network_policy_without_api_server_cidrs_allows_its_ports_only() -> None:
+    policy = one(helm_template("networkPolicy.enabled=true"), "NetworkPolicy")
+    _, api_server = policy["spec"]["egress"]
+    assert api_server == {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]}
+    (ingress,) = policy["spec"]["ingress"]
+    assert "from" not in ingress, "no peers given: the health and metrics ports are open to all"
+
+
+def test_the_schema_refuses_a_malformed_api_server_cidr() -> None:
+    result = run(
+        tool("helm"),
+        "template",
+        "sbo",
+        CHART,
+        "--set",
+        "networkPolicy.apiServer.cidrs={10.0.0.1}",
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "cidrs" in result.stderr, result.stderr

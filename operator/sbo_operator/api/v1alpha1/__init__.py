@@ -39,6 +39,7 @@ from sbo_operator.api.v1alpha1.common import (
     ResourceRequirements,
     SecretKeySelector,
 )
+from sbo_operator.api.v1alpha1.network import LabelSelector, NetworkPoliciesSpec, NetworkPolicyPeer
 from sbo_operator.api.v1alpha1.quantities import (
     QUANTITY_MESSAGE,
     QUANTITY_PATTERN,
@@ -135,7 +136,10 @@ __all__ = [
     "Image",
     "ImagePullPolicy",
     "IngressSpec",
+    "LabelSelector",
     "MigrationsSpec",
+    "NetworkPoliciesSpec",
+    "NetworkPolicyPeer",
     "ObjectFieldSelector",
     "PostgresSpec",
     "PostgresStatus",

@@ -19,6 +19,7 @@ from sbo_operator.api.v1alpha1.common import (
     ImagePullPolicy,
     ResourceRequirements,
 )
+from sbo_operator.api.v1alpha1.network import NetworkPoliciesSpec
 from sbo_operator.api.v1alpha1.quantities import Quantity, parse_quantity
 
 __all__ = [
@@ -362,6 +363,13 @@ class ScalableBackendSpec(ApiModel):
     )
     prometheus: PrometheusSpec | None = Field(
         default=None, description="Where the autoscaler reads metrics. Absent: the operator-wide default."
+    )
+    network_policies: NetworkPoliciesSpec | None = Field(
+        default=None,
+        description=(
+            "NetworkPolicies for the app tier and egress limits. Absent: only PostgreSQL and Redis "
+            "have (ingress) policies."
+        ),
     )
 
 
