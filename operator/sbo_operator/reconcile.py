@@ -2,10 +2,14 @@
 
 1. Read the backend and its children from the watches' snapshot (no GETs).
 2. Parse the spec. An invalid one is reported as Stalled, not retried.
-3. Compute the desired children (pure) and apply only those that differ.
-4. Compute the status (pure) and write it only when it changed.
+3. Read the Secrets and ConfigMaps the pods reference but the operator does not own (GETs:
+   they are not watched). A workload that needs a missing one is held back.
+4. Compute the desired children (pure) and apply only those that differ.
+5. Compute the status (pure) and write it only when it changed.
 
-So a steady state sends no write request at all.
+So a steady state sends no write request at all. A stalled backend is looked at again after a
+delay that doubles up to a minute: what unblocks it (a Secret created, a quota raised) sends
+no event the operator watches.
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ from sbo_operator.workqueue import Key
 
 log = logging.getLogger(__name__)
 
+STALLED_RETRY_SECONDS = 2.0  # the first look again at a stalled backend; doubles each time
+STALLED_RETRY_MAX_SECONDS = 60.0
+
 
 class Reconciler:
     """Reconciles one backend at a time, given what it reads from and writes to.
@@ -75,11 +82,13 @@ class Reconciler:
         # deleted namespace never reported their deletion.
         self._gone: dict[Key, str] = {}
         self._reported_problems: dict[Key, set[tuple[Reason, str]]] = {}
+        self._stalled_passes: dict[Key, int] = {}
 
     def forget(self, key: Key) -> None:
         self._written_status.pop(key, None)
         self._gone.pop(key, None)
         self._reported_problems.pop(key, None)
+        self._stalled_passes.pop(key, None)
         self.metrics.forget_backend(key.namespace, key.name)
 
     async def reconcile(self, key: Key) -> float | None:
@@ -92,7 +101,7 @@ class Reconciler:
         metrics = self.metrics
         started = time.monotonic()
         try:
-            await self._reconcile(key, snapshot)
+            stalled = await self._reconcile(key, snapshot)
         except ObjectGone:
             log.info("%s is gone (its namespace was deleted); not reconciling it again", key)
             self._written_status.pop(key, None)
@@ -105,24 +114,35 @@ class Reconciler:
         finally:
             metrics.reconcile_duration.observe(time.monotonic() - started)
         metrics.reconciles.labels(result="ok").inc()
-        return None  # child events and the periodic resync bring it back
+        return self._retry_delay(key, stalled)  # else child events and the periodic resync bring it back
 
-    async def _reconcile(self, key: Key, snapshot: Snapshot) -> None:
+    def _retry_delay(self, key: Key, stalled: bool) -> float | None:
+        """None once nothing stalls; else 2, 4, 8... seconds, up to a minute."""
+        if not stalled:
+            self._stalled_passes.pop(key, None)
+            return None
+        passes = self._stalled_passes.get(key, 0) + 1
+        self._stalled_passes[key] = passes
+        delay: float = STALLED_RETRY_SECONDS * 2.0 ** min(passes - 1, 10)
+        return min(delay, STALLED_RETRY_MAX_SECONDS)
+
+    async def _reconcile(self, key: Key, snapshot: Snapshot) -> bool:
+        """One pass; True when a problem stalls the backend."""
         body = snapshot.backend
         try:
             # Status is the operator's own output, never an input.
             backend = ScalableBackend.from_body({k: v for k, v in body.items() if k != "status"})
         except ValidationError as error:
             await self._report_invalid_spec(key, body, error)
-            return
+            return False  # only a new generation can fix it, and that is an event
 
         # With autoscaling, the autoscaler writes spec.<component>.replicas
         # itself; here replicas always come from the spec.
         self.autoscaler.track(key, backend, body)
-        desired = desired_state(backend, snapshot)
+        missing = await self._missing_references(backend)
+        desired = desired_state(backend, snapshot, missing)
         applied, problems = await self._converge(backend, body, snapshot, desired)
-        problems += await self._check_references(backend)
-        problems = [*desired.problems, *problems]
+        problems = [*desired.problems, *missing.values(), *problems]
         self._post_problem_events(key, body, problems)
 
         await self._write_status(
@@ -134,11 +154,13 @@ class Reconciler:
                 applied=applied,
                 waiting=desired.waiting,
                 problems=problems,
+                held=desired.held,
                 autoscaling=self.autoscaler.reports(key),
                 previous=previous,
                 now=_now(),
             ),
         )
+        return bool(problems)
 
     async def _converge(
         self, backend: ScalableBackend, body: dict[str, Any], snapshot: Snapshot, desired: DesiredState
@@ -216,9 +238,12 @@ class Reconciler:
             return None, Problem(Reason.CHILD_REJECTED, f"the API server rejected {kind} {name}: {error}")
         return reason, None
 
-    async def _check_references(self, backend: ScalableBackend) -> list[Problem]:
-        """Secrets and ConfigMaps the pods need but the operator does not own (reads only)."""
-        problems = []
+    async def _missing_references(self, backend: ScalableBackend) -> dict[tuple[str, str], Problem]:
+        """Secrets and ConfigMaps the pods need but that are missing (or lack a key), by (kind, name).
+
+        Reads only, and not from a watch: the operator does not watch objects it does not own.
+        """
+        missing: dict[tuple[str, str], Problem] = {}
         namespace = backend.metadata.namespace
         for reference in required_references(backend):
             found = await self.kube.get("v1", reference.kind, namespace, reference.name)
@@ -229,8 +254,8 @@ class Reconciler:
                 reason = (
                     Reason.SECRET_NOT_FOUND if reference.kind == "Secret" else Reason.CONFIG_MAP_NOT_FOUND
                 )
-                problems.append(Problem(reason, message))
-        return problems
+                missing.setdefault((reference.kind, reference.name), Problem(reason, message))
+        return missing
 
     def _post_problem_events(self, key: Key, body: dict[str, Any], problems: list[Problem]) -> None:
         """A Warning event when a problem appears, not again on every resync."""

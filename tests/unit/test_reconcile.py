@@ -21,7 +21,7 @@ from sbo_operator.reconcile import Reconciler, error_reason
 from sbo_operator.settings import OperatorSettings
 from sbo_operator.snapshot import Snapshot
 from sbo_operator.workqueue import Key
-from tests.unit.conftest import BACKEND_ECHO, writes
+from tests.unit.conftest import BACKEND_ECHO, kopf_events, writes
 from tests.unit.factories import (
     Body,
     Manifest,
@@ -177,3 +177,29 @@ async def test_a_backend_gone_from_the_watches_is_not_reconciled(
     reconciler = reconciler_for(kube, metrics, Cluster(example_body(), []))
     assert await reconciler.reconcile(Key("demo", "other")) is None
     assert writes(apiserver) == []
+
+
+async def test_a_rollout_held_for_a_missing_secret_is_retried_later_and_later(
+    apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
+) -> None:
+    apiserver[kmock.method.PATCH, BACKENDS] << BACKEND_ECHO
+    running = example_body()
+    body = copy.deepcopy(running)
+    body["spec"]["api"]["env"] = [
+        {"name": "PAYMENT_TOKEN", "valueFrom": {"secretKeyRef": {"name": "payments", "key": "token"}}}
+    ]
+    cluster = Cluster(body, applied_stack(running))
+    reconciler = reconciler_for(kube, metrics, cluster)
+
+    # The Secret's appearance is no event the operator watches: it looks again, less and less often.
+    with kopf_events() as events:
+        delays = [await reconciler.reconcile(KEY)]
+        cluster.body = {**body, "status": merge_patch({}, written_status(apiserver))}  # the watch's echo
+        delays += [await reconciler.reconcile(KEY), await reconciler.reconcile(KEY)]
+    assert delays == [2.0, 4.0, 8.0]
+    assert events.qsize() == 1, "one Warning when the problem appeared"
+    assert writes(apiserver) == [("PATCH", STATUS_PATH)], (
+        "neither the api Deployment nor a migrations Job with the unstartable template is applied"
+    )
+    stalled = next(c for c in written_status(apiserver)["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "SecretNotFound")
