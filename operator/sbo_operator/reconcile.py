@@ -39,6 +39,7 @@ from sbo_operator.events import post_event
 from sbo_operator.kube import ApplyConflict, ApplyRejected, Kube, ObjectGone
 from sbo_operator.metrics import OperatorMetrics
 from sbo_operator.references import reference_problem
+from sbo_operator.refusals import refusal_problem
 from sbo_operator.snapshot import Snapshot
 from sbo_operator.status import (
     compute_status,
@@ -141,8 +142,11 @@ class Reconciler:
         self.autoscaler.track(key, backend, body)
         missing = await self._missing_references(backend)
         desired = desired_state(backend, snapshot, missing)
-        applied, problems = await self._converge(backend, body, snapshot, desired)
-        problems = [*desired.problems, *missing.values(), *problems]
+        created, refused = await self._generate_secrets(backend, desired)
+        if refused:  # no workload is applied that needs a Secret the API refused to create
+            desired = desired_state(backend, snapshot, {**missing, **refused})
+        applied, problems = await self._converge(backend, body, snapshot, desired, created)
+        problems = [*desired.problems, *missing.values(), *refused.values(), *problems]
         self._post_problem_events(key, body, problems)
 
         await self._write_status(
@@ -162,21 +166,39 @@ class Reconciler:
         )
         return bool(problems)
 
-    async def _converge(
-        self, backend: ScalableBackend, body: dict[str, Any], snapshot: Snapshot, desired: DesiredState
-    ) -> tuple[list[str], list[Problem]]:
-        """Write what differs; return what was written and what blocks progress."""
-        kube = self.kube
-        applied: list[str] = []
-        problems: list[Problem] = []
-
+    async def _generate_secrets(
+        self, backend: ScalableBackend, desired: DesiredState
+    ) -> tuple[list[str], dict[tuple[str, str], Problem]]:
+        """Create the missing generated Secrets; return what was created and what the API refused."""
+        created: list[str] = []
+        refused: dict[tuple[str, str], Problem] = {}
         for secret in desired.secrets_to_generate:
             # Generated once, here, and only created: an existing Secret is never replaced.
             manifest = secret.build(
                 backend, existing_data=None, random_bytes=secrets.token_bytes(MIN_RANDOM_BYTES)
             )
-            if manifest is not None and await kube.create(manifest):
-                applied.append(f"created Secret {manifest['metadata']['name']}")
+            if manifest is None:
+                continue
+            name = manifest["metadata"]["name"]
+            try:
+                if await self.kube.create(manifest):
+                    created.append(f"created Secret {name}")
+            except ApplyRejected as error:
+                refused[("Secret", name)] = self._refusal(backend, "create", "Secret", name, error)
+        return created, refused
+
+    async def _converge(
+        self,
+        backend: ScalableBackend,
+        body: dict[str, Any],
+        snapshot: Snapshot,
+        desired: DesiredState,
+        created: list[str],
+    ) -> tuple[list[str], list[Problem]]:
+        """Write what differs; return what was written (after `created`) and what blocks progress."""
+        kube = self.kube
+        applied: list[str] = [*created]
+        problems: list[Problem] = []
 
         drifted: list[str] = []
         for wave in (desired.foundation, desired.workloads):
@@ -196,7 +218,11 @@ class Reconciler:
                     drifted.append(what)
 
         for api_version, kind, name in desired.obsolete:
-            await kube.delete(api_version, kind, backend.metadata.namespace, name)
+            try:
+                await kube.delete(api_version, kind, backend.metadata.namespace, name)
+            except ApplyRejected as error:
+                problems.append(self._refusal(backend, "delete", kind, name, error))
+                continue
             applied.append(f"deleted {kind} {name}")
 
         if applied:
@@ -218,8 +244,12 @@ class Reconciler:
             return None, None
         kube = self.kube
         actual = snapshot.child(kind, name)
-        if kind == "StatefulSet" and claim_templates_changed(manifest, actual):
-            await self._replace_statefulset_for_storage(backend, manifest)
+        if (
+            kind == "StatefulSet"
+            and claim_templates_changed(manifest, actual)
+            and (problem := await self._replace_statefulset_for_storage(backend, manifest))
+        ):
+            return None, problem
         try:
             # A child we have not seen is applied without force: if someone
             # else manages that name, the API answers with a conflict.
@@ -235,8 +265,19 @@ class Reconciler:
                 "ScalableBackend; delete or rename it, or rename the ScalableBackend",
             )
         except ApplyRejected as error:
-            return None, Problem(Reason.CHILD_REJECTED, f"the API server rejected {kind} {name}: {error}")
+            return None, self._refusal(backend, "apply", kind, name, error)
         return reason, None
+
+    def _refusal(
+        self, backend: ScalableBackend, verb: str, kind: str, name: str, error: ApplyRejected
+    ) -> Problem:
+        """A refused write: one warning line (no traceback: it is no bug), and the Problem to report."""
+        namespace = backend.metadata.namespace
+        problem = refusal_problem(
+            verb=verb, kind=kind, name=name, namespace=namespace, code=error.code, message=str(error)
+        )
+        log.warning("%s/%s: %s: %s", namespace, backend.metadata.name, problem.reason, problem.message)
+        return problem
 
     async def _missing_references(self, backend: ScalableBackend) -> dict[tuple[str, str], Problem]:
         """Secrets and ConfigMaps the pods need but that are missing (or lack a key), by (kind, name).
@@ -264,8 +305,10 @@ class Reconciler:
             post_event(body, "Warning", reason, message)
         self._reported_problems[key] = current
 
-    async def _replace_statefulset_for_storage(self, backend: ScalableBackend, statefulset: Manifest) -> None:
-        """Grow the claims, then swap the StatefulSet without touching its pods."""
+    async def _replace_statefulset_for_storage(
+        self, backend: ScalableBackend, statefulset: Manifest
+    ) -> Problem | None:
+        """Grow the claims, then swap the StatefulSet without touching its pods; a refusal stops it."""
         kube = self.kube
         namespace, name = backend.metadata.namespace, statefulset["metadata"]["name"]
         claims = await kube.list("v1", "PersistentVolumeClaim", namespace)
@@ -273,22 +316,29 @@ class Reconciler:
             log.info(
                 "%s/%s: growing PersistentVolumeClaim %s to %s", namespace, backend.metadata.name, claim, size
             )
-            await kube.patch_spec(
-                {
-                    "apiVersion": "v1",
-                    "kind": "PersistentVolumeClaim",
-                    "metadata": {"name": claim, "namespace": namespace},
-                },
-                {"spec": {"resources": {"requests": {"storage": size}}}},
-            )
+            try:
+                await kube.patch_spec(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "PersistentVolumeClaim",
+                        "metadata": {"name": claim, "namespace": namespace},
+                    },
+                    {"spec": {"resources": {"requests": {"storage": size}}}},
+                )
+            except ApplyRejected as error:
+                return self._refusal(backend, "patch", "PersistentVolumeClaim", claim, error)
         # Orphan: the pods keep running and the new StatefulSet adopts them.
-        await kube.delete("apps/v1", "StatefulSet", namespace, name, orphan=True)
+        try:
+            await kube.delete("apps/v1", "StatefulSet", namespace, name, orphan=True)
+        except ApplyRejected as error:
+            return self._refusal(backend, "delete", "StatefulSet", name, error)
         post_event(
             _event_target(backend),
             "Normal",
             "StorageResized",
             f"StatefulSet {name} replaced to change its volume claims; its pods kept running",
         )
+        return None
 
     async def _report_invalid_spec(self, key: Key, body: dict[str, Any], error: ValidationError) -> None:
         """A spec the schema let through but the operator cannot use: Stalled, never a crash loop."""
