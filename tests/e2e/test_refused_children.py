@@ -7,16 +7,13 @@ gone, the backend becomes Ready.
 
 from __future__ import annotations
 
-import os
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import basic_backend, condition, get_backend, wait_ready
+from tests.e2e.conftest import basic_backend, condition, get_backend, solo_operator, stalled, wait_ready
 from tests.support.cluster import LocalCluster, eventually
 from tests.support.operator_process import OperatorProcess
 
@@ -36,18 +33,8 @@ def quiet_operator(cluster: LocalCluster, crd: None, tmp_path: Path) -> Iterator
 
     So every reconcile it makes is one it asked for (an event, or its own retry after a delay).
     """
-    namespace = f"solo-{secrets.token_hex(4)}"
-    cluster.kubectl("create", "namespace", namespace)
-    cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
-    process = OperatorProcess(
-        kubeconfig=Path(os.environ.get("SBO_TEST_OPERATOR_KUBECONFIG", cluster.kubeconfig)),
-        log_path=tmp_path / "operator.log",
-        env={"SBO_NAMESPACES": namespace, "SBO_RESYNC_SECONDS": "3600"},
-    )
-    process.start()
-    yield namespace, process
-    process.stop()
-    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+    with solo_operator(cluster, tmp_path, SBO_RESYNC_SECONDS="3600") as namespace_and_operator:
+        yield namespace_and_operator
 
 
 def secret_creates(operator: OperatorProcess) -> float:
@@ -66,13 +53,7 @@ def test_a_quota_forbidding_secrets_stalls_with_the_reason_then_recovers(
     )
     cluster.apply(basic_backend(namespace))
 
-    def stalled() -> dict[str, Any] | None:
-        conditions = {
-            c["type"]: c for c in get_backend(cluster, namespace).get("status", {}).get("conditions", [])
-        }
-        return conditions["Stalled"] if conditions.get("Stalled", {}).get("status") == "True" else None
-
-    stall = eventually(stalled, timeout=60, what="Stalled=True")
+    stall = eventually(lambda: stalled(cluster, namespace), timeout=60, what="Stalled=True")
     assert stall["reason"] == "QuotaExceeded"
     assert "Secret shop-" in stall["message"]
     assert f"ResourceQuota {namespace}/no-secrets" in stall["message"]
