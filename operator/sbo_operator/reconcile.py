@@ -48,7 +48,7 @@ from sbo_operator.status import (
     is_stored,
     status_patch,
 )
-from sbo_operator.storage import claim_templates_changed, claims_to_grow
+from sbo_operator.storage import claim_templates_changed, claims_to_grow, service_name_changed
 from sbo_operator.workqueue import Key
 
 log = logging.getLogger(__name__)
@@ -244,12 +244,15 @@ class Reconciler:
             return None, None
         kube = self.kube
         actual = snapshot.child(kind, name)
-        if (
-            kind == "StatefulSet"
-            and claim_templates_changed(manifest, actual)
-            and (problem := await self._replace_statefulset_for_storage(backend, manifest))
-        ):
-            return None, problem
+        if kind == "StatefulSet" and actual is not None:
+            grow = claim_templates_changed(manifest, actual)
+            if grow or service_name_changed(manifest, actual):
+                # The old one goes with an orphaning delete; its DELETED event brings the
+                # next pass, which creates the new one (an apply now would meet the old one).
+                if actual["metadata"].get("deletionTimestamp"):
+                    return ApplyReason.CHANGED, None  # on its way out already
+                problem = await self._replace_statefulset(backend, manifest, grow_claims=grow)
+                return (None, problem) if problem else (ApplyReason.CHANGED, None)
         try:
             # A child we have not seen is applied without force: if someone
             # else manages that name, the API answers with a conflict.
@@ -305,13 +308,14 @@ class Reconciler:
             post_event(body, "Warning", reason, message)
         self._reported_problems[key] = current
 
-    async def _replace_statefulset_for_storage(
-        self, backend: ScalableBackend, statefulset: Manifest
+    async def _replace_statefulset(
+        self, backend: ScalableBackend, statefulset: Manifest, *, grow_claims: bool
     ) -> Problem | None:
-        """Grow the claims, then swap the StatefulSet without touching its pods; a refusal stops it."""
+        """Grow the claims if asked, then delete the StatefulSet, orphaning its pods (and so keeping
+        their claims): the new one adopts them. A refusal stops it."""
         kube = self.kube
         namespace, name = backend.metadata.namespace, statefulset["metadata"]["name"]
-        claims = await kube.list("v1", "PersistentVolumeClaim", namespace)
+        claims = await kube.list("v1", "PersistentVolumeClaim", namespace) if grow_claims else []
         for claim, size in claims_to_grow(statefulset, claims):
             log.info(
                 "%s/%s: growing PersistentVolumeClaim %s to %s", namespace, backend.metadata.name, claim, size
@@ -332,11 +336,15 @@ class Reconciler:
             await kube.delete("apps/v1", "StatefulSet", namespace, name, orphan=True)
         except ApplyRejected as error:
             return self._refusal(backend, "delete", "StatefulSet", name, error)
+        if grow_claims:
+            reason, what = "StorageResized", "its volume claims"
+        else:
+            reason, what = "StatefulSetReplaced", f"its serviceName to {statefulset['spec']['serviceName']}"
         post_event(
             _event_target(backend),
             "Normal",
-            "StorageResized",
-            f"StatefulSet {name} replaced to change its volume claims; its pods kept running",
+            reason,
+            f"StatefulSet {name} replaced to change {what}; its pods kept running",
         )
         return None
 
