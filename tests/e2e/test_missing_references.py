@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from devkit.cluster import LocalCluster, eventually
+from devkit.operator_process import OperatorProcess
 from tests.e2e.conftest import basic_backend, condition, get_backend, wait_ready
-from tests.support.cluster import LocalCluster, eventually
-from tests.support.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from devkit.cluster import LocalCluster, eventually
+from devkit.operator_process import OperatorProcess
 from tests.e2e.conftest import basic_backend, condition, get_backend, solo_operator, stalled, wait_ready
-from tests.support.cluster import LocalCluster, eventually
-from tests.support.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 
