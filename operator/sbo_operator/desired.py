@@ -7,18 +7,23 @@ this module gathers them into the order they are applied in, and decides what go
   so that workloads find what they mount and connect to;
 * Secrets are generated only when missing, and never applied again;
 * managed children that are no longer wanted (a removed worker, ingress or Redis) are
-  deleted, except those a component keeps. Secrets are kept, so that credentials are never lost.
+  deleted, except those a component keeps. Secrets are kept, so that credentials are never lost;
+* no workload whose pod template needs a missing Secret or ConfigMap is applied: its pods could
+  not start (CreateContainerConfigError). It stays as it runs now (or is not created yet), and
+  its component is held with the problem that names the reference.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 from sbo_operator.api.v1alpha1 import ScalableBackend
 from sbo_operator.builders import Manifest
 from sbo_operator.builders.names import child_names
 from sbo_operator.components import COMPONENTS, generated_secrets
 from sbo_operator.components.base import GeneratedSecret, Problem
+from sbo_operator.references import template_references
 from sbo_operator.snapshot import Snapshot
 
 __all__ = ["FOUNDATION_KINDS", "DesiredState", "desired_state", "missing_secrets"]
@@ -37,16 +42,31 @@ class DesiredState:
     obsolete: list[tuple[str, str, str]]  # (apiVersion, kind, name) to delete
     waiting: dict[str, str]  # component -> why its rollout is held back
     problems: list[Problem]
+    held: dict[str, Problem] = dataclasses.field(default_factory=dict)  # component -> missing reference
 
 
-def desired_state(backend: ScalableBackend, snapshot: Snapshot) -> DesiredState:
+def desired_state(
+    backend: ScalableBackend,
+    snapshot: Snapshot,
+    missing: Mapping[tuple[str, str], Problem] | None = None,
+) -> DesiredState:
+    """``missing``: the Secrets and ConfigMaps, by (kind, name), that pods need but do not exist."""
     manifests: list[Manifest] = []
     kept: set[tuple[str, str]] = set()
     waiting: dict[str, str] = {}
     problems: list[Problem] = []
+    held: dict[str, Problem] = {}
+    missing = missing or {}
     for component in COMPONENTS:
         plan = component.plan(backend, snapshot)
-        manifests.extend(plan.manifests)
+        for manifest in plan.manifests:
+            key = (manifest["kind"], manifest["metadata"]["name"])
+            blockers = sorted(template_references(manifest) & missing.keys())
+            if blockers:
+                kept.add(key)  # left as it runs now, or not created yet
+                held.setdefault(component.name, missing[blockers[0]])
+            else:
+                manifests.append(manifest)
         kept |= plan.kept
         problems.extend(plan.problems)
         if plan.waiting is not None:
@@ -66,6 +86,7 @@ def desired_state(backend: ScalableBackend, snapshot: Snapshot) -> DesiredState:
         obsolete=obsolete,
         waiting=waiting,
         problems=problems,
+        held=held,
     )
 
 

@@ -31,7 +31,23 @@ class ApplyConflict(Exception):
 
 
 class ApplyRejected(Exception):
-    """The API server refused the object itself (invalid, or forbidden by RBAC or admission)."""
+    """The API server refused a write: the object is invalid, or a quota, RBAC or admission forbids it.
+
+    Retrying does not help until a person acts; ``code`` is the HTTP status.
+    """
+
+    def __init__(self, message: str, *, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# Refusals of a write (not an error of the server or the network): 400 and 403 from admission
+# webhooks, quotas and RBAC, 422 for an invalid object.
+REFUSED = (400, 403, 422)
+
+
+def _refused(error: ApiException) -> ApplyRejected | None:
+    return ApplyRejected(_reason(error), code=error.status) if error.status in REFUSED else None
 
 
 class ObjectGone(Exception):
@@ -97,8 +113,8 @@ class Kube:
                 raise NamespaceTerminating(_reason(error)) from error
             if error.status == 409:
                 raise ApplyConflict(_reason(error)) from error
-            if error.status in (400, 403, 422):
-                raise ApplyRejected(_reason(error)) from error
+            if refused := _refused(error):
+                raise refused from error
             raise
         return _as_dict(result)
 
@@ -120,6 +136,8 @@ class Kube:
                 raise ObjectGone(_reason(error)) from error
             if _namespace_terminating(error):
                 raise NamespaceTerminating(_reason(error)) from error
+            if refused := _refused(error):
+                raise refused from error
             raise
         return _as_dict(created)
 
@@ -149,6 +167,8 @@ class Kube:
                 resource, name=name, namespace=namespace, body={"propagationPolicy": policy}
             )
         except ApiException as error:
+            if refused := _refused(error):
+                raise refused from error
             if error.status != 404:
                 raise
 
@@ -168,6 +188,8 @@ class Kube:
         except ApiException as error:
             if error.status == 404:
                 raise ObjectGone(_reason(error)) from error
+            if refused := _refused(error):
+                raise refused from error
             raise
 
     async def patch_status(

@@ -2,10 +2,14 @@
 
 1. Read the backend and its children from the watches' snapshot (no GETs).
 2. Parse the spec. An invalid one is reported as Stalled, not retried.
-3. Compute the desired children (pure) and apply only those that differ.
-4. Compute the status (pure) and write it only when it changed.
+3. Read the Secrets and ConfigMaps the pods reference but the operator does not own (GETs:
+   they are not watched). A workload that needs a missing one is held back.
+4. Compute the desired children (pure) and apply only those that differ.
+5. Compute the status (pure) and write it only when it changed.
 
-So a steady state sends no write request at all.
+So a steady state sends no write request at all. A stalled backend is looked at again after a
+delay that doubles up to a minute: what unblocks it (a Secret created, a quota raised) sends
+no event the operator watches.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from sbo_operator.events import post_event
 from sbo_operator.kube import ApplyConflict, ApplyRejected, Kube, ObjectGone
 from sbo_operator.metrics import OperatorMetrics
 from sbo_operator.references import reference_problem
+from sbo_operator.refusals import refusal_problem
 from sbo_operator.snapshot import Snapshot
 from sbo_operator.status import (
     compute_status,
@@ -44,10 +49,13 @@ from sbo_operator.status import (
     is_stored,
     status_patch,
 )
-from sbo_operator.storage import claim_templates_changed, claims_to_grow
+from sbo_operator.storage import claim_templates_changed, claims_to_grow, service_name_changed
 from sbo_operator.workqueue import Key
 
 log = logging.getLogger(__name__)
+
+STALLED_RETRY_SECONDS = 2.0  # the first look again at a stalled backend; doubles each time
+STALLED_RETRY_MAX_SECONDS = 60.0
 
 
 class Reconciler:
@@ -76,11 +84,13 @@ class Reconciler:
         # deleted namespace never reported their deletion.
         self._gone: dict[Key, str] = {}
         self._reported_problems: dict[Key, set[tuple[Reason, str]]] = {}
+        self._stalled_passes: dict[Key, int] = {}
 
     def forget(self, key: Key) -> None:
         self._written_status.pop(key, None)
         self._gone.pop(key, None)
         self._reported_problems.pop(key, None)
+        self._stalled_passes.pop(key, None)
         self.metrics.forget_backend(key.namespace, key.name)
 
     async def reconcile(self, key: Key) -> float | None:
@@ -93,7 +103,7 @@ class Reconciler:
         metrics = self.metrics
         started = time.monotonic()
         try:
-            await self._reconcile(key, snapshot)
+            stalled = await self._reconcile(key, snapshot)
         except ObjectGone:
             log.info("%s is gone (its namespace was deleted); not reconciling it again", key)
             self._written_status.pop(key, None)
@@ -106,25 +116,37 @@ class Reconciler:
         finally:
             metrics.reconcile_duration.observe(time.monotonic() - started)
         metrics.reconciles.labels(result="ok").inc()
-        return None  # child events and the periodic resync bring it back
+        return self._retry_delay(key, stalled)  # else child events and the periodic resync bring it back
 
-    async def _reconcile(self, key: Key, snapshot: Snapshot) -> None:
+    def _retry_delay(self, key: Key, stalled: bool) -> float | None:
+        """None once nothing stalls; else 2, 4, 8... seconds, up to a minute."""
+        if not stalled:
+            self._stalled_passes.pop(key, None)
+            return None
+        passes = self._stalled_passes.get(key, 0) + 1
+        self._stalled_passes[key] = passes
+        delay: float = STALLED_RETRY_SECONDS * 2.0 ** min(passes - 1, 10)
+        return min(delay, STALLED_RETRY_MAX_SECONDS)
+
+    async def _reconcile(self, key: Key, snapshot: Snapshot) -> bool:
+        """One pass; True when a problem stalls the backend."""
         body = snapshot.backend
         try:
             # Status is the operator's own output, never an input.
             backend = ScalableBackend.from_body({k: v for k, v in body.items() if k != "status"})
         except ValidationError as error:
             await self._report_invalid_spec(key, body, error)
-            return
+            return False  # only a new generation can fix it, and that is an event
 
         # With autoscaling, the autoscaler writes spec.<component>.replicas
         # itself; here replicas always come from the spec.
         self.autoscaler.track(key, backend, body)
-        snapshot, created = await self._create_missing_secrets(backend, body, snapshot)
-        desired = desired_state(backend, snapshot)
+        missing = await self._missing_references(backend)
+        snapshot, created, refused = await self._create_missing_secrets(backend, body, snapshot)
+        # No workload is applied that needs an object that is missing or that the API refused.
+        desired = desired_state(backend, snapshot, {**missing, **refused})
         applied, problems = await self._converge(backend, body, snapshot, desired, created)
-        problems += await self._check_references(backend)
-        problems = [*desired.problems, *problems]
+        problems = [*desired.problems, *missing.values(), *refused.values(), *problems]
         self._post_problem_events(key, body, problems)
 
         await self._write_status(
@@ -136,22 +158,26 @@ class Reconciler:
                 applied=applied,
                 waiting=desired.waiting,
                 problems=problems,
+                held=desired.held,
                 autoscaling=self.autoscaler.reports(key),
                 previous=previous,
                 now=_now(),
             ),
         )
+        return bool(problems)
 
     async def _create_missing_secrets(
         self, backend: ScalableBackend, body: dict[str, Any], snapshot: Snapshot
-    ) -> tuple[Snapshot, list[str]]:
+    ) -> tuple[Snapshot, list[str], dict[tuple[str, str], Problem]]:
         """Create the missing generated Secrets first: the pod templates carry their uids.
 
         Generated once, here, and only created: an existing Secret is never replaced. Returns the
-        snapshot with them (the watch brings them later) and what was created. A Secret created
-        while pods read its predecessor (deleted by hand) rolls those pods; a Warning says so.
+        snapshot with them (the watch brings them later), what was created, and what the API
+        refused. A Secret created while pods read its predecessor (deleted by hand) rolls those
+        pods; a Warning says so.
         """
         created: list[str] = []
+        refused: dict[tuple[str, str], Problem] = {}
         for secret in missing_secrets(backend, snapshot):
             manifest = secret.build(
                 backend, existing_data=None, random_bytes=secrets.token_bytes(MIN_RANDOM_BYTES)
@@ -159,7 +185,11 @@ class Reconciler:
             if manifest is None:
                 continue
             name = manifest["metadata"]["name"]
-            stored = await self.kube.create(manifest)
+            try:
+                stored = await self.kube.create(manifest)
+            except ApplyRejected as error:
+                refused[("Secret", name)] = self._refusal(backend, "create", "Secret", name, error)
+                continue
             if stored is None:  # it exists: the watch has not brought it yet
                 stored = await self.kube.get("v1", "Secret", backend.metadata.namespace, name)
                 if stored is None:
@@ -169,7 +199,7 @@ class Reconciler:
                 if readers := secret_readers(snapshot, name):
                     post_event(body, "Warning", "SecretRegenerated", regenerated_message(name, readers))
             snapshot = snapshot.with_child(stored)
-        return snapshot, created
+        return snapshot, created, refused
 
     async def _converge(
         self,
@@ -202,7 +232,11 @@ class Reconciler:
                     drifted.append(what)
 
         for api_version, kind, name in desired.obsolete:
-            await kube.delete(api_version, kind, backend.metadata.namespace, name)
+            try:
+                await kube.delete(api_version, kind, backend.metadata.namespace, name)
+            except ApplyRejected as error:
+                problems.append(self._refusal(backend, "delete", kind, name, error))
+                continue
             applied.append(f"deleted {kind} {name}")
 
         if applied:
@@ -224,8 +258,15 @@ class Reconciler:
             return None, None
         kube = self.kube
         actual = snapshot.child(kind, name)
-        if kind == "StatefulSet" and claim_templates_changed(manifest, actual):
-            await self._replace_statefulset_for_storage(backend, manifest)
+        if kind == "StatefulSet" and actual is not None:
+            grow = claim_templates_changed(manifest, actual)
+            if grow or service_name_changed(manifest, actual):
+                # The old one goes with an orphaning delete; its DELETED event brings the
+                # next pass, which creates the new one (an apply now would meet the old one).
+                if actual["metadata"].get("deletionTimestamp"):
+                    return ApplyReason.CHANGED, None  # on its way out already
+                problem = await self._replace_statefulset(backend, manifest, grow_claims=grow)
+                return (None, problem) if problem else (ApplyReason.CHANGED, None)
         try:
             # A child we have not seen is applied without force: if someone
             # else manages that name, the API answers with a conflict.
@@ -241,12 +282,26 @@ class Reconciler:
                 "ScalableBackend; delete or rename it, or rename the ScalableBackend",
             )
         except ApplyRejected as error:
-            return None, Problem(Reason.CHILD_REJECTED, f"the API server rejected {kind} {name}: {error}")
+            return None, self._refusal(backend, "apply", kind, name, error)
         return reason, None
 
-    async def _check_references(self, backend: ScalableBackend) -> list[Problem]:
-        """Secrets and ConfigMaps the pods need but the operator does not own (reads only)."""
-        problems = []
+    def _refusal(
+        self, backend: ScalableBackend, verb: str, kind: str, name: str, error: ApplyRejected
+    ) -> Problem:
+        """A refused write: one warning line (no traceback: it is no bug), and the Problem to report."""
+        namespace = backend.metadata.namespace
+        problem = refusal_problem(
+            verb=verb, kind=kind, name=name, namespace=namespace, code=error.code, message=str(error)
+        )
+        log.warning("%s/%s: %s: %s", namespace, backend.metadata.name, problem.reason, problem.message)
+        return problem
+
+    async def _missing_references(self, backend: ScalableBackend) -> dict[tuple[str, str], Problem]:
+        """Secrets and ConfigMaps the pods need but that are missing (or lack a key), by (kind, name).
+
+        Reads only, and not from a watch: the operator does not watch objects it does not own.
+        """
+        missing: dict[tuple[str, str], Problem] = {}
         namespace = backend.metadata.namespace
         for reference in required_references(backend):
             found = await self.kube.get("v1", reference.kind, namespace, reference.name)
@@ -257,8 +312,8 @@ class Reconciler:
                 reason = (
                     Reason.SECRET_NOT_FOUND if reference.kind == "Secret" else Reason.CONFIG_MAP_NOT_FOUND
                 )
-                problems.append(Problem(reason, message))
-        return problems
+                missing.setdefault((reference.kind, reference.name), Problem(reason, message))
+        return missing
 
     def _post_problem_events(self, key: Key, body: dict[str, Any], problems: list[Problem]) -> None:
         """A Warning event when a problem appears, not again on every resync."""
@@ -267,31 +322,45 @@ class Reconciler:
             post_event(body, "Warning", reason, message)
         self._reported_problems[key] = current
 
-    async def _replace_statefulset_for_storage(self, backend: ScalableBackend, statefulset: Manifest) -> None:
-        """Grow the claims, then swap the StatefulSet without touching its pods."""
+    async def _replace_statefulset(
+        self, backend: ScalableBackend, statefulset: Manifest, *, grow_claims: bool
+    ) -> Problem | None:
+        """Grow the claims if asked, then delete the StatefulSet, orphaning its pods (and so keeping
+        their claims): the new one adopts them. A refusal stops it."""
         kube = self.kube
         namespace, name = backend.metadata.namespace, statefulset["metadata"]["name"]
-        claims = await kube.list("v1", "PersistentVolumeClaim", namespace)
+        claims = await kube.list("v1", "PersistentVolumeClaim", namespace) if grow_claims else []
         for claim, size in claims_to_grow(statefulset, claims):
             log.info(
                 "%s/%s: growing PersistentVolumeClaim %s to %s", namespace, backend.metadata.name, claim, size
             )
-            await kube.patch_spec(
-                {
-                    "apiVersion": "v1",
-                    "kind": "PersistentVolumeClaim",
-                    "metadata": {"name": claim, "namespace": namespace},
-                },
-                {"spec": {"resources": {"requests": {"storage": size}}}},
-            )
+            try:
+                await kube.patch_spec(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "PersistentVolumeClaim",
+                        "metadata": {"name": claim, "namespace": namespace},
+                    },
+                    {"spec": {"resources": {"requests": {"storage": size}}}},
+                )
+            except ApplyRejected as error:
+                return self._refusal(backend, "patch", "PersistentVolumeClaim", claim, error)
         # Orphan: the pods keep running and the new StatefulSet adopts them.
-        await kube.delete("apps/v1", "StatefulSet", namespace, name, orphan=True)
+        try:
+            await kube.delete("apps/v1", "StatefulSet", namespace, name, orphan=True)
+        except ApplyRejected as error:
+            return self._refusal(backend, "delete", "StatefulSet", name, error)
+        if grow_claims:
+            reason, what = "StorageResized", "its volume claims"
+        else:
+            reason, what = "StatefulSetReplaced", f"its serviceName to {statefulset['spec']['serviceName']}"
         post_event(
             _event_target(backend),
             "Normal",
-            "StorageResized",
-            f"StatefulSet {name} replaced to change its volume claims; its pods kept running",
+            reason,
+            f"StatefulSet {name} replaced to change {what}; its pods kept running",
         )
+        return None
 
     async def _report_invalid_spec(self, key: Key, body: dict[str, Any], error: ValidationError) -> None:
         """A spec the schema let through but the operator cannot use: Stalled, never a crash loop."""

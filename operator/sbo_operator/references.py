@@ -4,14 +4,15 @@ A missing one cannot fail at admission (it may be created later), and
 Kubernetes would only say so on the pods (CreateContainerConfigError). So
 each component lists its references (``Component.references``), and the
 reconciler checks them and reports each as a Problem naming the field and
-the fix.
+the fix. ``template_references`` reads them back from a built pod template, so
+that no template naming a missing object is ever applied (``desired.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
-from typing import Literal
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Literal
 
 from sbo_operator.api.v1alpha1 import EnvVar
 
@@ -45,3 +46,35 @@ def reference_problem(reference: Reference, namespace: str, data_keys: set[str] 
     if reference.key not in data_keys:
         return f"{where} has no key {reference.key!r}; it has {', '.join(sorted(data_keys)) or 'no keys'}"
     return None
+
+
+def template_references(manifest: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """(kind, name) of every Secret and ConfigMap a workload's pods need in order to start.
+
+    What a container cannot start without: non-optional ``env`` and ``envFrom`` sources and
+    ``secret``/``configMap`` volumes (also inside ``projected`` ones). Empty for a non-workload.
+    """
+    pod = manifest.get("spec", {}).get("template", {}).get("spec")
+    if not pod:
+        return set()
+    found: set[tuple[str, str]] = set()
+
+    def need(kind: str, source: Mapping[str, Any] | None, name_field: str = "name") -> None:
+        if source and not source.get("optional") and source.get(name_field):
+            found.add((kind, source[name_field]))
+
+    for container in [*pod.get("initContainers", []), *pod.get("containers", [])]:
+        for variable in container.get("env", []):
+            value_from = variable.get("valueFrom") or {}
+            need("Secret", value_from.get("secretKeyRef"))
+            need("ConfigMap", value_from.get("configMapKeyRef"))
+        for source in container.get("envFrom", []):
+            need("Secret", source.get("secretRef"))
+            need("ConfigMap", source.get("configMapRef"))
+    for volume in pod.get("volumes", []):
+        need("Secret", volume.get("secret"), "secretName")
+        need("ConfigMap", volume.get("configMap"))
+        for projected in (volume.get("projected") or {}).get("sources", []):
+            need("Secret", projected.get("secret"))
+            need("ConfigMap", projected.get("configMap"))
+    return found

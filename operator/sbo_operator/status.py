@@ -29,7 +29,7 @@ from sbo_operator.api.v1alpha1 import (
 from sbo_operator.autoscaler.conditions import autoscaling_conditions
 from sbo_operator.autoscaler.decide import Decision
 from sbo_operator.components import COMPONENTS, autoscaling_targets
-from sbo_operator.components.base import Problem
+from sbo_operator.components.base import Problem, StatusFragment
 from sbo_operator.snapshot import Snapshot
 
 __all__ = [
@@ -50,6 +50,7 @@ def compute_status(
     applied: Sequence[str],
     waiting: Mapping[str, str],
     problems: Sequence[Problem],
+    held: Mapping[str, Problem] | None = None,
     autoscaling: Mapping[str, Decision] | None = None,
     previous: Sequence[Mapping[str, Any]] = (),
     now: str,
@@ -57,7 +58,8 @@ def compute_status(
     """The whole status, from the children as last seen and what this reconcile did.
 
     `applied` lists children written in this pass: their new state is not
-    observed yet, so the backend is Reconciling rather than Ready. `previous`
+    observed yet, so the backend is Reconciling rather than Ready. `held` are the components
+    whose rollout waits for a missing reference (their condition says which). `previous`
     are the stored conditions, whose lastTransitionTime is kept while their status holds.
     """
     components: list[ConditionState] = []
@@ -68,7 +70,8 @@ def compute_status(
         fragment = component.status(backend, snapshot, waiting.get(component.name))
         if fragment is None:
             continue
-        components.append(fragment.condition)
+        problem = (held or {}).get(component.name)
+        components.append(fragment.condition if problem is None else _held_condition(fragment, problem))
         fields.update(fragment.fields)
         endpoints.update(fragment.endpoints)
         secrets.update(fragment.secrets)
@@ -83,6 +86,16 @@ def compute_status(
         secrets=SecretNames(**secrets),
         autoscaling=report,
         **fields,
+    )
+
+
+def _held_condition(fragment: StatusFragment, problem: Problem) -> ConditionState:
+    """A component whose new pods could not start: it keeps what runs, and says why it waits."""
+    return ConditionState(
+        fragment.condition.type,
+        ConditionStatus.FALSE,
+        problem.reason,
+        f"rollout held back, the running version is kept: {problem.message}",
     )
 
 

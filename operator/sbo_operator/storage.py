@@ -4,6 +4,8 @@
 only lets it grow) is carried out the way operators of the field do it:
 expand every existing claim, then replace the StatefulSet with an orphaning
 delete, so its pods keep running and the new StatefulSet adopts them.
+`serviceName` is immutable too: a StatefulSet made before its headless
+governing Service existed is replaced the same way.
 """
 
 from __future__ import annotations
@@ -23,6 +25,13 @@ def claim_templates_changed(desired: Manifest, actual: Manifest | None) -> bool:
     wanted = desired["spec"].get("volumeClaimTemplates", [])
     existing = actual.get("spec", {}).get("volumeClaimTemplates", [])
     return not is_derivative(wanted, existing)
+
+
+def service_name_changed(desired: Manifest, actual: Manifest | None) -> bool:
+    """True when `actual` is governed by another Service than `desired` names (immutable)."""
+    if actual is None:
+        return False
+    return bool(actual.get("spec", {}).get("serviceName") != desired["spec"].get("serviceName"))
 
 
 def claims_to_grow(statefulset: Manifest, claims: Iterable[Manifest]) -> list[tuple[str, str]]:

@@ -10,6 +10,7 @@ e.g. a token of the Helm chart's ServiceAccount, to prove its RBAC suffices.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import secrets
@@ -56,22 +57,29 @@ def solo(cluster: LocalCluster, crd: None, tmp_path: Path) -> Iterator[tuple[str
     For tests that count the operator's writes or kill it: nothing else is
     reconciled by that operator, whatever else runs on the cluster.
     """
+    with solo_operator(
+        cluster, tmp_path, SBO_RESYNC_SECONDS="5", SBO_AUTOSCALER_SECRET_CACHE_SECONDS="2"
+    ) as namespace_and_operator:
+        yield namespace_and_operator
+
+
+@contextlib.contextmanager
+def solo_operator(cluster: LocalCluster, tmp_path: Path, **env: str) -> Iterator[tuple[str, OperatorProcess]]:
+    """A fresh restricted namespace and an operator watching only it, with these settings."""
     namespace = f"solo-{secrets.token_hex(4)}"
     cluster.kubectl("create", "namespace", namespace)
     cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
     process = OperatorProcess(
         kubeconfig=Path(os.environ.get("SBO_TEST_OPERATOR_KUBECONFIG", cluster.kubeconfig)),
         log_path=tmp_path / "operator.log",
-        env={
-            "SBO_NAMESPACES": namespace,
-            "SBO_RESYNC_SECONDS": "5",
-            "SBO_AUTOSCALER_SECRET_CACHE_SECONDS": "2",
-        },
+        env={"SBO_NAMESPACES": namespace, **env},
     )
     process.start()
-    yield namespace, process
-    process.stop()
-    cluster.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found")
+    try:
+        yield namespace, process
+    finally:
+        process.stop()
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found")
 
 
 def basic_backend(namespace: str, **spec_changes: Any) -> dict[str, Any]:
@@ -101,6 +109,14 @@ def get_backend(cluster: LocalCluster, namespace: str, name: str = "shop") -> di
     out = cluster.kubectl("get", f"sb/{name}", "-n", namespace, "-o", "yaml").stdout
     loaded: dict[str, Any] = yaml.safe_load(out)
     return loaded
+
+
+def stalled(cluster: LocalCluster, namespace: str, name: str = "shop") -> dict[str, Any] | None:
+    """The Stalled condition while it is True, else None (for `eventually`)."""
+    conditions = {
+        c["type"]: c for c in get_backend(cluster, namespace, name).get("status", {}).get("conditions", [])
+    }
+    return conditions["Stalled"] if conditions.get("Stalled", {}).get("status") == "True" else None
 
 
 def condition(backend: dict[str, Any], type: str) -> dict[str, Any]:

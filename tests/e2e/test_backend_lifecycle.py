@@ -75,7 +75,14 @@ def test_every_child_exists_with_the_right_spec(
         "shop-redis",
         "shop-postgres-rw",
         "shop-postgres-ro",
+        "shop-redis-headless",
+        "shop-postgres-primary-headless",
+        "shop-postgres-replica-headless",
     }
+    for statefulset in statefulsets:  # each governed by its headless Service: per-pod DNS names
+        governing = core.read_namespaced_service(statefulset.spec.service_name, namespace)
+        assert governing.spec.cluster_ip == "None"
+        assert governing.spec.selector == statefulset.spec.selector.match_labels
     assert {"shop-postgres-app", "shop-redis"} <= names_of(core.list_namespaced_secret(namespace).items)
     policy = client.PolicyV1Api(cluster.api)
     assert names_of(policy.list_namespaced_pod_disruption_budget(namespace).items) == {

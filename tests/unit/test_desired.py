@@ -7,8 +7,11 @@ from typing import Any
 
 import pytest
 
+from sbo_operator.api.conditions import Reason
 from sbo_operator.builders import api, postgres, redis, worker
+from sbo_operator.components.base import Problem
 from sbo_operator.desired import FOUNDATION_KINDS, DesiredState, desired_state
+from sbo_operator.references import template_references
 from tests.unit.factories import (
     Body,
     Manifest,
@@ -87,10 +90,13 @@ def test_first_pass_applies_foundation_before_workloads_and_holds_what_must_wait
         ("PodDisruptionBudget", "shop-worker"),
         ("ConfigMap", "shop-redis-config"),
         ("Service", "shop-redis"),
+        ("Service", "shop-redis-headless"),
         ("NetworkPolicy", "shop-redis"),
         ("ConfigMap", "shop-postgres-config"),
         ("Service", "shop-postgres-rw"),
         ("Service", "shop-postgres-ro"),
+        ("Service", "shop-postgres-primary-headless"),
+        ("Service", "shop-postgres-replica-headless"),
         ("PodDisruptionBudget", "shop-postgres-primary"),
         ("PodDisruptionBudget", "shop-postgres-replica"),
         ("NetworkPolicy", "shop-postgres"),
@@ -225,6 +231,58 @@ def test_secrets_are_generated_only_when_missing(
     assert "Secret" not in {m["kind"] for m in desired.foundation + desired.workloads}, (
         "Secrets are created once by the reconciler, never applied"
     )
+
+
+# ---- missing references -----------------------------------------------------------------------------
+
+PAYMENTS = ("Secret", "payments")
+PAYMENTS_MISSING = Problem(
+    Reason.SECRET_NOT_FOUND, "spec.api.env[0].valueFrom.secretKeyRef: Secret demo/payments not found"
+)
+
+
+def with_payments_token(spec: dict[str, Any]) -> None:
+    spec["api"]["env"] = [
+        {"name": "PAYMENT_TOKEN", "valueFrom": {"secretKeyRef": {"name": "payments", "key": "token"}}}
+    ]
+
+
+def test_a_rollout_whose_pods_need_a_missing_secret_keeps_what_runs() -> None:
+    old_body = edited(example_body(), with_worker)
+    children = running_stack(parse(old_body))
+    body = edited(old_body, with_payments_token, with_image(NEW_IMAGE))
+    backend = parse(body)
+    desired = desired_state(backend, snapshot(body, *children), {PAYMENTS: PAYMENTS_MISSING})
+
+    # Neither the api's new template nor the migrations Job that shares it is applied...
+    assert workload(desired, "Deployment", "shop-api") is None
+    assert ("Job", api.migrations_job_name(backend)) not in keys(desired.workloads)
+    # ...and the running Deployment is kept, not deleted.
+    assert ("apps/v1", "Deployment", "shop-api") not in desired.obsolete
+    assert desired.held == {"api": PAYMENTS_MISSING, "migrations": PAYMENTS_MISSING}
+    # The worker does not read the Secret: it waits for migrations as usual, on its old image.
+    assert image_of(workload(desired, "Deployment", "shop-worker")) == OLD_IMAGE
+    assert not any(
+        PAYMENTS in template_references(manifest) for manifest in [*desired.foundation, *desired.workloads]
+    )
+
+
+def test_a_deployment_whose_pods_need_a_missing_secret_is_not_created() -> None:
+    body = edited(example_body(), with_payments_token, without_migrations)
+    desired = desired_state(parse(body), snapshot(body), {PAYMENTS: PAYMENTS_MISSING})
+    assert workload(desired, "Deployment", "shop-api") is None
+    assert desired.held == {"api": PAYMENTS_MISSING}
+    assert ("StatefulSet", "shop-postgres-primary") in keys(desired.workloads), "the rest proceeds"
+
+
+def test_once_the_secret_exists_the_rollout_proceeds() -> None:
+    old_body = edited(example_body(), without_migrations)
+    body = edited(old_body, with_payments_token)
+    desired = plan(body, *running_stack(parse(old_body)))
+    deployment = workload(desired, "Deployment", "shop-api")
+    assert deployment is not None
+    assert PAYMENTS in template_references(deployment)
+    assert desired.held == {}
 
 
 # ---- migrations -------------------------------------------------------------------------------------
@@ -384,6 +442,7 @@ def test_migrations_job_waits_for_the_postgres_primary_on_first_deploy() -> None
                 ("v1", "ConfigMap", "shop-redis-config"),
                 ("networking.k8s.io/v1", "NetworkPolicy", "shop-redis"),
                 ("v1", "Service", "shop-redis"),
+                ("v1", "Service", "shop-redis-headless"),
                 ("apps/v1", "StatefulSet", "shop-redis"),
             ],
             id="redis-disabled",
@@ -395,6 +454,8 @@ def test_migrations_job_waits_for_the_postgres_primary_on_first_deploy() -> None
                 ("networking.k8s.io/v1", "NetworkPolicy", "shop-postgres"),
                 ("policy/v1", "PodDisruptionBudget", "shop-postgres-primary"),
                 ("policy/v1", "PodDisruptionBudget", "shop-postgres-replica"),
+                ("v1", "Service", "shop-postgres-primary-headless"),
+                ("v1", "Service", "shop-postgres-replica-headless"),
                 ("v1", "Service", "shop-postgres-ro"),
                 ("v1", "Service", "shop-postgres-rw"),
                 ("apps/v1", "StatefulSet", "shop-postgres-primary"),

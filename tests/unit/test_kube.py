@@ -35,6 +35,7 @@ def config_map_requests(server: kmock.KubernetesScaffold, method: kmock.method) 
         pytest.param(409, "Conflict", ApplyConflict, id="another-manager-owns-it"),
         pytest.param(403, "Forbidden", ApplyRejected, id="forbidden"),
         pytest.param(422, "Invalid", ApplyRejected, id="invalid"),
+        pytest.param(400, "BadRequest", ApplyRejected, id="admission-webhook"),
     ],
 )
 async def test_apply_maps_refusals(
@@ -110,3 +111,28 @@ async def test_every_write_is_counted_by_verb_and_reads_are_not(
 
     assert count("apply") == 1
     assert count("get") is None
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        pytest.param(403, "Forbidden", id="quota-or-rbac"),
+        pytest.param(422, "Invalid", id="invalid"),
+        pytest.param(400, "BadRequest", id="admission-webhook"),
+    ],
+)
+async def test_every_write_maps_refusals_with_their_http_status(
+    apiserver: kmock.KubernetesScaffold, kube: Kube, status: int, reason: str
+) -> None:
+    apiserver[kmock.method.POST, kmock.resource("v1/configmaps")] << refusal(status, reason)
+    config_map_requests(apiserver, kmock.method.DELETE) << refusal(status, reason)
+    config_map_requests(apiserver, kmock.method.PATCH) << refusal(status, reason)
+    writes = [
+        kube.create(CONFIG_MAP),
+        kube.delete("v1", "ConfigMap", "demo", "shop-config"),
+        kube.patch_spec(CONFIG_MAP, {"data": {"a": "b"}}),
+    ]
+    for write in writes:
+        with pytest.raises(ApplyRejected, match=f"the server says {reason}") as error:
+            await write
+        assert error.value.code == status

@@ -89,5 +89,6 @@ async def test_a_gone_namespace_is_object_gone() -> None:
 async def test_other_refusals_are_not_mistaken_for_a_terminating_namespace() -> None:
     with pytest.raises(ApplyRejected, match="cannot create"):
         await kube(403, RBAC).apply(SECRET, force=True)
-    with pytest.raises(ApiException):
+    # A refused create is a refusal too (issue 15 item 10), not an error of the server.
+    with pytest.raises(ApplyRejected, match="cannot create"):
         await kube(403, RBAC).create(SECRET)

@@ -221,3 +221,73 @@ async def test_a_secret_deleted_by_hand_is_created_again_and_rolls_every_pod_tha
     assert f"Secret {secret} was missing" in warning.message
     assert "StatefulSet shop-redis" in warning.message
     assert "bmV3" not in warning.message, "never a value"
+
+
+async def test_a_rollout_held_for_a_missing_secret_is_retried_later_and_later(
+    apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
+) -> None:
+    apiserver[kmock.method.PATCH, BACKENDS] << BACKEND_ECHO
+    running = example_body()
+    body = copy.deepcopy(running)
+    body["spec"]["api"]["env"] = [
+        {"name": "PAYMENT_TOKEN", "valueFrom": {"secretKeyRef": {"name": "payments", "key": "token"}}}
+    ]
+    cluster = Cluster(body, applied_stack(running))
+    reconciler = reconciler_for(kube, metrics, cluster)
+
+    # The Secret's appearance is no event the operator watches: it looks again, less and less often.
+    with kopf_events() as events:
+        delays = [await reconciler.reconcile(KEY)]
+        cluster.body = {**body, "status": merge_patch({}, written_status(apiserver))}  # the watch's echo
+        delays += [await reconciler.reconcile(KEY), await reconciler.reconcile(KEY)]
+    assert delays == [2.0, 4.0, 8.0]
+    assert events.qsize() == 1, "one Warning when the problem appeared"
+    assert writes(apiserver) == [("PATCH", STATUS_PATH)], (
+        "neither the api Deployment nor a migrations Job with the unstartable template is applied"
+    )
+    stalled = next(c for c in written_status(apiserver)["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "SecretNotFound")
+
+
+QUOTA_MESSAGE = (
+    'secrets "{name}" is forbidden: exceeded quota: no-secrets, requested: secrets=1, '
+    "used: secrets=0, limited: secrets=0"
+)
+
+
+async def test_a_refused_secret_is_a_stalled_condition_not_a_crash_loop(
+    apiserver: kmock.KubernetesScaffold,
+    kube: Kube,
+    metrics: OperatorMetrics,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    apiserver[kmock.method.PATCH, BACKENDS] << BACKEND_ECHO
+    apiserver[kmock.method.PATCH] << (lambda request: request.data)  # server-side apply of the rest
+    apiserver[kmock.method.POST, kmock.resource("v1/secrets")] << (
+        lambda request: kmock.KubernetesError(
+            status=403,
+            reason="Forbidden",
+            message=QUOTA_MESSAGE.format(name=request.data["metadata"]["name"]),
+        )
+    )
+    body = example_body()
+    cluster = Cluster(body, [])
+    reconciler = reconciler_for(kube, metrics, cluster)
+
+    with kopf_events():
+        delays = [await reconciler.reconcile(KEY)]
+        cluster.body = {**body, "status": merge_patch({}, written_status(apiserver))}  # the watch's echo
+        delays += [await reconciler.reconcile(KEY), await reconciler.reconcile(KEY)]
+
+    assert delays == [2.0, 4.0, 8.0], "retried after a growing delay, not in a tight loop"
+    stalled = next(c for c in written_status(apiserver)["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "QuotaExceeded")
+    assert "Secret shop-app-secrets" in stalled["message"]
+    assert "ResourceQuota demo/no-secrets" in stalled["message"]
+    # The rest converges as far as it can: config and Services are applied; no workload
+    # whose pods need a refused Secret is.
+    applied = {request.url.path.rsplit("/", 2)[-2] for request in apiserver[kmock.method.PATCH]}
+    assert {"configmaps", "services"} <= applied
+    assert not {"deployments", "statefulsets", "jobs"} & applied
+    assert not [record for record in caplog.records if record.exc_info], "no traceback for a refusal"
+    assert metrics.registry.get_sample_value("sbo_reconciles_total", {"result": "ok"}) == 3

@@ -8,7 +8,7 @@ import pytest
 
 from sbo_operator.api.v1alpha1 import ScalableBackend
 from sbo_operator.components import required_references
-from sbo_operator.references import Reference, reference_problem
+from sbo_operator.references import Reference, reference_problem, template_references
 
 pytestmark = pytest.mark.unit
 
@@ -64,3 +64,46 @@ def test_problem_messages(keys: set[str] | None, expected: str | None) -> None:
     else:
         assert problem is not None
         assert problem.startswith(expected)
+
+
+def test_template_references_are_what_the_pods_cannot_start_without() -> None:
+    deployment = {
+        "kind": "Deployment",
+        "spec": {
+            "template": {
+                "spec": {
+                    "initContainers": [{"envFrom": [{"configMapRef": {"name": "init-settings"}}]}],
+                    "containers": [
+                        {
+                            "env": [
+                                {"name": "A", "value": "plain"},
+                                {"name": "B", "valueFrom": {"secretKeyRef": {"name": "tokens", "key": "b"}}},
+                                {
+                                    "name": "C",
+                                    "valueFrom": {
+                                        "configMapKeyRef": {"name": "maybe", "key": "c", "optional": True}
+                                    },
+                                },
+                            ],
+                            "envFrom": [{"secretRef": {"name": "bulk"}}],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "tls", "secret": {"secretName": "tls"}},
+                        {"name": "conf", "configMap": {"name": "conf"}},
+                        {"name": "p", "projected": {"sources": [{"secret": {"name": "projected"}}]}},
+                        {"name": "scratch", "emptyDir": {}},
+                    ],
+                }
+            }
+        },
+    }
+    assert template_references(deployment) == {
+        ("ConfigMap", "init-settings"),
+        ("Secret", "tokens"),
+        ("Secret", "bulk"),
+        ("Secret", "tls"),
+        ("ConfigMap", "conf"),
+        ("Secret", "projected"),
+    }
+    assert template_references({"kind": "Service", "spec": {"ports": []}}) == set()

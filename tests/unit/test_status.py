@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sbo_operator.api.conditions import ConditionState, ConditionStatus, ConditionType
+from sbo_operator.api.conditions import ConditionState, ConditionStatus, ConditionType, Reason
 from sbo_operator.api.v1alpha1 import ScalableBackendStatus
 from sbo_operator.builders import api, postgres, redis
 from sbo_operator.builders.labels import api_selector_string
@@ -53,6 +53,7 @@ def status_of(
     applied: Sequence[str] = (),
     waiting: dict[str, str] | None = None,
     problems: Sequence[Problem] = (),
+    held: dict[str, Problem] | None = None,
     previous: Sequence[dict[str, Any]] = (),
     now: str = NOW,
 ) -> dict[str, Any]:
@@ -64,10 +65,25 @@ def status_of(
             applied=applied,
             waiting=waiting or {},
             problems=problems,
+            held=held,
             previous=previous,
             now=now,
         )
     )
+
+
+def test_a_held_rollout_is_reported_on_its_component_with_the_reference() -> None:
+    body = example_body()
+    missing = Problem(
+        Reason.SECRET_NOT_FOUND, "spec.api.env[0].valueFrom.secretKeyRef: Secret demo/payments not found"
+    )
+    status = status_of(body, running_stack(parse(body)), problems=[missing], held={"api": missing})
+    api_ready = conditions(status)["ApiReady"]
+    assert (api_ready.status, api_ready.reason) == ("False", "SecretNotFound")
+    assert "held back" in api_ready.message
+    assert "spec.api.env[0].valueFrom.secretKeyRef" in api_ready.message
+    assert conditions(status)["Stalled"].reason == "SecretNotFound"
+    assert conditions(status)["RedisReady"].status == "True", "other components report as usual"
 
 
 def conditions(status: dict[str, Any]) -> dict[str, ConditionState]:

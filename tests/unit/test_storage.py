@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sbo_operator.storage import claim_templates_changed, claims_to_grow
+from sbo_operator.storage import claim_templates_changed, claims_to_grow, service_name_changed
 
 pytestmark = pytest.mark.unit
 
@@ -61,3 +61,15 @@ def test_only_smaller_claims_of_this_statefulset_grow() -> None:
         ("data-shop-postgres-replica-0", "2Gi"),
         ("data-shop-postgres-replica-7", "2Gi"),
     ]
+
+
+def test_a_new_governing_service_needs_replacement() -> None:
+    """serviceName is immutable: a StatefulSet made before the headless Services must be replaced."""
+    desired = {
+        **statefulset(),
+        "spec": {**statefulset()["spec"], "serviceName": "shop-postgres-replica-headless"},
+    }
+    old = {**statefulset(), "spec": {**statefulset()["spec"], "serviceName": "shop-postgres-ro"}}
+    assert service_name_changed(desired, old)
+    assert not service_name_changed(desired, copy.deepcopy(desired))
+    assert not service_name_changed(desired, None), "a missing StatefulSet is simply created"

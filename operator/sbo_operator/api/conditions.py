@@ -75,6 +75,7 @@ class Reason(StrEnum):
     MIGRATIONS_FAILED = "MigrationsFailed"
     CHILD_OWNED_ELSEWHERE = "ChildOwnedElsewhere"
     CHILD_REJECTED = "ChildRejected"
+    QUOTA_EXCEEDED = "QuotaExceeded"
     SECRET_NOT_FOUND = "SecretNotFound"  # noqa: S105 (a reason, not a password)
     CONFIG_MAP_NOT_FOUND = "ConfigMapNotFound"
     # The autoscaler

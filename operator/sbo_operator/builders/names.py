@@ -54,6 +54,11 @@ class ChildNames:
         return f"{self.backend}-redis"
 
     @property
+    def redis_headless(self) -> str:
+        """The headless Service governing the Redis StatefulSet (per-pod DNS names)."""
+        return f"{self.backend}-redis-headless"
+
+    @property
     def redis_config(self) -> str:
         """The Redis ConfigMap (redis.conf and the start script)."""
         return f"{self.backend}-redis-config"
@@ -72,6 +77,16 @@ class ChildNames:
     def postgres_replica(self) -> str:
         """The read replicas' StatefulSet and its PodDisruptionBudget."""
         return f"{self.backend}-postgres-replica"
+
+    @property
+    def postgres_primary_headless(self) -> str:
+        """The headless Service governing the primary StatefulSet (per-pod DNS names)."""
+        return f"{self.backend}-postgres-primary-headless"
+
+    @property
+    def postgres_replica_headless(self) -> str:
+        """The headless Service governing the replicas' StatefulSet (per-pod DNS names)."""
+        return f"{self.backend}-postgres-replica-headless"
 
     @property
     def postgres_read_write(self) -> str:

@@ -46,14 +46,17 @@ from sbo_operator.builders.security import (
     pod_security_context,
     restricted_container_security_context,
 )
+from sbo_operator.builders.services import governing_service
 
 __all__ = [
     "PGDATA",
     "build_postgres_config_map",
+    "build_postgres_primary_headless_service",
     "build_postgres_primary_pdb",
     "build_postgres_primary_statefulset",
     "build_postgres_read_only_service",
     "build_postgres_read_write_service",
+    "build_postgres_replica_headless_service",
     "build_postgres_replica_pdb",
     "build_postgres_replica_statefulset",
     "build_postgres_secret",
@@ -166,6 +169,31 @@ def build_postgres_read_only_service(backend: ScalableBackend) -> Manifest | Non
     return _service(backend, name=child_names(backend).postgres_read_only, role=role)
 
 
+def _headless_service(backend: ScalableBackend, role: PostgresRole) -> Manifest | None:
+    if not backend.spec.postgres.enabled:
+        return None
+    names = child_names(backend)
+    name = (
+        names.postgres_primary_headless if role is PostgresRole.PRIMARY else names.postgres_replica_headless
+    )
+    return governing_service(
+        metadata=_metadata(backend, name, role),
+        selector=postgres_selector_labels(backend, role),
+        port_name="postgres",
+        port=POSTGRES_PORT,
+    )
+
+
+def build_postgres_primary_headless_service(backend: ScalableBackend) -> Manifest | None:
+    """``<name>-postgres-primary-headless``: governs the primary StatefulSet; None if disabled."""
+    return _headless_service(backend, PostgresRole.PRIMARY)
+
+
+def build_postgres_replica_headless_service(backend: ScalableBackend) -> Manifest | None:
+    """``<name>-postgres-replica-headless``: governs the replicas' StatefulSet; None if disabled."""
+    return _headless_service(backend, PostgresRole.REPLICA)
+
+
 def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
@@ -272,9 +300,9 @@ def _statefulset(
         "metadata": _metadata(backend, name, role),
         "spec": {
             "replicas": replicas,
-            "serviceName": names.postgres_read_write
+            "serviceName": names.postgres_primary_headless
             if role is PostgresRole.PRIMARY
-            else names.postgres_read_only,
+            else names.postgres_replica_headless,
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": postgres_selector_labels(backend, role)},
             "updateStrategy": {"type": "RollingUpdate"},

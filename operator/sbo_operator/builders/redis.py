@@ -37,11 +37,13 @@ from sbo_operator.builders.security import (
     pod_security_context,
     restricted_container_security_context,
 )
+from sbo_operator.builders.services import governing_service
 
 __all__ = [
     "REDIS_CONFIG_DIR",
     "REDIS_START_SCRIPT",
     "build_redis_config_map",
+    "build_redis_headless_service",
     "build_redis_secret",
     "build_redis_service",
     "build_redis_statefulset",
@@ -170,6 +172,19 @@ def build_redis_service(backend: ScalableBackend) -> Manifest | None:
     }
 
 
+def build_redis_headless_service(backend: ScalableBackend) -> Manifest | None:
+    """``<name>-redis-headless``: governs the StatefulSet (``<pod>.<name>-redis-headless``)."""
+    if not backend.spec.redis.enabled:
+        return None
+    name = child_names(backend).redis_headless
+    return governing_service(
+        metadata=object_metadata(backend, name=name, component=Component.REDIS),
+        selector=selector_labels(backend, Component.REDIS),
+        port_name="redis",
+        port=REDIS_PORT,
+    )
+
+
 def redis_resources(backend: ScalableBackend) -> ResourceRequirements:
     """spec.redis.resources, else 1.5 x maxMemory (at least 64Mi) for the allocator's overhead."""
     if backend.spec.redis.resources is not None:
@@ -237,7 +252,7 @@ def build_redis_statefulset(
     volumes.sort(key=lambda volume: str(volume["name"]))
     spec: dict[str, Any] = {
         "replicas": 1,
-        "serviceName": names.redis,
+        "serviceName": names.redis_headless,
         "selector": {"matchLabels": selector_labels(backend, Component.REDIS)},
         "updateStrategy": {"type": "RollingUpdate"},
         "template": annotate_secret_uids(

@@ -45,6 +45,8 @@ class Postgres(Component):
             postgres.build_postgres_config_map(backend),
             postgres.build_postgres_read_write_service(backend),
             postgres.build_postgres_read_only_service(backend),
+            postgres.build_postgres_primary_headless_service(backend),
+            postgres.build_postgres_replica_headless_service(backend),
             postgres.build_postgres_primary_pdb(backend),
             postgres.build_postgres_replica_pdb(backend),
             network_policies.build_postgres_network_policy(backend),

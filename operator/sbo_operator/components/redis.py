@@ -39,6 +39,7 @@ class Redis(Component):
             manifests=present(
                 redis.build_redis_config_map(backend),
                 redis.build_redis_service(backend),
+                redis.build_redis_headless_service(backend),
                 network_policies.build_redis_network_policy(backend),
                 redis.build_redis_statefulset(backend, secret_uids=secret_uids(snapshot)),
             )

@@ -86,3 +86,25 @@ def test_builders_do_not_mutate_the_backend() -> None:
     api_deployment["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "X", "value": "y"})
     assert backend.model_dump() == before
     assert manifest_of(all_manifests(backend), "Deployment", "shop-api") != api_deployment
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_every_statefulset_is_governed_by_a_headless_service(example: str) -> None:
+    """So that each pod has a DNS name, <pod>.<service>: failover and pg_rewind address one instance."""
+    manifests = all_manifests(load_example(example))
+    statefulsets = [m for m in manifests if m["kind"] == "StatefulSet"]
+    assert statefulsets
+    for statefulset in statefulsets:
+        service = manifest_of(manifests, "Service", statefulset["spec"]["serviceName"])
+        where = f"Service {service['metadata']['name']} of StatefulSet {statefulset['metadata']['name']}"
+        assert service["spec"]["clusterIP"] == "None", where
+        assert service["spec"]["publishNotReadyAddresses"] is True, where
+        assert service["spec"]["selector"] == statefulset["spec"]["selector"]["matchLabels"], where
+        assert (
+            service["metadata"]["labels"]["app.kubernetes.io/component"]
+            == (statefulset["metadata"]["labels"]["app.kubernetes.io/component"])
+        ), where
+        container_ports = {
+            port["name"] for c in statefulset["spec"]["template"]["spec"]["containers"] for port in c["ports"]
+        }
+        assert {port["targetPort"] for port in service["spec"]["ports"]} <= container_ports, where
