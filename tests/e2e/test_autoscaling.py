@@ -244,9 +244,17 @@ def test_bearer_token_comes_from_a_secret_and_a_missing_one_is_named(
         assert "let-me-in" not in str(backend["status"]), "the token never reaches the status"
 
         # A wrong token is Prometheus's (here the proxy's) 401, reported as such.
-        cluster.kubectl("delete", "secret", "prom-token", "-n", namespace)
+        # Changed in place: a delete and a create would leave a moment with no Secret at all,
+        # which a poll may catch and rightly report as NotQueried.
         cluster.kubectl(
-            "create", "secret", "generic", "prom-token", "--from-literal=token=wrong", "-n", namespace
+            "patch",
+            "secret",
+            "prom-token",
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            '{"stringData":{"token":"wrong"}}',
         )
         # Secrets are cached briefly (SBO_AUTOSCALER_SECRET_CACHE_SECONDS, 2 s in these tests).
         wrong = eventually(unavailable, timeout=60, what="MetricsUnavailable for the wrong token")
