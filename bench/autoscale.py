@@ -21,14 +21,23 @@ of the operator seen on its /metrics, Prometheus's own sample timestamps):
 * ``scale_down_before_window``: scale-downs to R replicas although a poll in the preceding
   window recommended more than R (HPA's recommendation, tolerance included). Must be 0.
 
-The same trace is then run through the operator's own pure ``decide()`` with the documented
+The peers run for real in the same run (bench/peers.py, bench/keda.py): the operator at each
+of ``--operator-polls`` (15, 5, 2), a KEDA ScaledObject and a plain HPA on KEDA's external
+metric, each scaling its own Deployment on the same series, every timing on one clock; first at
+the peers' defaults, then (a second phase, on a control plane whose HPA controller syncs every
+``--poll-seconds``) tuned to the operator's settings. The JSON line's ``peers`` holds each one's
+measured keys (``measured: true``); a peer that does not start or never scales fails the run.
+
+The same trace is also run through the operator's own pure ``decide()`` with the documented
 defaults of HPA (15 s sync, 0.1 tolerance, 300 s scale-down window) fed through
-prometheus-adapter (30-90 s lag), and of KEDA (HPA on top, 30 s pollingInterval), so the
-table in docs/benchmarks.md compares like with like.
+prometheus-adapter (30-90 s lag, which is not measured: prometheus-adapter is not built here),
+and of KEDA (HPA on top, 30 s pollingInterval): ``simulated`` in the JSON, printed beside the
+measured figures.
 
 The bench runs its own control plane (hack/cluster.sh, ports from 19440, state in
-.local/bench-autoscale) and stops it; ``--reuse-cluster`` uses the developer's instead.
-It prints one JSON line and records it in the "## Autoscaling" section of docs/benchmarks.md.
+.local/bench-autoscale) and stops it; ``--reuse-cluster`` uses the developer's instead (the
+defaults phase only). It prints one JSON line and records it in the "## Autoscaling" section
+of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -391,8 +400,10 @@ def record(path: Path, result: dict[str, Any], command: str) -> None:
     """Replace the JSON run in this section of docs/benchmarks.md (the prose around it stays)."""
     begin, end = "<!-- bench-autoscale begin -->", "<!-- bench-autoscale end -->"
     box = result["machine"]
+    load = box["load_average_1m"]
     entry = (
-        f"{begin}\n`{command}`, {result['date']}, {box['cpus']} cores ({box['platform']}):\n\n"
+        f"{begin}\n`{command}`, {result['date']}, {box['cpus']} cores ({box['platform']}), "
+        f"1-minute load average {load['start']} at the start, {load['end']} at the end:\n\n"
         f"```json\n{json.dumps(result)}\n```\n{end}"
     )
     record_in_section(path, section=SECTION, begin=begin, end=end, entry=entry)

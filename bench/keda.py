@@ -81,27 +81,15 @@ def issue_keda_certificate(pki: Path, out: Path) -> None:
 class KedaPorts:
     """Loopback ports from one base, clear of the control plane's (base .. base+6)."""
 
-    base: int
+    operator_metrics: int
+    operator_probe: int
+    metrics_service: int
+    adapter_secure: int
+    adapter_metrics: int
 
-    @property
-    def operator_metrics(self) -> int:
-        return self.base + 10
-
-    @property
-    def operator_probe(self) -> int:
-        return self.base + 11
-
-    @property
-    def metrics_service(self) -> int:
-        return self.base + 12
-
-    @property
-    def adapter_secure(self) -> int:
-        return self.base + 13
-
-    @property
-    def adapter_metrics(self) -> int:
-        return self.base + 14
+    @classmethod
+    def from_base(cls, base: int) -> KedaPorts:
+        return cls(*range(base + 10, base + 15))
 
 
 def aggregation_manifests(ca_pem: bytes, port: int) -> list[dict[str, Any]]:
@@ -137,7 +125,7 @@ class Keda:
     def __init__(self, cluster: LocalCluster, workdir: Path, *, port_base: int, home: Path) -> None:
         self.cluster = cluster
         self.workdir = workdir
-        self.ports = KedaPorts(port_base)
+        self.ports = KedaPorts.from_base(port_base)
         self.home = home
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -164,9 +152,8 @@ class Keda:
             "apply", "--server-side", "--force-conflicts", "--field-manager", "sbo-bench",
             "-f", str(self.home / "crds"),
         )  # fmt: skip
-        self.cluster.kubectl(
-            "wait", "--for=condition=Established", "crd/scaledobjects.keda.sh", "--timeout=60s"
-        )
+        # Not `kubectl wait`: it errors out when the status has no conditions yet.
+        self._wait(self.crds_established, 60, "KEDA's CRDs Established")
         for manifest in aggregation_manifests((certs / "ca.crt").read_bytes(), self.ports.adapter_secure):
             self.cluster.apply(manifest)
         env = {
@@ -239,6 +226,15 @@ class Keda:
             f"timed out after {timeout:.0f}s waiting for {what}"
             + "".join(self.log_tail(name) for name in self.processes)
         )
+
+    def crds_established(self) -> bool:
+        extensions = client.ApiextensionsV1Api(self.cluster.api)
+        try:
+            crd = extensions.read_custom_resource_definition("scaledobjects.keda.sh")
+        except client.ApiException:
+            return False
+        conditions = (crd.status.conditions if crd.status else None) or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
 
     def apiservice_available(self) -> bool:
         try:
