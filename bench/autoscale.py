@@ -413,6 +413,7 @@ def record(path: Path, result: dict[str, Any], command: str) -> None:
 def measure_peers(args: argparse.Namespace, trace: Sequence[Phase]) -> dict[str, dict[str, Any]]:
     """Every phase of bench.peers, one control plane each; the measured entries by scaler key."""
     settings = peers.PhaseSettings(
+        crd=CRD,
         query=QUERY,
         threshold=TARGET_PER_REPLICA,
         min_replicas=MIN_REPLICAS,

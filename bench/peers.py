@@ -52,8 +52,10 @@ MEASURED_KEYS = (
     "flaps",
     "flaps_in_noisy_hold",
     "overshoot_replicas_max",
+    "overshoot_by_phase",
     "scale_down_before_window",
     "step_down_seconds_after_load_drop",
+    "step_down_seconds_after_last_high_recommendation",
     "replica_seconds",
     "needed_replica_seconds",
     "replicas_at_end",
@@ -363,6 +365,7 @@ class Observed:
 class PhaseSettings:
     """What a phase needs from the benchmark proper (kept here so bench/autoscale.py only hooks in)."""
 
+    crd: Path  # the ScalableBackend CRD
     query: str
     threshold: float
     min_replicas: int
@@ -393,6 +396,27 @@ def run_phase(
     say = settings.say
     with contextlib.ExitStack() as stack:
         cluster = stack.enter_context(cluster_context())
+        cluster.kubectl(
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager",
+            "sbo-bench",
+            "-f",
+            str(settings.crd),
+        )
+        extensions = client.ApiextensionsV1Api(cluster.api)
+        _wait(
+            lambda: any(
+                c.type == "Established" and c.status == "True"
+                for c in (
+                    extensions.read_custom_resource_definition("scalablebackends.sbo.dev").status.conditions
+                    or []
+                )
+            ),
+            60,
+            "the ScalableBackend CRD Established",
+        )
         namespace = f"bench-peers-{secrets.token_hex(3)}"
         cluster.kubectl("create", "namespace", namespace)
         cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
@@ -542,17 +566,16 @@ def _create_scalers(
 def print_side_by_side(
     peers: Mapping[str, Mapping[str, Any]], simulated: Mapping[str, Mapping[str, Any]], out: Any = None
 ) -> None:
-    """Measured next to the replay of the same settings through decide() (marked "sim")."""
+    """One row per scaler: each figure measured, then (in brackets) the decide() replay of its settings."""
     out = out or sys.stderr
     rows = ("reaction_seconds_max", "scale_events", "flaps", "overshoot_replicas_max",
             "scale_down_before_window", "replica_seconds")  # fmt: skip
-    columns = [(key, "measured", peers[key]) for key in peers]
-    columns += [(key, "sim", simulated[key]) for key in peers if key in simulated]
-    width = max(len(key) for key, _, _ in columns) + 6
-    print("".ljust(26) + "".join(f"{key} ({how})".rjust(width) for key, how, _ in columns), file=out)
-    for row in rows:
-        cells = "".join(_cell(entry.get(row)).rjust(width) for _, _, entry in columns)
-        print(row.ljust(26) + cells, file=out)
+    headers = ("reaction max", "events", "flaps", "overshoot", "early downs", "replica-s")
+    print("measured (simulated)".ljust(18) + "".join(h.rjust(16) for h in headers), file=out)
+    for key, entry in peers.items():
+        replay = simulated.get(key, {})
+        cells = "".join(f"{_cell(entry.get(row))} ({_cell(replay.get(row))})".rjust(16) for row in rows)
+        print(key.ljust(18) + cells, file=out)
 
 
 def _cell(value: Any) -> str:
