@@ -146,6 +146,7 @@ class Keda:
         self.stop()
 
     def _start(self, timeout: float) -> None:
+        self._require_aggregation_layer()
         certs = self.workdir / "keda-certs"
         issue_keda_certificate(self.cluster.kubeconfig.parent / "pki", certs)
         self.cluster.kubectl(
@@ -226,6 +227,17 @@ class Keda:
             f"timed out after {timeout:.0f}s waiting for {what}"
             + "".join(self.log_tail(name) for name in self.processes)
         )
+
+    def _require_aggregation_layer(self) -> None:
+        """A control plane started before hack/cluster.sh set the front-proxy flags cannot serve KEDA."""
+        authentication = client.CoreV1Api(self.cluster.api).read_namespaced_config_map(
+            "extension-apiserver-authentication", "kube-system"
+        )
+        if "requestheader-client-ca-file" not in (authentication.data or {}):
+            raise KedaError(
+                "kube-apiserver runs without the aggregation layer's flags (--requestheader-*, "
+                "--proxy-client-*): restart the control plane (make cluster-down cluster-up)"
+            )
 
     def crds_established(self) -> bool:
         extensions = client.ApiextensionsV1Api(self.cluster.api)
