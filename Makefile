@@ -44,6 +44,11 @@ lock: | $(UV) ## Re-resolve uv.lock after editing dependencies
 tools: ## Build/install etcd, Kubernetes, kwok, helm, the Debian servers and the real node's tools (cached)
 	@hack/install-tools.sh all
 
+# Only the autoscaling benchmark and its KEDA test need KEDA: not part of "tools".
+.PHONY: keda
+keda: ## Build KEDA's operator and metrics server at the pinned version (cached; cold: minutes)
+	@hack/install-tools.sh keda
+
 ## ---- local control plane ----------------------------------------------------
 
 .PHONY: cluster-up
@@ -74,7 +79,7 @@ fmt: venv ## Format and autofix
 ## ---- tests ------------------------------------------------------------------
 
 .PHONY: test
-test: tools venv lint ## Set everything up, then run every test tier
+test: tools keda venv lint ## Set everything up, then run every test tier
 	@$(PYTEST)
 
 .PHONY: test-unit
@@ -82,7 +87,7 @@ test-unit: venv ## Unit tests only (no servers)
 	@$(PYTEST) -m unit
 
 .PHONY: test-integration
-test-integration: tools venv ## Integration tests (real apiserver, Postgres, Redis, Prometheus)
+test-integration: tools keda venv ## Integration tests (real apiserver, Postgres, Redis, Prometheus)
 	@$(PYTEST) -m integration
 
 .PHONY: test-node
@@ -128,8 +133,8 @@ bench-reconcile: tools venv ## N ScalableBackends to Ready vs a plain-client flo
 	@$(PY) -m bench.reconcile --n $(or $(N),100)
 
 .PHONY: bench-autoscale
-bench-autoscale: tools venv ## Autoscaler reaction time, flaps and overshoot on a load trace
-	@$(PY) -m bench.autoscale
+bench-autoscale: tools keda venv ## The operator, KEDA and the HPA on one load trace, measured
+	@$(PY) -m bench.autoscale $(ARGS)
 
 ## ---- shipping: chart, RBAC, images ------------------------------------------
 

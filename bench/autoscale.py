@@ -21,14 +21,23 @@ of the operator seen on its /metrics, Prometheus's own sample timestamps):
 * ``scale_down_before_window``: scale-downs to R replicas although a poll in the preceding
   window recommended more than R (HPA's recommendation, tolerance included). Must be 0.
 
-The same trace is then run through the operator's own pure ``decide()`` with the documented
+The peers run for real in the same run (bench/peers.py, bench/keda.py): the operator at each
+of ``--operator-polls`` (15, 5, 2), a KEDA ScaledObject and a plain HPA on KEDA's external
+metric, each scaling its own Deployment on the same series, every timing on one clock; first at
+the peers' defaults, then (a second phase, on a control plane whose HPA controller syncs every
+``--poll-seconds``) tuned to the operator's settings. The JSON line's ``peers`` holds each one's
+measured keys (``measured: true``); a peer that does not start or never scales fails the run.
+
+The same trace is also run through the operator's own pure ``decide()`` with the documented
 defaults of HPA (15 s sync, 0.1 tolerance, 300 s scale-down window) fed through
-prometheus-adapter (30-90 s lag), and of KEDA (HPA on top, 30 s pollingInterval), so the
-table in docs/benchmarks.md compares like with like.
+prometheus-adapter (30-90 s lag, which is not measured: prometheus-adapter is not built here),
+and of KEDA (HPA on top, 30 s pollingInterval): ``simulated`` in the JSON, printed beside the
+measured figures.
 
 The bench runs its own control plane (hack/cluster.sh, ports from 19440, state in
-.local/bench-autoscale) and stops it; ``--reuse-cluster`` uses the developer's instead.
-It prints one JSON line and records it in the "## Autoscaling" section of docs/benchmarks.md.
+.local/bench-autoscale) and stops it; ``--reuse-cluster`` uses the developer's instead (the
+defaults phase only). It prints one JSON line and records it in the "## Autoscaling" section
+of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -40,32 +49,25 @@ import math
 import os
 import platform
 import random
-import secrets
 import sys
-import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client
-
+from bench import peers
 from devkit.cluster import LocalCluster
 from devkit.measure import say
-from devkit.metric_target import MetricTarget
-from devkit.operator_process import OperatorProcess
 from devkit.paths import REPO
-from devkit.process import wait_until
-from devkit.prometheus import PrometheusServer
-from devkit.records import BENCHMARKS_DOC, record_json_result
+from devkit.records import BENCHMARKS_DOC, record_in_section
 from sbo_operator.api.autoscaling import AutoscalingHistory, AutoscalingSpec
 from sbo_operator.autoscaler.decide import decide
 from sbo_operator.autoscaler.samples import MetricSample
 
 DOCS = BENCHMARKS_DOC
 SECTION = "## Autoscaling (make bench-autoscale)"
+CRD = REPO / "crds" / "sbo.dev_scalablebackends.yaml"
 QUERY = 'sum(sbo_test_value{series="rps"})'
 NAME = "trace"
 TARGET_PER_REPLICA = 10.0
@@ -327,11 +329,13 @@ def comparisons(trace: Sequence[Phase]) -> dict[str, dict[str, Any]]:
 # ---- the real run -------------------------------------------------------------------------------------
 
 
-def backend(namespace: str, prometheus_url: str, poll_seconds: int, window: int) -> dict[str, Any]:
+def backend(
+    namespace: str, prometheus_url: str, poll_seconds: int, window: int, name: str = NAME
+) -> dict[str, Any]:
     return {
         "apiVersion": "sbo.dev/v1alpha1",
         "kind": "ScalableBackend",
-        "metadata": {"name": NAME, "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "image": "sbo-sample-app:0.1.0",
             "prometheus": {"url": prometheus_url, "pollSeconds": poll_seconds, "timeoutSeconds": 2},
@@ -343,120 +347,111 @@ def backend(namespace: str, prometheus_url: str, poll_seconds: int, window: int)
 
 
 @contextlib.contextmanager
-def bench_cluster(args: argparse.Namespace) -> Iterator[LocalCluster]:
+def bench_cluster(args: argparse.Namespace, hpa_sync_seconds: int = 15) -> Iterator[LocalCluster]:
     """A control plane of the bench's own (or, with --reuse-cluster, the developer's)."""
     if args.reuse_cluster:
-        cluster = LocalCluster.ensure()
-    else:
-        say(f"own control plane: ports from {args.port_base}, state in {args.local_dir}")
-        cluster = LocalCluster.fresh(args.local_dir, args.port_base)
-    with cluster:
-        yield cluster
-
-
-def metric_samples(operator: OperatorProcess, name: str) -> dict[str, float]:
+        with LocalCluster.ensure() as cluster:
+            yield cluster
+        return
+    say(
+        f"own control plane: ports from {args.port_base}, HPA sync {hpa_sync_seconds}s, "
+        f"state in {args.local_dir}"
+    )
+    cluster = LocalCluster.fresh(
+        args.local_dir, args.port_base, env={"SBO_HPA_SYNC_SECONDS": str(hpa_sync_seconds)}
+    )
     try:
-        return operator.metric_samples(name)
-    except Exception:
-        return {}
-
-
-def run_trace(args: argparse.Namespace, trace: Sequence[Phase]) -> Timeline:
-    with contextlib.ExitStack() as stack:
-        cluster = stack.enter_context(bench_cluster(args))
-        cluster.install_crd(field_manager="sbo-bench")
-        namespace = f"bench-autoscale-{secrets.token_hex(3)}"
-        cluster.kubectl("create", "namespace", namespace)
-        stack.callback(cluster.kubectl, "delete", "namespace", namespace, "--wait=false", check=False)
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-autoscale-")))
-        target = stack.enter_context(MetricTarget.start())
-        values = flatten(trace)
-        target.set(values[0][1], series="rps")
-        say("starting Prometheus (1 s scrape) and the operator")
-        prometheus = PrometheusServer.start(
-            workdir, scrape_targets={"target": [target.address]}, scrape_interval=f"{SCRAPE_SECONDS}s"
-        )
-        stack.callback(prometheus.destroy)
-        prometheus.wait_for_target("target")
-        operator = OperatorProcess(
-            kubeconfig=cluster.kubeconfig,
-            log_path=prometheus.server_dir / "operator.log",
-            env={"SBO_NAMESPACES": namespace, "SBO_RESYNC_SECONDS": "60", "SBO_LOG_LEVEL": "WARNING"},
-        )
-        stack.callback(operator.stop)
-        operator.start()
-        cluster.apply(backend(namespace, prometheus.url, args.poll_seconds, args.window))
-        apps = client.AppsV1Api(cluster.api)
-
-        def deployment_replicas() -> int | None:
-            try:
-                replicas = apps.read_namespaced_deployment(f"{NAME}-api", namespace).spec.replicas
-            except client.ApiException:
-                return None
-            return None if replicas is None else int(replicas)
-
-        wait_until(lambda: deployment_replicas() == 1, 120, "the Deployment with 1 replica", interval=0.5)
-        say(f"settling {args.poll_seconds * 2}s at the baseline, then the trace ({len(values)}s)")
-        time.sleep(args.poll_seconds * 2)
-
-        timeline = Timeline(initial_replicas=1)
-        start_wall = time.time()
-        start = time.monotonic()
-        second = -1
-        replicas = 1
-        polls_seen = sum(metric_samples(operator, "sbo_autoscaler_decisions_total").values())
-        phase_name = ""
-        while True:
-            elapsed = time.monotonic() - start
-            if elapsed >= len(values):
-                break
-            if int(elapsed) != second:
-                second = int(elapsed)
-                name, value = values[second]
-                target.set(value, series="rps")
-                if name != phase_name:
-                    say(f"phase {name} at {second}s (value {value:g}, replicas {replicas})")
-                    phase_name = name
-            now_replicas = deployment_replicas()
-            observed = time.monotonic() - start
-            if now_replicas is not None and now_replicas != replicas:
-                timeline.changes.append((observed, replicas, now_replicas))
-                say(f"  {observed:6.1f}s replicas {replicas} -> {now_replicas}")
-                replicas = now_replicas
-            decisions = metric_samples(operator, "sbo_autoscaler_decisions_total")
-            polls = sum(decisions.values())
-            if polls > polls_seen:
-                read = [
-                    v
-                    for k, v in metric_samples(operator, "sbo_autoscaler_metric_value").items()
-                    if namespace in k
-                ]
-                if read:
-                    timeline.polls.append((time.monotonic() - start, read[0], replicas))
-                polls_seen = polls
-            time.sleep(0.1)
-
-        answer = prometheus.query(f'sbo_test_value{{series="rps"}}[{len(values) + 30}s]')
-        for series in answer["data"]["result"]:
-            for ts, value in series["values"]:
-                if float(ts) >= start_wall - 0.5:
-                    timeline.samples.append((float(ts) - start_wall, float(value)))
-        timeline.samples.sort()
-        return timeline
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 def record(path: Path, result: dict[str, Any], command: str) -> None:
     """Replace the JSON run in this section of docs/benchmarks.md (the prose around it stays)."""
+    begin, end = "<!-- bench-autoscale begin -->", "<!-- bench-autoscale end -->"
     box = result["machine"]
-    heading = f"`{command}`, {result['date']}, {box['cpus']} cores ({box['platform']})"
-    record_json_result(path, result, section=SECTION, marker="bench-autoscale", heading=heading)
+    load = box["load_average_1m"]
+    entry = (
+        f"{begin}\n`{command}`, {result['date']}, {box['cpus']} cores ({box['platform']}), "
+        f"1-minute load average {load['start']} at the start, {load['end']} at the end:\n\n"
+        f"```json\n{json.dumps(result)}\n```\n{end}"
+    )
+    record_in_section(path, section=SECTION, begin=begin, end=end, entry=entry)
     say(f"recorded in {path}")
+
+
+def measure_peers(args: argparse.Namespace, trace: Sequence[Phase]) -> dict[str, dict[str, Any]]:
+    """Every phase of bench.peers, one control plane each; the measured entries by scaler key."""
+    settings = peers.PhaseSettings(
+        crd=CRD,
+        query=QUERY,
+        threshold=TARGET_PER_REPLICA,
+        min_replicas=MIN_REPLICAS,
+        max_replicas=MAX_REPLICAS,
+        scrape_seconds=SCRAPE_SECONDS,
+        keda_port_base=args.port_base,
+        backend=lambda name, namespace, url, poll: backend(namespace, url, poll, args.window, name=name),
+        say=say,
+    )
+    plans = peers.plans(
+        operator_polls=args.operator_polls, window=args.window, tuned_period=args.poll_seconds
+    )
+    measured: dict[str, dict[str, Any]] = {}
+    for plan in plans:
+        if plan.name not in args.phases:
+            continue
+        if args.reuse_cluster and plan.hpa_sync_seconds != peers.HPA_DEFAULT_SYNC:
+            raise SystemExit(
+                "the tuned phase restarts the control plane with another HPA sync: not with --reuse-cluster"
+            )
+        observed = peers.run_phase(
+            plan, flatten(trace), settings, lambda p=plan: bench_cluster(args, p.hpa_sync_seconds)
+        )
+        for scaler in plan.scalers:
+            timeline = Timeline(
+                samples=observed.samples,
+                changes=observed.changes[scaler.key],
+                polls=observed.reads[scaler.key],
+            )
+            summary = analyse(
+                timeline, trace, window=scaler.window_seconds, poll_seconds=scaler.period_seconds
+            )
+            measured[scaler.key] = peers.measured_entry(summary, scaler, plan)
+    peers.check_scaled(measured)
+    return measured
+
+
+def simulated_counterparts(args: argparse.Namespace, trace: Sequence[Phase]) -> dict[str, dict[str, Any]]:
+    """The replay through decide() of each measured scaler's settings (KEDA's HPA queries at once)."""
+    out: dict[str, dict[str, Any]] = {}
+    for plan in peers.plans(
+        operator_polls=args.operator_polls, window=args.window, tuned_period=args.poll_seconds
+    ):
+        for scaler in plan.scalers:
+            lag = SCRAPE_SECONDS if scaler.kind == "sbo" else 0
+            timeline = simulate(trace, period=scaler.period_seconds, lag=lag, window=scaler.window_seconds)
+            summary = analyse(
+                timeline, trace, window=scaler.window_seconds, poll_seconds=scaler.period_seconds
+            )
+            summary.pop("reaction_seconds")
+            out[scaler.key] = {"simulated": True, **summary}
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m bench.autoscale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--poll-seconds", type=int, default=5, help="spec.prometheus.pollSeconds (default 5)")
+    parser.add_argument(
+        "--operator-polls",
+        type=_ints,
+        default=(15, 5, 2),
+        help="the operator's pollSeconds measured (15,5,2)",
+    )
+    parser.add_argument(
+        "--phases", type=lambda text: tuple(text.split(",")), default=("defaults", "tuned"),
+        help="peer phases to run: defaults,tuned",
+    )  # fmt: skip
     parser.add_argument("--window", type=int, default=30, help="scaleDown.stabilizationSeconds (default 30)")
     parser.add_argument("--port-base", type=int, default=19440, help="the bench control plane's ports")
     parser.add_argument("--local-dir", type=Path, default=REPO / ".local" / "bench-autoscale")
@@ -464,6 +459,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--simulate-only", action="store_true", help="only the HPA/KEDA/decide() replays")
     parser.add_argument("--no-record", action="store_true", help="do not write docs/benchmarks.md")
     args = parser.parse_args(argv)
+    if args.poll_seconds not in args.operator_polls:
+        parser.error("--poll-seconds must be one of --operator-polls")
 
     trace = build_trace()
     result: dict[str, Any] = {
@@ -475,21 +472,38 @@ def main(argv: Sequence[str] | None = None) -> None:
         "trace_seconds": len(flatten(trace)),
         "trace": {phase.name: len(phase.values) for phase in trace},
     }
+    load_before = os.getloadavg()
     if not args.simulate_only:
-        timeline = run_trace(args, trace)
-        measured = analyse(timeline, trace, window=args.window, poll_seconds=args.poll_seconds)
-        reaction_max = measured["reaction_seconds_max"]
-        measured["reaction_target_met"] = reaction_max is not None and reaction_max <= args.poll_seconds + 1
-        result.update(measured)
+        measured_peers = measure_peers(args, trace)
+        # The top-level keys stay this operator's, at --poll-seconds, from the defaults phase.
+        ours = measured_peers.get(f"sbo_poll{args.poll_seconds}") or next(
+            entry for entry in measured_peers.values() if entry["kind"] == "sbo"
+        )
+        result.update({key: value for key, value in ours.items() if key in peers.MEASURED_KEYS})
+        reaction_max = ours["reaction_seconds_max"]
+        result["reaction_target_met"] = reaction_max is not None and reaction_max <= args.poll_seconds + 1
+        result["peers"] = measured_peers
+        result["targets"] = peers.targets(measured_peers, operator_poll=args.poll_seconds)
     simulated_sbo = simulate(trace, period=args.poll_seconds, lag=SCRAPE_SECONDS, window=args.window)
     sbo = analyse(simulated_sbo, trace, window=args.window, poll_seconds=args.poll_seconds)
     sbo.pop("reaction_seconds")
-    result["simulated"] = {"sbo_same_settings": sbo, **comparisons(trace)}
+    counterparts = simulated_counterparts(args, trace)
+    result["simulated"] = {"sbo_same_settings": sbo, **comparisons(trace), "peers": counterparts}
+    if "peers" in result:
+        peers.print_side_by_side(result["peers"], counterparts)
     result["date"] = datetime.now(UTC).date().isoformat()
-    result["machine"] = {"cpus": os.cpu_count(), "platform": platform.machine()}
+    result["machine"] = {
+        "cpus": os.cpu_count(),
+        "platform": platform.machine(),
+        "load_average_1m": {"start": round(load_before[0], 2), "end": round(os.getloadavg()[0], 2)},
+    }
     print(json.dumps(result), flush=True)
     if not args.no_record and not args.simulate_only:
         record(DOCS, result, "make bench-autoscale")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(","))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@
 # State lives in .local/ (override with SBO_LOCAL_DIR): PKI, kubeconfigs,
 # etcd data, logs/ and pids/. Ports come from SBO_PORT_BASE (default 16440),
 # so two checkouts can run side by side with different bases.
+# SBO_HPA_SYNC_SECONDS sets the HPA controller's sync period (default 15, as
+# upstream); the autoscaling benchmark's "tuned" phase lowers it.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -146,6 +148,21 @@ subjectAltName=IP:127.0.0.1,IP:$bridge_ip,IP:198.19.0.1,DNS:localhost,DNS:kubern
   issue_cert scheduler "/CN=system:kube-scheduler" "$client"
   # kwok plays every kubelet; it needs to write node and pod status cluster-wide.
   issue_cert kwok "/O=system:masters/CN=kwok" "$client"
+  # The aggregation layer (APIServices such as KEDA's external metrics server):
+  # kube-apiserver proxies to them with a client certificate of its own, from a
+  # CA of its own, which the extension servers trust for requestheader auth.
+  if [ ! -f "$pki/front-proxy-ca.crt" ]; then
+    openssl req -x509 -new -newkey rsa:2048 -nodes -keyout "$pki/front-proxy-ca.key" \
+      -subj "/CN=sbo-local-front-proxy-ca" -days 3650 -sha256 -out "$pki/front-proxy-ca.crt" 2>/dev/null
+  fi
+  if [ ! -f "$pki/front-proxy-client.crt" ]; then
+    openssl req -new -newkey rsa:2048 -nodes -keyout "$pki/front-proxy-client.key" \
+      -subj "/CN=front-proxy-client" -out "$pki/front-proxy-client.csr" 2>/dev/null
+    openssl x509 -req -in "$pki/front-proxy-client.csr" -CA "$pki/front-proxy-ca.crt" \
+      -CAkey "$pki/front-proxy-ca.key" -CAcreateserial -days 3650 -sha256 \
+      -extfile <(printf '%s\n' "$client") -out "$pki/front-proxy-client.crt" 2>/dev/null
+    rm -f "$pki/front-proxy-client.csr"
+  fi
   if [ ! -f "$pki/service-account.key" ]; then
     openssl genrsa -out "$pki/service-account.key" 2048 2>/dev/null
     openssl rsa -in "$pki/service-account.key" -pubout -out "$pki/service-account.pub" 2>/dev/null
@@ -215,6 +232,13 @@ start_apiserver() {
     --enable-admission-plugins NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,PersistentVolumeClaimResize,PodSecurity,ResourceQuota,StorageObjectInUseProtection,NodeRestriction \
     --allow-privileged=false \
     --endpoint-reconciler-type "$endpoint_reconciler" \
+    --requestheader-client-ca-file "$pki/front-proxy-ca.crt" \
+    --requestheader-allowed-names front-proxy-client \
+    --requestheader-username-headers X-Remote-User \
+    --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --proxy-client-cert-file "$pki/front-proxy-client.crt" \
+    --proxy-client-key-file "$pki/front-proxy-client.key" \
     --v 1
   wait_for kube-apiserver 120 curl -fsS --cacert "$pki/ca.crt" \
     --cert "$pki/admin.crt" --key "$pki/admin.key" "$server/readyz"
@@ -237,6 +261,7 @@ start_controller_manager() {
     --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
     --controllers '*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller' \
     --kube-api-qps 200 --kube-api-burst 400 \
+    --horizontal-pod-autoscaler-sync-period "${SBO_HPA_SYNC_SECONDS:-15}s" \
     --leader-elect=false --v 1
   wait_for kube-controller-manager 60 curl -fsSk "https://127.0.0.1:$controller_manager_port/healthz"
 }

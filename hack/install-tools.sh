@@ -5,6 +5,9 @@
 #   hack/install-tools.sh bin-dir    print the directory the binaries live in
 #   hack/install-tools.sh go-tools | servers | node   install only one group
 #   hack/install-tools.sh cni-dir | images-dir   where the real node's CNI plugins and images live
+#   hack/install-tools.sh keda       KEDA's operator and metrics server, only for
+#                                    make bench-autoscale and its test (not in "all")
+#   hack/install-tools.sh keda-dir   print the directory KEDA's build lands in
 #
 # "node" is the real node (kubelet, kube-proxy, containerd, runc, the CNI
 # plugins, CoreDNS and the pause/probe images); see docs/development.md.
@@ -202,6 +205,40 @@ install_go_tools() {
   say "go tools ready in $bin_dir"
 }
 
+# KEDA, as the benchmark's real peer: its operator and its metrics API server
+# (the "adapter"), built at the pinned version from the Go module proxy, plus
+# its CRDs copied from the same module (config/crd/bases) - nothing of KEDA's
+# is committed here. The directory carries KEDA's version, so a bump rebuilds.
+# It is built inside the downloaded module, as KEDA's own Makefile does, so its
+# go.mod (replace directives included) and go.sum decide every dependency.
+keda_dir="$tools_dir/keda-${KEDA_VERSION}"
+
+install_keda() {
+  if [ -x "$keda_dir/bin/keda-operator" ] && [ -x "$keda_dir/bin/keda-adapter" ] \
+    && [ -f "$keda_dir/crds/keda.sh_scaledobjects.yaml" ]; then
+    say "keda $KEDA_VERSION: already built"; return
+  fi
+  need go "install Go (https://go.dev/doc/install) or the golang-go Debian package"
+  local module started
+  started="$(date +%s)"
+  say "keda $KEDA_VERSION: downloading github.com/kedacore/keda/v2 from the Go module proxy"
+  module="$(cd "$(mktemp -d)" && go mod download -json "github.com/kedacore/keda/v2@$KEDA_VERSION" \
+    | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
+  [ -f "$module/go.mod" ] || die "could not download github.com/kedacore/keda/v2@$KEDA_VERSION"
+  mkdir -p "$keda_dir/bin" "$keda_dir/crds"
+  local ldflags="-s -w -X=github.com/kedacore/keda/v2/version.Version=${KEDA_VERSION#v}"
+  say "keda $KEDA_VERSION: compiling cmd/operator and cmd/adapter (10+ minutes on a cold cache)"
+  (
+    cd "$module"
+    CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags "$ldflags" \
+      -o "$keda_dir/bin/keda-operator" ./cmd/operator >&2
+    CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags "$ldflags" \
+      -o "$keda_dir/bin/keda-adapter" ./cmd/adapter >&2
+  )
+  install -m 0644 "$module"/config/crd/bases/*.yaml "$keda_dir/crds/"
+  say "keda $KEDA_VERSION: built in $(( $(date +%s) - started ))s into $keda_dir"
+}
+
 # Debian's servers: PostgreSQL, Redis and Prometheus (with promtool).
 install_servers() {
   local pkgs=()
@@ -350,6 +387,8 @@ case "${1:-all}" in
   go-tools) install_go_tools ;;
   servers) install_servers ;;
   node) install_node ;;
+  keda) install_keda ;;
+  keda-dir) echo "$keda_dir" ;;
   all) install_servers; install_go_tools; install_node ;;
-  *) die "unknown command '$1'; use one of: all, go-tools, servers, node, bin-dir, cni-dir, images-dir" ;;
+  *) die "unknown command '$1'; use one of: all, go-tools, servers, node, keda, bin-dir, cni-dir, images-dir, keda-dir" ;;
 esac

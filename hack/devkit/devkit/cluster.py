@@ -48,6 +48,7 @@ class LocalCluster:
     local_dir: Path
     port_base: int | None = None  # None: $SBO_PORT_BASE, else the script's default
     started_here: bool = False
+    script_env: dict[str, str] = dataclasses.field(default_factory=dict)  # e.g. SBO_HPA_SYNC_SECONDS
     _api: client.ApiClient | None = dataclasses.field(default=None, repr=False)
 
     # ---- starting and stopping -------------------------------------------------------------------
@@ -66,9 +67,12 @@ class LocalCluster:
         return cluster
 
     @classmethod
-    def fresh(cls, local_dir: Path, port_base: int) -> LocalCluster:
-        """A control plane of the caller's own, from an empty etcd; stop it with :meth:`stop`."""
-        cluster = cls(local_dir=local_dir.resolve(), port_base=port_base)
+    def fresh(cls, local_dir: Path, port_base: int, *, env: dict[str, str] | None = None) -> LocalCluster:
+        """A control plane of the caller's own, from an empty etcd; stop it with :meth:`stop`.
+
+        ``env`` adds settings of hack/cluster.sh, such as SBO_HPA_SYNC_SECONDS.
+        """
+        cluster = cls(local_dir=local_dir.resolve(), port_base=port_base, script_env=dict(env or {}))
         cluster.start_fresh()
         return cluster
 
@@ -114,7 +118,7 @@ class LocalCluster:
         return probe.returncode == 0
 
     def _script(self, command: str) -> None:
-        env = {**os.environ, "SBO_LOCAL_DIR": str(self.local_dir)}
+        env = {**os.environ, **self.script_env, "SBO_LOCAL_DIR": str(self.local_dir)}
         if self.port_base is not None:
             env["SBO_PORT_BASE"] = str(self.port_base)
         # The script's progress goes to stderr (fd 2, whatever sys.stderr was replaced with):
