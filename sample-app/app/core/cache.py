@@ -19,6 +19,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 
+from app.core.config import Settings
 from app.core.db import format_lsn, parse_lsn
 from app.core.metrics import Metrics
 from app.core.redis_client import RedisGateway, RedisUnavailable
@@ -86,6 +87,19 @@ class EntityCache:
         self._inflight: dict[tuple[str, str | None], asyncio.Future[bytes | None]] = {}
         self._fill = redis.client.register_script(_FILL_SCRIPT)
         self._release = redis.client.register_script(_RELEASE_SCRIPT)
+
+    @classmethod
+    def from_settings(cls, redis: RedisGateway, metrics: Metrics, settings: Settings) -> EntityCache:
+        """The cache as the settings configure it (the API and the worker share one configuration)."""
+        return cls(
+            redis,
+            metrics,
+            enabled=settings.CACHE_ENABLED,
+            ttl_seconds=settings.CACHE_TTL_SECONDS,
+            fence_seconds=settings.READ_YOUR_WRITES_SECONDS,
+            lock_seconds=settings.CACHE_FILL_LOCK_SECONDS,
+            wait_seconds=settings.CACHE_FILL_WAIT_SECONDS,
+        )
 
     @staticmethod
     def key(resource: str, entity_id: int) -> str:
