@@ -81,14 +81,7 @@ def build_api_deployment(
     ``secret_uids``: the generated Secrets' uids (see :func:`annotate_secret_uids`).
     """
     container = _api_container(backend, app_image(backend, image or backend.spec.api.image))
-    return app_deployment(
-        backend,
-        component=Component.API,
-        name=child_names(backend).api,
-        replicas=replicas,
-        container=container,
-        secret_uids=secret_uids,
-    )
+    return app_deployment(backend, Component.API, container, replicas=replicas, secret_uids=secret_uids)
 
 
 def build_api_service(backend: ScalableBackend) -> Manifest:
@@ -114,7 +107,7 @@ def build_api_service(backend: ScalableBackend) -> Manifest:
 
 def build_api_pdb(backend: ScalableBackend) -> Manifest:
     """``<name>-api``: voluntary disruptions take at most one api pod at a time."""
-    return app_pdb(backend, component=Component.API, name=child_names(backend).api)
+    return app_pdb(backend, Component.API)
 
 
 def build_api_ingress(backend: ScalableBackend) -> Manifest | None:

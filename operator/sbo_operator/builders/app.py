@@ -19,7 +19,7 @@ external database, at the cost of owning that variable.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from sbo_operator.api.v1alpha1 import ApiSpec, EnvVar, ScalableBackend, WorkerSpec
 from sbo_operator.builders import Manifest
@@ -184,22 +184,31 @@ def app_pod_template(
     return {"metadata": {"labels": common_labels(backend, component)}, "spec": spec}
 
 
+AppComponent = Literal[Component.API, Component.WORKER]
+
+
+def _app_workload_metadata(backend: ScalableBackend, component: AppComponent) -> dict[str, Any]:
+    """Metadata of ``<name>-api`` or ``<name>-worker`` (the Deployment and its PodDisruptionBudget)."""
+    names = child_names(backend)
+    name = names.api if component is Component.API else names.worker
+    return object_metadata(backend, name=name, component=component)
+
+
 def app_deployment(
     backend: ScalableBackend,
-    *,
-    component: Component,
-    name: str,
-    replicas: int,
+    component: AppComponent,
     container: dict[str, Any],
+    *,
+    replicas: int,
     secret_uids: Mapping[str, str],
 ) -> Manifest:
-    """The api's or the worker's Deployment: rolls with maxUnavailable 0, spreads over nodes and zones."""
+    """``<name>-api`` or ``<name>-worker``: rolls with maxUnavailable 0, spreads over nodes and zones."""
     if replicas < 0:
         raise ValueError(f"replicas must not be negative, got {replicas}")
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": object_metadata(backend, name=name, component=component),
+        "metadata": _app_workload_metadata(backend, component),
         "spec": {
             "replicas": replicas,
             "revisionHistoryLimit": 5,
@@ -212,12 +221,12 @@ def app_deployment(
     }
 
 
-def app_pdb(backend: ScalableBackend, *, component: Component, name: str) -> Manifest:
-    """The api's or the worker's PodDisruptionBudget: voluntary disruptions take one pod at a time."""
+def app_pdb(backend: ScalableBackend, component: AppComponent) -> Manifest:
+    """``<name>-api`` or ``<name>-worker``: voluntary disruptions take one pod at a time."""
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": object_metadata(backend, name=name, component=component),
+        "metadata": _app_workload_metadata(backend, component),
         "spec": {
             "maxUnavailable": 1,
             "selector": {"matchLabels": selector_labels(backend, component)},

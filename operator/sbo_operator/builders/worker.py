@@ -8,7 +8,6 @@ from sbo_operator.api.v1alpha1 import ScalableBackend
 from sbo_operator.builders import Manifest
 from sbo_operator.builders.app import app_container, app_deployment, app_image, app_pdb
 from sbo_operator.builders.labels import Component
-from sbo_operator.builders.names import child_names
 from sbo_operator.builders.pods import NO_SECRET_UIDS
 
 __all__ = ["build_worker_deployment", "build_worker_pdb"]
@@ -32,18 +31,11 @@ def build_worker_deployment(
         return None
     image = app_image(backend, image or worker.image)
     container = app_container(backend, name="worker", image=image, command=worker.command, spec=worker)
-    return app_deployment(
-        backend,
-        component=Component.WORKER,
-        name=child_names(backend).worker,
-        replicas=replicas,
-        container=container,
-        secret_uids=secret_uids,
-    )
+    return app_deployment(backend, Component.WORKER, container, replicas=replicas, secret_uids=secret_uids)
 
 
 def build_worker_pdb(backend: ScalableBackend) -> Manifest | None:
     """``<name>-worker``: at most one worker pod disrupted at a time; None without a worker."""
     if backend.spec.worker is None:
         return None
-    return app_pdb(backend, component=Component.WORKER, name=child_names(backend).worker)
+    return app_pdb(backend, Component.WORKER)
