@@ -84,7 +84,7 @@ class TaskWorker:
         self.stream = settings.TASK_STREAM
         self.group = settings.TASK_GROUP
         gateway = RedisGateway(client, CircuitBreaker(1, 0.5), metrics)
-        self.cache = EntityCache.from_settings(gateway, metrics, settings)
+        self.cache = EntityCache(gateway, metrics, settings)
 
     async def ensure_group(self) -> None:
         """Create the consumer group from the start of the stream (entries added before it count)."""

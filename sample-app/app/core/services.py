@@ -36,7 +36,7 @@ class Services:
             metrics=metrics,
             db=Database(settings, metrics),
             redis=redis,
-            cache=EntityCache.from_settings(redis, metrics, settings),
+            cache=EntityCache(redis, metrics, settings),
             limiter=RateLimiter(
                 redis,
                 limit=settings.RATE_LIMIT_REQUESTS,
