@@ -28,80 +28,67 @@ class Progress:
     message: str
 
 
+@dataclasses.dataclass(frozen=True)
+class _Observed:
+    """A workload whose controller has seen its latest spec: its replica counts and status."""
+
+    kind: str
+    name: str
+    replicas: int
+    ready_replicas: int
+    status: dict[str, Any]
+
+    def progress(self, ready: bool, reason: Reason, detail: str) -> Progress:
+        return Progress(
+            ready, self.replicas, self.ready_replicas, reason, f"{self.kind} {self.name}: {detail}"
+        )
+
+
+def _observe(kind: str, workload: dict[str, Any] | None, name: str) -> _Observed | Progress:
+    """The workload's counts, or its Progress already if it is absent or its change is not seen yet."""
+    if workload is None:
+        return Progress(False, 0, 0, Reason.CREATING, f"{kind} {name} does not exist yet")
+    spec, status = workload.get("spec", {}), workload.get("status") or {}
+    observed = _Observed(
+        kind, name, int(spec.get("replicas", 1)), int(status.get("readyReplicas", 0)), status
+    )
+    if status.get("observedGeneration", 0) < workload["metadata"].get("generation", 0):
+        return observed.progress(False, Reason.PROGRESSING, "change not seen yet")
+    return observed
+
+
 def deployment_progress(deployment: dict[str, Any] | None, *, name: str) -> Progress:
     """Ready when the newest ReplicaSet has every replica updated and available."""
-    if deployment is None:
-        return Progress(False, 0, 0, Reason.CREATING, f"Deployment {name} does not exist yet")
-    spec, status = deployment.get("spec", {}), deployment.get("status") or {}
-    replicas = int(spec.get("replicas", 1))
-    ready_replicas = int(status.get("readyReplicas", 0))
-    if status.get("observedGeneration", 0) < deployment["metadata"].get("generation", 0):
-        return Progress(
-            False, replicas, ready_replicas, Reason.PROGRESSING, f"Deployment {name}: change not seen yet"
-        )
+    observed = _observe("Deployment", deployment, name)
+    if isinstance(observed, Progress):
+        return observed
+    status, replicas = observed.status, observed.replicas
     for condition in status.get("conditions") or ():
         if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
-            return Progress(
-                False,
-                replicas,
-                ready_replicas,
-                Reason.PROGRESS_DEADLINE_EXCEEDED,
-                f"Deployment {name}: {condition.get('message', 'rollout is stuck')}",
+            return observed.progress(
+                False, Reason.PROGRESS_DEADLINE_EXCEEDED, condition.get("message", "rollout is stuck")
             )
     updated = int(status.get("updatedReplicas", 0))
     available = int(status.get("availableReplicas", 0))
     total = int(status.get("replicas", 0))
     if updated < replicas or available < replicas or total > replicas:
-        return Progress(
-            False,
-            replicas,
-            ready_replicas,
-            Reason.ROLLING_OUT,
-            f"Deployment {name}: {updated}/{replicas} updated, {available}/{replicas} available",
+        return observed.progress(
+            False, Reason.ROLLING_OUT, f"{updated}/{replicas} updated, {available}/{replicas} available"
         )
-    return Progress(
-        True,
-        replicas,
-        ready_replicas,
-        Reason.AVAILABLE,
-        f"Deployment {name}: {ready_replicas}/{replicas} ready",
-    )
+    return observed.progress(True, Reason.AVAILABLE, f"{observed.ready_replicas}/{replicas} ready")
 
 
 def statefulset_progress(statefulset: dict[str, Any] | None, *, name: str) -> Progress:
     """Ready when every replica is ready on the current revision."""
-    if statefulset is None:
-        return Progress(False, 0, 0, Reason.CREATING, f"StatefulSet {name} does not exist yet")
-    spec, status = statefulset.get("spec", {}), statefulset.get("status") or {}
-    replicas = int(spec.get("replicas", 1))
-    ready_replicas = int(status.get("readyReplicas", 0))
-    if status.get("observedGeneration", 0) < statefulset["metadata"].get("generation", 0):
-        return Progress(
-            False, replicas, ready_replicas, Reason.PROGRESSING, f"StatefulSet {name}: change not seen yet"
-        )
+    observed = _observe("StatefulSet", statefulset, name)
+    if isinstance(observed, Progress):
+        return observed
+    status, replicas, ready_replicas = observed.status, observed.replicas, observed.ready_replicas
     if ready_replicas < replicas:
-        return Progress(
-            False,
-            replicas,
-            ready_replicas,
-            Reason.PODS_NOT_READY,
-            f"StatefulSet {name}: {ready_replicas}/{replicas} ready",
-        )
+        return observed.progress(False, Reason.PODS_NOT_READY, f"{ready_replicas}/{replicas} ready")
     if status.get("updateRevision") and status.get("currentRevision") != status.get("updateRevision"):
-        return Progress(
-            False,
-            replicas,
-            ready_replicas,
-            Reason.ROLLING_OUT,
-            f"StatefulSet {name}: rolling out a new revision",
-        )
-    return Progress(
-        True,
-        replicas,
-        ready_replicas,
-        Reason.AVAILABLE,
-        f"StatefulSet {name}: {ready_replicas}/{replicas} ready",
-    )
+        return observed.progress(False, Reason.ROLLING_OUT, "rolling out a new revision")
+    return observed.progress(True, Reason.AVAILABLE, f"{ready_replicas}/{replicas} ready")
 
 
 def job_state(job: dict[str, Any] | None) -> JobState:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +22,23 @@ ORDER_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
 
 class ConflictError(Exception):
     """The request is valid but conflicts with the current state (answered with 409)."""
+
+
+ListedT = TypeVar("ListedT", Task, Order)
+
+
+async def _page_newest_first(
+    session: AsyncSession, model: type[ListedT], *, offset: int, limit: int, status: str | None
+) -> tuple[Sequence[ListedT], int]:
+    """One page of ``model`` rows, newest first, optionally with one status; and how many match."""
+    query = select(model)
+    count_query = select(func.count()).select_from(model)
+    if status is not None:
+        query = query.where(model.status == status)
+        count_query = count_query.where(model.status == status)
+    count = await session.scalar(count_query) or 0
+    rows = (await session.scalars(query.order_by(model.id.desc()).offset(offset).limit(limit))).all()
+    return rows, count
 
 
 # ---- users ------------------------------------------------------------------------------
@@ -52,14 +70,7 @@ async def create_task(session: AsyncSession, task_in: TaskCreate, owner_id: int)
 async def list_tasks(
     session: AsyncSession, *, offset: int, limit: int, status: str | None = None
 ) -> tuple[Sequence[Task], int]:
-    query = select(Task)
-    count_query = select(func.count()).select_from(Task)
-    if status is not None:
-        query = query.where(Task.status == status)
-        count_query = count_query.where(Task.status == status)
-    count = await session.scalar(count_query) or 0
-    rows = (await session.scalars(query.order_by(Task.id.desc()).offset(offset).limit(limit))).all()
-    return rows, count
+    return await _page_newest_first(session, Task, offset=offset, limit=limit, status=status)
 
 
 async def update_task(session: AsyncSession, task: Task, task_in: TaskUpdate) -> Task:
@@ -92,14 +103,8 @@ async def create_order(session: AsyncSession, order_in: OrderCreate, owner_id: i
 async def list_orders(
     session: AsyncSession, *, offset: int, limit: int, status: OrderStatus | None = None
 ) -> tuple[Sequence[Order], int]:
-    query = select(Order)
-    count_query = select(func.count()).select_from(Order)
-    if status is not None:
-        query = query.where(Order.status == status.value)
-        count_query = count_query.where(Order.status == status.value)
-    count = await session.scalar(count_query) or 0
-    rows = (await session.scalars(query.order_by(Order.id.desc()).offset(offset).limit(limit))).all()
-    return rows, count
+    status_value = None if status is None else status.value
+    return await _page_newest_first(session, Order, offset=offset, limit=limit, status=status_value)
 
 
 async def update_order(session: AsyncSession, order: Order, order_in: OrderUpdate) -> Order:

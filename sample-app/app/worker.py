@@ -84,15 +84,7 @@ class TaskWorker:
         self.stream = settings.TASK_STREAM
         self.group = settings.TASK_GROUP
         gateway = RedisGateway(client, CircuitBreaker(1, 0.5), metrics)
-        self.cache = EntityCache(
-            gateway,
-            metrics,
-            enabled=settings.CACHE_ENABLED,
-            ttl_seconds=settings.CACHE_TTL_SECONDS,
-            fence_seconds=settings.READ_YOUR_WRITES_SECONDS,
-            lock_seconds=settings.CACHE_FILL_LOCK_SECONDS,
-            wait_seconds=settings.CACHE_FILL_WAIT_SECONDS,
-        )
+        self.cache = EntityCache(gateway, metrics, settings)
 
     async def ensure_group(self) -> None:
         """Create the consumer group from the start of the stream (entries added before it count)."""

@@ -318,6 +318,12 @@ class PostgresServer(ManagedProcess):
             cur.execute(sql.encode(), params)  # bytes: tests pass trusted literal SQL
             return list(cur.fetchall()) if cur.description is not None else []
 
+    def wait_for_true(
+        self, sql: str, params: Sequence[Any], *, timeout: float, what: str, log: Path | None = None
+    ) -> None:
+        """Poll ``sql`` (one row, one boolean-like value) on this server until it answers true."""
+        wait_until(lambda: bool(self.execute(sql, params)[0][0]), timeout, what, log=log or self.log_path)
+
     def create_database(self, name: str) -> str:
         """Create a database (on a primary) and return its name."""
         self.execute(f'CREATE DATABASE "{name}"')
@@ -334,15 +340,12 @@ class PostgresServer(ManagedProcess):
         """Wait until this replica has replayed everything its primary has written so far."""
         primary = self._require_replica()
         (target,) = primary.execute("SELECT pg_current_wal_insert_lsn()::text")[0]
-
-        def caught_up() -> bool:
-            rows = self.execute(
-                "SELECT coalesce(pg_last_wal_replay_lsn() >= %s::pg_lsn, false)",
-                (target,),
-            )
-            return bool(rows[0][0])
-
-        wait_until(caught_up, timeout, f"replica on port {self.port} to replay {target}", log=self.log_path)
+        self.wait_for_true(
+            "SELECT coalesce(pg_last_wal_replay_lsn() >= %s::pg_lsn, false)",
+            (target,),
+            timeout=timeout,
+            what=f"replica on port {self.port} to replay {target}",
+        )
 
     def pause_replay(self) -> None:
         """Stop applying WAL (streaming continues): reads from this replica go stale."""
@@ -407,13 +410,11 @@ def start_replica_of(
     signal_file.touch()
     run_as.own(signal_file)
     replica.start_again(timeout=timeout)
-
-    def streaming() -> bool:
-        rows = primary.execute(
-            "SELECT count(*) FROM pg_stat_replication WHERE application_name = %s AND state = 'streaming'",
-            (application_name,),
-        )
-        return bool(rows[0][0])
-
-    wait_until(streaming, timeout, f"replica on port {replica.port} to stream", log=replica.log_path)
+    primary.wait_for_true(
+        "SELECT count(*) FROM pg_stat_replication WHERE application_name = %s AND state = 'streaming'",
+        (application_name,),
+        timeout=timeout,
+        what=f"replica on port {replica.port} to stream",
+        log=replica.log_path,
+    )
     return replica

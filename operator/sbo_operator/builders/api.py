@@ -15,7 +15,7 @@ from typing import Any
 
 from sbo_operator.api.v1alpha1 import ScalableBackend
 from sbo_operator.builders import Manifest
-from sbo_operator.builders.app import app_container, app_env, app_image, app_pod_template
+from sbo_operator.builders.app import app_container, app_deployment, app_image, app_pdb, app_pod_template
 from sbo_operator.builders.labels import Component, object_metadata, selector_labels
 from sbo_operator.builders.names import API_SERVICE_PORT, child_names
 from sbo_operator.builders.pods import NO_SECRET_UIDS, annotate_secret_uids
@@ -49,14 +49,7 @@ def build_app_service_account(backend: ScalableBackend) -> Manifest:
 
 def _api_container(backend: ScalableBackend, image: str) -> dict[str, Any]:
     api = backend.spec.api
-    container = app_container(
-        backend,
-        name="api",
-        image=image,
-        command=api.command,
-        env=app_env(backend, api.env),
-        resources=api.resources,
-    )
+    container = app_container(backend, name="api", image=image, command=api.command, spec=api)
     container["ports"] = [{"containerPort": api.port, "name": HTTP_PORT_NAME, "protocol": "TCP"}]
 
     def http_probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
@@ -87,24 +80,8 @@ def build_api_deployment(
     spec.api.image or spec.image; the reconciler passes the old image while migrations run.
     ``secret_uids``: the generated Secrets' uids (see :func:`annotate_secret_uids`).
     """
-    if replicas < 0:
-        raise ValueError(f"replicas must not be negative, got {replicas}")
-    names = child_names(backend)
     container = _api_container(backend, app_image(backend, image or backend.spec.api.image))
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": object_metadata(backend, name=names.api, component=Component.API),
-        "spec": {
-            "replicas": replicas,
-            "revisionHistoryLimit": 5,
-            "selector": {"matchLabels": selector_labels(backend, Component.API)},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
-            "template": annotate_secret_uids(
-                app_pod_template(backend, component=Component.API, containers=[container]), secret_uids
-            ),
-        },
-    }
+    return app_deployment(backend, Component.API, container, replicas=replicas, secret_uids=secret_uids)
 
 
 def build_api_service(backend: ScalableBackend) -> Manifest:
@@ -130,17 +107,7 @@ def build_api_service(backend: ScalableBackend) -> Manifest:
 
 def build_api_pdb(backend: ScalableBackend) -> Manifest:
     """``<name>-api``: voluntary disruptions take at most one api pod at a time."""
-    return {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": object_metadata(backend, name=child_names(backend).api, component=Component.API),
-        "spec": {
-            "maxUnavailable": 1,
-            "selector": {"matchLabels": selector_labels(backend, Component.API)},
-            # A crash-looping pod must not block a node drain.
-            "unhealthyPodEvictionPolicy": "AlwaysAllow",
-        },
-    }
+    return app_pdb(backend, Component.API)
 
 
 def build_api_ingress(backend: ScalableBackend) -> Manifest | None:
@@ -185,14 +152,8 @@ def _migrations_pod_template(
     migrations = backend.spec.api.migrations
     if migrations is None:
         return None
-    api = backend.spec.api
     container = app_container(
-        backend,
-        name="migrations",
-        image=image,
-        command=migrations.command,
-        env=app_env(backend, api.env),
-        resources=api.resources,
+        backend, name="migrations", image=image, command=migrations.command, spec=backend.spec.api
     )
     template = app_pod_template(
         backend, component=Component.MIGRATIONS, containers=[container], restart_policy="Never", spread=False

@@ -19,12 +19,14 @@ external database, at the cost of owning that variable.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
-from sbo_operator.api.v1alpha1 import EnvVar, ResourceRequirements, ScalableBackend
+from sbo_operator.api.v1alpha1 import ApiSpec, EnvVar, ScalableBackend, WorkerSpec
+from sbo_operator.builders import Manifest
 from sbo_operator.builders.labels import Component, common_labels, object_metadata, selector_labels
 from sbo_operator.builders.names import POSTGRES_PORT, REDIS_PORT, child_names, service_host
 from sbo_operator.builders.pods import (
+    annotate_secret_uids,
     resources_dict,
     tmp_volume,
     tmp_volume_mount,
@@ -33,7 +35,16 @@ from sbo_operator.builders.pods import (
 from sbo_operator.builders.secrets import decode_secret_data, encode_secret_data, existing_or_derived_password
 from sbo_operator.builders.security import pod_security_context, restricted_container_security_context
 
-__all__ = ["app_container", "app_env", "app_image", "app_pod_template", "build_app_secret", "injected_env"]
+__all__ = [
+    "app_container",
+    "app_deployment",
+    "app_env",
+    "app_image",
+    "app_pdb",
+    "app_pod_template",
+    "build_app_secret",
+    "injected_env",
+]
 
 INJECTED_ENV_NAMES = (
     "DATABASE_PASSWORD",
@@ -123,10 +134,12 @@ def app_container(
     name: str,
     image: str,
     command: Sequence[str] | None,
-    env: list[dict[str, Any]],
-    resources: ResourceRequirements,
+    spec: ApiSpec | WorkerSpec,
 ) -> dict[str, Any]:
-    """An app container: read-only root, writable /tmp, restricted security context."""
+    """An app container with the env and resources of ``spec`` (spec.api for the api and the
+    migrations, spec.worker for the worker): read-only root, writable /tmp, restricted security
+    context."""
+    env = app_env(backend, spec.env)
     container: dict[str, Any] = {
         "name": name,
         "image": image,
@@ -136,7 +149,7 @@ def app_container(
         container["command"] = list(command)
     if env:
         container["env"] = env
-    container["resources"] = resources_dict(resources)
+    container["resources"] = resources_dict(spec.resources)
     container["securityContext"] = restricted_container_security_context()
     container["terminationMessagePolicy"] = "FallbackToLogsOnError"
     container["volumeMounts"] = [tmp_volume_mount()]
@@ -169,3 +182,55 @@ def app_pod_template(
             selector_labels(backend, component), match_label_keys=["pod-template-hash"]
         )
     return {"metadata": {"labels": common_labels(backend, component)}, "spec": spec}
+
+
+AppComponent = Literal[Component.API, Component.WORKER]
+
+
+def _app_workload_metadata(backend: ScalableBackend, component: AppComponent) -> dict[str, Any]:
+    """Metadata of ``<name>-api`` or ``<name>-worker`` (the Deployment and its PodDisruptionBudget)."""
+    names = child_names(backend)
+    name = names.api if component is Component.API else names.worker
+    return object_metadata(backend, name=name, component=component)
+
+
+def app_deployment(
+    backend: ScalableBackend,
+    component: AppComponent,
+    container: dict[str, Any],
+    *,
+    replicas: int,
+    secret_uids: Mapping[str, str],
+) -> Manifest:
+    """``<name>-api`` or ``<name>-worker``: rolls with maxUnavailable 0, spreads over nodes and zones."""
+    if replicas < 0:
+        raise ValueError(f"replicas must not be negative, got {replicas}")
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _app_workload_metadata(backend, component),
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": selector_labels(backend, component)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+            "template": annotate_secret_uids(
+                app_pod_template(backend, component=component, containers=[container]), secret_uids
+            ),
+        },
+    }
+
+
+def app_pdb(backend: ScalableBackend, component: AppComponent) -> Manifest:
+    """``<name>-api`` or ``<name>-worker``: voluntary disruptions take one pod at a time."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _app_workload_metadata(backend, component),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": selector_labels(backend, component)},
+            # A crash-looping pod must not block a node drain.
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }

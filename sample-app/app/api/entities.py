@@ -1,10 +1,12 @@
-"""The two paths every entity route shares: the cache-aside read by id and the write tail.
+"""The paths every entity route shares: the cache-aside read by id, the owner's locked load for a
+change, and the write tail.
 
 Invariants:
 
 * A read by id is served from Redis, else loaded once (single flight) from a replica that has
   replayed the client's last write, else from the primary (see ``EntityCache`` and
   ``Database.reader``).
+* Only its owner changes or deletes an entity, and the row stays locked until the write commits.
 * A write is answered only after its commit, and its answer carries the commit's WAL position
   (read-your-writes). For a changed entity the cache entry is dropped and fenced at that
   position first, so neither this client nor a racing fill can read the old version back.
@@ -13,6 +15,7 @@ Invariants:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from fastapi import HTTPException, Response, status
 from pydantic import BaseModel
@@ -22,7 +25,11 @@ from app.api.deps import CONSISTENCY_COOKIE, CONSISTENCY_HEADER
 from app.core.cache import EntityCache
 from app.core.db import Database
 from app.core.services import Services
-from app.models import Base
+from app.models import Base, Order, Task, User
+
+ModelT = TypeVar("ModelT", bound=Base)
+# The entities a user owns: only their owner may change or delete them.
+OwnedT = TypeVar("OwnedT", Order, Task)
 
 
 @dataclass(frozen=True)
@@ -34,11 +41,11 @@ class EntityKey:
 
 
 @dataclass(frozen=True)
-class EntityKind:
+class EntityKind(Generic[ModelT]):
     """A resource read by id through the cache: its table, public schema and 404 message."""
 
     resource: str
-    model: type[Base]
+    model: type[ModelT]
     public: type[BaseModel]
     not_found: str
 
@@ -47,7 +54,7 @@ class EntityKind:
 
 
 async def read_entity(
-    kind: EntityKind, entity_id: int, db: Database, cache: EntityCache, consistency: str | None
+    kind: EntityKind[ModelT], entity_id: int, db: Database, cache: EntityCache, consistency: str | None
 ) -> Response:
     """The entity's public JSON, cache-aside; 404 if it does not exist."""
 
@@ -60,6 +67,19 @@ async def read_entity(
     if body is None:
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=kind.not_found)
     return Response(content=body, media_type="application/json")
+
+
+async def get_own_for_update(
+    kind: EntityKind[OwnedT], session: AsyncSession, entity_id: int, user: User
+) -> OwnedT:
+    """The entity, locked for this transaction; 404 if it does not exist, 403 if ``user`` does not own it."""
+    entity = await session.get(kind.model, entity_id, with_for_update=True)
+    if entity is None:
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=kind.not_found)
+    if entity.owner_id != user.id:
+        detail = f"Not the owner of this {kind.resource}"
+        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=detail)
+    return entity
 
 
 async def commit_write(

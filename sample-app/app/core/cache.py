@@ -19,6 +19,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 
+from app.core.config import Settings
 from app.core.db import format_lsn, parse_lsn
 from app.core.metrics import Metrics
 from app.core.redis_client import RedisGateway, RedisUnavailable
@@ -65,24 +66,14 @@ def newest_lsn(*values: str | None) -> str | None:
 class EntityCache:
     """Cache-aside over Redis for ``resource``/``id`` JSON documents."""
 
-    def __init__(
-        self,
-        redis: RedisGateway,
-        metrics: Metrics,
-        *,
-        enabled: bool,
-        ttl_seconds: int,
-        fence_seconds: int,
-        lock_seconds: float,
-        wait_seconds: float,
-    ) -> None:
+    def __init__(self, redis: RedisGateway, metrics: Metrics, settings: Settings) -> None:
         self._redis = redis
         self._metrics = metrics
-        self.enabled = enabled
-        self.ttl_seconds = ttl_seconds
-        self.fence_seconds = fence_seconds
-        self.lock_ms = max(1, int(lock_seconds * 1000))
-        self.wait_seconds = wait_seconds
+        self.enabled = settings.CACHE_ENABLED
+        self.ttl_seconds = settings.CACHE_TTL_SECONDS
+        self.fence_seconds = settings.READ_YOUR_WRITES_SECONDS
+        self.lock_ms = max(1, int(settings.CACHE_FILL_LOCK_SECONDS * 1000))
+        self.wait_seconds = settings.CACHE_FILL_WAIT_SECONDS
         self._inflight: dict[tuple[str, str | None], asyncio.Future[bytes | None]] = {}
         self._fill = redis.client.register_script(_FILL_SCRIPT)
         self._release = redis.client.register_script(_RELEASE_SCRIPT)

@@ -36,15 +36,7 @@ class Services:
             metrics=metrics,
             db=Database(settings, metrics),
             redis=redis,
-            cache=EntityCache(
-                redis,
-                metrics,
-                enabled=settings.CACHE_ENABLED,
-                ttl_seconds=settings.CACHE_TTL_SECONDS,
-                fence_seconds=settings.READ_YOUR_WRITES_SECONDS,
-                lock_seconds=settings.CACHE_FILL_LOCK_SECONDS,
-                wait_seconds=settings.CACHE_FILL_WAIT_SECONDS,
-            ),
+            cache=EntityCache(redis, metrics, settings),
             limiter=RateLimiter(
                 redis,
                 limit=settings.RATE_LIMIT_REQUESTS,

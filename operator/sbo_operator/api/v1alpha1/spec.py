@@ -7,6 +7,7 @@ The invariant: every CEL rule here, including the transition rules (``oldSelf``,
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -107,12 +108,25 @@ class IngressSpec(ApiModel):
     )
 
 
-def _default_api_resources() -> ResourceRequirements:
-    return ResourceRequirements(requests={"cpu": "100m", "memory": "128Mi"}, limits={"memory": "256Mi"})
+def _resources_field(container: str, default: dict[str, dict[str, str]]) -> Any:
+    """The ``resources`` field of ``container``: parsed with ``default`` when absent, and the CRD
+    carries the same default, so that the apiserver fills it in too."""
+    return Field(
+        default_factory=lambda: ResourceRequirements.model_validate(default),
+        description=f"Compute resources of {container}.",
+        json_schema_extra=schema_default(default),
+    )
 
 
-def _default_worker_resources() -> ResourceRequirements:
-    return ResourceRequirements(requests={"cpu": "100m", "memory": "128Mi"}, limits={"memory": "256Mi"})
+def _extra_env_field() -> Any:
+    """The ``env`` field of an app container (the api's or the worker's)."""
+    return Field(
+        default_factory=list,
+        description=(
+            "Extra environment variables, after the injected DATABASE_*/REDIS_* ones. "
+            "A name equal to an injected variable replaces it."
+        ),
+    )
 
 
 class ApiSpec(ApiModel):
@@ -132,19 +146,9 @@ class ApiSpec(ApiModel):
     command: CommandList | None = Field(
         default=None, description="Command of the api container. Absent: the image's entrypoint."
     )
-    env: EnvList = Field(
-        default_factory=list,
-        description=(
-            "Extra environment variables, after the injected DATABASE_*/REDIS_* ones. "
-            "A name equal to an injected variable replaces it."
-        ),
-    )
-    resources: ResourceRequirements = Field(
-        default_factory=_default_api_resources,
-        description="Compute resources of the api container.",
-        json_schema_extra=schema_default(
-            {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
-        ),
+    env: EnvList = _extra_env_field()
+    resources: ResourceRequirements = _resources_field(
+        "the api container", {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
     )
     readiness_path: HttpPath = Field(default="/readyz", description="HTTP path of the readiness probe.")
     liveness_path: HttpPath = Field(default="/healthz", description="HTTP path of the liveness probe.")
@@ -173,19 +177,10 @@ class WorkerSpec(ApiModel):
     command: CommandList = Field(
         description="Command of the worker container, e.g. [python, -m, app.worker]."
     )
-    env: EnvList = Field(
-        default_factory=list,
-        description=(
-            "Extra environment variables, after the injected DATABASE_*/REDIS_* ones. "
-            "A name equal to an injected variable replaces it."
-        ),
-    )
-    resources: ResourceRequirements = Field(
-        default_factory=_default_worker_resources,
-        description="Compute resources of the worker container.",
-        json_schema_extra=schema_default(
-            {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
-        ),
+    env: EnvList = _extra_env_field()
+    resources: ResourceRequirements = _resources_field(
+        "the worker container",
+        {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
     )
     autoscaling: AutoscalingSpec | None = Field(
         default=None, description="Scale the worker from Prometheus metrics. Absent: replicas is fixed."
@@ -267,10 +262,6 @@ def _default_postgres_storage() -> StorageSpec:
     return StorageSpec(size="10Gi")
 
 
-def _default_postgres_resources() -> ResourceRequirements:
-    return ResourceRequirements(requests={"cpu": "100m", "memory": "256Mi"}, limits={"memory": "512Mi"})
-
-
 class PostgresSpec(ApiModel):
     """A PostgreSQL primary and streaming hot-standby read replicas."""
 
@@ -307,12 +298,9 @@ class PostgresSpec(ApiModel):
         default=True,
         description="Keep the PersistentVolumeClaims when the ScalableBackend is deleted or scaled down.",
     )
-    resources: ResourceRequirements = Field(
-        default_factory=_default_postgres_resources,
-        description="Compute resources of each PostgreSQL container.",
-        json_schema_extra=schema_default(
-            {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
-        ),
+    resources: ResourceRequirements = _resources_field(
+        "each PostgreSQL container",
+        {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
     )
 
     @model_validator(mode="after")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from app import crud
 from app.api.deps import (
@@ -15,9 +15,9 @@ from app.api.deps import (
     ServicesDep,
     WriteSessionDep,
 )
-from app.api.entities import EntityKind, commit_write, read_entity
+from app.api.entities import EntityKind, commit_write, get_own_for_update, read_entity
 from app.core.config import API_V1_PREFIX
-from app.models import Order, OrderStatus, User
+from app.models import Order, OrderStatus
 from app.schemas import MAX_ID, Message, OrderCreate, OrderPublic, OrderUpdate, Page
 
 router = APIRouter(prefix=f"{API_V1_PREFIX}/orders", tags=["orders"])
@@ -30,15 +30,6 @@ CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": Message, "description": "Not allowed in the order's current status"},
 }
 ORDERS = EntityKind(resource="order", model=Order, public=OrderPublic, not_found="Order not found")
-
-
-async def _get_own_order_for_update(session: WriteSessionDep, order_id: int, user: User) -> Order:
-    order = await session.get(Order, order_id, with_for_update=True)
-    if order is None:
-        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=ORDERS.not_found)
-    if order.owner_id != user.id:
-        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Not the owner of this order")
-    return order
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=OrderPublic)
@@ -87,7 +78,7 @@ async def update_order(
 ) -> OrderPublic:
     """Change items (while pending), notes, or move the status along
     pending → preparing → ready → delivered (or cancelled before it is ready)."""
-    order = await _get_own_order_for_update(session, order_id, user)
+    order = await get_own_for_update(ORDERS, session, order_id, user)
     await crud.update_order(session, order, order_in)
     await commit_write(session, response, services, changed=ORDERS.key(order_id))
     return OrderPublic.model_validate(order)
@@ -97,6 +88,6 @@ async def update_order(
 async def delete_order(
     order_id: OrderId, session: WriteSessionDep, user: CurrentUser, services: ServicesDep, response: Response
 ) -> None:
-    order = await _get_own_order_for_update(session, order_id, user)
+    order = await get_own_for_update(ORDERS, session, order_id, user)
     await session.delete(order)
     await commit_write(session, response, services, changed=ORDERS.key(order_id))

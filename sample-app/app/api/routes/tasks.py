@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from app import crud
 from app.api.deps import (
@@ -16,10 +16,10 @@ from app.api.deps import (
     ServicesDep,
     WriteSessionDep,
 )
-from app.api.entities import EntityKind, commit_write, read_entity
+from app.api.entities import EntityKind, commit_write, get_own_for_update, read_entity
 from app.core.config import API_V1_PREFIX
 from app.core.redis_client import RedisUnavailable
-from app.models import Task, TaskStatus, User
+from app.models import Task, TaskStatus
 from app.schemas import MAX_ID, Message, Page, TaskCreate, TaskPublic, TaskUpdate
 
 logger = logging.getLogger(__name__)
@@ -33,15 +33,6 @@ NOT_OWNER: dict[int | str, dict[str, Any]] = {
     403: {"model": Message, "description": "The task belongs to someone else"},
 }
 TASKS = EntityKind(resource="task", model=Task, public=TaskPublic, not_found="Task not found")
-
-
-async def _get_own_task_for_update(session: WriteSessionDep, task_id: int, user: User) -> Task:
-    task = await session.get(Task, task_id, with_for_update=True)
-    if task is None:
-        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=TASKS.not_found)
-    if task.owner_id != user.id:
-        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Not the owner of this task")
-    return task
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TaskPublic)
@@ -104,7 +95,7 @@ async def update_task(
     services: ServicesDep,
     response: Response,
 ) -> TaskPublic:
-    task = await _get_own_task_for_update(session, task_id, user)
+    task = await get_own_for_update(TASKS, session, task_id, user)
     await crud.update_task(session, task, task_in)
     await commit_write(session, response, services, changed=TASKS.key(task_id))
     return TaskPublic.model_validate(task)
@@ -114,6 +105,6 @@ async def update_task(
 async def delete_task(
     task_id: TaskId, session: WriteSessionDep, user: CurrentUser, services: ServicesDep, response: Response
 ) -> None:
-    task = await _get_own_task_for_update(session, task_id, user)
+    task = await get_own_for_update(TASKS, session, task_id, user)
     await session.delete(task)
     await commit_write(session, response, services, changed=TASKS.key(task_id))
