@@ -65,10 +65,21 @@ def apps(cluster: LocalCluster) -> client.AppsV1Api:
 
 @pytest.fixture
 def namespace(request: pytest.FixtureRequest, cluster: LocalCluster) -> Iterator[str]:
+    """A restricted namespace that the e2e tier's operator serves (its name matches the prefix)."""
+    yield from restricted_namespace(request, cluster, namespace_prefix())
+
+
+@pytest.fixture
+def unserved_namespace(request: pytest.FixtureRequest, cluster: LocalCluster) -> Iterator[str]:
+    """A restricted namespace no test operator serves: for tests that write the status themselves."""
+    yield from restricted_namespace(request, cluster, "unserved")
+
+
+def restricted_namespace(request: pytest.FixtureRequest, cluster: LocalCluster, prefix: str) -> Iterator[str]:
     # Readable (the test's name) and unique, so a re-run never waits for the
     # previous run's namespace to finish terminating.
     base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
-    name = f"{namespace_prefix()}-{base}-{secrets.token_hex(3)}"
+    name = f"{prefix}-{base}-{secrets.token_hex(3)}"
     core = client.CoreV1Api(cluster.api)
     restricted = {
         "pod-security.kubernetes.io/enforce": "restricted",

@@ -444,7 +444,7 @@ def test_postgres_takes_a_regenerated_secret_at_restart_and_the_replica_streams_
     def app(credentials: Mapping[str, str]) -> dict[str, str]:
         return {"user": credentials["username"], "password": credentials["password"], "dbname": "shop"}
 
-    def start(name: str, port: int, credentials: Mapping[str, str], role: str) -> subprocess.Popen[bytes]:
+    def start(name: str, port: int, credentials: Mapping[str, str], role: str) -> Command:
         variables = env(name, port, credentials, role)
         script = "primary-bootstrap.sh" if role == "primary" else "replica-bootstrap.sh"
         sandbox.run(["sh", str(config_dir / script)], variables)
@@ -479,7 +479,7 @@ def test_postgres_takes_a_regenerated_secret_at_restart_and_the_replica_streams_
     wait_until(on(replica_port, a, 1), timeout=30, what="the row on the replica")
 
     # The Secret is regenerated: the pods roll (primary first, then the replica) with B's env.
-    sandbox.stop(primary)
+    primary.stop(sig=signal.SIGQUIT)
     primary = start("primary", primary_port, b, "primary")
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         connect(primary_port, **app(a))
@@ -511,7 +511,7 @@ def test_postgres_takes_a_regenerated_secret_at_restart_and_the_replica_streams_
         )
         assert (attempt.returncode == 0) is works, attempt.stderr
 
-    sandbox.stop(replica)
+    replica.stop(sig=signal.SIGQUIT)
     replica = start("replica", replica_port, b, "replica")
     wait_until(on(replica_port, b, 2), timeout=60, what="the replica streaming with B")
     # A new replica clones the primary with B (pg_basebackup as the replication role).
@@ -541,7 +541,7 @@ def test_redis_takes_a_regenerated_secret_at_restart_and_keeps_its_data(sandbox:
     runtime_dir = sandbox.directory("redis-run")
     port = free_port()
 
-    def start(password: str) -> subprocess.Popen[bytes]:
+    def start(password: str) -> Command:
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "REDIS_PASSWORD": password,
@@ -559,7 +559,7 @@ def test_redis_takes_a_regenerated_secret_at_restart_and_keeps_its_data(sandbox:
     server = start(a)
     assert redis_cli(port, "set", "k", "kept", password=a) == "OK"
     wait_until(lambda: any(data_dir.rglob("*.aof")), timeout=10, what="the append-only file")
-    sandbox.stop(server, signal.SIGTERM)
+    server.stop(sig=signal.SIGTERM)
 
     start(b)
     assert redis_cli(port, "get", "k", password=b) == "kept"

@@ -70,6 +70,12 @@ def kstatus_of(kstatus: Path, backend: dict[str, Any]) -> dict[str, str]:
     return verdict
 
 
+@pytest.fixture
+def namespace(unserved_namespace: str) -> str:
+    """No operator serves these backends (the e2e tier's may still run): every status is the test's own."""
+    return unserved_namespace
+
+
 def stored(cluster: LocalCluster, namespace: str) -> dict[str, Any]:
     backend: dict[str, Any] = json.loads(
         cluster.kubectl("get", "-n", namespace, "sb", "shop", "-o", "json").stdout

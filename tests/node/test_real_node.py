@@ -208,8 +208,16 @@ def test_a_restricted_pod_runs_and_answers_through_a_service_by_dns_name(
     ).stdout
     assert ipaddress.ip_address(service_ip) in SERVICE_RANGE
 
-    answer = real_node.exec_probe(workload, "client", "get", f"http://server.{workload}.svc.cluster.local/")
-    assert answer.returncode == 0, answer.stderr
+    url = f"http://server.{workload}.svc.cluster.local/"
+
+    def answered() -> subprocess.CompletedProcess[str]:
+        answer = real_node.exec_probe(workload, "client", "get", url)
+        assert answer.returncode == 0, answer.stderr
+        return answer
+
+    # kube-proxy programs the Service's rules after its EndpointSlice is written, which can be a
+    # moment after the pods turn Ready (the CI run that found this was a loaded machine).
+    answer = eventually(answered, timeout=30, interval=1, what=f"the client to get {url}")
     assert answer.stdout == "server\n"
 
 
