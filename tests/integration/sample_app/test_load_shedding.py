@@ -1,6 +1,7 @@
 """Load shedding against the real servers: with CONCURRENCY_LIMIT requests stuck on a row lock, the
-next request is answered 503 + Retry-After at once, probes and /metrics still answer, and once the
-lock is released every held request completes and new ones are served again."""
+next CONCURRENCY_QUEUE_SIZE requests wait, the one after is answered 503 + Retry-After at once,
+probes and /metrics still answer, and once the lock is released every held and queued request is
+served and new ones are too. A request that waits in the queue past its timeout is refused."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tests.integration.sample_app.helpers import app_settings, metric_value, reg
 pytestmark = pytest.mark.integration
 
 LIMIT = 3
+QUEUE = 1
 
 
 def lock_waiters(primary: PostgresServer, database: str) -> int:
@@ -39,6 +41,8 @@ async def test_requests_past_the_limit_are_shed_until_the_held_ones_finish(
         redis_server,
         postgres_replica,
         CONCURRENCY_LIMIT=LIMIT,
+        CONCURRENCY_QUEUE_SIZE=QUEUE,
+        CONCURRENCY_QUEUE_TIMEOUT_SECONDS=60,  # the queued request waits for the lock's release
         CONCURRENCY_LIMIT_RETRY_AFTER_SECONDS=2,
         DB_STATEMENT_TIMEOUT_MS=60_000,  # the held requests wait on the lock, not on a timeout
     )
@@ -66,6 +70,9 @@ async def test_requests_past_the_limit_are_shed_until_the_held_ones_finish(
                 return await asyncio.to_thread(lock_waiters, postgres_primary, database) == LIMIT
 
             await wait_until_async(all_held, 10, f"{LIMIT} requests waiting on the row lock")
+            queued = asyncio.create_task(client.get(f"/api/v1/tasks/{task_id}"))
+            await asyncio.sleep(0.5)
+            assert not queued.done()  # waiting for a slot, neither served nor refused
 
             start = time.monotonic()
             shed = await client.get(f"/api/v1/tasks/{task_id}")
@@ -85,13 +92,16 @@ async def test_requests_past_the_limit_are_shed_until_the_held_ones_finish(
             assert metric_value(metrics.text, "load_shed_requests_total") == 2
             # Shed requests never reached the app: the HTTP metrics count only served ones.
             assert metric_value(metrics.text, "http_requests_total", status="503") == 0
-            assert not any(task.done() for task in held)
+            assert not any(task.done() for task in (*held, queued))
         finally:
             await asyncio.to_thread(blocker.rollback)
             await asyncio.to_thread(blocker.close)
 
         patched = await asyncio.gather(*held)
         assert [r.status_code for r in patched] == [200] * LIMIT
+        read_after_queueing = await queued
+        assert read_after_queueing.status_code == 200
+        assert read_after_queueing.json()["id"] == task_id
         served = await client.get(f"/api/v1/tasks/{task_id}")
         assert served.status_code == 200
         assert served.json()["title"].startswith("held ")
@@ -100,3 +110,51 @@ async def test_requests_past_the_limit_are_shed_until_the_held_ones_finish(
         ).status_code == 201
         metrics = await client.get("/metrics")
         assert metric_value(metrics.text, "load_shed_requests_total") == 2
+
+
+async def test_a_request_queued_past_the_timeout_is_refused(
+    postgres_primary: PostgresServer,
+    postgres_replica: PostgresServer,
+    redis_server: RedisServer,
+    database: str,
+) -> None:
+    settings = app_settings(
+        postgres_primary,
+        database,
+        redis_server,
+        postgres_replica,
+        CONCURRENCY_LIMIT=1,
+        CONCURRENCY_QUEUE_SIZE=1,
+        CONCURRENCY_QUEUE_TIMEOUT_SECONDS=0.3,
+        DB_STATEMENT_TIMEOUT_MS=60_000,
+    )
+    async with running_app(settings) as (_, client):
+        headers = await register(client)
+        created = await client.post("/api/v1/tasks", json={"title": "contended"}, headers=headers)
+        task_id = created.json()["id"]
+        blocker = await asyncio.to_thread(postgres_primary.connect, database, autocommit=False)
+        try:
+            await asyncio.to_thread(
+                blocker.execute, b"SELECT id FROM tasks WHERE id = %s FOR UPDATE", (task_id,)
+            )
+            held = asyncio.create_task(
+                client.patch(f"/api/v1/tasks/{task_id}", json={"title": "held"}, headers=headers)
+            )
+
+            async def one_held() -> bool:
+                return await asyncio.to_thread(lock_waiters, postgres_primary, database) == 1
+
+            await wait_until_async(one_held, 10, "a request waiting on the row lock")
+            start = time.monotonic()
+            late = await client.get(f"/api/v1/tasks/{task_id}")
+            waited = time.monotonic() - start
+            assert late.status_code == 503
+            assert late.headers["Retry-After"] == "1"
+            assert 0.3 <= waited < 2.0  # it waited for a slot, then gave up
+            metrics = await client.get("/metrics")
+            assert metric_value(metrics.text, "load_shed_requests_total") == 1
+        finally:
+            await asyncio.to_thread(blocker.rollback)
+            await asyncio.to_thread(blocker.close)
+        assert (await held).status_code == 200
+        assert (await client.get(f"/api/v1/tasks/{task_id}")).status_code == 200
