@@ -193,7 +193,7 @@ def test_vegeta_goodput_is_2xx_per_second_of_the_attack_and_its_wait() -> None:
 def test_the_overload_summary_compares_2xx_with_2xx() -> None:
     capacity = parse_wrk_report(WRK_STDOUT)  # 800 2xx/s
     load = parse_vegeta_report(vegeta_report({"200": 7600, "503": 8400}, duration_s=10, wait_s=0))
-    summary = overload_summary(capacity, load, offered_rps=1600)
+    summary = overload_summary([capacity], load, offered_rps=1600)
     assert summary["capacity_rps"] == 800.0
     assert summary["capacity_not_2xx"] == 4005
     assert summary["goodput_rps"] == 760.0
@@ -246,3 +246,13 @@ def test_app_settings_for_a_comparison_run_are_key_value_pairs() -> None:
     }
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_app_settings(["CONCURRENCY_LIMIT"])
+
+
+def test_the_capacity_is_the_mean_of_the_runs_around_the_overload() -> None:
+    before = parse_wrk_report(WRK_STDOUT)  # 800 2xx/s
+    after = parse_wrk_report(WRK_STDOUT.replace('"ok_2xx": 8000', '"ok_2xx": 6000'))  # 600 2xx/s
+    load = parse_vegeta_report(vegeta_report({"200": 6300, "503": 9700}, duration_s=10, wait_s=0))
+    summary = overload_summary([before, after], load, offered_rps=1600)
+    assert summary["capacity_runs_rps"] == [800.0, 600.0]
+    assert summary["capacity_rps"] == 700.0
+    assert summary["goodput_vs_capacity"] == 0.9
