@@ -105,6 +105,7 @@ class LoadResult:
     p99_ms: float
     requests: int
     errors: int  # every request without a 2xx answer (refused, failed, or never answered)
+    ok: int = 0  # 2xx answers
     status_codes: dict[str, int] = field(default_factory=dict)  # vegeta only; "0": no answer
 
     def as_dict(self, prefix: str) -> dict[str, float | int]:
@@ -188,6 +189,7 @@ def parse_wrk_report(stdout: str, stderr: str = "") -> LoadResult:
         p99_ms=data["p99_us"] / 1000,
         requests=data["requests"],
         errors=data["requests"] - ok + unanswered,
+        ok=ok,
     )
 
 
@@ -239,6 +241,7 @@ def parse_vegeta_report(text: str) -> LoadResult:
         p99_ms=latencies["99th"] / 1e6,
         requests=report["requests"],
         errors=report["requests"] - ok,
+        ok=ok,
         status_codes=codes,
     )
 
@@ -514,6 +517,26 @@ def overload(
     return rate, load
 
 
+def app_cpu_efficiency(
+    capacity: Iterable[LoadResult], capacity_cpu: Iterable[CpuProfile], load: LoadResult, load_cpu: CpuProfile
+) -> dict[str, float]:
+    """2xx answers per CPU-second of the app, at capacity and under overload.
+
+    On a shared machine the app's share of the CPU changes from one phase to the next, which
+    moves goodput against capacity; this ratio does not depend on that share, only on what the
+    app spends its CPU on (refusals, work wasted on requests that time out).
+    """
+    served = sum(run.ok for run in capacity)
+    spent = sum(profile.app for profile in capacity_cpu)
+    at_capacity = served / spent if spent else 0.0
+    overloaded = load.ok / load_cpu.app if load_cpu.app else 0.0
+    return {
+        "capacity_2xx_per_app_cpu_second": round(at_capacity, 1),
+        "overload_2xx_per_app_cpu_second": round(overloaded, 1),
+        "app_cpu_efficiency_vs_capacity": round(overloaded / at_capacity, 3) if at_capacity else 0.0,
+    }
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -546,13 +569,19 @@ def run_overload_only(args: argparse.Namespace) -> dict[str, Any]:
             log(f"uncached GET by id, max throughput: the capacity (wrk, {c} connections, {d} s)")
             with meter:
                 before = wrk(base, script, workdir, duration=d, connections=c)
-            capacity_cpu = meter.profile.as_dict()
+            capacity_cpu = [meter.profile]
             rate, load = overload(base, workdir, capacity=before, keys=args.keys, duration=d, meter=meter)
-            overload_cpu = meter.profile.as_dict()
+            overload_cpu = meter.profile
             log("the capacity again, after the overload (the machine's load drifts)")
-            after = wrk(base, script, workdir, duration=d, connections=c)
+            with meter:
+                after = wrk(base, script, workdir, duration=d, connections=c)
+            capacity_cpu.append(meter.profile)
     result = overload_summary((before, after), load, rate)
-    result |= {"cpu": overload_cpu, "capacity_cpu": capacity_cpu}
+    result |= {
+        "cpu": overload_cpu.as_dict(),
+        "capacity_cpu": [profile.as_dict() for profile in capacity_cpu],
+        **app_cpu_efficiency((before, after), capacity_cpu, load, overload_cpu),
+    }
     return {
         "benchmark": "sample-app overload",
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -15,6 +15,7 @@ import pytest
 
 from bench.app import (
     CpuProfile,
+    app_cpu_efficiency,
     overload_summary,
     parse_app_settings,
     parse_vegeta_report,
@@ -156,6 +157,7 @@ def test_wrk_capacity_counts_2xx_answers_only() -> None:
     result = parse_wrk_report(WRK_STDOUT)
     assert result.rps == 800.0  # 8,000 2xx in 10 s: the 4,000 refusals are not throughput
     assert result.requests == 12000
+    assert result.ok == 8000
     assert result.errors == 4000 + 3 + 2  # non-2xx answers, plus requests that got no answer
     assert (result.p50_ms, result.p95_ms, result.p99_ms) == (1.5, 9.0, 20.0)
 
@@ -185,6 +187,7 @@ def test_vegeta_goodput_is_2xx_per_second_of_the_attack_and_its_wait() -> None:
     result = parse_vegeta_report(text)
     assert result.rps == 600.0  # 7,500 2xx over 12.5 s
     assert result.requests == 16640
+    assert result.ok == 7500
     assert result.errors == 16640 - 7500
     assert result.status_codes["503"] == 9000
     assert (result.p50_ms, result.p95_ms, result.p99_ms) == (2.0, 40.0, 900.0)
@@ -256,3 +259,16 @@ def test_the_capacity_is_the_mean_of_the_runs_around_the_overload() -> None:
     assert summary["capacity_runs_rps"] == [800.0, 600.0]
     assert summary["capacity_rps"] == 700.0
     assert summary["goodput_vs_capacity"] == 0.9
+
+
+def test_app_cpu_efficiency_does_not_depend_on_the_apps_share_of_the_machine() -> None:
+    capacity = [parse_wrk_report(WRK_STDOUT)]  # 8,000 2xx
+    capacity_cpu = [CpuProfile(seconds=10, cores=2, app=16, databases=2, load_generator=0.5, machine_busy=19)]
+    load = parse_vegeta_report(vegeta_report({"200": 3600, "503": 12400}, duration_s=10, wait_s=0))
+    # Half the CPU share under overload, and 10% of it spent on refusals: 2xx per CPU-second 450.
+    load_cpu = CpuProfile(seconds=10, cores=2, app=8, databases=1, load_generator=2, machine_busy=20)
+    assert app_cpu_efficiency(capacity, capacity_cpu, load, load_cpu) == {
+        "capacity_2xx_per_app_cpu_second": 500.0,
+        "overload_2xx_per_app_cpu_second": 450.0,
+        "app_cpu_efficiency_vs_capacity": 0.9,
+    }
