@@ -834,7 +834,7 @@ The tuned app serves **{results["tuned_vs_naive_rps_ratio"]}x** the naive config
 on the cached-GET load; offered {rate} req/s, the naive one serves {naive["paced_rps"]} req/s with
 a p95 {results["naive_vs_tuned_paced_p95_ratio"]}x the tuned one's.
 Overload (cache off, vegeta, nothing held back): offered {over["offered_rps"]} req/s, {OVERLOAD_FACTOR}x
-the capacity of {over["capacity_rps"]} req/s, the app served {over["goodput_rps"]} req/s
+the capacity of {over["capacity_rps"]} req/s (2xx answers only), the app served {over["goodput_rps"]} req/s
 ({over["goodput_vs_capacity"] * 100:.0f}% of capacity) and shed {over["shed_rps"]} req/s with 503
 (p95 of all answers {over["load_p95_ms"]} ms). Load average during the run:
 {results["load_average_at_start"]} → {results["load_average_at_end"]}.
