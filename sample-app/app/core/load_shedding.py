@@ -4,7 +4,7 @@ Invariant: a request is admitted only while fewer than ``limit`` are at work in 
 default limit is the database pool's size (``DB_POOL_SIZE + DB_MAX_OVERFLOW``), the real bound on
 the work the process can do at once. Past the limit a request waits in a FIFO queue of at most
 ``queue_size`` for up to ``queue_timeout_seconds``; if the queue is full it is refused at once, and
-if no slot frees up in time it is refused then. A refused request never reaches FastAPI and costs
+if no slot frees up in time it is refused then. A refused request never reaches the routing and costs
 no database or Redis work: it is answered ``503`` with ``Retry-After`` and a small JSON body, and
 counted in ``load_shed_requests_total``. A finished request hands its slot straight to the oldest
 waiter, so the queue is served in order and no newcomer overtakes it.
@@ -14,7 +14,8 @@ pool connection, clients time out, the work done for them is wasted, and goodput
 well above the pool (the previous default, 64) only moves that queue into the pool, where admitted
 requests wait long enough to time out. A limit at the pool keeps the requests admitted few enough
 to be served quickly; the short queue absorbs bursts (a closed loop of twice the pool per process
-is never refused) without letting latency grow past ``queue_timeout_seconds``.
+waits instead of being refused, as long as slots free up within the timeout) without letting a
+request wait past ``queue_timeout_seconds``.
 
 Probe and metrics paths are never shed: liveness, readiness and scraping must keep working under
 overload. The count is per process (per uvicorn worker); the event loop runs one task at a time,
