@@ -17,10 +17,14 @@ Scenarios (every loop is bounded by a duration or a request count):
 * DB reads per 1,000 GETs on Zipf-distributed ids at 1,000 req/s, counted by pg_stat_statements
   on the primary and the replica: with the cache on, the first TTL from a cold cache and then a
   steady-state TTL window, at the default TTL and a shorter one; with the cache off, one window;
-* the same cached-GET loads against a naive configuration (cache off, a pool of 1);
+* the same cached-GET loads against a naive configuration (cache off, a pool of 1, no shedding);
 * overload: twice the cache-off capacity offered (vegeta, open loop, nothing held back): the
-  app sheds the excess with 503 and keeps its goodput (2xx/s) near capacity. ``--only overload``
-  runs this scenario alone (about a minute), printing its JSON without recording it.
+  app sheds the excess with 503 and keeps its goodput (2xx/s) near capacity. Capacity and goodput
+  count 2xx answers only, so refusals never pass for throughput. ``--only overload`` runs this
+  scenario alone (about a minute: the capacity is measured before and after the overload, since
+  a shared machine's load drifts), with the CPU used by the app, the databases, the load
+  generator and everything else; it prints its JSON without recording it. ``--app-setting
+  KEY=VALUE`` changes the app's settings there, to compare configurations back to back.
 
 It prints one JSON line and records it in the "## Sample app" section of docs/benchmarks.md.
 """
@@ -33,10 +37,12 @@ import os
 import platform
 import random
 import re
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -55,19 +61,37 @@ from devkit.sample_app_process import SampleAppProcess, SampleAppStack, run_migr
 DOCS = BENCHMARKS_DOC
 DATABASE = "bench"
 PASSWORD = "bench-password-123"
-# Requests in flight at most, where a run must not overload the app (see vegeta()).
-BOUNDED_WORKERS = 64
+# Requests in flight at most, where a run must not overload the app (see vegeta()). Below what the
+# app admits or queues before it sheds (2 workers x (15 at work + 15 queued) = 60 by default),
+# with room for connections spread unevenly over the workers.
+BOUNDED_WORKERS = 48
 # Overload: offered this many times the measured capacity (cache off).
 OVERLOAD_FACTOR = 2
 TASK_SELECT = re.compile(r"FROM tasks\s+WHERE tasks\.id = ", re.IGNORECASE)
 
+# Appended to every wrk script. wrk's own "requests" counts every answer, 503s included, so the
+# script counts 2xx answers itself (per thread, summed in done()) and the throughput is 2xx only:
+# otherwise a closed loop that is refused fast reports the refusals as capacity. It wraps the
+# scenario's setup(), if any, to keep the thread handles.
 WRK_REPORT = """
+local threads = {}
+local scenario_setup = setup
+setup = function(thread)
+  table.insert(threads, thread)
+  if scenario_setup then scenario_setup(thread) end
+end
+ok_2xx = 0
+response = function(status, headers, body)
+  if status >= 200 and status < 300 then ok_2xx = ok_2xx + 1 end
+end
 done = function(summary, latency, requests)
+  local ok = 0
+  for _, thread in ipairs(threads) do ok = ok + thread:get("ok_2xx") end
   local e = summary.errors
   io.write(string.format(
-    'WRKJSON {"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,'
-    .. '"timeout":%d,"p50_us":%d,"p95_us":%d,"p99_us":%d}\\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    'WRKJSON {"requests":%d,"ok_2xx":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,'
+    .. '"status":%d,"timeout":%d,"p50_us":%d,"p95_us":%d,"p99_us":%d}\\n',
+    summary.requests, ok, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
     latency:percentile(50), latency:percentile(95), latency:percentile(99)))
 end
 """
@@ -75,12 +99,15 @@ end
 
 @dataclass(frozen=True)
 class LoadResult:
+    """One load run. ``rps`` is goodput: 2xx answers per second, never refusals or errors."""
+
     rps: float
     p50_ms: float
     p95_ms: float
     p99_ms: float
     requests: int
-    errors: int
+    errors: int  # every request without a 2xx answer (refused, failed, or never answered)
+    ok: int = 0  # 2xx answers
     status_codes: dict[str, int] = field(default_factory=dict)  # vegeta only; "0": no answer
 
     def as_dict(self, prefix: str) -> dict[str, float | int]:
@@ -145,19 +172,26 @@ def wrk(base: str, script: str, workdir: Path, *, duration: float, connections: 
     argv = [wrk_bin, "-t", "1", "-c", str(connections), "-d", f"{max(1, round(duration))}s"]
     argv += ["--timeout", "5s", "-s", str(path), base]
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=duration + 60)
-    lines = done.stdout.splitlines()
-    report = next((ln for ln in lines if ln.startswith("WRKJSON ")), None)
+    return parse_wrk_report(done.stdout, done.stderr)
+
+
+def parse_wrk_report(stdout: str, stderr: str = "") -> LoadResult:
+    """The WRKJSON line of a wrk run (see ``WRK_REPORT``): 2xx per second, errors = the rest."""
+    report = next((ln for ln in stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if report is None:
-        raise RuntimeError(f"wrk failed: {done.stdout} {done.stderr}")
+        raise RuntimeError(f"wrk failed: {stdout} {stderr}")
     data = json.loads(report.removeprefix("WRKJSON "))
-    errors = sum(data[k] for k in ("connect", "read", "write", "status", "timeout"))
+    ok = data["ok_2xx"]
+    # Answered but not 2xx, plus the requests that got no answer at all (socket errors, timeouts).
+    unanswered = sum(data[k] for k in ("connect", "read", "write", "timeout"))
     return LoadResult(
-        rps=data["requests"] / (data["duration_us"] / 1e6),
+        rps=ok / (data["duration_us"] / 1e6),
         p50_ms=data["p50_us"] / 1000,
         p95_ms=data["p95_us"] / 1000,
         p99_ms=data["p99_us"] / 1000,
         requests=data["requests"],
-        errors=errors,
+        errors=data["requests"] - ok + unanswered,
+        ok=ok,
     )
 
 
@@ -188,17 +222,29 @@ def vegeta(
         capture_output=True,
         text=True,
     )
-    report = json.loads(out.stdout)
+    return parse_vegeta_report(out.stdout)
+
+
+def parse_vegeta_report(text: str) -> LoadResult:
+    """``vegeta report -type json``: goodput is the 2xx answers per second of the whole run.
+
+    vegeta's own "throughput" counts every status below 400 as a success; this counts 2xx only,
+    over the same span: the attack's duration plus the wait for the last answers.
+    """
+    report = json.loads(text)
     latencies = report["latencies"]  # nanoseconds
-    ok = sum(n for code, n in report["status_codes"].items() if code.startswith("2"))
+    codes = {str(code): int(n) for code, n in report["status_codes"].items()}
+    ok = sum(n for code, n in codes.items() if code.startswith("2") and len(code) == 3)
+    span_s = (report["duration"] + report["wait"]) / 1e9
     return LoadResult(
-        rps=report["throughput"],
+        rps=ok / span_s if span_s > 0 else 0.0,
         p50_ms=latencies["50th"] / 1e6,
         p95_ms=latencies["95th"] / 1e6,
         p99_ms=latencies["99th"] / 1e6,
         requests=report["requests"],
         errors=report["requests"] - ok,
-        status_codes=dict(report["status_codes"]),
+        ok=ok,
+        status_codes=codes,
     )
 
 
@@ -333,49 +379,218 @@ def cache_on_windows(
 
 # ---- overload ------------------------------------------------------------------------------------
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
-def overload(base: str, workdir: Path, *, capacity: float, keys: int, duration: float) -> dict[str, Any]:
-    """Offer ``OVERLOAD_FACTOR`` x ``capacity`` uncached GETs by random id, open loop.
 
-    No cap on the requests in flight: holding the excess back is the app's job (503 past its
-    concurrency limit), not the load generator's. Goodput is the 2xx answers per second
-    (vegeta's throughput); the target is at least 90% of the capacity.
+def _stat_fields(pid: int) -> list[str]:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()  # the fields after "(comm) "
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU (user + system) used so far by a process and its descendants (Linux /proc).
+
+    Live descendants are read one by one; those that exited count through their parent's
+    "children" times once reaped (PostgreSQL's postmaster reaps its backends).
     """
-    rate = max(1, round(OVERLOAD_FACTOR * capacity))
-    ids = random.Random(13).choices(range(1, keys + 1), k=max(1, round(rate * duration)))
-    log(f"overload: {rate} req/s offered, {OVERLOAD_FACTOR}x the cache-off capacity ({duration} s)")
-    load = vegeta(task_urls(base, ids), workdir, rate=rate, duration=duration)
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = _stat_fields(current)
+            children = [
+                int(child)
+                for task in Path(f"/proc/{current}/task").iterdir()
+                for child in (task / "children").read_text().split()
+            ]
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # exited meanwhile
+        total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+        pending.extend(children)
+    return total / CLOCK_TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all cores spent busy since boot (/proc/stat: everything but idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLOCK_TICKS
+
+
+@dataclass(frozen=True)
+class CpuProfile:
+    """Where the machine's CPU went during a run: processes by role, and everything else."""
+
+    seconds: float
+    cores: int
+    app: float
+    databases: float
+    load_generator: float
+    machine_busy: float
+
+    def as_dict(self) -> dict[str, float]:
+        def cores(cpu: float) -> float:
+            return round(cpu / self.seconds, 2) if self.seconds else 0.0
+
+        rest = self.machine_busy - self.app - self.databases - self.load_generator
+        return {
+            "app_cores": cores(self.app),
+            "databases_cores": cores(self.databases),
+            "load_generator_cores": cores(self.load_generator),
+            "other_processes_cores": cores(max(0.0, rest)),
+            "idle_cores": round(max(0.0, self.cores - self.machine_busy / self.seconds), 2)
+            if self.seconds
+            else 0.0,
+        }
+
+
+class CpuMeter:
+    """Measure ``CpuProfile`` over a block: the app's and databases' process trees, and children
+    of this process that exit in the block (the load generator, via RUSAGE_CHILDREN)."""
+
+    def __init__(self, app_pid: int, database_pids: Iterable[int]) -> None:
+        self.app_pid = app_pid
+        self.database_pids = list(database_pids)
+
+    def _sample(self) -> tuple[float, float, float, float, float]:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (
+            time.monotonic(),
+            tree_cpu_seconds(self.app_pid),
+            sum(tree_cpu_seconds(pid) for pid in self.database_pids),
+            children.ru_utime + children.ru_stime,
+            machine_busy_seconds(),
+        )
+
+    def __enter__(self) -> CpuMeter:
+        self._start = self._sample()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        end = self._sample()
+        delta = [b - a for a, b in zip(self._start, end, strict=True)]
+        self.profile = CpuProfile(
+            seconds=delta[0],
+            cores=os.cpu_count() or 1,
+            app=delta[1],
+            databases=delta[2],
+            load_generator=delta[3],
+            machine_busy=delta[4],
+        )
+
+
+def overload_summary(capacity: Iterable[LoadResult], load: LoadResult, offered_rps: int) -> dict[str, Any]:
+    """The overload figures: goodput (2xx/s) against the capacity (2xx/s), and what was shed.
+
+    ``capacity``: one or more measurements of it (before and after the overload, on a shared
+    machine whose load drifts); the capacity is their mean.
+    """
+    runs = list(capacity)
+    capacity_rps = sum(run.rps for run in runs) / len(runs)
     shed = load.status_codes.get("503", 0) / max(load.requests, 1)
     return {
-        "capacity_rps": round(capacity, 1),
-        "offered_rps": rate,
+        "capacity_rps": round(capacity_rps, 1),
+        "capacity_runs_rps": [round(run.rps, 1) for run in runs],
+        "capacity_not_2xx": sum(run.errors for run in runs),
+        "offered_rps": offered_rps,
         "goodput_rps": round(load.rps, 1),
-        "goodput_vs_capacity": round(load.rps / capacity, 3) if capacity else 0.0,
-        "shed_rps": round(shed * rate, 1),
+        "goodput_vs_capacity": round(load.rps / capacity_rps, 3) if capacity_rps else 0.0,
+        "shed_rps": round(shed * offered_rps, 1),
         "shed_fraction": round(shed, 4),
         "status_codes": load.status_codes,
         **load.as_dict("load"),
     }
 
 
+def overload(
+    base: str, workdir: Path, *, capacity: LoadResult, keys: int, duration: float, meter: CpuMeter
+) -> tuple[int, LoadResult]:
+    """Offer ``OVERLOAD_FACTOR`` x ``capacity`` uncached GETs by random id, open loop.
+
+    No cap on the requests in flight: holding the excess back is the app's job (503 past its
+    admission limit), not the load generator's. Goodput is the 2xx answers per second; the
+    target is at least 90% of the capacity (also 2xx/s). ``meter`` records where the CPU went.
+    Returns the rate offered and the load's result.
+    """
+    rate = max(1, round(OVERLOAD_FACTOR * capacity.rps))
+    ids = random.Random(13).choices(range(1, keys + 1), k=max(1, round(rate * duration)))
+    log(f"overload: {rate} req/s offered, {OVERLOAD_FACTOR}x the cache-off capacity ({duration} s)")
+    with meter:
+        load = vegeta(task_urls(base, ids), workdir, rate=rate, duration=duration)
+    return rate, load
+
+
+def app_cpu_efficiency(
+    capacity: Iterable[LoadResult], capacity_cpu: Iterable[CpuProfile], load: LoadResult, load_cpu: CpuProfile
+) -> dict[str, float]:
+    """2xx answers per CPU-second of the app, at capacity and under overload.
+
+    On a shared machine the app's share of the CPU changes from one phase to the next, which
+    moves goodput against capacity; this ratio does not depend on that share, only on what the
+    app spends its CPU on (refusals, work wasted on requests that time out).
+    """
+    served = sum(run.ok for run in capacity)
+    spent = sum(profile.app for profile in capacity_cpu)
+    at_capacity = served / spent if spent else 0.0
+    overloaded = load.ok / load_cpu.app if load_cpu.app else 0.0
+    return {
+        "capacity_2xx_per_app_cpu_second": round(at_capacity, 1),
+        "overload_2xx_per_app_cpu_second": round(overloaded, 1),
+        "app_cpu_efficiency_vs_capacity": round(overloaded / at_capacity, 3) if at_capacity else 0.0,
+    }
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def parse_app_settings(pairs: Iterable[str]) -> dict[str, str]:
+    """``["KEY=VALUE", ...]`` (``--app-setting``) as an environment for the app."""
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--app-setting takes KEY=VALUE, got {pair!r}")
+        settings[key] = value
+    return settings
+
+
 def run_overload_only(args: argparse.Namespace) -> dict[str, Any]:
     """``--only overload``: its own servers and app (cache off), the capacity, then the overload."""
+    at_start = load_average()
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
         workdir = Path(tmp)
-        env = {"CACHE_ENABLED": "false"}
+        env = {"CACHE_ENABLED": "false", **parse_app_settings(args.app_setting)}
         with SampleAppStack.start(workdir, with_replica=True, env=env, progress=log) as stack:
             assert stack.replica is not None
             seed(stack.primary, args.keys, database=STACK_DATABASE)
             stack.replica.wait_for_replay()
             base = stack.app.url
             d, c = args.duration, args.connections
+            meter = CpuMeter(stack.app.pid, (stack.primary.pid, stack.replica.pid))
+            script = get_by_random_id(args.keys)
             log(f"uncached GET by id, max throughput: the capacity (wrk, {c} connections, {d} s)")
-            capacity = wrk(base, get_by_random_id(args.keys), workdir, duration=d, connections=c)
-            result = overload(base, workdir, capacity=capacity.rps, keys=args.keys, duration=d)
+            with meter:
+                before = wrk(base, script, workdir, duration=d, connections=c)
+            capacity_cpu = [meter.profile]
+            rate, load = overload(base, workdir, capacity=before, keys=args.keys, duration=d, meter=meter)
+            overload_cpu = meter.profile
+            log("the capacity again, after the overload (the machine's load drifts)")
+            with meter:
+                after = wrk(base, script, workdir, duration=d, connections=c)
+            capacity_cpu.append(meter.profile)
+    result = overload_summary((before, after), load, rate)
+    result |= {
+        "cpu": overload_cpu.as_dict(),
+        "capacity_cpu": [profile.as_dict() for profile in capacity_cpu],
+        **app_cpu_efficiency((before, after), capacity_cpu, load, overload_cpu),
+    }
     return {
         "benchmark": "sample-app overload",
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "duration_s": args.duration,
+        "app_settings": env,
+        "load_average_at_start": at_start,
+        "load_average_at_end": load_average(),
         "overload": result,
     }
 
@@ -458,11 +673,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 reads_off, zipf_off = db_reads_per_1000(
                     uncached_app, off_ids, workdir, rate=rate, servers=databases
                 )
-                overloaded = overload(
-                    uncached_app, workdir, capacity=uncached.rps, keys=args.keys, duration=d
+                meter = CpuMeter(off_app.pid, (primary.pid, replica.pid))
+                offered, overloaded_load = overload(
+                    uncached_app, workdir, capacity=uncached, keys=args.keys, duration=d, meter=meter
                 )
+                overloaded = overload_summary([uncached], overloaded_load, offered)
+                overloaded["cpu"] = meter.profile.as_dict()
 
-            naive_env = {"CACHE_ENABLED": "false", "DB_POOL_SIZE": "1", "DB_MAX_OVERFLOW": "0"}
+            # Naive: no cache, a pool of 1, and no load shedding (which would follow the pool to 1).
+            naive_env = {
+                "CACHE_ENABLED": "false",
+                "DB_POOL_SIZE": "1",
+                "DB_MAX_OVERFLOW": "0",
+                "CONCURRENCY_LIMIT": "0",
+            }
             with start_app("naive", workdir, primary, replica, redis, **naive_env) as naive_process:
                 naive_app = naive_process.url
                 log("naive configuration (cache off, pool of 1): the cached-GET loads")
@@ -618,7 +842,7 @@ The tuned app serves **{results["tuned_vs_naive_rps_ratio"]}x** the naive config
 on the cached-GET load; offered {rate} req/s, the naive one serves {naive["paced_rps"]} req/s with
 a p95 {results["naive_vs_tuned_paced_p95_ratio"]}x the tuned one's.
 Overload (cache off, vegeta, nothing held back): offered {over["offered_rps"]} req/s, {OVERLOAD_FACTOR}x
-the capacity of {over["capacity_rps"]} req/s, the app served {over["goodput_rps"]} req/s
+the capacity of {over["capacity_rps"]} req/s (2xx answers only), the app served {over["goodput_rps"]} req/s
 ({over["goodput_vs_capacity"] * 100:.0f}% of capacity) and shed {over["shed_rps"]} req/s with 503
 (p95 of all answers {over["load_p95_ms"]} ms). Load average during the run:
 {results["load_average_at_start"]} → {results["load_average_at_end"]}.
@@ -659,6 +883,13 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true", help="do not update docs/benchmarks.md")
     parser.add_argument(
         "--only", choices=["overload"], help="run this scenario alone; print its JSON, record nothing"
+    )
+    parser.add_argument(
+        "--app-setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --only overload: a sample-app setting (repeatable), to compare configurations",
     )
     args = parser.parse_args()
     if args.only == "overload":

@@ -53,11 +53,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(PrometheusMiddleware, metrics=metrics)
-    if settings.CONCURRENCY_LIMIT:
+    if settings.concurrency_limit:
         # Added last, so outermost: a shed request is refused before anything else runs.
         app.add_middleware(
             ConcurrencyLimitMiddleware,
-            limit=settings.CONCURRENCY_LIMIT,
+            limit=settings.concurrency_limit,
+            queue_size=settings.concurrency_queue_size,
+            queue_timeout_seconds=settings.CONCURRENCY_QUEUE_TIMEOUT_SECONDS,
             retry_after_seconds=settings.CONCURRENCY_LIMIT_RETRY_AFTER_SECONDS,
             exempt_paths=probe_paths(),
             metrics=metrics,

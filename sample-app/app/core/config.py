@@ -138,11 +138,15 @@ class Settings(DatabaseSettings):
     # Read-your-writes: how long a write's consistency token (and its per-key fence) lives.
     READ_YOUR_WRITES_SECONDS: int = Field(default=60, ge=1)
 
-    # Load shedding, per process (each uvicorn worker): past this many requests in flight, a new
-    # one is answered 503 + Retry-After at once instead of queueing. 0: no limit. Probes and
-    # /metrics are never shed. Above the DB pool (DB_POOL_SIZE + DB_MAX_OVERFLOW) so the pool
-    # stays busy, low enough that the requests admitted are served well within client timeouts.
-    CONCURRENCY_LIMIT: int = Field(default=64, ge=0, le=10_000)
+    # Load shedding, per process (each uvicorn worker). At most CONCURRENCY_LIMIT requests at work;
+    # past it up to CONCURRENCY_QUEUE_SIZE wait (FIFO) for a slot, each for at most
+    # CONCURRENCY_QUEUE_TIMEOUT_SECONDS; the rest, and those that wait too long, are answered
+    # 503 + Retry-After. Probes and /metrics are never shed.
+    # CONCURRENCY_LIMIT unset: the pool's size (DB_POOL_SIZE + DB_MAX_OVERFLOW), the work the
+    # process can do at once; 0: no limit. CONCURRENCY_QUEUE_SIZE unset: the limit.
+    CONCURRENCY_LIMIT: int | None = Field(default=None, ge=0, le=10_000)
+    CONCURRENCY_QUEUE_SIZE: int | None = Field(default=None, ge=0, le=10_000)
+    CONCURRENCY_QUEUE_TIMEOUT_SECONDS: float = Field(default=0.5, gt=0, le=60)
     CONCURRENCY_LIMIT_RETRY_AFTER_SECONDS: int = Field(default=1, ge=1, le=3600)
 
     # Rate limiting (fixed window per client address)
@@ -169,6 +173,20 @@ class Settings(DatabaseSettings):
         if urlsplit(self.REDIS_URL).password:
             return None  # redis-py takes it from the URL
         return read_secret(self.REDIS_PASSWORD, self.REDIS_PASSWORD_FILE, "REDIS_PASSWORD")
+
+    @property
+    def concurrency_limit(self) -> int:
+        """Requests at work at once per process: CONCURRENCY_LIMIT, else the pool's size; 0: none."""
+        if self.CONCURRENCY_LIMIT is not None:
+            return self.CONCURRENCY_LIMIT
+        return self.DB_POOL_SIZE + self.DB_MAX_OVERFLOW
+
+    @property
+    def concurrency_queue_size(self) -> int:
+        """Requests that may wait for a slot per process: CONCURRENCY_QUEUE_SIZE, else the limit."""
+        if self.CONCURRENCY_QUEUE_SIZE is not None:
+            return self.CONCURRENCY_QUEUE_SIZE
+        return self.concurrency_limit
 
     @property
     def secret_key(self) -> str:

@@ -88,7 +88,8 @@ class Metrics:
         self.rate_limited = Counter("rate_limited_requests", "Requests refused with 429.", registry=r)
         self.load_shed_requests = Counter(
             "load_shed_requests",
-            "Requests refused with 503 because the process had CONCURRENCY_LIMIT requests in flight.",
+            "Requests refused with 503: the process was at its concurrency limit and its queue was full, "
+            "or they waited in the queue past its timeout.",
             registry=r,
         )
         self.tasks_enqueued = Counter(

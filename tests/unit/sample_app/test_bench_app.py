@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench.app import record, task_urls, zipf_ids
+from bench.app import (
+    CpuProfile,
+    app_cpu_efficiency,
+    overload_summary,
+    parse_app_settings,
+    parse_vegeta_report,
+    parse_wrk_report,
+    record,
+    task_urls,
+    tree_cpu_seconds,
+    zipf_ids,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -116,3 +132,143 @@ def test_record_states_the_overload_goodput_and_shed_rate(tmp_path: Path) -> Non
     assert "offered 1800 req/s, 2x the capacity of 900.0 req/s" in text
     assert "the app served 855.0 req/s (95% of capacity) and shed 945.0 req/s with 503" in text
     assert "goodput at 2x capacity ≥ 90% of capacity: True" in text
+
+
+WRK_REPORT_FIELDS = {
+    "requests": 12000,
+    "ok_2xx": 8000,
+    "duration_us": 10_000_000,
+    "connect": 0,
+    "read": 3,
+    "write": 0,
+    "status": 4000,
+    "timeout": 2,
+    "p50_us": 1500,
+    "p95_us": 9000,
+    "p99_us": 20000,
+}
+WRK_STDOUT = (
+    "Running 10s test @ http://127.0.0.1:8000\n  1 threads and 32 connections\n"
+    f"WRKJSON {json.dumps(WRK_REPORT_FIELDS)}\n"
+)
+
+
+def test_wrk_capacity_counts_2xx_answers_only() -> None:
+    result = parse_wrk_report(WRK_STDOUT)
+    assert result.rps == 800.0  # 8,000 2xx in 10 s: the 4,000 refusals are not throughput
+    assert result.requests == 12000
+    assert result.ok == 8000
+    assert result.errors == 4000 + 3 + 2  # non-2xx answers, plus requests that got no answer
+    assert (result.p50_ms, result.p95_ms, result.p99_ms) == (1.5, 9.0, 20.0)
+
+
+def test_wrk_without_its_report_line_is_a_failure() -> None:
+    with pytest.raises(RuntimeError, match="wrk failed"):
+        parse_wrk_report("unable to connect to 127.0.0.1:8000", "Connection refused")
+
+
+def vegeta_report(status_codes: dict[str, int], *, duration_s: float, wait_s: float) -> str:
+    return json.dumps(
+        {
+            "latencies": {"50th": 2_000_000, "95th": 40_000_000, "99th": 900_000_000},
+            "duration": int(duration_s * 1e9),
+            "wait": int(wait_s * 1e9),
+            "requests": sum(status_codes.values()),
+            "throughput": 999.0,  # vegeta's own: counts 3xx as success; never used
+            "status_codes": status_codes,
+        }
+    )
+
+
+def test_vegeta_goodput_is_2xx_per_second_of_the_attack_and_its_wait() -> None:
+    text = vegeta_report(
+        {"200": 7000, "204": 500, "302": 100, "503": 9000, "0": 40}, duration_s=10, wait_s=2.5
+    )
+    result = parse_vegeta_report(text)
+    assert result.rps == 600.0  # 7,500 2xx over 12.5 s
+    assert result.requests == 16640
+    assert result.ok == 7500
+    assert result.errors == 16640 - 7500
+    assert result.status_codes["503"] == 9000
+    assert (result.p50_ms, result.p95_ms, result.p99_ms) == (2.0, 40.0, 900.0)
+
+
+def test_the_overload_summary_compares_2xx_with_2xx() -> None:
+    capacity = parse_wrk_report(WRK_STDOUT)  # 800 2xx/s
+    load = parse_vegeta_report(vegeta_report({"200": 7600, "503": 8400}, duration_s=10, wait_s=0))
+    summary = overload_summary([capacity], load, offered_rps=1600)
+    assert summary["capacity_rps"] == 800.0
+    assert summary["capacity_not_2xx"] == 4005
+    assert summary["goodput_rps"] == 760.0
+    assert summary["goodput_vs_capacity"] == 0.95
+    assert summary["shed_fraction"] == 0.525
+    assert summary["shed_rps"] == 840.0
+    assert summary["load_errors"] == 8400
+
+
+def test_cpu_profile_splits_the_machine_by_role() -> None:
+    profile = CpuProfile(seconds=10, cores=2, app=12, databases=3, load_generator=2, machine_busy=19)
+    assert profile.as_dict() == {
+        "app_cores": 1.2,
+        "databases_cores": 0.3,
+        "load_generator_cores": 0.2,
+        "other_processes_cores": 0.2,
+        "idle_cores": 0.1,
+    }
+
+
+BURN_THEN_WAIT = """
+import sys, time
+start = time.process_time()
+while time.process_time() - start < 0.3:
+    pass
+print("burnt", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_tree_cpu_seconds_includes_the_descendants() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", BURN_THEN_WAIT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "burnt\n"
+        own = tree_cpu_seconds(child.pid)
+        assert own >= 0.3
+        assert tree_cpu_seconds(os.getpid()) >= own + time.process_time() - 0.05  # -: clock ticks
+    finally:
+        child.communicate("\n", timeout=10)
+
+
+def test_app_settings_for_a_comparison_run_are_key_value_pairs() -> None:
+    assert parse_app_settings(["CONCURRENCY_LIMIT=64", "CONCURRENCY_QUEUE_SIZE=0", "X=a=b"]) == {
+        "CONCURRENCY_LIMIT": "64",
+        "CONCURRENCY_QUEUE_SIZE": "0",
+        "X": "a=b",
+    }
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_app_settings(["CONCURRENCY_LIMIT"])
+
+
+def test_the_capacity_is_the_mean_of_the_runs_around_the_overload() -> None:
+    before = parse_wrk_report(WRK_STDOUT)  # 800 2xx/s
+    after = parse_wrk_report(WRK_STDOUT.replace('"ok_2xx": 8000', '"ok_2xx": 6000'))  # 600 2xx/s
+    load = parse_vegeta_report(vegeta_report({"200": 6300, "503": 9700}, duration_s=10, wait_s=0))
+    summary = overload_summary([before, after], load, offered_rps=1600)
+    assert summary["capacity_runs_rps"] == [800.0, 600.0]
+    assert summary["capacity_rps"] == 700.0
+    assert summary["goodput_vs_capacity"] == 0.9
+
+
+def test_app_cpu_efficiency_does_not_depend_on_the_apps_share_of_the_machine() -> None:
+    capacity = [parse_wrk_report(WRK_STDOUT)]  # 8,000 2xx
+    capacity_cpu = [CpuProfile(seconds=10, cores=2, app=16, databases=2, load_generator=0.5, machine_busy=19)]
+    load = parse_vegeta_report(vegeta_report({"200": 3600, "503": 12400}, duration_s=10, wait_s=0))
+    # Half the CPU share under overload, and 10% of it spent on refusals: 2xx per CPU-second 450.
+    load_cpu = CpuProfile(seconds=10, cores=2, app=8, databases=1, load_generator=2, machine_busy=20)
+    assert app_cpu_efficiency(capacity, capacity_cpu, load, load_cpu) == {
+        "capacity_2xx_per_app_cpu_second": 500.0,
+        "overload_2xx_per_app_cpu_second": 450.0,
+        "app_cpu_efficiency_vs_capacity": 0.9,
+    }
