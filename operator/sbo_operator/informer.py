@@ -66,8 +66,9 @@ class ChildIndex(Mapping[Key, Collection[dict[str, Any]]]):
             del self._by_owner[key]
         return {key}
 
-    def uids(self) -> set[str]:
-        return set(self._owner_of)
+    def uids(self, namespace: str | None = None) -> set[str]:
+        """The children's uids, in one namespace or all (a child is in its owner's namespace)."""
+        return {uid for uid, key in self._owner_of.items() if namespace is None or key.namespace == namespace}
 
 
 class ChildInformer:
@@ -136,7 +137,8 @@ class ChildInformer:
             token = metadata.get("continue")
             if not token:
                 break
-        for uid in self.index.uids() - seen:
+        # Informers of one kind in several namespaces share the index: forget only our own.
+        for uid in self.index.uids(self.namespace) - seen:
             self._changed(self.index.remove(uid))
         self.synced.set()
         return str(metadata.get("resourceVersion", ""))

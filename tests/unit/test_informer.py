@@ -69,3 +69,41 @@ def test_a_namespace_pattern_keeps_only_the_matching_namespaces() -> None:
     informer.observe("DELETED", child("a", uid="1", owner="shop", namespace="team-a"))
     assert sorted(informer.index) == [Key("billing", "shop")]
     assert changed[-1] == Key("team-a", "shop")
+
+
+class OnePage:
+    """A Kube that answers every LIST with one page of the given objects."""
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.items = items
+
+    async def list_page(self, *_: Any, **__: Any) -> dict[str, Any]:
+        return {"items": [dict(item) for item in self.items], "metadata": {"resourceVersion": "7"}}
+
+
+async def test_informers_of_one_kind_in_several_namespaces_forget_only_their_own() -> None:
+    """With exact namespaces each has an informer, and they share the kind's index."""
+    index = ChildIndex()
+    informers = {
+        namespace: ChildInformer(
+            OnePage([child(f"{namespace}-app", uid=namespace, owner="shop", namespace=namespace)]),  # type: ignore[arg-type]
+            api_version="v1",
+            kind="Secret",
+            index_name="children_secrets",
+            label_selector="",
+            namespace=namespace,
+            page_size=100,
+            watch_seconds=60,
+            on_change=lambda key: None,
+            metrics=OperatorMetrics.create(),
+            index=index,
+        )
+        for namespace in ("shop", "billing")
+    }
+    await informers["shop"].list()
+    await informers["billing"].list()
+    assert sorted(index) == [Key("billing", "shop"), Key("shop", "shop")]
+
+    informers["shop"].kube.items = []  # type: ignore[attr-defined]
+    await informers["shop"].list()
+    assert sorted(index) == [Key("billing", "shop")], "the other namespace's children stay"
