@@ -7,6 +7,9 @@ Two phases, each on a freshly started control plane of the bench's own
   ScalableBackends (examples/basic.yaml, spread over 10 restricted
   namespaces) and times until every one is Ready with observedGeneration ==
   generation. It then watches for `--steady-seconds` and counts writes.
+  Then the **restart** (unless --no-restart): SIGKILL the operator, start a
+  new one over the N backends, wait until it has reconciled every one, watch
+  again, and record its peak and settled RSS and its writes.
 * **floor**: no operator. A plain concurrent client, with the operator's
   connection budget, creates the same N ScalableBackends and applies the
   exact child objects the operator's own builders produce (the complete set
@@ -19,7 +22,7 @@ section of docs/benchmarks.md); progress goes to stderr. See that section
 for how to read the figures.
 
 Modules: `workload` (what is created), `client` (the bench's API writes),
-`floor` (the floor's children and phase), `tracking` (readiness by LIST and
-WATCH), `recording` (counters, events, the JSON line and the docs) and
-`driver` (the phases and the command line).
+`floor` (the floor's children and phase), `restart` (the restart path),
+`tracking` (readiness by LIST and WATCH), `recording` (counters, events,
+the JSON line and the docs) and `driver` (the phases and the command line).
 """

@@ -28,6 +28,7 @@ from bench.reconcile.recording import (
     summarise,
     whole_second,
 )
+from bench.reconcile.restart import restart_phase
 from bench.reconcile.tracking import ReadyTracker, backend_ready, background, converge
 from bench.reconcile.workload import (
     FIELD_MANAGER,
@@ -151,6 +152,9 @@ async def operator_phase(
             events = events_between(
                 await list_events(dynamic), whole_second(started_wall), ready_wall, detail=False
             )
+            restart: dict[str, Any] | None = None
+            if converged and args.restart:
+                restart = await restart_phase(operator, dynamic, tracker, keys, args)
     finally:
         operator.stop()
 
@@ -189,6 +193,7 @@ async def operator_phase(
         "operator_peak_rss_mib": round(peak_rss_kib / 1024, 1),
         "cpu_seconds": cpu_used,
         **steady,
+        **({"restart": restart} if restart is not None else {}),
     }
 
 
@@ -216,6 +221,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="SBO_API_THREADS of the operator; also the floor client's concurrency",
     )
     parser.add_argument("--resync-seconds", type=float, default=defaults.resync_seconds)
+    parser.add_argument(
+        "--no-restart",
+        dest="restart",
+        action="store_false",
+        help="skip the restart path (SIGKILL the converged operator, start a new one, measure it)",
+    )
     parser.add_argument(
         "--only", choices=("operator", "floor"), default=None, help="run one phase (for investigating)"
     )

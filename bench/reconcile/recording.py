@@ -24,6 +24,7 @@ from devkit.records import record_json_result
 SECTION = "## Reconcile (make bench-reconcile)"
 TARGET_RATIO = 2.0
 TARGET_RSS_MIB = 300
+TARGET_SHARE_OF_LIMIT = 0.6  # of the chart's memory limit, after a restart
 OPERATOR_COUNTERS = (
     "sbo_api_writes_total",
     "sbo_reconciles_total",
@@ -153,6 +154,10 @@ def summarise(
     ratio = round(seconds / floor_seconds, 2) if seconds and floor_seconds else None
     steady_writes = operator.get("steady_state_writes")
     rss = operator.get("operator_peak_rss_mib")
+    restart = operator.get("restart") or {}
+    restart_rss = restart.get("peak_rss_mib")
+    share = restart.get("peak_rss_of_chart_limit")
+    restart_writes = restart.get("operator_writes") if restart.get("converged") else None
     result: dict[str, Any] = {
         "n": args.n,
         "seconds_to_ready": seconds,
@@ -167,6 +172,9 @@ def summarise(
             "ratio_to_floor<=2": None if ratio is None else ratio <= TARGET_RATIO,
             "steady_state_writes==0": None if steady_writes is None else steady_writes == 0,
             "operator_peak_rss_mib<=300": None if rss is None else rss <= TARGET_RSS_MIB,
+            "restart_peak_rss_mib<=300": None if restart_rss is None else restart_rss <= TARGET_RSS_MIB,
+            "restart_peak_rss_of_chart_limit<0.6": None if share is None else share < TARGET_SHARE_OF_LIMIT,
+            "restart_writes==0": None if restart_writes is None else restart_writes == 0,
         },
         **{
             k: v

@@ -1,9 +1,14 @@
-"""Kopf handlers. They only keep indices and say which ScalableBackend to look at.
+"""Kopf handlers. They only keep the backends' index and say which ScalableBackend to look at.
 
-Every change (to a ScalableBackend or to one of its children) puts the
-backend's key on the work queue; `reconcile()` then reads the whole current
-state from the indices. No handler here writes to the API, and none asks
-Kopf to store progress, so Kopf adds no annotations or finalizers.
+Every change to a ScalableBackend puts its key on the work queue; the children
+are followed by the runtime's own informers, which do the same for their owner.
+`reconcile()` then reads the whole current state from the indices. No handler
+here writes to the API, and none asks Kopf to store progress, so Kopf adds no
+annotations or finalizers.
+
+Kopf watches the ScalableBackends only. Its indices hold every listed body until
+every indexed kind has been listed; for the backends alone that is small, for
+their 20-odd children each it was most of a restarted operator's memory.
 """
 
 from __future__ import annotations
@@ -14,9 +19,9 @@ from typing import Any
 import kopf
 
 from sbo_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
-from sbo_operator.runtime import CHILD_RESOURCES, MANAGED_BY_SELECTOR, Runtime
+from sbo_operator.runtime import Runtime
 from sbo_operator.settings import OperatorSettings
-from sbo_operator.snapshot import compact, owner_key
+from sbo_operator.snapshot import compact
 from sbo_operator.workqueue import Key
 
 log = logging.getLogger(__name__)
@@ -41,8 +46,8 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         # response would be hundreds of MiB of decoded JSON at once.
         settings.watching.chunk_size = 100
         # Kopf keeps a worker per object, holding its last event's whole body, for this
-        # long after the event (default 5 s). While thousands of children are created,
-        # those bodies add up: peak RSS 143 -> 134 MiB at 200 backends.
+        # long after the event (default 5 s). When Kopf watched the children too, those
+        # bodies added up: peak RSS 143 -> 134 MiB at 200 backends.
         settings.batching.idle_timeout = 0.5
         settings.peering.mandatory = False
         # Kopf scans namespaces and CRDs only to match glob patterns; without one,
@@ -50,8 +55,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         settings.scanning.disabled = not any(
             char in pattern for pattern in operator_settings.namespaces for char in "*?[]!"
         )
-        indices = {name: kwargs[name] for name in ("backends", *(r.index for r in CHILD_RESOURCES))}
-        memo.runtime = await Runtime.start(operator_settings, indices=indices)
+        memo.runtime = await Runtime.start(operator_settings, backends=kwargs["backends"])
 
     @kopf.on.cleanup(registry=registry)
     async def stop(memo: kopf.Memo, **_: Any) -> None:
@@ -64,7 +68,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         runtime: Runtime = memo.runtime
         return len(runtime.queue)
 
-    # The index functions are async, though they do no I/O: Kopf runs sync handlers in a
+    # The index function is async, though it does no I/O: Kopf runs sync handlers in a
     # thread pool, and every watch event would wait there for a thread.
     @kopf.index(GROUP, VERSION, PLURAL, id="backends", registry=registry)
     async def index_backend(
@@ -83,34 +87,5 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             runtime.forget(key)
         else:
             runtime.queue.add(key, generation=body.get("metadata", {}).get("generation"))
-
-    async def index_child(body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]] | None:
-        key = owner_key(body)
-        return {key: compact(body)} if key else None
-
-    async def child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        key = owner_key(body)
-        if key:
-            runtime: Runtime = memo.runtime
-            runtime.ensure_workers()
-            runtime.queue.add(key)
-
-    for resource in CHILD_RESOURCES:
-        kopf.index(
-            resource.group,
-            resource.version,
-            resource.plural,
-            id=resource.index,
-            labels=MANAGED_BY_SELECTOR,
-            registry=registry,
-        )(index_child)
-        kopf.on.event(
-            resource.group,
-            resource.version,
-            resource.plural,
-            id=f"{resource.index}_changed",
-            labels=MANAGED_BY_SELECTOR,
-            registry=registry,
-        )(child_changed)
 
     return registry

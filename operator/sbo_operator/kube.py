@@ -8,15 +8,18 @@ a steady state sends none.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 from kubernetes.aio import client, config
 from kubernetes.aio.client.exceptions import ApiException
 from kubernetes.aio.dynamic import DynamicClient
 from kubernetes.aio.dynamic.resource import Resource
+from kubernetes.aio.watch import Watch
 
 from sbo_operator.metrics import OperatorMetrics
 
@@ -48,6 +51,10 @@ REFUSED = (400, 403, 422)
 
 def _refused(error: ApiException) -> ApplyRejected | None:
     return ApplyRejected(_reason(error), code=error.status) if error.status in REFUSED else None
+
+
+class WatchExpired(Exception):
+    """The resourceVersion a watch resumed from is too old (HTTP 410 Gone): list again."""
 
 
 class ObjectGone(Exception):
@@ -154,6 +161,68 @@ class Kube:
         resource = await self._resource(api_version, kind)
         result = _as_dict(await self._dynamic.get(resource, namespace=namespace))
         return list(result.get("items") or [])
+
+    async def list_page(
+        self,
+        api_version: str,
+        kind: str,
+        *,
+        namespace: str | None,
+        label_selector: str,
+        limit: int,
+        continue_token: str | None,
+    ) -> dict[str, Any]:
+        """One page of a LIST, as plain JSON (no client model objects for thousands of items)."""
+        resource = await self._resource(api_version, kind)
+        response = await self._dynamic.get(
+            resource,
+            namespace=namespace,
+            label_selector=label_selector,
+            limit=limit,
+            _continue=continue_token,
+            serialize=False,
+        )
+        try:
+            page: dict[str, Any] = await response.json()
+        finally:
+            response.release()
+        return page
+
+    async def watch(
+        self,
+        api_version: str,
+        kind: str,
+        *,
+        namespace: str | None,
+        label_selector: str,
+        resource_version: str,
+        timeout_seconds: int,
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """(event type, object) from `resource_version` on, until the server ends the watch.
+
+        `timeout_seconds` must stay below the client's own request timeout (5 minutes).
+        """
+        resource = await self._resource(api_version, kind)
+        watcher = Watch()
+        try:
+            async for event in watcher.stream(
+                functools.partial(self._dynamic.get, resource),
+                namespace=namespace,
+                label_selector=label_selector,
+                resource_version=resource_version,
+                timeout_seconds=timeout_seconds,
+                # Bookmarks keep the resume version current while nothing changes, so that a
+                # quiet kind is not listed again when its version falls out of the watch cache.
+                query_params=[("allowWatchBookmarks", "true")],
+                serialize=False,
+            ):
+                yield event["type"], event["raw_object"]
+        except ApiException as error:
+            if error.status == 410:
+                raise WatchExpired(_reason(error)) from error
+            raise
+        finally:
+            await watcher.close()
 
     async def delete(
         self, api_version: str, kind: str, namespace: str, name: str, *, orphan: bool = False

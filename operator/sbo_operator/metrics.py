@@ -17,6 +17,7 @@ class OperatorMetrics:
     reconcile_duration: Histogram
     api_writes: Counter
     queue_depth: Gauge
+    list_pages: Counter
     autoscaler_decisions: Counter
     autoscaler_metric_value: Gauge
     autoscaler_consecutive_failed_polls: Gauge
@@ -47,6 +48,12 @@ class OperatorMetrics:
                 registry=registry,
             ),
             queue_depth=Gauge("sbo_reconcile_queue_depth", "ScalableBackends waiting.", registry=registry),
+            list_pages=Counter(
+                "sbo_list_pages",
+                "Pages of child objects listed by the operator's informers, by kind.",
+                ["kind"],
+                registry=registry,
+            ),
             autoscaler_decisions=Counter(
                 "sbo_autoscaler_decisions",
                 "Autoscaler decisions, by component and direction.",

@@ -2,7 +2,8 @@
 
 Every rule comes from one place in the code:
 
-* handlers.py keeps a Kopf index and an event handler per kind: list, watch.
+* handlers.py keeps a Kopf index of the ScalableBackends, and informer.py lists (in pages) and
+  watches every child kind: list, watch.
 * kube.Kube.apply is server-side apply, which creates an absent object: create, patch.
 * kube.Kube.get reads a child back after an apply conflict: get.
 * kube.Kube.delete removes obsolete children: delete.

@@ -1,7 +1,8 @@
-"""The running operator: API client, work queue, workers and periodic resync.
+"""The running operator: API client, child informers, work queue, workers and periodic resync.
 
 Built once at startup and kept in Kopf's memo (the gafaelfawr pattern), so
-nothing lives in module globals and tests can build one of their own.
+nothing lives in module globals and tests can build one of their own. The
+workers take no key before every child informer has listed its kind.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import kopf
@@ -18,6 +19,7 @@ from prometheus_client import start_http_server
 
 from sbo_operator.autoscaler.scheduler import AutoscalerScheduler
 from sbo_operator.builders.labels import MANAGED_BY, MANAGED_BY_LABEL
+from sbo_operator.informer import ChildIndex, ChildInformer
 from sbo_operator.kube import Kube
 from sbo_operator.metrics import OperatorMetrics
 from sbo_operator.reconcile import Reconciler
@@ -28,6 +30,8 @@ from sbo_operator.workqueue import Key, WorkQueue
 log = logging.getLogger(__name__)
 
 MANAGED_BY_SELECTOR = {MANAGED_BY_LABEL: MANAGED_BY}
+# The server ends each watch after this long; below the API client's 5-minute request timeout.
+WATCH_SECONDS = 240
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +44,10 @@ class ChildResource:
     @property
     def index(self) -> str:
         return f"children_{self.plural}"
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
 
 
 # Every kind the operator creates; each gets a watch, an index and RBAC.
@@ -62,16 +70,20 @@ class Runtime:
         self,
         settings: OperatorSettings,
         *,
-        indices: Mapping[str, kopf.Index[Key, dict[str, Any]]],
+        indices: Mapping[str, Mapping[Key, Collection[dict[str, Any]]]],
         kube: Kube,
         metrics: OperatorMetrics,
+        informers: Sequence[ChildInformer] = (),
+        queue: WorkQueue | None = None,
     ) -> None:
         self.settings = settings
         self.indices = indices
         self.kube = kube
         self.metrics = metrics
-        self.queue = WorkQueue()
+        self.queue = queue if queue is not None else WorkQueue()
+        self.informers = tuple(informers)
         self._tasks: list[asyncio.Task[None]] = []
+        self._informer_tasks: list[asyncio.Task[None]] = []
         self.autoscaler = AutoscalerScheduler(
             kube=kube, settings=settings, metrics=metrics, on_report=self.queue.add
         )
@@ -84,16 +96,32 @@ class Runtime:
         )
 
     @classmethod
-    async def start(
-        cls, settings: OperatorSettings, *, indices: Mapping[str, kopf.Index[Key, dict[str, Any]]]
-    ) -> Runtime:
+    async def start(cls, settings: OperatorSettings, *, backends: kopf.Index[Key, dict[str, Any]]) -> Runtime:
+        """Connect, and start the child informers: they list while Kopf lists the backends."""
         metrics = OperatorMetrics.create()
         if settings.metrics_port:
             start_http_server(settings.metrics_port, addr="0.0.0.0", registry=metrics.registry)  # noqa: S104
         kube = await Kube.connect(
             field_manager=settings.field_manager, connections=settings.api_threads, metrics=metrics
         )
-        return cls(settings, indices=indices, kube=kube, metrics=metrics)
+        queue = WorkQueue()
+        informers = child_informers(settings, kube=kube, metrics=metrics, on_change=queue.add)
+        indices: dict[str, Mapping[Key, Collection[dict[str, Any]]]] = {"backends": backends}
+        for informer in informers:
+            indices[informer.index_name] = informer.index
+        runtime = cls(settings, indices=indices, kube=kube, metrics=metrics, informers=informers, queue=queue)
+        runtime.start_informers()
+        return runtime
+
+    def start_informers(self) -> None:
+        for informer in self.informers:
+            name = f"informer-{informer.kind}-{informer.namespace or 'all'}"
+            self._informer_tasks.append(asyncio.create_task(informer.run(), name=name))
+
+    async def children_synced(self) -> None:
+        """Until every child informer has listed its kind once."""
+        for informer in self.informers:
+            await informer.synced.wait()
 
     def ensure_workers(self) -> None:
         """Start the reconcile workers, from the first event handler.
@@ -104,19 +132,20 @@ class Runtime:
         if self._tasks:
             return
         for number in range(self.settings.workers):
-            self._tasks.append(
-                asyncio.create_task(
-                    self.queue.run_worker(self.reconciler.reconcile), name=f"reconcile-worker-{number}"
-                )
-            )
+            self._tasks.append(asyncio.create_task(self._work(), name=f"reconcile-worker-{number}"))
         self._tasks.append(asyncio.create_task(self._resync_forever(), name="resync"))
         self._tasks.append(asyncio.create_task(self.autoscaler.run(), name="autoscaler"))
         log.info("started %d reconcile workers", self.settings.workers)
 
+    async def _work(self) -> None:
+        await self.children_synced()
+        await self.queue.run_worker(self.reconciler.reconcile)
+
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._informer_tasks]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.autoscaler.close()
         await self.kube.close()
 
@@ -148,3 +177,41 @@ class Runtime:
                 self.queue.add(key)
             self.metrics.queue_depth.set(len(self.queue))
             log.debug("resync enqueued %d backends after %.0fs", len(self.queue), time.monotonic() - started)
+
+
+def child_informers(
+    settings: OperatorSettings, *, kube: Kube, metrics: OperatorMetrics, on_change: Callable[[Key], None]
+) -> list[ChildInformer]:
+    """An informer per child kind: cluster-wide, or one per namespace the operator is given.
+
+    Namespace patterns (`team-*`) come with a ClusterRole (see the chart): the informer lists
+    every namespace and keeps the children of the matching ones. Informers of one kind share
+    its index.
+    """
+    patterns = [p for p in settings.namespaces if any(char in p for char in "*?[]!")]
+    if settings.clusterwide or patterns:
+        namespaces: list[str | None] = [None]
+    else:
+        namespaces = list(settings.namespaces)
+    selector = ",".join(f"{label}={value}" for label, value in MANAGED_BY_SELECTOR.items())
+    informers = []
+    for resource in CHILD_RESOURCES:
+        index = ChildIndex()
+        for namespace in namespaces:
+            informers.append(
+                ChildInformer(
+                    kube,
+                    api_version=resource.api_version,
+                    kind=resource.kind,
+                    index_name=resource.index,
+                    label_selector=selector,
+                    namespace=namespace,
+                    namespace_patterns=settings.namespaces if patterns else (),
+                    page_size=settings.list_page_size,
+                    watch_seconds=WATCH_SECONDS,
+                    on_change=on_change,
+                    metrics=metrics,
+                    index=index,
+                )
+            )
+    return informers

@@ -49,6 +49,13 @@ class OperatorSettings(BaseSettings):
     api_threads: int = Field(
         default=32, ge=1, le=256, description="Threads (and HTTP connections) for Kubernetes API calls."
     )
+    list_page_size: int = Field(
+        default=100,
+        ge=1,
+        le=5000,
+        description="Child objects per page when the operator lists a kind (at start and after a watch "
+        "expired); only one page of whole objects is in memory at a time.",
+    )
     default_prometheus_url: str = Field(
         default="http://prometheus-operated.monitoring.svc:9090",
         description="Prometheus used by autoscaling when a ScalableBackend sets no spec.prometheus.url.",

@@ -105,6 +105,16 @@ def wait_ready(
     return backend
 
 
+def create_ready_backends(cluster: LocalCluster, namespace: str, names: tuple[str, ...]) -> None:
+    """examples/basic.yaml under each name, all created first, then each waited for until Ready."""
+    for name in names:
+        backend = basic_backend(namespace)
+        backend["metadata"]["name"] = name
+        cluster.apply(backend)
+    for name in names:
+        wait_ready(cluster, namespace, name, timeout=180)
+
+
 def get_backend(cluster: LocalCluster, namespace: str, name: str = "shop") -> dict[str, Any]:
     out = cluster.kubectl("get", f"sb/{name}", "-n", namespace, "-o", "yaml").stdout
     loaded: dict[str, Any] = yaml.safe_load(out)

@@ -16,7 +16,7 @@ from kubernetes import client
 
 from devkit.cluster import LocalCluster, eventually
 from devkit.operator_process import OperatorProcess
-from tests.e2e.conftest import basic_backend, wait_ready
+from tests.e2e.conftest import create_ready_backends
 
 pytestmark = pytest.mark.e2e
 
@@ -27,13 +27,7 @@ def test_deleting_the_namespace_logs_one_line_per_backend_and_no_traceback(
     cluster: LocalCluster, solo: tuple[str, OperatorProcess], core: client.CoreV1Api
 ) -> None:
     namespace, operator = solo
-    for name in BACKENDS:
-        backend = basic_backend(namespace)
-        backend["metadata"]["name"] = name
-        cluster.apply(backend)
-
-    for name in BACKENDS:
-        wait_ready(cluster, namespace, name, timeout=180)
+    create_ready_backends(cluster, namespace, BACKENDS)
     start = operator.log_path.stat().st_size
     cluster.kubectl("delete", "namespace", namespace, "--wait=false")
 

@@ -1,4 +1,4 @@
-"""Kopf handlers: a child's event reconciles its owner; a deleted backend is forgotten.
+"""Handlers and child informers: a child's event reconciles its owner; a deleted backend is forgotten.
 
 The handlers are taken from the registry the operator runs with and called as Kopf calls them;
 the Runtime behind them is real, with kmock as its apiserver.
@@ -15,9 +15,10 @@ import kopf
 import pytest
 
 from sbo_operator.handlers import build_registry
+from sbo_operator.informer import ChildInformer
 from sbo_operator.kube import Kube
 from sbo_operator.metrics import OperatorMetrics
-from sbo_operator.runtime import CHILD_RESOURCES, Runtime
+from sbo_operator.runtime import CHILD_RESOURCES, ChildResource, Runtime
 from sbo_operator.settings import OperatorSettings
 from sbo_operator.snapshot import compact
 from sbo_operator.workqueue import Key
@@ -63,21 +64,39 @@ async def settle(runtime: Runtime) -> None:
             return
 
 
+def informer_of(runtime: Runtime, resource: ChildResource) -> ChildInformer:
+    """The child informer the operator runs for a kind, feeding this runtime's queue and index."""
+    return ChildInformer(
+        runtime.kube,
+        api_version=resource.api_version,
+        kind=resource.kind,
+        index_name=resource.index,
+        label_selector="",
+        namespace=None,
+        page_size=100,
+        watch_seconds=60,
+        on_change=runtime.queue.add,
+        metrics=runtime.metrics,
+    )
+
+
 async def test_a_child_event_reconciles_its_owner(
     apiserver: kmock.KubernetesScaffold, runtime: Runtime
 ) -> None:
     apiserver[kmock.method.PATCH] << BACKEND_ECHO
-    child_changed = handler(build_registry(runtime.settings), "children_deployments_changed")
+    runtime.ensure_workers()
+    deployments = informer_of(runtime, CHILD_RESOURCES[0])
     child = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
             "name": "shop-api",
             "namespace": "demo",
+            "uid": "d1",
             "ownerReferences": [{"kind": "ScalableBackend", "name": "shop", "controller": True, "uid": "u"}],
         },
     }
-    await child_changed(body=child, memo=kopf.Memo(runtime=runtime))
+    deployments.observe("MODIFIED", child)
     await settle(runtime)
     assert writes(apiserver) == [("PATCH", STATUS_PATH)], "the owner was reconciled"
 
@@ -85,9 +104,14 @@ async def test_a_child_event_reconciles_its_owner(
 async def test_a_child_without_a_controller_owner_reconciles_nothing(
     apiserver: kmock.KubernetesScaffold, runtime: Runtime
 ) -> None:
-    child_changed = handler(build_registry(runtime.settings), "children_configmaps_changed")
-    orphan = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shop-api", "namespace": "demo"}}
-    await child_changed(body=orphan, memo=kopf.Memo(runtime=runtime))
+    runtime.ensure_workers()
+    configmaps = informer_of(runtime, next(r for r in CHILD_RESOURCES if r.kind == "ConfigMap"))
+    orphan = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "shop-api", "namespace": "demo", "uid": "c1"},
+    }
+    configmaps.observe("ADDED", orphan)
     await settle(runtime)
     assert writes(apiserver) == []
 

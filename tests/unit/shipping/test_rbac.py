@@ -100,6 +100,8 @@ KUBE_METHODS = {
     "create": {"create"},
     "get": {"get"},
     "list": {"list"},
+    "list_page": {"list"},  # the child informers (informer.py)
+    "watch": {"watch"},  # the child informers
     "delete": {"delete"},
     "patch_status": {"patch"},
     "patch_spec": {"patch"},
