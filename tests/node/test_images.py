@@ -3,14 +3,13 @@
 hack/build_images.py builds sbo.local/{sbo-operator,sample-app}:dev from the project's Dockerfiles and
 sbo.local/{postgres:15,redis:7.0} from Debian's packages; `hack/cluster.sh up --real-node` imports every
 archive into the node's containerd. The module starts its own control plane with a real node (ports
-from SBO_PORT_BASE + 60), runs each image the way the operator's pods do (non-root, no capabilities,
+from SBO_PORT_BASE + 50), runs each image the way the operator's pods do (non-root, no capabilities,
 read-only root filesystem, imagePullPolicy Never), and stops it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 
 from devkit.cluster import eventually
 from devkit.paths import REPO
-from tests.node.test_real_node import RealNodeCluster
+from devkit.real_node import RealNodeCluster
 
 pytestmark = pytest.mark.node
 
@@ -40,10 +39,7 @@ def built_images() -> dict[str, Path]:
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealNodeCluster]:
     missing = [name for name, archive in built_images().items() if not archive.exists()]
     assert not missing, f"not built: {missing}; run `make images` (hack/build_images.py) first"
-    cluster = RealNodeCluster(
-        tmp_path_factory.mktemp("images") / "control-plane",
-        SBO_PORT_BASE=str(int(os.environ.get("SBO_PORT_BASE", "16440")) + 60),
-    )
+    cluster = RealNodeCluster(tmp_path_factory.mktemp("images") / "control-plane")
     up = subprocess.run(cluster.up_command(), env=cluster.env, capture_output=True, text=True, timeout=600)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
