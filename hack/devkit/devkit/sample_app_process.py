@@ -20,6 +20,7 @@ group and dies with the process that started it. A missing server binary raises
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import os
 import secrets
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from httpx import URL
 
 from devkit.paths import SAMPLE_APP
 from devkit.postgres import PostgresServer, start_replica_of
@@ -55,6 +57,8 @@ SECRET_KEY = "sample-app-secret-key-for-local-runs-0123456789"
 USER_PASSWORD = "sample-app-user-password"
 # The rate limiter keys on the client address; every request here comes from 127.0.0.1.
 UNLIMITED = "100000000"
+# The real node's Service range (hack/real-node.sh): the host reaches ClusterIPs through kube-proxy.
+SERVICE_RANGE = ipaddress.ip_network("198.19.0.0/16")
 
 Progress = Callable[[str], None]
 
@@ -260,13 +264,25 @@ class LoadStats:
     per_status: dict[str, int] = field(default_factory=dict)
 
 
+def _is_local_address(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address in SERVICE_RANGE
+
+
 class PacedLoad:
     """An open-loop HTTP load at a settable rate, in a background thread (asyncio + httpx).
 
     Requests start on a fixed schedule (``1 / rate`` apart) whatever the latency, as real users
     arrive. Bounded: it stops by itself after ``max_seconds``, and never has more than
-    ``max_in_flight`` requests open (extra ones are counted as dropped, not queued). Loopback
-    only.
+    ``max_in_flight`` requests open (extra ones are counted as dropped, not queued). It goes to
+    loopback or to a ClusterIP of the real node's Service range only.
+
+    ``keep_alive=False`` opens a connection per request, as many independent users would: behind
+    a Service, kube-proxy picks a pod per connection, so kept-alive connections would pin the
+    load to the pods that were there first.
     """
 
     def __init__(
@@ -277,9 +293,10 @@ class PacedLoad:
         max_seconds: float,
         max_in_flight: int = 64,
         timeout: float = 5.0,
+        keep_alive: bool = True,
     ) -> None:
-        if not base_url.startswith(f"http://{LOOPBACK}:"):
-            raise ValueError(f"load goes to loopback only, not {base_url}")
+        if not _is_local_address(URL(base_url).host):
+            raise ValueError(f"load goes to loopback or the Service range {SERVICE_RANGE}, not {base_url}")
         if not paths:
             raise ValueError("no paths to request")
         self.base_url = base_url
@@ -287,6 +304,7 @@ class PacedLoad:
         self.max_seconds = max_seconds
         self.max_in_flight = max_in_flight
         self.timeout = timeout
+        self.keep_alive = keep_alive
         self._rate = 0.0
         self._stats = LoadStats()
         self._lock = threading.Lock()
@@ -334,7 +352,8 @@ class PacedLoad:
         paths = itertools.cycle(self.paths)
         in_flight: set[asyncio.Task[None]] = set()
         limits = httpx.Limits(
-            max_connections=self.max_in_flight, max_keepalive_connections=self.max_in_flight
+            max_connections=self.max_in_flight,
+            max_keepalive_connections=self.max_in_flight if self.keep_alive else 0,
         )
         async with httpx.AsyncClient(base_url=self.base_url, limits=limits, timeout=self.timeout) as client:
             next_at = loop.time()
