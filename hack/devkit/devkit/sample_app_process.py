@@ -232,7 +232,7 @@ class SampleAppStack:
 def seed_tasks(base_url: str, count: int = 20) -> list[int]:
     """Sign up a user and create ``count`` tasks through the API; returns their ids."""
     email = f"load-{secrets.token_hex(4)}@example.com"
-    with httpx.Client(base_url=base_url, timeout=10) as client:
+    with httpx.Client(base_url=base_url, timeout=10, trust_env=False) as client:
         client.post(
             "/api/v1/users/signup", json={"email": email, "password": USER_PASSWORD}
         ).raise_for_status()
@@ -355,7 +355,11 @@ class PacedLoad:
             max_connections=self.max_in_flight,
             max_keepalive_connections=self.max_in_flight if self.keep_alive else 0,
         )
-        async with httpx.AsyncClient(base_url=self.base_url, limits=limits, timeout=self.timeout) as client:
+        # trust_env=False: no proxy from the environment; the load stays on this machine.
+        client = httpx.AsyncClient(
+            base_url=self.base_url, limits=limits, timeout=self.timeout, trust_env=False
+        )
+        async with client:
             next_at = loop.time()
             while not self._stopping.is_set() and loop.time() < deadline:
                 rate = self._rate
