@@ -20,6 +20,7 @@ from collections.abc import Mapping
 
 from sbo_operator.api.v1alpha1 import ScalableBackend
 from sbo_operator.builders import Manifest
+from sbo_operator.builders.images import OFFICIAL_DATA_SERVICE_IMAGES, DataServiceImages
 from sbo_operator.builders.names import child_names
 from sbo_operator.components import COMPONENTS, generated_secrets
 from sbo_operator.components.base import GeneratedSecret, Problem
@@ -49,8 +50,13 @@ def desired_state(
     backend: ScalableBackend,
     snapshot: Snapshot,
     missing: Mapping[tuple[str, str], Problem] | None = None,
+    *,
+    images: DataServiceImages = OFFICIAL_DATA_SERVICE_IMAGES,
 ) -> DesiredState:
-    """``missing``: the Secrets and ConfigMaps, by (kind, name), that pods need but do not exist."""
+    """``missing``: the Secrets and ConfigMaps, by (kind, name), that pods need but do not exist.
+
+    ``images``: the PostgreSQL and Redis image templates (the operator's settings).
+    """
     manifests: list[Manifest] = []
     kept: set[tuple[str, str]] = set()
     waiting: dict[str, str] = {}
@@ -58,7 +64,7 @@ def desired_state(
     held: dict[str, Problem] = {}
     missing = missing or {}
     for component in COMPONENTS:
-        plan = component.plan(backend, snapshot)
+        plan = component.plan(backend, snapshot, images=images)
         for manifest in plan.manifests:
             key = (manifest["kind"], manifest["metadata"]["name"])
             blockers = sorted(template_references(manifest) & missing.keys())

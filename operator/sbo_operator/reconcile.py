@@ -30,6 +30,7 @@ from sbo_operator.api.conditions import Reason
 from sbo_operator.api.v1alpha1 import API_VERSION, KIND, ScalableBackend, ScalableBackendStatus
 from sbo_operator.autoscaler.scheduler import AutoscalerScheduler
 from sbo_operator.builders import Manifest
+from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.secrets import MIN_RANDOM_BYTES
 from sbo_operator.components import required_references
 from sbo_operator.components.base import Problem
@@ -62,7 +63,8 @@ class Reconciler:
     """Reconciles one backend at a time, given what it reads from and writes to.
 
     ``snapshots`` returns a backend and its children as the watches last saw
-    them (None once it is gone); ``kube`` does every write.
+    them (None once it is gone); ``kube`` does every write; ``images`` are the
+    data services' image templates.
     """
 
     def __init__(
@@ -72,8 +74,10 @@ class Reconciler:
         metrics: OperatorMetrics,
         autoscaler: AutoscalerScheduler,
         snapshots: Callable[[Key], Snapshot | None],
+        images: DataServiceImages,
     ) -> None:
         self.kube = kube
+        self.images = images
         self.metrics = metrics
         self.autoscaler = autoscaler
         self.snapshots = snapshots
@@ -144,7 +148,7 @@ class Reconciler:
         missing = await self._missing_references(backend)
         snapshot, created, refused = await self._create_missing_secrets(backend, body, snapshot)
         # No workload is applied that needs an object that is missing or that the API refused.
-        desired = desired_state(backend, snapshot, {**missing, **refused})
+        desired = desired_state(backend, snapshot, {**missing, **refused}, images=self.images)
         applied, problems = await self._converge(backend, body, snapshot, desired, created)
         problems = [*desired.problems, *missing.values(), *refused.values(), *problems]
         self._post_problem_events(key, body, problems)

@@ -76,7 +76,11 @@ class Runtime:
             kube=kube, settings=settings, metrics=metrics, on_report=self.queue.add
         )
         self.reconciler = Reconciler(
-            kube=kube, metrics=metrics, autoscaler=self.autoscaler, snapshots=self.snapshot
+            kube=kube,
+            metrics=metrics,
+            autoscaler=self.autoscaler,
+            snapshots=self.snapshot,
+            images=settings.data_service_images,
         )
 
     @classmethod

@@ -8,6 +8,14 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from sbo_operator.builders.images import (
+    OFFICIAL_POSTGRES_IMAGE,
+    OFFICIAL_REDIS_IMAGE,
+    DataServiceImages,
+    check_postgres_image_template,
+    check_redis_image_template,
+)
+
 
 class LogFormat(StrEnum):
     TEXT = "text"
@@ -68,6 +76,16 @@ class OperatorSettings(BaseSettings):
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="Port of /metrics (0 disables it).")
     log_format: LogFormat = Field(default=LogFormat.TEXT, description="Log format: text or json.")
     log_level: str = Field(default="INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
+    postgres_image: str = Field(
+        default=OFFICIAL_POSTGRES_IMAGE,
+        description="Image of PostgreSQL, a template in which {version} becomes spec.postgres.version "
+        "(15, 16 or 17), e.g. mirror.example/library/postgres:{version}.",
+    )
+    redis_image: str = Field(
+        default=OFFICIAL_REDIS_IMAGE,
+        description="Image of Redis, a template in which {version} becomes spec.redis.version "
+        "(7.0, 7.2 or 7.4), e.g. mirror.example/library/redis:{version}.",
+    )
 
     @field_validator("namespaces", mode="before")
     @classmethod
@@ -76,6 +94,21 @@ class OperatorSettings(BaseSettings):
             return [name.strip() for name in value.split(",") if name.strip()]
         return value
 
+    # Checked at start-up for every supported version, so that no pod fails with InvalidImageName.
+    @field_validator("postgres_image")
+    @classmethod
+    def _check_postgres_image(cls, template: str) -> str:
+        return check_postgres_image_template(template)
+
+    @field_validator("redis_image")
+    @classmethod
+    def _check_redis_image(cls, template: str) -> str:
+        return check_redis_image_template(template)
+
     @property
     def clusterwide(self) -> bool:
         return not self.namespaces
+
+    @property
+    def data_service_images(self) -> DataServiceImages:
+        return DataServiceImages(postgres=self.postgres_image, redis=self.redis_image)

@@ -21,6 +21,7 @@ import yaml
 
 from sbo_operator.api.v1alpha1 import ScalableBackend
 from sbo_operator.builders import Manifest
+from sbo_operator.builders.images import OFFICIAL_DATA_SERVICE_IMAGES, DataServiceImages
 from sbo_operator.components import COMPONENTS
 from sbo_operator.components import generated_secrets as secrets_of
 from sbo_operator.snapshot import Snapshot, compact
@@ -218,7 +219,9 @@ def as_running(manifest: Manifest) -> Manifest:
     return stored(manifest)
 
 
-def wanted_once_running(backend: ScalableBackend) -> list[Manifest]:
+def wanted_once_running(
+    backend: ScalableBackend, *, images: DataServiceImages = OFFICIAL_DATA_SERVICE_IMAGES
+) -> list[Manifest]:
     """Every child the components want once everything they wait for is up, in registry order.
 
     A first plan holds back what waits (read replicas for the primary, the api for its
@@ -230,15 +233,19 @@ def wanted_once_running(backend: ScalableBackend) -> list[Manifest]:
     running: list[Manifest] = []
     while True:
         current = snapshot(body, *secrets, *running)
-        manifests = [m for component in COMPONENTS for m in component.plan(backend, current).manifests]
+        manifests = [
+            m for component in COMPONENTS for m in component.plan(backend, current, images=images).manifests
+        ]
         if {(m["kind"], m["metadata"]["name"]) for m in [*secrets, *manifests]} == set(current.children):
             return manifests
         running = [as_running(manifest) for manifest in manifests]
 
 
-def all_manifests(backend: ScalableBackend) -> list[Manifest]:
+def all_manifests(
+    backend: ScalableBackend, *, images: DataServiceImages = OFFICIAL_DATA_SERVICE_IMAGES
+) -> list[Manifest]:
     """Every child of a running stack, generated Secrets included, as the reconciler applies them."""
-    return [*_secret_manifests(backend), *wanted_once_running(backend)]
+    return [*_secret_manifests(backend), *wanted_once_running(backend, images=images)]
 
 
 def running_stack(backend: ScalableBackend, *, image: str | None = None) -> list[Manifest]:

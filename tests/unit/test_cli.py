@@ -30,3 +30,18 @@ def test_settings_command_prints_the_effective_settings(
     monkeypatch.setenv("SBO_NAMESPACES", "shop, billing")
     main(["settings"])
     assert '"namespaces": [\n    "shop",\n    "billing"\n  ]' in capsys.readouterr().out
+
+
+def test_a_bad_image_template_stops_the_operator_before_it_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SBO_POSTGRES_IMAGE", "mirror.example/postgres:{version}@latest")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run"])
+    assert exit_info.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(
+        "sbo-operator: invalid setting SBO_POSTGRES_IMAGE='mirror.example/postgres:{version}@latest': "
+        "Value error, gives 'mirror.example/postgres:15@latest' for version 15, but image must be an image "
+        "reference"
+    )

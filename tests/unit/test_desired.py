@@ -9,6 +9,7 @@ import pytest
 
 from sbo_operator.api.conditions import Reason
 from sbo_operator.builders import api, postgres, redis, worker
+from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.components.base import Problem
 from sbo_operator.desired import FOUNDATION_KINDS, DesiredState, desired_state
 from sbo_operator.references import template_references
@@ -497,3 +498,31 @@ def test_a_secret_of_a_disabled_service_is_kept() -> None:
     secret = stored(redis.build_redis_secret(parse(body), existing_data=None, random_bytes=bytes(32)))
     desired = plan(edited(body, without_redis), secret)
     assert desired.obsolete == []
+
+
+def test_the_data_services_run_the_images_they_are_given_and_the_app_keeps_its_own() -> None:
+    """The operator's image settings reach every PostgreSQL and Redis container, and nothing else."""
+    body = example_body("full.yaml")
+    backend = parse(body)
+    mirror = DataServiceImages(
+        postgres="mirror.example/library/postgres:{version}", redis="mirror.example/library/redis:{version}"
+    )
+    desired = desired_state(backend, snapshot(body, *running_stack(backend)), images=mirror)
+
+    def images(manifest: Manifest) -> set[str]:
+        pod = manifest["spec"]["template"]["spec"]
+        return {container["image"] for container in [*pod.get("initContainers", []), *pod["containers"]]}
+
+    assert {m["metadata"]["name"]: images(m) for m in desired.workloads} == {
+        "shop-api": {"registry.example.com/sbo-sample-app:0.1.0"},
+        "shop-worker": {"registry.example.com/sbo-sample-app:0.1.0"},
+        "shop-postgres-primary": {"mirror.example/library/postgres:16"},
+        "shop-postgres-replica": {"mirror.example/library/postgres:16"},
+        "shop-redis": {"mirror.example/library/redis:7.2"},
+        **{m["metadata"]["name"]: images(m) for m in desired.workloads if m["kind"] == "Job"},
+    }
+    assert all(
+        images(m) == {"registry.example.com/sbo-sample-app:0.1.0"}
+        for m in desired.workloads
+        if m["kind"] == "Job"
+    )

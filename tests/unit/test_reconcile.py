@@ -62,11 +62,20 @@ class Cluster:
         return snapshot(self.body, *self.children) if key == KEY else None
 
 
-def reconciler_for(kube: Kube, metrics: OperatorMetrics, cluster: Cluster) -> Reconciler:
+def reconciler_for(
+    kube: Kube, metrics: OperatorMetrics, cluster: Cluster, *, settings: OperatorSettings | None = None
+) -> Reconciler:
+    settings = settings or OperatorSettings()
     autoscaler = AutoscalerScheduler(
-        kube=kube, settings=OperatorSettings(), metrics=metrics, on_report=lambda key: None
+        kube=kube, settings=settings, metrics=metrics, on_report=lambda key: None
     )
-    return Reconciler(kube=kube, metrics=metrics, autoscaler=autoscaler, snapshots=cluster.snapshot)
+    return Reconciler(
+        kube=kube,
+        metrics=metrics,
+        autoscaler=autoscaler,
+        snapshots=cluster.snapshot,
+        images=settings.data_service_images,
+    )
 
 
 def written_status(server: kmock.KubernetesScaffold) -> dict[str, Any]:
@@ -170,6 +179,37 @@ async def test_a_failed_reconcile_is_counted_by_reason(
 )
 def test_error_reasons_are_the_exception_class_outside_the_api(error: Exception, reason: str) -> None:
     assert error_reason(error) == reason
+
+
+async def test_moving_the_data_services_to_a_mirror_rolls_exactly_their_statefulsets(
+    apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
+) -> None:
+    apiserver[kmock.method.PATCH] << BACKEND_ECHO
+    body = example_body("full.yaml")
+    settings = OperatorSettings.model_validate(
+        {
+            "SBO_POSTGRES_IMAGE": "mirror.example/library/postgres:{version}",
+            "SBO_REDIS_IMAGE": "mirror.example/library/redis:{version}",
+        }
+    )
+    reconciler = reconciler_for(kube, metrics, Cluster(body, applied_stack(body)), settings=settings)
+    with kopf_events() as events:
+        await reconciler.reconcile(KEY)
+    assert events.get_nowait().reason == "Applied"
+
+    applied = {
+        request.url.path.rsplit("/", 1)[-1]: json.loads(request.text)
+        for request in apiserver
+        if request.method.value == "PATCH" and request.url.path != STATUS_PATH
+    }
+    assert sorted(applied) == ["shop-postgres-primary", "shop-postgres-replica", "shop-redis"]
+    for name, image in [
+        ("shop-postgres-primary", "mirror.example/library/postgres:16"),
+        ("shop-postgres-replica", "mirror.example/library/postgres:16"),
+        ("shop-redis", "mirror.example/library/redis:7.2"),
+    ]:
+        pod = applied[name]["spec"]["template"]["spec"]
+        assert {c["image"] for c in [*pod.get("initContainers", []), *pod["containers"]]} == {image}
 
 
 async def test_a_backend_gone_from_the_watches_is_not_reconciled(

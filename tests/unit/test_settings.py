@@ -7,6 +7,8 @@ import os
 import pytest
 from pydantic import ValidationError
 
+from sbo_operator.api.v1alpha1 import PostgresVersion, RedisVersion
+from sbo_operator.builders.images import OFFICIAL_DATA_SERVICE_IMAGES
 from sbo_operator.settings import LogFormat, OperatorSettings
 
 pytestmark = pytest.mark.unit
@@ -28,6 +30,7 @@ def test_defaults_watch_every_namespace() -> None:
     assert (settings.workers, settings.api_threads, settings.resync_seconds) == (16, 32, 300)
     assert (settings.peering, settings.health_port, settings.metrics_port) == (False, 8080, 9090)
     assert settings.log_format is LogFormat.TEXT
+    assert settings.data_service_images == OFFICIAL_DATA_SERVICE_IMAGES
 
 
 @pytest.mark.parametrize(
@@ -72,6 +75,8 @@ def test_each_setting_is_read_from_its_variable(monkeypatch: pytest.MonkeyPatch)
         "SBO_METRICS_PORT": "9100",
         "SBO_LOG_FORMAT": "json",
         "SBO_LOG_LEVEL": "DEBUG",
+        "SBO_POSTGRES_IMAGE": "mirror.example/library/postgres:{version}",
+        "SBO_REDIS_IMAGE": "sbo.local/redis:{version}",
     }.items():
         monkeypatch.setenv(name, value)
     dumped = OperatorSettings().model_dump()
@@ -87,6 +92,8 @@ def test_each_setting_is_read_from_its_variable(monkeypatch: pytest.MonkeyPatch)
         "metrics_port": 9100,
         "log_format": LogFormat.JSON,
         "log_level": "DEBUG",
+        "postgres_image": "mirror.example/library/postgres:{version}",
+        "redis_image": "sbo.local/redis:{version}",
     }
     assert {name: dumped[name] for name in expected} == expected
 
@@ -108,6 +115,9 @@ INVALID = [
     pytest.param("SBO_METRICS_PORT", "-1", "metrics_port", id="metrics-port-negative"),
     pytest.param("SBO_LOG_FORMAT", "xml", "log_format", id="log-format-unknown"),
     pytest.param("SBO_PEERING", "perhaps", "peering", id="peering-not-a-bool"),
+    pytest.param("SBO_POSTGRES_IMAGE", "postgres:15", "postgres_image", id="postgres-image-no-version"),
+    pytest.param("SBO_POSTGRES_IMAGE", "Mirror.Example/Postgres:{version}", "postgres_image", id="uppercase"),
+    pytest.param("SBO_REDIS_IMAGE", "redis:{version} ", "redis_image", id="redis-image-whitespace"),
 ]
 
 
@@ -129,6 +139,23 @@ def test_invalid_values_name_the_environment_variable(monkeypatch: pytest.Monkey
     monkeypatch.setenv("SBO_WORKERS", "0")
     with pytest.raises(ValidationError, match="SBO_WORKERS"):
         OperatorSettings()
+
+
+def test_the_image_settings_become_the_images_the_reconciler_gets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SBO_POSTGRES_IMAGE", "mirror.example/library/postgres:{version}")
+    images = OperatorSettings().data_service_images
+    assert images.postgres_image(PostgresVersion.V16) == "mirror.example/library/postgres:16"
+    assert images.redis_image(RedisVersion.V7_4) == "redis:7.4", "each image is set on its own"
+
+
+def test_a_bad_image_template_names_its_setting_and_what_to_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SBO_REDIS_IMAGE", "mirror.example/redis:latest")
+    with pytest.raises(ValidationError) as caught:
+        OperatorSettings()
+    [error] = caught.value.errors()
+    assert error["loc"] == ("SBO_REDIS_IMAGE",)
+    assert "must contain {version}, which becomes the Redis version (7.0, 7.2, 7.4)" in error["msg"]
+    assert "mirror.example/library/redis:{version}" in error["msg"]
 
 
 def test_settings_are_frozen() -> None:

@@ -1,4 +1,5 @@
-"""PostgreSQL: a primary and hot-standby read replicas, as two StatefulSets of the official image.
+"""PostgreSQL: a primary and hot-standby read replicas, as two StatefulSets of the PostgreSQL image
+(``images.postgres``: the official ``postgres:<version>`` unless the operator is told otherwise).
 
 * ``<name>-postgres-primary`` (1 pod): the init container ``bootstrap`` runs
   ``primary-bootstrap.sh`` (initdb on first start; roles and database from the Secret on every
@@ -20,6 +21,7 @@ from typing import Any
 
 from sbo_operator.api.v1alpha1 import ScalableBackend
 from sbo_operator.builders import Manifest
+from sbo_operator.builders.images import OFFICIAL_DATA_SERVICE_IMAGES, DataServiceImages
 from sbo_operator.builders.labels import (
     CONFIG_HASH_ANNOTATION,
     POSTGRES_ROLE_LABEL,
@@ -223,12 +225,18 @@ def _replication_env(backend: ScalableBackend) -> list[dict[str, Any]]:
 
 
 def _container(
-    backend: ScalableBackend, *, name: str, script: str, env: list[dict[str, Any]], server: bool
+    backend: ScalableBackend,
+    *,
+    name: str,
+    script: str,
+    env: list[dict[str, Any]],
+    server: bool,
+    images: DataServiceImages,
 ) -> dict[str, Any]:
     postgres = backend.spec.postgres
     container: dict[str, Any] = {
         "name": name,
-        "image": f"postgres:{postgres.version.value}",
+        "image": images.postgres_image(postgres.version),
         "imagePullPolicy": "IfNotPresent",
         # Our scripts replace the image's entrypoint, so the test can run exactly what pods run.
         "command": ["sh", f"{CONFIG_DIR}/{script}"],
@@ -282,6 +290,7 @@ def _statefulset(
     init_container: dict[str, Any],
     env: list[dict[str, Any]],
     secret_uids: Mapping[str, str],
+    images: DataServiceImages,
 ) -> Manifest:
     postgres = backend.spec.postgres
     names = child_names(backend)
@@ -315,7 +324,9 @@ def _statefulset(
                 "spec": {
                     "automountServiceAccountToken": False,
                     "containers": [
-                        _container(backend, name="postgres", script="start.sh", env=env, server=True)
+                        _container(
+                            backend, name="postgres", script="start.sh", env=env, server=True, images=images
+                        )
                     ],
                     "enableServiceLinks": False,
                     "initContainers": [init_container],
@@ -347,13 +358,16 @@ def _statefulset(
 
 
 def build_postgres_primary_statefulset(
-    backend: ScalableBackend, *, secret_uids: Mapping[str, str] = NO_SECRET_UIDS
+    backend: ScalableBackend,
+    *,
+    secret_uids: Mapping[str, str] = NO_SECRET_UIDS,
+    images: DataServiceImages = OFFICIAL_DATA_SERVICE_IMAGES,
 ) -> Manifest | None:
     """``<name>-postgres-primary``: one pod; None when PostgreSQL is disabled.
 
     ``secret_uids``: the generated Secrets' uids (see :func:`annotate_secret_uids`). Its bootstrap
     applies the Secret's passwords to the app and replication roles at every start, so a
-    regenerated Secret rolls it onto them.
+    regenerated Secret rolls it onto them. ``images``: the PostgreSQL image template.
     """
     postgres = backend.spec.postgres
     if not postgres.enabled:
@@ -368,7 +382,12 @@ def build_postgres_primary_statefulset(
         {"name": "SBO_REPLICATION_USER", "value": REPLICATION_USER},
     ]
     bootstrap = _container(
-        backend, name="bootstrap", script="primary-bootstrap.sh", env=bootstrap_env, server=False
+        backend,
+        name="bootstrap",
+        script="primary-bootstrap.sh",
+        env=bootstrap_env,
+        server=False,
+        images=images,
     )
     return _statefulset(
         backend,
@@ -377,11 +396,15 @@ def build_postgres_primary_statefulset(
         init_container=bootstrap,
         env=_base_env(),
         secret_uids=secret_uids,
+        images=images,
     )
 
 
 def build_postgres_replica_statefulset(
-    backend: ScalableBackend, *, secret_uids: Mapping[str, str] = NO_SECRET_UIDS
+    backend: ScalableBackend,
+    *,
+    secret_uids: Mapping[str, str] = NO_SECRET_UIDS,
+    images: DataServiceImages = OFFICIAL_DATA_SERVICE_IMAGES,
 ) -> Manifest | None:
     """``<name>-postgres-replica``: readReplicas hot standbys; None when PostgreSQL is disabled.
 
@@ -389,13 +412,15 @@ def build_postgres_replica_statefulset(
     retainOnDelete. The reconciler may also hold it back until the primary is ready; the init
     container waits for the primary regardless. ``secret_uids``: as for the primary; a regenerated
     Secret rolls the replicas onto the new replication password (a standby retries until the
-    primary has it).
+    primary has it). ``images``: as for the primary.
     """
     postgres = backend.spec.postgres
     if not postgres.enabled:
         return None
     env = [*_base_env(), *_replication_env(backend)]
-    clone = _container(backend, name="clone", script="replica-bootstrap.sh", env=env, server=False)
+    clone = _container(
+        backend, name="clone", script="replica-bootstrap.sh", env=env, server=False, images=images
+    )
     return _statefulset(
         backend,
         role=PostgresRole.REPLICA,
@@ -403,6 +428,7 @@ def build_postgres_replica_statefulset(
         init_container=clone,
         env=env,
         secret_uids=secret_uids,
+        images=images,
     )
 
 

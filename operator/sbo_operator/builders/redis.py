@@ -15,6 +15,7 @@ from typing import Any
 
 from sbo_operator.api.v1alpha1 import ResourceRequirements, ScalableBackend, parse_quantity
 from sbo_operator.builders import Manifest
+from sbo_operator.builders.images import OFFICIAL_DATA_SERVICE_IMAGES, DataServiceImages
 from sbo_operator.builders.labels import (
     CONFIG_HASH_ANNOTATION,
     Component,
@@ -195,12 +196,16 @@ def redis_resources(backend: ScalableBackend) -> ResourceRequirements:
 
 
 def build_redis_statefulset(
-    backend: ScalableBackend, *, secret_uids: Mapping[str, str] = NO_SECRET_UIDS
+    backend: ScalableBackend,
+    *,
+    secret_uids: Mapping[str, str] = NO_SECRET_UIDS,
+    images: DataServiceImages = OFFICIAL_DATA_SERVICE_IMAGES,
 ) -> Manifest | None:
-    """``<name>-redis``: one pod of ``redis:<version>`` as uid 999; a PVC only with persistence.
+    """``<name>-redis``: one pod of the Redis image as uid 999; a PVC only with persistence.
 
     ``secret_uids``: the generated Secrets' uids (see :func:`annotate_secret_uids`). Redis takes
     requirepass from its env at start, so a regenerated Secret rolls it onto the new password.
+    ``images``: the Redis image template (default ``redis:<version>``).
     """
     redis = backend.spec.redis
     if not redis.enabled:
@@ -212,7 +217,7 @@ def build_redis_statefulset(
 
     container: dict[str, Any] = {
         "name": "redis",
-        "image": f"redis:{redis.version.value}",
+        "image": images.redis_image(redis.version),
         "imagePullPolicy": "IfNotPresent",
         "command": ["sh", f"{REDIS_CONFIG_DIR}/start-redis.sh"],
         "env": [

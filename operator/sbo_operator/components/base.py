@@ -20,6 +20,7 @@ from sbo_operator.api.autoscaling import AutoscalingSpec
 from sbo_operator.api.conditions import ConditionState, ConditionStatus, ConditionType, Reason
 from sbo_operator.api.v1alpha1 import ScalableBackend
 from sbo_operator.builders import Manifest
+from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.labels import Component as ComponentLabel
 from sbo_operator.builders.names import ChildNames
 from sbo_operator.progress import Progress
@@ -104,8 +105,8 @@ class Component(abc.ABC):
         return self.label.value
 
     @abc.abstractmethod
-    def plan(self, backend: ScalableBackend, snapshot: Snapshot) -> Plan:
-        """The children it wants now, given what exists."""
+    def plan(self, backend: ScalableBackend, snapshot: Snapshot, *, images: DataServiceImages) -> Plan:
+        """The children it wants now, given what exists; the data services run ``images``."""
 
     def secrets(self, backend: ScalableBackend) -> Sequence[GeneratedSecret]:
         """The Secrets it generates while enabled (created once when missing, kept when disabled)."""

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from sbo_operator.api.conditions import Reason
 from sbo_operator.api.v1alpha1 import ScalableBackend
 from sbo_operator.builders import Manifest, api, network_policies, postgres
+from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.labels import SECRET_UIDS_ANNOTATION
 from sbo_operator.builders.labels import Component as ComponentLabel
 from sbo_operator.builders.names import child_names
@@ -51,6 +52,7 @@ def rollout(backend: ScalableBackend, snapshot: Snapshot) -> Rollout:
         # A Job started before its database would fail, and a failed Job
         # stays failed: its name is fixed by its pod template.
         primary = snapshot.child("StatefulSet", names.postgres_primary)
+        # Only the primary's Secret uids are compared, so its image (the default here) does not matter.
         if not statefulset_progress(primary, name=names.postgres_primary).ready or not _runs_credentials(
             primary, postgres.build_postgres_primary_statefulset(backend, secret_uids=uids)
         ):
@@ -103,7 +105,7 @@ def app_deployment(
 class Migrations(Component):
     label = ComponentLabel.MIGRATIONS
 
-    def plan(self, backend: ScalableBackend, snapshot: Snapshot) -> Plan:
+    def plan(self, backend: ScalableBackend, snapshot: Snapshot, *, images: DataServiceImages) -> Plan:
         gate = rollout(backend, snapshot)
         kept: frozenset[tuple[str, str]] = frozenset()
         if not gate.released:

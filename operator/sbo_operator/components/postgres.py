@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from sbo_operator.api.conditions import ConditionState, ConditionStatus, ConditionType, Reason
 from sbo_operator.api.v1alpha1 import PostgresStatus, ScalableBackend
 from sbo_operator.builders import network_policies, postgres
+from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.labels import Component as ComponentLabel
 from sbo_operator.builders.names import POSTGRES_PORT, ChildNames, child_names, service_host
 from sbo_operator.components.base import (
@@ -39,7 +40,7 @@ def _secret_name(names: ChildNames) -> str:
 class Postgres(Component):
     label = ComponentLabel.POSTGRES
 
-    def plan(self, backend: ScalableBackend, snapshot: Snapshot) -> Plan:
+    def plan(self, backend: ScalableBackend, snapshot: Snapshot, *, images: DataServiceImages) -> Plan:
         uids = secret_uids(snapshot)
         manifests = present(
             postgres.build_postgres_config_map(backend),
@@ -50,9 +51,9 @@ class Postgres(Component):
             postgres.build_postgres_primary_pdb(backend),
             postgres.build_postgres_replica_pdb(backend),
             network_policies.build_postgres_network_policy(backend),
-            postgres.build_postgres_primary_statefulset(backend, secret_uids=uids),
+            postgres.build_postgres_primary_statefulset(backend, secret_uids=uids, images=images),
         )
-        replicas = postgres.build_postgres_replica_statefulset(backend, secret_uids=uids)
+        replicas = postgres.build_postgres_replica_statefulset(backend, secret_uids=uids, images=images)
         if replicas is None:
             return Plan(manifests=manifests)
         names = child_names(backend)

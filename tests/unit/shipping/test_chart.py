@@ -13,6 +13,8 @@ import yaml
 
 from devkit.paths import REPO
 from sbo_operator.api import crd
+from sbo_operator.api.v1alpha1 import PostgresVersion, RedisVersion
+from sbo_operator.builders.images import OFFICIAL_DATA_SERVICE_IMAGES, DataServiceImages
 from sbo_operator.settings import OperatorSettings
 from tests.unit.factories import restricted_violations
 from tests.unit.shipping.support import (
@@ -36,7 +38,7 @@ def scenario_objects(scenario: str) -> list[dict[str, Any]]:
 
 
 def test_there_are_scenarios() -> None:
-    assert {"default", "namespaced", "patterns", "ha", "monitoring"} <= set(SCENARIOS)
+    assert {"default", "namespaced", "patterns", "ha", "monitoring", "mirror"} <= set(SCENARIOS)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -172,6 +174,39 @@ def test_values_become_the_operators_settings() -> None:
     assert settings.peering is False
     every_setting = {f"SBO_{name.upper()}" for name in OperatorSettings.model_fields}
     assert {k for k in env if k.startswith("SBO_")} <= every_setting
+
+
+def test_the_data_service_images_become_the_operators_image_settings() -> None:
+    def images(objects: list[dict[str, Any]]) -> DataServiceImages:
+        env = {k: v for k, v in env_of(objects).items() if k.startswith("SBO_")}
+        return OperatorSettings.model_validate(env).data_service_images
+
+    assert images(helm_template()) == OFFICIAL_DATA_SERVICE_IMAGES, "the official images by default"
+    mirrored = images(scenario_objects("mirror"))
+    assert mirrored.postgres_image(PostgresVersion.V16) == "mirror.example/library/postgres:16"
+    assert mirrored.redis_image(RedisVersion.V7_2) == "mirror.example/library/redis:7.2"
+    local = images(helm_template("dataServiceImages.redis=sbo.local/redis:{version}"))
+    assert local == DataServiceImages(redis="sbo.local/redis:{version}"), "each one set on its own"
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["postgres:15", "postgres:{version}-{os}", "postgres :{version}", "postgres:{Version}", ""],
+)
+def test_the_schema_refuses_an_image_template_the_operator_would_refuse(template: str) -> None:
+    with pytest.raises(ValueError, match="SBO_POSTGRES_IMAGE"):
+        OperatorSettings.model_validate({"SBO_POSTGRES_IMAGE": template})
+    result = run(
+        tool("helm"),
+        "template",
+        "sbo",
+        CHART,
+        "--set-string",
+        f"dataServiceImages.postgres={template}",
+        check=False,
+    )
+    assert result.returncode != 0, template
+    assert "dataServiceImages/postgres" in result.stderr, result.stderr
 
 
 def test_more_than_one_replica_turns_peering_on() -> None:
