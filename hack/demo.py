@@ -45,10 +45,11 @@ import httpx
 import yaml
 from kubernetes import client
 
-from devkit.cluster import REAL_NODE, RESTRICTED, LocalCluster
+from devkit.cluster import RESTRICTED, LocalCluster
 from devkit.operator_process import OperatorProcess
 from devkit.paths import REPO
 from devkit.prometheus import PrometheusServer, kubernetes_pods_scrape_config
+from devkit.real_node import BRIDGE_IP, NODE_NAME, real_node_namespace
 from devkit.sample_app_process import PacedLoad, SampleAppStack, seed_tasks, task_paths
 from sbo_operator.builders.labels import COMPONENT_LABEL, INSTANCE_LABEL
 
@@ -63,18 +64,10 @@ SCALE_DOWN_WINDOW = 20
 SCRAPE_JOB = "api"
 # The images hack/cluster.sh imports into the real node's containerd (make images).
 SAMPLE_APP_IMAGE = "sbo.local/sample-app:dev"
+LOCAL_IMAGES = (SAMPLE_APP_IMAGE, "sbo.local/postgres:15", "sbo.local/redis:7.0")
 DATA_SERVICE_IMAGES = {
     "SBO_POSTGRES_IMAGE": "sbo.local/postgres:{version}",
     "SBO_REDIS_IMAGE": "sbo.local/redis:{version}",
-}
-# hack/real-node.sh taints and labels its node; PodNodeSelector and PodTolerationRestriction
-# (hack/cluster.sh) give every pod of a namespace with these annotations both.
-REAL_NODE_LABEL = "sbo.dev/real-node"
-STEER_TO_REAL_NODE = {
-    "scheduler.alpha.kubernetes.io/node-selector": f"{REAL_NODE_LABEL}=true",
-    "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps(
-        [{"key": REAL_NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}]
-    ),
 }
 
 
@@ -121,12 +114,14 @@ class Serving:
     real_pods: bool
     prometheus: PrometheusServer
     load_url: str = ""
+    # The real node's bridge: a ClusterIP's answers come back only to it (pods have no other route).
+    local_address: str | None = None
     # The app process of the kwok path: it serves everything, the fake pods nothing.
     process: PodView | None = None
 
     def describe(self) -> str:
         if self.real_pods:
-            return f"the api's real pods on {REAL_NODE}, through Service {NAME}-api ({self.load_url})"
+            return f"the api's real pods on {NODE_NAME}, through Service {NAME}-api ({self.load_url})"
         return f"one app process on {self.load_url}; the api's replicas are kwok's fakes and serve nothing"
 
 
@@ -162,10 +157,16 @@ def backend_manifest(namespace: str, serving: Serving) -> dict[str, Any]:
 
 def create_namespace(cluster: LocalCluster, namespace: str, *, real_pods: bool) -> None:
     """A namespace enforcing "restricted"; on the real node's path its pods all go there."""
-    metadata: dict[str, Any] = {"name": namespace, "labels": {RESTRICTED: "restricted"}}
     if real_pods:
-        metadata["annotations"] = STEER_TO_REAL_NODE
-    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}, field_manager="sbo-demo")
+        manifest = real_node_namespace(namespace)
+    else:
+        labels = {RESTRICTED: "restricted"}
+        manifest = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": namespace, "labels": labels},
+        }
+    cluster.apply(manifest, field_manager="sbo-demo")
 
 
 def prometheus_identity(cluster: LocalCluster, namespace: str, token_file: Path) -> None:
@@ -353,7 +354,7 @@ class Watcher:
             if pod.name not in letters:
                 letters[pod.name] = chr(ord("a") + len(letters) % 26)
             if before is None:
-                fake = "" if pod.node == REAL_NODE or self.serving.process is pod else " (kwok: a fake)"
+                fake = "" if pod.node == NODE_NAME or self.serving.process is pod else " (kwok: a fake)"
                 note(f"pod {letters[pod.name]} = {pod.name} {pod.address} on {pod.node}{fake}")
                 changed = True
             if pod.state == "draining" and (before is None or before.state != "draining"):
@@ -527,6 +528,23 @@ def start_control_plane(want_real_node: bool, later: Later) -> tuple[LocalCluste
     return cluster, why_not
 
 
+def missing_images(cluster: LocalCluster) -> list[str]:
+    """The demo's images that the real node's containerd lacks, as its kubelet reports them.
+
+    kubelet lists its images in the node's status within seconds of its start: wait that long.
+    """
+
+    def missing() -> list[str]:
+        node = json.loads(cluster.kubectl("get", "node", NODE_NAME, "-o", "json").stdout)
+        present = {name for image in node["status"].get("images", []) for name in image.get("names", [])}
+        return sorted(set(LOCAL_IMAGES) - present)
+
+    deadline = time.monotonic() + 20
+    while (absent := missing()) and time.monotonic() < deadline:
+        time.sleep(1)
+    return absent
+
+
 def serve_from_real_pods(cluster: LocalCluster, namespace: str, workdir: Path, later: Later) -> Serving:
     """Prometheus on the host, finding the api's pods through the apiserver."""
     token_file = workdir / "prometheus.token"
@@ -545,7 +563,7 @@ def serve_from_real_pods(cluster: LocalCluster, namespace: str, workdir: Path, l
         later("stopping Prometheus", prometheus.destroy)
     note(f"prometheus {prometheus.url}: pods of {namespace} with {api_pod_selector()}, port http")
     note(yaml.safe_dump(scrape["kubernetes_sd_configs"][0], sort_keys=False).replace("\n", "\n    ").rstrip())
-    return Serving(real_pods=True, prometheus=prometheus)
+    return Serving(real_pods=True, prometheus=prometheus, local_address=BRIDGE_IP)
 
 
 def service_url(cluster: LocalCluster, namespace: str) -> str:
@@ -611,12 +629,14 @@ def main(argv: list[str] | None = None) -> int:
             cleanup.callback(run)
 
         try:
-            heading("1. the local control plane with its real node, and the operator")
+            heading("1. the local control plane (with its real node) and the operator")
             with step("control plane (hack/cluster.sh up --real-node; reused when already up)"):
                 cluster, why_not = start_control_plane(not args.kwok, later)
+            if why_not is None and (absent := missing_images(cluster)):
+                why_not = f"the real node lacks the images {', '.join(absent)} (make images builds them)"
             real_pods = why_not is None
             if not real_pods:
-                say(f"NO REAL NODE: {why_not}.")
+                say(f"NO REAL PODS: {why_not}.")
                 say("The demo runs on kwok's fake pods: the app is one process on 127.0.0.1.")
             cleanup.callback(cluster.close_client)
             show(cluster, "get", "nodes", "-o", "wide")
@@ -648,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
                 heading("2. the real sample app with PostgreSQL, Redis and Prometheus (127.0.0.1)")
                 serving = serve_from_a_process(workdir, later)
 
-            where = f"on {REAL_NODE}, images built here" if real_pods else "on kwok's fake pods"
+            where = f"on {NODE_NAME}, images built here" if real_pods else "on kwok's fake pods"
             heading(f"3. the sample backend {where} (examples/basic.yaml + autoscaling on the request rate)")
             manifest = backend_manifest(namespace, serving)
             print(yaml.safe_dump({"autoscaling": manifest["spec"]["api"]["autoscaling"]}, sort_keys=False))
@@ -661,7 +681,8 @@ def main(argv: list[str] | None = None) -> int:
                 serving.load_url = service_url(cluster, namespace)
                 with step(f"Prometheus scraping the api pod ({SCRAPE_JOB} job, found through the apiserver)"):
                     serving.prometheus.wait_for_target(SCRAPE_JOB, count=1, timeout=60)
-            ids = seed_tasks(serving.load_url, count=20)  # the routes' series exist before the first poll
+            # The routes' series exist before the first poll.
+            ids = seed_tasks(serving.load_url, count=20, local_address=serving.local_address)
 
             heading("4. load ramp through " + ("the api's Service" if real_pods else "the app process"))
             note(f"load on {serving.load_url} ({serving.describe()})")
@@ -675,6 +696,7 @@ def main(argv: list[str] | None = None) -> int:
                 task_paths(ids),
                 max_seconds=sum(s.seconds for s in RAMP) + 30,
                 keep_alive=not real_pods,  # a connection per request: kube-proxy balances each
+                local_address=serving.local_address,
             )
             later("stopping the load", load.stop)
             load.start()

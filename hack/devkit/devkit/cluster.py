@@ -26,13 +26,13 @@ from kubernetes.aio.dynamic import DynamicClient
 
 from devkit.paths import CRD, REPO, tools_bin_dir
 from devkit.process import wait_until
+from devkit.real_node import NODE_NAME
 
 CLUSTER_SCRIPT = REPO / "hack" / "cluster.sh"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "provisioner")
 RESTRICTED = "pod-security.kubernetes.io/enforce"
 STDERR_FD = 2
 CRD_NAME = "scalablebackends.sbo.dev"
-REAL_NODE = "sbo-real-node"  # hack/real-node.sh's node_name
 
 
 class KubectlError(subprocess.CalledProcessError):
@@ -122,7 +122,7 @@ class LocalCluster:
 
     def has_real_node(self) -> bool:
         """True when the real node (kubelet, containerd, kube-proxy) is part of this control plane."""
-        return self.kubectl("get", "node", REAL_NODE, "-o", "name", check=False).returncode == 0
+        return self.kubectl("get", "node", NODE_NAME, "-o", "name", check=False).returncode == 0
 
     def is_up(self) -> bool:
         if not self.kubeconfig.exists():

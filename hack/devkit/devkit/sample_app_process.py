@@ -229,10 +229,14 @@ class SampleAppStack:
         self.destroy()
 
 
-def seed_tasks(base_url: str, count: int = 20) -> list[int]:
-    """Sign up a user and create ``count`` tasks through the API; returns their ids."""
+def seed_tasks(base_url: str, count: int = 20, *, local_address: str | None = None) -> list[int]:
+    """Sign up a user and create ``count`` tasks through the API; returns their ids.
+
+    ``local_address``: the address to connect from (the real node's bridge, for a ClusterIP).
+    """
     email = f"load-{secrets.token_hex(4)}@example.com"
-    with httpx.Client(base_url=base_url, timeout=10, trust_env=False) as client:
+    transport = httpx.HTTPTransport(local_address=local_address)
+    with httpx.Client(base_url=base_url, timeout=10, trust_env=False, transport=transport) as client:
         client.post(
             "/api/v1/users/signup", json={"email": email, "password": USER_PASSWORD}
         ).raise_for_status()
@@ -282,7 +286,8 @@ class PacedLoad:
 
     ``keep_alive=False`` opens a connection per request, as many independent users would: behind
     a Service, kube-proxy picks a pod per connection, so kept-alive connections would pin the
-    load to the pods that were there first.
+    load to the pods that were there first. ``local_address``: the address to connect from (the
+    real node's bridge, so that the pods' answers come back over it).
     """
 
     def __init__(
@@ -294,6 +299,7 @@ class PacedLoad:
         max_in_flight: int = 64,
         timeout: float = 5.0,
         keep_alive: bool = True,
+        local_address: str | None = None,
     ) -> None:
         if not _is_local_address(URL(base_url).host):
             raise ValueError(f"load goes to loopback or the Service range {SERVICE_RANGE}, not {base_url}")
@@ -305,6 +311,7 @@ class PacedLoad:
         self.max_in_flight = max_in_flight
         self.timeout = timeout
         self.keep_alive = keep_alive
+        self.local_address = local_address
         self._rate = 0.0
         self._stats = LoadStats()
         self._lock = threading.Lock()
@@ -355,9 +362,10 @@ class PacedLoad:
             max_connections=self.max_in_flight,
             max_keepalive_connections=self.max_in_flight if self.keep_alive else 0,
         )
+        transport = httpx.AsyncHTTPTransport(limits=limits, local_address=self.local_address)
         # trust_env=False: no proxy from the environment; the load stays on this machine.
         client = httpx.AsyncClient(
-            base_url=self.base_url, limits=limits, timeout=self.timeout, trust_env=False
+            base_url=self.base_url, transport=transport, timeout=self.timeout, trust_env=False
         )
         async with client:
             next_at = loop.time()
