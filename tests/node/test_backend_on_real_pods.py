@@ -39,7 +39,7 @@ from devkit.cluster import LocalCluster, eventually
 from devkit.operator_process import OperatorProcess
 from devkit.paths import EXAMPLES, SAMPLE_APP
 from devkit.promtext import Labels, samples
-from devkit.real_node import NODE_NAME, node_http_client, node_memory_mib, real_node_namespace
+from devkit.real_pods import NODE_NAME, node_http_client, node_memory_mib, real_node_namespace
 
 pytestmark = pytest.mark.node
 
@@ -481,7 +481,10 @@ def test_the_primary_comes_back_with_its_data_on_a_volume_that_persists(
     before = get_json(real_cluster, "pod", primary, namespace=NAMESPACE)
     claim = get_json(real_cluster, "pvc", f"data-{primary}", namespace=NAMESPACE)
     volume = get_json(real_cluster, "pv", claim["spec"]["volumeName"])
-    host_dir = Path(volume["spec"]["hostPath"]["path"])
+    # A local volume: a real directory on this host, pinned to the real node.
+    host_dir = Path(volume["spec"]["local"]["path"])
+    affinity = volume["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
+    assert affinity[0]["matchExpressions"][0]["values"] == [NODE_NAME]
     assert (host_dir / "pgdata" / "PG_VERSION").read_text().strip() == "15"
 
     real_cluster.kubectl("delete", "pod", "-n", NAMESPACE, primary, "--grace-period=10")

@@ -1,5 +1,5 @@
-"""The real node (hack/real-node.sh) as tests see it: steering workloads onto it, reaching its
-pods and Services from the host, and what its daemons cost in memory.
+"""Workloads on the real node (hack/real-node.sh) as tests see them: steering them onto it,
+reaching their pods and Services from the host, and what the node's daemons cost in memory.
 
 Invariant: nothing here changes the node or its workloads' specs. Workloads are steered by their
 namespace only (the PodNodeSelector and PodTolerationRestriction admission plugins, which
