@@ -49,7 +49,7 @@ from devkit.cluster import RESTRICTED, LocalCluster
 from devkit.operator_process import OperatorProcess
 from devkit.paths import REPO
 from devkit.prometheus import PrometheusServer, kubernetes_pods_scrape_config
-from devkit.real_node import BRIDGE_IP, NODE_NAME, real_node_namespace
+from devkit.real_pods import BRIDGE_IP, NODE_NAME, real_node_namespace
 from devkit.sample_app_process import PacedLoad, SampleAppStack, seed_tasks, task_paths
 from sbo_operator.builders.labels import COMPONENT_LABEL, INSTANCE_LABEL
 

@@ -26,7 +26,7 @@ from kubernetes.aio.dynamic import DynamicClient
 
 from devkit.paths import CRD, REPO, tools_bin_dir
 from devkit.process import wait_until
-from devkit.real_node import NODE_NAME
+from devkit.real_pods import NODE_NAME
 
 CLUSTER_SCRIPT = REPO / "hack" / "cluster.sh"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "provisioner")
