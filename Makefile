@@ -101,8 +101,8 @@ test-e2e: tools venv ## End-to-end tests on the local control plane
 ## ---- demo -------------------------------------------------------------------
 
 .PHONY: demo
-demo: tools venv ## The main job: bring the local control plane up and show it
-	@hack/demo.sh
+demo: tools venv ## The main job: the sample backend autoscaling on real pods (ARGS=--kwok: kwok only)
+	@hack/demo.sh $(ARGS)
 
 ## ---- operator ---------------------------------------------------------------
 
