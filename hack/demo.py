@@ -47,7 +47,7 @@ from kubernetes import client
 
 from devkit.cluster import RESTRICTED, LocalCluster
 from devkit.operator_process import OperatorProcess
-from devkit.paths import REPO
+from devkit.paths import REPO, tools_bin_dir
 from devkit.prometheus import PrometheusServer, kubernetes_pods_scrape_config
 from devkit.real_pods import BRIDGE_IP, NODE_NAME, real_node_namespace
 from devkit.sample_app_process import PacedLoad, SampleAppStack, seed_tasks, task_paths
@@ -62,6 +62,8 @@ MAX_REPLICAS = 6
 POLL_SECONDS = 2
 SCALE_DOWN_WINDOW = 20
 SCRAPE_JOB = "api"
+# Prometheus with Kubernetes service discovery (hack/install-tools.sh prometheus-sd).
+PROMETHEUS_SD = "prometheus-k8s-sd"
 # The images hack/cluster.sh imports into the real node's containerd (make images).
 SAMPLE_APP_IMAGE = "sbo.local/sample-app:dev"
 LOCAL_IMAGES = (SAMPLE_APP_IMAGE, "sbo.local/postgres:15", "sbo.local/redis:7.0")
@@ -82,6 +84,10 @@ class Step:
 RAMP = (Step(8, 5), Step(12, 15), Step(15, 30), Step(25, 50), Step(60, 6))
 # Once the scale-down has settled (one replica, nothing draining), the trickle goes on this long.
 SETTLED_SECONDS = 5
+
+
+def prometheus_sd() -> Path:
+    return tools_bin_dir() / PROMETHEUS_SD
 
 
 def say(message: str) -> None:
@@ -504,10 +510,11 @@ def wait_ready(cluster: LocalCluster, namespace: str, timeout: int) -> None:
 Later = Callable[[str, Callable[[], object]], None]
 
 
-def start_control_plane(want_real_node: bool, later: Later) -> tuple[LocalCluster, str | None]:
-    """The control plane, with the real node when it can run; the second value says why not."""
-    if not want_real_node:
-        cluster, why_not = LocalCluster.ensure(), "--kwok was given"
+def start_control_plane(skip_real_node: str | None, later: Later) -> tuple[LocalCluster, str | None]:
+    """The control plane, with the real node unless ``skip_real_node`` says why not, and when it
+    can run; the second value says why it does not."""
+    if skip_real_node is not None:
+        cluster, why_not = LocalCluster.ensure(), skip_real_node
     else:
         try:
             cluster, why_not = LocalCluster.ensure(real_node=True), None
@@ -526,6 +533,14 @@ def start_control_plane(want_real_node: bool, later: Later) -> tuple[LocalCluste
     else:
         say("a control plane was already running: the demo uses it and leaves it up")
     return cluster, why_not
+
+
+def missing_prometheus_sd() -> str | None:
+    if prometheus_sd().exists():
+        return None
+    return (
+        f"{prometheus_sd()} is missing (make prometheus-sd builds it; Debian's has no Kubernetes discovery)"
+    )
 
 
 def missing_images(cluster: LocalCluster) -> list[str]:
@@ -559,7 +574,9 @@ def serve_from_real_pods(cluster: LocalCluster, namespace: str, workdir: Path, l
         port_name="http",
     )
     with step("Prometheus, discovering the api pods (kubernetes_sd_configs, role pod)"):
-        prometheus = PrometheusServer.start(workdir, scrape_configs=[scrape], scrape_interval="1s")
+        prometheus = PrometheusServer.start(
+            workdir, scrape_configs=[scrape], scrape_interval="1s", binary=prometheus_sd()
+        )
         later("stopping Prometheus", prometheus.destroy)
     note(f"prometheus {prometheus.url}: pods of {namespace} with {api_pod_selector()}, port http")
     note(yaml.safe_dump(scrape["kubernetes_sd_configs"][0], sort_keys=False).replace("\n", "\n    ").rstrip())
@@ -631,7 +648,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             heading("1. the local control plane (with its real node) and the operator")
             with step("control plane (hack/cluster.sh up --real-node; reused when already up)"):
-                cluster, why_not = start_control_plane(not args.kwok, later)
+                skip = "--kwok was given" if args.kwok else missing_prometheus_sd()
+                cluster, why_not = start_control_plane(skip, later)
             if why_not is None and (absent := missing_images(cluster)):
                 why_not = f"the real node lacks the images {', '.join(absent)} (make images builds them)"
             real_pods = why_not is None

@@ -191,17 +191,19 @@ class PrometheusServer(ManagedProcess):
         tls: PkiFiles | None = None,
         basic_auth_users: Mapping[str, str] | None = None,
         enable_lifecycle: bool = False,
+        binary: Path | None = None,
         timeout: float = 60.0,
     ) -> PrometheusServer:
         """Start a server scraping ``scrape_targets`` (job name -> ["host:port", ...]) and the jobs
         of ``scrape_configs`` (whole entries of Prometheus's ``scrape_configs``).
 
         ``basic_auth_users`` maps user names to plain passwords; they are hashed for the web config.
+        ``binary``: another build than :func:`find_prometheus`'s (e.g. one with Kubernetes discovery).
         """
         server = cls(
             server_dir=Path(tempfile.mkdtemp(prefix="prometheus-", dir=base_dir)),
             port=free_port(),
-            binary=find_prometheus(),
+            binary=binary or find_prometheus(),
             scrape_targets=scrape_targets or {},
             scrape_configs=scrape_configs,
             scrape_interval=scrape_interval,
