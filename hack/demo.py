@@ -3,7 +3,8 @@
 1. the local control plane with its real node (``hack/cluster.sh up --real-node``: kubelet,
    containerd, kube-proxy; reused if it is already up, and then left up) and the operator;
 2. Prometheus on the host, finding the api's pods through the apiserver (Kubernetes service
-   discovery, with a ServiceAccount's token);
+   discovery, with a ServiceAccount's token; ``make prometheus-sd`` builds a Prometheus that has
+   it, Debian's has not);
 3. the sample ScalableBackend (examples/basic.yaml on the images built here, with autoscaling on
    the request rate) in a namespace enforcing Pod Security "restricted", whose pods all run on
    the real node;
@@ -12,8 +13,8 @@
    taking traffic, and the pods of the scale-down drain while the load goes on;
 5. a summary, with every failed request of the whole run.
 
-Without the real node (``--kwok``, not root, its tools or images missing, another real node on
-this host, or a control plane without it already up) the demo says so and runs on kwok's fake
+Without the real node (``--kwok``, not root, its tools, images or that Prometheus missing,
+another real node on this host, or a control plane without it already up) the demo says so and runs on kwok's fake
 pods: the app is then one process on 127.0.0.1 with PostgreSQL, Redis and Prometheus beside it,
 and the table shows that process serving everything while the fake replicas serve nothing.
 
