@@ -44,6 +44,11 @@ lock: | $(UV) ## Re-resolve uv.lock after editing dependencies
 tools: ## Build/install etcd, Kubernetes, kwok, helm, the Debian servers and the real node's tools (cached)
 	@hack/install-tools.sh all
 
+# The real node's images, built here with no registry (cached: rebuilt only when an input changes).
+.PHONY: images
+images: tools venv ## Build the operator, sample app, Postgres and Redis images for the real node (root; cached)
+	@$(PY) hack/build_images.py
+
 # Only the autoscaling benchmark and its KEDA test need KEDA: not part of "tools".
 .PHONY: keda
 keda: ## Build KEDA's operator and metrics server at the pinned version (cached; cold: minutes)
@@ -79,7 +84,7 @@ fmt: venv ## Format and autofix
 ## ---- tests ------------------------------------------------------------------
 
 .PHONY: test
-test: tools keda venv lint ## Set everything up, then run every test tier
+test: tools keda venv images lint ## Set everything up, then run every test tier
 	@$(PYTEST)
 
 .PHONY: test-unit
@@ -91,7 +96,7 @@ test-integration: tools keda venv ## Integration tests (real apiserver, Postgres
 	@$(PYTEST) -m integration
 
 .PHONY: test-node
-test-node: tools venv ## Real-node tests: real pods on kubelet + containerd, and a clean host after down (root)
+test-node: tools venv images ## Real-node tests: real pods on kubelet + containerd, and a clean host after down (root)
 	@$(PYTEST) -m node
 
 .PHONY: test-e2e
@@ -101,7 +106,7 @@ test-e2e: tools venv ## End-to-end tests on the local control plane
 ## ---- demo -------------------------------------------------------------------
 
 .PHONY: demo
-demo: tools venv ## The main job: bring the local control plane up and show it
+demo: tools venv images ## The main job: bring the local control plane up and show it
 	@hack/demo.sh
 
 ## ---- operator ---------------------------------------------------------------

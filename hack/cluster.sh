@@ -323,8 +323,17 @@ EOF
   wait_for nodes 60 kubectl wait --for=condition=Ready node --all --timeout=5s
 }
 
+# The default class. With the real node it binds WaitForFirstConsumer (as kind's does): the
+# scheduler names the node first, so the provisioner gives a claim whose pod lands there a real
+# directory (a local volume); kwok-only clusters keep Immediate, so bulk benchmarks are unchanged.
 install_storage() {
-  kubectl apply --server-side --field-manager sbo-local-cluster -f - >/dev/null <<'EOF'
+  local binding=Immediate provisioner_args=()
+  if [ "$real_node" = 1 ]; then
+    binding=WaitForFirstConsumer
+    mkdir -p "$node_volumes"
+    provisioner_args=(--volumes-dir "$node_volumes")
+  fi
+  kubectl apply --server-side --field-manager sbo-local-cluster -f - >/dev/null <<EOF
 apiVersion: storage.k8s.io/v1
 kind: StorageClass
 metadata:
@@ -333,11 +342,11 @@ metadata:
     storageclass.kubernetes.io/is-default-class: "true"
 provisioner: sbo.dev/local-provisioner
 reclaimPolicy: Delete
-volumeBindingMode: Immediate
+volumeBindingMode: $binding
 allowVolumeExpansion: true
 EOF
   start provisioner "$python" "$repo/hack/local_provisioner.py" \
-    --kubeconfig "$admin_kubeconfig" --provisioner sbo.dev/local-provisioner
+    --kubeconfig "$admin_kubeconfig" --provisioner sbo.dev/local-provisioner "${provisioner_args[@]}"
 }
 
 # ---- commands ---------------------------------------------------------------------

@@ -5,6 +5,7 @@
 #   hack/install-tools.sh bin-dir    print the directory the binaries live in
 #   hack/install-tools.sh go-tools | servers | node   install only one group
 #   hack/install-tools.sh cni-dir | images-dir   where the real node's CNI plugins and images live
+#   hack/install-tools.sh image-tools   buildah and mmdebstrap (Debian), for hack/build_images.py
 #   hack/install-tools.sh keda       KEDA's operator and metrics server, only for
 #                                    make bench-autoscale and its test (not in "all")
 #   hack/install-tools.sh keda-dir   print the directory KEDA's build lands in
@@ -365,6 +366,16 @@ install_node_images() {
   printf '%s\n' "$stamp" >"$images_dir/stamp"
 }
 
+# Debian's image tools: mmdebstrap bootstraps the base, Postgres and Redis root
+# filesystems from the machine's apt sources; buildah builds the Dockerfiles
+# (daemonless, vfs storage, chroot isolation) and writes the OCI archives.
+install_image_tools() {
+  local pkgs=()
+  mapfile -t pkgs < <(missing_packages buildah=buildah mmdebstrap=mmdebstrap)
+  if [ "${#pkgs[@]}" -eq 0 ]; then say "image tools: buildah and mmdebstrap already installed"; return; fi
+  install_packages "${pkgs[@]}"
+}
+
 install_node() {
   need go "install Go (https://go.dev/doc/install) or the golang-go Debian package"
   local pkgs=()
@@ -375,6 +386,7 @@ install_node() {
   install_containerd
   install_coredns
   install_node_images
+  install_image_tools
   install_kube_router
   install_kubelet
   say "real node tools ready in $bin_dir and $cni_dir"
@@ -387,8 +399,9 @@ case "${1:-all}" in
   go-tools) install_go_tools ;;
   servers) install_servers ;;
   node) install_node ;;
+  image-tools) install_image_tools ;;
   keda) install_keda ;;
   keda-dir) echo "$keda_dir" ;;
   all) install_servers; install_go_tools; install_node ;;
-  *) die "unknown command '$1'; use one of: all, go-tools, servers, node, keda, bin-dir, cni-dir, images-dir, keda-dir" ;;
+  *) die "unknown command '$1'; use one of: all, go-tools, servers, node, image-tools, keda, bin-dir, cni-dir, images-dir, keda-dir" ;;
 esac

@@ -23,6 +23,8 @@ node_root=/var/lib/sbo-real-node
 node_run=/run/sbo-real-node
 containerd_socket="$node_run/containerd.sock"
 node_state="$local_dir/real-node"
+# The real node's persistent volumes, one directory each (hack/local_provisioner.py); down removes them.
+node_volumes="$node_state/volumes"
 host_before="$node_state/host-before"
 kubelet_port="${SBO_KUBELET_PORT:-$((port_base + 7))}"
 kubelet_healthz_port="${SBO_KUBELET_HEALTHZ_PORT:-$((port_base + 8))}"
