@@ -14,9 +14,10 @@
 5. a summary, with every failed request of the whole run.
 
 Without the real node (``--kwok``, not root, its tools, images or that Prometheus missing,
-another real node on this host, or a control plane without it already up) the demo says so and runs on kwok's fake
-pods: the app is then one process on 127.0.0.1 with PostgreSQL, Redis and Prometheus beside it,
-and the table shows that process serving everything while the fake replicas serve nothing.
+another real node on this host, or a control plane without it already up) the demo says so and
+runs on kwok's fake pods: the app is then one process on 127.0.0.1 with PostgreSQL, Redis and
+Prometheus beside it, and the table shows that process serving everything while the fake
+replicas serve nothing.
 
 Run it with ``hack/demo.sh`` (``python -m hack.demo``). Everything it starts is stopped in a
 ``finally`` (Ctrl-C and SIGTERM included); the servers also die with this process if it is
