@@ -59,6 +59,8 @@ NAME = "shop"
 API_ROUTES = 'http_requests_total{route=~"/api/.*"}'
 QUERY = f"sum(rate({API_ROUTES}[10s]))"
 PER_POD_QUERY = f"sum by (pod) (rate({API_ROUTES}[10s]))"
+SEED_TASKS = 20
+SEED_REQUESTS = SEED_TASKS + 2  # seed_tasks: a signup, a login, then one POST per task
 TARGET_PER_REPLICA = 10
 MAX_REPLICAS = 6
 POLL_SECONDS = 2
@@ -215,21 +217,20 @@ def api_pod_selector() -> str:
 
 
 def api_pods(core: client.CoreV1Api, namespace: str) -> list[PodView]:
-    """The api's scheduled pods, oldest first."""
+    """The api's pods that have an address, oldest first."""
     views: list[tuple[str, PodView]] = []
     for pod in core.list_namespaced_pod(namespace, label_selector=api_pod_selector()).items:
         metadata, spec, status = pod.metadata, pod.spec, pod.status
-        if metadata is None or spec is None or not spec.node_name:
-            continue  # not scheduled yet: the Deployment's "replicas (ready)" counts it
-        conditions = (status.conditions if status else None) or []
+        if metadata is None or spec is None or status is None or not spec.node_name or not status.pod_ip:
+            continue  # no address yet: the Deployment's "replicas (ready)" counts it
+        conditions = status.conditions or []
         if metadata.deletion_timestamp is not None:
             state = "draining"
         elif any(c.type == "Ready" and c.status == "True" for c in conditions):
             state = "ready"
         else:
             state = "starting"
-        address = (status.pod_ip if status else None) or "-"
-        view = PodView(str(metadata.name), address, spec.node_name, state)
+        view = PodView(str(metadata.name), status.pod_ip, spec.node_name, state)
         views.append((f"{metadata.creation_timestamp} {view.name}", view))
     return [view for _, view in sorted(views, key=lambda item: item[0])]
 
@@ -466,7 +467,11 @@ def summary(story: Story, load: PacedLoad, serving: Serving) -> None:
             + ", ".join(f"{a}->{b}" for _, a, b in story.changes),
         ),
         ("requests", f"{stats.requests} answered ({stats.dropped} not sent: too many in flight)"),
-        ("served per pod", f"{per_pod or '-'} (Prometheus, including the seeding requests)"),
+        (
+            "served per pod",
+            f"{per_pod or '-'}: {sum(served.values())} in all (Prometheus); "
+            f"the load's {stats.requests} answers + {SEED_REQUESTS} to seed the tasks",
+        ),
         ("drained", f"{len(story.drained)} pods, under load: {drained or '-'}"),
         ("failed requests", f"{failed}, over the whole run"),
     ]
@@ -702,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
                 with step(f"Prometheus scraping the api pod ({SCRAPE_JOB} job, found through the apiserver)"):
                     serving.prometheus.wait_for_target(SCRAPE_JOB, count=1, timeout=60)
             # The routes' series exist before the first poll.
-            ids = seed_tasks(serving.load_url, count=20, local_address=serving.local_address)
+            ids = seed_tasks(serving.load_url, count=SEED_TASKS, local_address=serving.local_address)
 
             heading("4. load ramp through " + ("the api's Service" if real_pods else "the app process"))
             note(f"load on {serving.load_url} ({serving.describe()})")

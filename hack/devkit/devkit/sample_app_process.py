@@ -230,7 +230,8 @@ class SampleAppStack:
 
 
 def seed_tasks(base_url: str, count: int = 20, *, local_address: str | None = None) -> list[int]:
-    """Sign up a user and create ``count`` tasks through the API; returns their ids.
+    """Sign up a user and create ``count`` tasks through the API (``count`` + 2 requests, the
+    signup and the login first); returns their ids.
 
     ``local_address``: the address to connect from (the real node's bridge, for a ClusterIP).
     """
