@@ -570,6 +570,7 @@ def missing_images(cluster: LocalCluster) -> list[str]:
 def serve_from_real_pods(cluster: LocalCluster, namespace: str, workdir: Path, later: Later) -> Serving:
     """Prometheus on the host, finding the api's pods through the apiserver."""
     token_file = workdir / "prometheus.token"
+    later("removing Prometheus's token", lambda: token_file.unlink(missing_ok=True))  # logs may stay
     prometheus_identity(cluster, namespace, token_file)
     scrape = kubernetes_pods_scrape_config(
         SCRAPE_JOB,
