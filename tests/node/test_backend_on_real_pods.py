@@ -179,6 +179,11 @@ def node_images(cluster: LocalCluster) -> set[str]:
     return {name for image in node["status"].get("images", []) for name in image.get("names", [])}
 
 
+def previous_logs(cluster: LocalCluster, pod: str) -> str:
+    """The end of the logs of a pod's previous (restarted) container, for a failure message."""
+    return cluster.kubectl("logs", "-n", NAMESPACE, pod, "--previous", "--tail=30", check=False).stdout
+
+
 def get_json(cluster: LocalCluster, *what: str, namespace: str | None = None) -> dict[str, Any]:
     args = ["get", *what, "-o", "json"]
     if namespace is not None:
@@ -315,7 +320,11 @@ def test_every_pod_runs_on_the_real_node_and_is_ready_through_its_real_probes(
         assert is_ready(pod), (name, pod["status"])
         for status in pod["status"]["containerStatuses"]:
             assert status["ready"], (name, status)
-            assert status["restartCount"] == 0, (name, status)
+            assert status["restartCount"] == 0, (
+                name,
+                status.get("lastState"),
+                previous_logs(real_cluster, name),
+            )
         # Ready through the operator's own probes (the worker serves nothing and has none).
         probed = [c["name"] for c in pod["spec"]["containers"] if "readinessProbe" in c]
         assert probed or pod["metadata"]["labels"][COMPONENT] == "worker", name
