@@ -55,8 +55,8 @@ CLEANUP = (
     "rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/cache/debconf/*-old /var/log/* /var/lib/dpkg/*-old"
 )
 # Files a runtime (buildah's RUN, kubelet) binds over: present and empty, so no build step leaves
-# an empty one in its layer.
-MOUNT_POINTS = "for f in hosts hostname resolv.conf; do [ -e /etc/$f ] || [ -L /etc/$f ] || : >/etc/$f; done"
+# an empty one in its layer, and the copies of the host's that mmdebstrap made for apt stay out.
+MOUNT_POINTS = "for f in hosts hostname resolv.conf; do rm -f /etc/$f; : >/etc/$f; done"
 # Files in a Dockerfile's context that never reach an image (the context's .dockerignore drops them).
 IGNORED_PARTS = ("__pycache__", ".egg-info", ".venv", ".pytest_cache", ".mypy_cache", ".ruff_cache")
 # containers/image keeps its blob-info cache here for root whatever --root says; removed after a
@@ -413,10 +413,20 @@ class Builder:
             f"--customize-hook=chroot \"$1\" sh -c {shlex.quote(MOUNT_POINTS)}",
             SUITE, str(rootfs), *map(str, apt_sources()),
         ]  # fmt: skip
-        say(f"{image.name}: mmdebstrap {SUITE} with {', '.join(image.packages)}")
-        subprocess.run(
-            command, check=True, stdout=sys.stderr, env={**os.environ, "TMPDIR": str(rootfs.parent)}
-        )
+        log = self.work_dir / "logs" / f"{image.archive}.mmdebstrap.log"
+        log.parent.mkdir(exist_ok=True)
+        say(f"{image.name}: mmdebstrap {SUITE} with {', '.join(image.packages)} (log: {log})")
+        with log.open("w") as output:
+            bootstrapped = subprocess.run(
+                command,
+                check=False,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "TMPDIR": str(rootfs.parent)},
+            )
+        if bootstrapped.returncode:
+            sys.stderr.write("".join(log.read_text().splitlines(keepends=True)[-30:]))
+            raise SystemExit(f"build_images: mmdebstrap failed for {image.name}; see {log}")
         say(f"{image.name}: committing the root filesystem with buildah")
         container = self.buildah("from", "--quiet", "scratch", capture=True)
         try:
