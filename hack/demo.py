@@ -505,13 +505,29 @@ def show(cluster: LocalCluster, *args: str) -> None:
 
 
 def wait_ready(cluster: LocalCluster, namespace: str, timeout: int) -> None:
-    result = cluster.kubectl(
-        "wait", "--for=condition=Ready", f"sb/{NAME}", "-n", namespace, f"--timeout={timeout}s", check=False
+    """Until sb/shop is Ready; a Stalled backend (it will not get there by itself) fails at once."""
+
+    def condition(backend: dict[str, Any], kind: str) -> dict[str, Any] | None:
+        found = [c for c in backend.get("status", {}).get("conditions", []) if c.get("type") == kind]
+        return found[0] if found and found[0].get("status") == "True" else None
+
+    deadline = time.monotonic() + timeout
+    stalled: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        answer = cluster.kubectl("get", f"sb/{NAME}", "-n", namespace, "-o", "json", check=False)
+        backend = json.loads(answer.stdout) if answer.returncode == 0 else {}
+        if condition(backend, "Ready"):
+            return
+        if stalled := condition(backend, "Stalled"):
+            break
+        time.sleep(1)
+    pods = cluster.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=False).stdout
+    why = (
+        f"Stalled: {stalled.get('reason')}: {stalled.get('message')}"
+        if stalled
+        else f"not Ready in {timeout}s"
     )
-    if result.returncode != 0:
-        status = cluster.kubectl("get", f"sb/{NAME}", "-n", namespace, "-o", "yaml", check=False).stdout
-        pods = cluster.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=False).stdout
-        raise RuntimeError(f"sb/{NAME} did not become Ready: {result.stderr}\n{status}\n{pods}")
+    raise RuntimeError(f"sb/{NAME} {why}\n{pods}")
 
 
 Later = Callable[[str, Callable[[], object]], None]
@@ -699,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
             manifest = backend_manifest(namespace, serving)
             print(yaml.safe_dump({"autoscaling": manifest["spec"]["api"]["autoscaling"]}, sort_keys=False))
             cluster.apply(manifest, field_manager="sbo-demo")
-            with step(f"waiting for sb/{NAME} to be Ready (kubectl wait --for=condition=Ready)"):
+            with step(f"waiting for sb/{NAME} to be Ready (or Stalled)"):
                 wait_ready(cluster, namespace, timeout=300 if real_pods else 120)
             show(cluster, "get", "sb", "-n", namespace)
             show(cluster, "get", "pods", "-n", namespace, "-o", "wide")
