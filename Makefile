@@ -106,8 +106,12 @@ test-e2e: tools venv ## End-to-end tests on the local control plane
 ## ---- demo -------------------------------------------------------------------
 
 .PHONY: demo
-demo: tools venv images ## The main job: bring the local control plane up and show it
-	@hack/demo.sh
+demo: tools venv images prometheus-sd ## The main job: the sample backend autoscaling on real pods (ARGS=--kwok: kwok only)
+	@hack/demo.sh $(ARGS)
+
+.PHONY: prometheus-sd
+prometheus-sd: ## Prometheus with Kubernetes service discovery, for the demo (Debian's has none)
+	@hack/install-tools.sh prometheus-sd
 
 ## ---- operator ---------------------------------------------------------------
 

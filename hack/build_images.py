@@ -107,7 +107,10 @@ class DockerfileImage:
 PYTHON_BASE = DebianImage(
     name="sbo.local/python:3.11-bookworm",
     archive="python.tar",
-    packages=("python3", "python3-venv", "python-is-python3", "passwd"),
+    # libstdc++6: compiled wheels link it (greenlet, which SQLAlchemy's asyncio needs, among them);
+    # the official python images have it. Without it the sample app's migrations Job failed on the
+    # real node with "The SQLAlchemy asyncio module requires ... 'greenlet'".
+    packages=("python3", "python3-venv", "python-is-python3", "passwd", "libstdc++6"),
     env=(("PATH", SYSTEM_PATH), ("LANG", "C.UTF-8")),
     cmd=("python3",),
 )

@@ -215,7 +215,13 @@ start_etcd() {
 start_apiserver() {
   # Loopback cannot be the "kubernetes" Service's endpoint; the bridge address can.
   local endpoint_reconciler=none
-  if [ "$real_node" = 1 ]; then endpoint_reconciler=lease; fi
+  local admission=NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,PersistentVolumeClaimResize,PodSecurity,ResourceQuota,StorageObjectInUseProtection,NodeRestriction
+  if [ "$real_node" = 1 ]; then
+    endpoint_reconciler=lease
+    # A namespace's node-selector and defaultTolerations annotations then steer all its pods,
+    # whoever creates them (the operator's StatefulSets, Deployments and Jobs), to the real node.
+    admission="$admission,PodNodeSelector,PodTolerationRestriction"
+  fi
   start kube-apiserver "$bin_dir/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_client_port" \
     --bind-address "$apiserver_ip" --advertise-address "$apiserver_ip" --secure-port "$apiserver_port" \
@@ -229,7 +235,7 @@ start_apiserver() {
     --service-account-key-file "$pki/service-account.pub" \
     --service-account-signing-key-file "$pki/service-account.key" \
     --service-cluster-ip-range "$service_cidr" \
-    --enable-admission-plugins NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,PersistentVolumeClaimResize,PodSecurity,ResourceQuota,StorageObjectInUseProtection,NodeRestriction \
+    --enable-admission-plugins "$admission" \
     --allow-privileged=false \
     --endpoint-reconciler-type "$endpoint_reconciler" \
     --requestheader-client-ca-file "$pki/front-proxy-ca.crt" \

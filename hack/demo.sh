@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # make demo: the whole story in one command (hack/demo.py): the local control
-# plane and the operator, the sample backend, the real sample app with
-# PostgreSQL, Redis and Prometheus, a load ramp with live scale-up and
-# scale-down, and a summary. It ends by itself within about 5 minutes and
-# stops everything it started, also on Ctrl-C or failure; a control plane
-# that was already running is reused and left running.
+# plane with its real node and the operator, the sample backend on real pods,
+# Prometheus finding them through the apiserver, a load ramp through the api's
+# Service with live scale-up and scale-down, and a summary (--kwok, or no real
+# node: kwok's fake pods and the app as one process). It ends by itself in
+# about 3 minutes and stops everything it started, also on Ctrl-C or failure;
+# a control plane that was already running is reused and left running.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${SBO_PYTHON:-$repo/.venv/bin/python}"

@@ -9,6 +9,8 @@
 #   hack/install-tools.sh keda       KEDA's operator and metrics server, only for
 #                                    make bench-autoscale and its test (not in "all")
 #   hack/install-tools.sh keda-dir   print the directory KEDA's build lands in
+#   hack/install-tools.sh prometheus-sd   Prometheus with Kubernetes service discovery,
+#                                    only for make demo (not in "all")
 #
 # "node" is the real node (kubelet, kube-proxy, containerd, runc, the CNI
 # plugins, CoreDNS and the pause/probe images); see docs/development.md.
@@ -340,6 +342,28 @@ install_kube_router() {
   [ -x "$bin_dir/kube-router" ] || die "kube-router build produced no $bin_dir/kube-router"
 }
 
+# Prometheus with Kubernetes service discovery, for make demo, which scrapes the real pods it finds
+# through the apiserver. Debian's prometheus (2.42) is built without it: its config refuses
+# kubernetes_sd_configs ("field kubernetes_sd_configs not found in type config.ScrapeConfig").
+# Prometheus's own build tags link that one discoverer only. It has a name of its own, so that
+# Debian's stays the prometheus on PATH for the tests.
+install_prometheus_sd() {
+  need go "install Go (https://go.dev/doc/install) or the golang-go Debian package"
+  if has_version prometheus-k8s-sd --version "$PROMETHEUS_SD_VERSION"; then
+    say "prometheus-k8s-sd $PROMETHEUS_SD_VERSION: already built"; return
+  fi
+  mkdir -p "$bin_dir"
+  local work
+  work="$(mktemp -d)"
+  # shellcheck disable=SC2064
+  trap "rm -rf '$work'" RETURN
+  say "prometheus-k8s-sd $PROMETHEUS_SD_VERSION: go install github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_SD_MODULE_VERSION (Kubernetes discovery only)"
+  GOBIN="$work" CGO_ENABLED=0 go install -trimpath -tags remove_all_sd,enable_kubernetes_sd \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_SD_VERSION#v}" \
+    "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_SD_MODULE_VERSION" >&2
+  install -m 0755 "$work/prometheus" "$bin_dir/prometheus-k8s-sd"
+}
+
 # The node's images: pause (every pod's sandbox), probe (the tests' workload)
 # and coredns, each a one-layer OCI archive of static binaries. A stamp of the
 # sources decides whether they are current.
@@ -402,6 +426,7 @@ case "${1:-all}" in
   image-tools) install_image_tools ;;
   keda) install_keda ;;
   keda-dir) echo "$keda_dir" ;;
+  prometheus-sd) install_prometheus_sd ;;
   all) install_servers; install_go_tools; install_node ;;
-  *) die "unknown command '$1'; use one of: all, go-tools, servers, node, image-tools, keda, bin-dir, cni-dir, images-dir, keda-dir" ;;
+  *) die "unknown command '$1'; use one of: all, go-tools, servers, node, image-tools, keda, prometheus-sd, bin-dir, cni-dir, images-dir, keda-dir" ;;
 esac

@@ -11,23 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-from pathlib import Path
 
 import uvicorn
 
 from app.core.config import Settings
-
-
-def prepare_multiprocess_dir(path: Path) -> None:
-    """Create an empty directory for prometheus_client's per-process files."""
-    if path.exists():
-        for child in path.iterdir():
-            if child.is_dir():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
-    path.mkdir(parents=True, exist_ok=True)
+from app.core.metrics import prepare_multiprocess_dir
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ from sqlalchemy import func, select, text, update
 from app.core.cache import EntityCache
 from app.core.config import Settings
 from app.core.db import Database, is_db_unavailable
-from app.core.metrics import Metrics
+from app.core.metrics import Metrics, prepare_multiprocess_dir
 from app.core.queue import TASK_ID_FIELD
 from app.core.redis_client import REDIS_DOWN_ERRORS, CircuitBreaker, RedisGateway, create_redis_client
 from app.models import Task, TaskStatus
@@ -263,6 +263,10 @@ def main() -> None:
     logging.basicConfig(
         level=settings.LOG_LEVEL.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    # The image sets PROMETHEUS_MULTIPROC_DIR for every command; the worker is its only process
+    # in the pod, so it owns the directory (without it, the first gauge fails to open its file).
+    if settings.PROMETHEUS_MULTIPROC_DIR is not None:
+        prepare_multiprocess_dir(settings.PROMETHEUS_MULTIPROC_DIR)
     asyncio.run(run_worker(settings))
 
 

@@ -26,6 +26,7 @@ from kubernetes.aio.dynamic import DynamicClient
 
 from devkit.paths import CRD, REPO, tools_bin_dir
 from devkit.process import wait_until
+from devkit.real_pods import NODE_NAME
 
 CLUSTER_SCRIPT = REPO / "hack" / "cluster.sh"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "provisioner")
@@ -54,9 +55,17 @@ class LocalCluster:
     # ---- starting and stopping -------------------------------------------------------------------
 
     @classmethod
-    def ensure(cls) -> LocalCluster:
-        """The control plane of $SBO_LOCAL_DIR (default .local/): reused if up, else started here."""
-        cluster = cls(local_dir=Path(os.environ.get("SBO_LOCAL_DIR", REPO / ".local")))
+    def ensure(cls, *, real_node: bool = False) -> LocalCluster:
+        """The control plane of $SBO_LOCAL_DIR (default .local/): reused if up, else started here.
+
+        With ``real_node``, one started here has the real node (``up --real-node``; a failure
+        raises CalledProcessError after the script cleaned up). One already up is reused as it
+        is: :meth:`has_real_node` tells.
+        """
+        cluster = cls(
+            local_dir=Path(os.environ.get("SBO_LOCAL_DIR", REPO / ".local")),
+            script_env={"SBO_REAL_NODE": "1"} if real_node else {},
+        )
         if not (cluster.bin_dir / "kube-apiserver").exists():
             raise RuntimeError(
                 f"kube-apiserver is not built in {cluster.bin_dir}: "
@@ -111,6 +120,10 @@ class LocalCluster:
     def __exit__(self, *exc_info: object) -> None:
         self.stop_if_started_here()
 
+    def has_real_node(self) -> bool:
+        """True when the real node (kubelet, containerd, kube-proxy) is part of this control plane."""
+        return self.kubectl("get", "node", NODE_NAME, "-o", "name", check=False).returncode == 0
+
     def is_up(self) -> bool:
         if not self.kubeconfig.exists():
             return False
@@ -134,6 +147,17 @@ class LocalCluster:
     @property
     def kubeconfig(self) -> Path:
         return self.local_dir / "kubeconfig"
+
+    @property
+    def server(self) -> str:
+        """The apiserver's URL, as the kubeconfig names it (127.0.0.1, or the real node's bridge)."""
+        kubeconfig = yaml.safe_load(self.kubeconfig.read_text())
+        return str(kubeconfig["clusters"][0]["cluster"]["server"])
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA that signed the apiserver's certificate."""
+        return self.local_dir / "pki" / "ca.crt"
 
     @property
     def api(self) -> client.ApiClient:

@@ -7,6 +7,9 @@
     server.query("up")                          # the raw JSON answer
     server.kill(); server.restart(); server.stop()
 
+``scrape_configs=`` adds whole scrape jobs, such as :func:`kubernetes_pods_scrape_config`'s, which
+finds its targets through a Kubernetes apiserver instead of a static list.
+
 With ``tls=`` (see :func:`write_test_pki`) and ``basic_auth_users=`` the server is started with
 ``--web.config.file``, so it serves HTTPS and answers 401 without the right credentials.
 
@@ -33,7 +36,14 @@ import yaml
 
 from devkit.process import LOOPBACK, ManagedProcess, ServerError, find_binary, free_port, wait_until
 
-__all__ = ["PkiFiles", "PrometheusServer", "ServerError", "find_prometheus", "write_test_pki"]
+__all__ = [
+    "PkiFiles",
+    "PrometheusServer",
+    "ServerError",
+    "find_prometheus",
+    "kubernetes_pods_scrape_config",
+    "write_test_pki",
+]
 
 
 def find_prometheus() -> Path:
@@ -96,6 +106,49 @@ def bcrypt_hash(password: str) -> str:
     return hashed
 
 
+def kubernetes_pods_scrape_config(
+    job: str,
+    *,
+    api_server: str,
+    ca_file: Path,
+    token_file: Path,
+    namespace: str,
+    label_selector: str,
+    port_name: str,
+) -> dict[str, Any]:
+    """A scrape job for the Running pods of ``namespace`` that match ``label_selector``.
+
+    Prometheus lists and watches them through the apiserver (``kubernetes_sd_configs``, role pod,
+    with ``token_file``'s bearer token and ``ca_file``) and scrapes each pod's IP at its container
+    port named ``port_name``. Every series gets the labels ``namespace`` and ``pod``.
+    """
+    return {
+        "job_name": job,
+        "kubernetes_sd_configs": [
+            {
+                "role": "pod",
+                "api_server": api_server,
+                "namespaces": {"names": [namespace]},
+                "selectors": [{"role": "pod", "label": label_selector}],
+                "authorization": {"credentials_file": str(token_file)},
+                "tls_config": {"ca_file": str(ca_file)},
+            }
+        ],
+        "relabel_configs": [
+            # One target per pod: the container port of that name (a pod lists every port once).
+            {
+                "source_labels": ["__meta_kubernetes_pod_container_port_name"],
+                "regex": port_name,
+                "action": "keep",
+            },
+            # A pending pod has no IP yet; a terminating one is still Running and still counted.
+            {"source_labels": ["__meta_kubernetes_pod_phase"], "regex": "Running", "action": "keep"},
+            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+        ],
+    }
+
+
 class PrometheusServer(ManagedProcess):
     """One ``prometheus`` process on 127.0.0.1, started in its own process group."""
 
@@ -108,6 +161,7 @@ class PrometheusServer(ManagedProcess):
         port: int,
         binary: Path,
         scrape_targets: Mapping[str, Sequence[str]],
+        scrape_configs: Sequence[Mapping[str, Any]],
         scrape_interval: str,
         tls: PkiFiles | None,
         basic_auth_users: Mapping[str, str] | None,
@@ -120,6 +174,7 @@ class PrometheusServer(ManagedProcess):
         self.port = port
         self.binary = binary
         self.scrape_targets = dict(scrape_targets)
+        self.scrape_configs = [dict(job) for job in scrape_configs]
         self.scrape_interval = scrape_interval
         self.tls = tls
         self.basic_auth_users = dict(basic_auth_users or {})
@@ -131,21 +186,26 @@ class PrometheusServer(ManagedProcess):
         base_dir: Path | None = None,
         *,
         scrape_targets: Mapping[str, Sequence[str]] | None = None,
+        scrape_configs: Sequence[Mapping[str, Any]] = (),
         scrape_interval: str = "1s",
         tls: PkiFiles | None = None,
         basic_auth_users: Mapping[str, str] | None = None,
         enable_lifecycle: bool = False,
+        binary: Path | None = None,
         timeout: float = 60.0,
     ) -> PrometheusServer:
-        """Start a server scraping ``scrape_targets`` (job name -> ["host:port", ...]).
+        """Start a server scraping ``scrape_targets`` (job name -> ["host:port", ...]) and the jobs
+        of ``scrape_configs`` (whole entries of Prometheus's ``scrape_configs``).
 
         ``basic_auth_users`` maps user names to plain passwords; they are hashed for the web config.
+        ``binary``: another build than :func:`find_prometheus`'s (e.g. one with Kubernetes discovery).
         """
         server = cls(
             server_dir=Path(tempfile.mkdtemp(prefix="prometheus-", dir=base_dir)),
             port=free_port(),
-            binary=find_prometheus(),
+            binary=binary or find_prometheus(),
             scrape_targets=scrape_targets or {},
+            scrape_configs=scrape_configs,
             scrape_interval=scrape_interval,
             tls=tls,
             basic_auth_users=basic_auth_users,
@@ -199,12 +259,13 @@ class PrometheusServer(ManagedProcess):
         answer: dict[str, Any] = response.json()
         return answer
 
-    def wait_for_target(self, job: str, timeout: float = 30.0) -> None:
-        """Wait until every target of ``job`` has been scraped successfully at least once."""
+    def wait_for_target(self, job: str, timeout: float = 30.0, *, count: int | None = None) -> None:
+        """Wait until ``count`` targets of ``job`` (default: its static targets) have been scraped
+        successfully at least once."""
+        expected = len(self.scrape_targets[job]) if count is None else count
 
         def scraped() -> bool:
             result = self.query(f'up{{job="{job}"}}')["data"]["result"]
-            expected = len(self.scrape_targets[job])
             return len(result) == expected and all(series["value"][1] == "1" for series in result)
 
         wait_until(scraped, timeout, f"prometheus to scrape job {job}", log=self.log_path)
@@ -229,7 +290,8 @@ class PrometheusServer(ManagedProcess):
             "scrape_configs": [
                 {"job_name": job, "static_configs": [{"targets": list(targets)}]}
                 for job, targets in self.scrape_targets.items()
-            ],
+            ]
+            + self.scrape_configs,
         }
         self.config_path.write_text(yaml.safe_dump(config))
         web: dict[str, Any] = {}

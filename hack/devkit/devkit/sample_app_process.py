@@ -20,6 +20,7 @@ group and dies with the process that started it. A missing server binary raises
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import os
 import secrets
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from httpx import URL
 
 from devkit.paths import SAMPLE_APP
 from devkit.postgres import PostgresServer, start_replica_of
@@ -55,6 +57,8 @@ SECRET_KEY = "sample-app-secret-key-for-local-runs-0123456789"
 USER_PASSWORD = "sample-app-user-password"
 # The rate limiter keys on the client address; every request here comes from 127.0.0.1.
 UNLIMITED = "100000000"
+# The real node's Service range (hack/real-node.sh): the host reaches ClusterIPs through kube-proxy.
+SERVICE_RANGE = ipaddress.ip_network("198.19.0.0/16")
 
 Progress = Callable[[str], None]
 
@@ -225,10 +229,15 @@ class SampleAppStack:
         self.destroy()
 
 
-def seed_tasks(base_url: str, count: int = 20) -> list[int]:
-    """Sign up a user and create ``count`` tasks through the API; returns their ids."""
+def seed_tasks(base_url: str, count: int = 20, *, local_address: str | None = None) -> list[int]:
+    """Sign up a user and create ``count`` tasks through the API (``count`` + 2 requests, the
+    signup and the login first); returns their ids.
+
+    ``local_address``: the address to connect from (the real node's bridge, for a ClusterIP).
+    """
     email = f"load-{secrets.token_hex(4)}@example.com"
-    with httpx.Client(base_url=base_url, timeout=10) as client:
+    transport = httpx.HTTPTransport(local_address=local_address)
+    with httpx.Client(base_url=base_url, timeout=10, trust_env=False, transport=transport) as client:
         client.post(
             "/api/v1/users/signup", json={"email": email, "password": USER_PASSWORD}
         ).raise_for_status()
@@ -260,13 +269,26 @@ class LoadStats:
     per_status: dict[str, int] = field(default_factory=dict)
 
 
+def _is_local_address(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address in SERVICE_RANGE
+
+
 class PacedLoad:
     """An open-loop HTTP load at a settable rate, in a background thread (asyncio + httpx).
 
     Requests start on a fixed schedule (``1 / rate`` apart) whatever the latency, as real users
     arrive. Bounded: it stops by itself after ``max_seconds``, and never has more than
-    ``max_in_flight`` requests open (extra ones are counted as dropped, not queued). Loopback
-    only.
+    ``max_in_flight`` requests open (extra ones are counted as dropped, not queued). It goes to
+    loopback or to a ClusterIP of the real node's Service range only.
+
+    ``keep_alive=False`` opens a connection per request, as many independent users would: behind
+    a Service, kube-proxy picks a pod per connection, so kept-alive connections would pin the
+    load to the pods that were there first. ``local_address``: the address to connect from (the
+    real node's bridge, so that the pods' answers come back over it).
     """
 
     def __init__(
@@ -277,9 +299,11 @@ class PacedLoad:
         max_seconds: float,
         max_in_flight: int = 64,
         timeout: float = 5.0,
+        keep_alive: bool = True,
+        local_address: str | None = None,
     ) -> None:
-        if not base_url.startswith(f"http://{LOOPBACK}:"):
-            raise ValueError(f"load goes to loopback only, not {base_url}")
+        if not _is_local_address(URL(base_url).host):
+            raise ValueError(f"load goes to loopback or the Service range {SERVICE_RANGE}, not {base_url}")
         if not paths:
             raise ValueError("no paths to request")
         self.base_url = base_url
@@ -287,6 +311,8 @@ class PacedLoad:
         self.max_seconds = max_seconds
         self.max_in_flight = max_in_flight
         self.timeout = timeout
+        self.keep_alive = keep_alive
+        self.local_address = local_address
         self._rate = 0.0
         self._stats = LoadStats()
         self._lock = threading.Lock()
@@ -334,9 +360,15 @@ class PacedLoad:
         paths = itertools.cycle(self.paths)
         in_flight: set[asyncio.Task[None]] = set()
         limits = httpx.Limits(
-            max_connections=self.max_in_flight, max_keepalive_connections=self.max_in_flight
+            max_connections=self.max_in_flight,
+            max_keepalive_connections=self.max_in_flight if self.keep_alive else 0,
         )
-        async with httpx.AsyncClient(base_url=self.base_url, limits=limits, timeout=self.timeout) as client:
+        transport = httpx.AsyncHTTPTransport(limits=limits, local_address=self.local_address)
+        # trust_env=False: no proxy from the environment; the load stays on this machine.
+        client = httpx.AsyncClient(
+            base_url=self.base_url, transport=transport, timeout=self.timeout, trust_env=False
+        )
+        async with client:
             next_at = loop.time()
             while not self._stopping.is_set() and loop.time() < deadline:
                 rate = self._rate

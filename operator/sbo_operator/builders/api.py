@@ -33,6 +33,10 @@ __all__ = [
 
 MIGRATIONS_HASH_LABEL = "sbo.dev/migrations-hash"
 HTTP_PORT_NAME = "http"
+# A deleted pod keeps accepting for this long before it gets SIGTERM: its removal from the
+# Service's endpoints reaches every kube-proxy (and ingress) only a moment after the deletion, and
+# until then new connections still arrive. Well inside the pod's terminationGracePeriodSeconds.
+DRAIN_DELAY_SECONDS = 5
 
 
 def build_app_service_account(backend: ScalableBackend) -> Manifest:
@@ -64,6 +68,8 @@ def _api_container(backend: ScalableBackend, image: str) -> dict[str, Any]:
     container["livenessProbe"] = http_probe(api.liveness_path, period=10, failures=3)
     # Up to two minutes to boot before liveness may restart the container.
     container["startupProbe"] = http_probe(api.liveness_path, period=2, failures=60)
+    # The sleep action needs nothing in the image (Kubernetes 1.30+).
+    container["lifecycle"] = {"preStop": {"sleep": {"seconds": DRAIN_DELAY_SECONDS}}}
     return container
 
 

@@ -11,9 +11,11 @@ prepares it); each worker then writes its samples there and ``/metrics`` aggrega
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -26,6 +28,21 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 
 def multiprocess_enabled() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def prepare_multiprocess_dir(path: Path) -> None:
+    """Create an empty directory for prometheus_client's per-process files.
+
+    Every process started with PROMETHEUS_MULTIPROC_DIR (the image sets it for every command)
+    writes its metrics there from the first metric it creates, so the directory must exist first.
+    """
+    if path.exists():
+        for child in path.iterdir():
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    path.mkdir(parents=True, exist_ok=True)
 
 
 class Metrics:

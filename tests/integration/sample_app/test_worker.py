@@ -9,6 +9,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -190,6 +191,7 @@ async def test_tasks_created_while_redis_is_down_are_swept_onto_the_stream(
     assert task_rows(postgres_primary, database, [task_id])[task_id][0] == "completed"
 
 
+@pytest.mark.parametrize("multiprocess_dir", [False, True], ids=["plain", "image-env"])
 async def test_python_m_app_worker_runs_and_stops_on_sigterm(
     settings: Settings,
     client: httpx.AsyncClient,
@@ -197,8 +199,14 @@ async def test_python_m_app_worker_runs_and_stops_on_sigterm(
     postgres_primary: PostgresServer,
     redis_server: RedisServer,
     database: str,
+    multiprocess_dir: bool,
+    tmp_path: Path,
 ) -> None:
+    # "image-env": the image sets PROMETHEUS_MULTIPROC_DIR for every command, to a directory that
+    # does not exist yet (the worker crash-looped on the real node until it made it).
+    extra = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus")} if multiprocess_dir else {}
     env = {
+        **extra,
         "PATH": os.environ["PATH"],
         "DATABASE_URL": postgres_primary.url(database, password=False),
         "DATABASE_PASSWORD": postgres_primary.password,

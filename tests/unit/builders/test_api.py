@@ -18,6 +18,8 @@ from tests.unit.factories import backend_from, container, env_of, load_example
 pytestmark = pytest.mark.unit
 
 
+# The sample app's GRACEFUL_SHUTDOWN_SECONDS default: how long uvicorn drains after SIGTERM.
+SAMPLE_APP_GRACEFUL_SHUTDOWN_SECONDS = 20
 MIGRATIONS = {"api": {"migrations": {"command": ["alembic", "upgrade", "head"]}}}
 
 
@@ -49,6 +51,16 @@ def test_probes_use_the_configured_paths_on_the_named_port() -> None:
     assert api["ports"] == [{"containerPort": 9000, "name": "http", "protocol": "TCP"}]
     assert api["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
     assert api["livenessProbe"]["httpGet"] == {"path": "/live", "port": "http"}
+
+
+def test_a_deleted_pod_keeps_serving_until_it_has_left_the_service() -> None:
+    deployment = build_api_deployment(backend_from({}), replicas=1)
+    api = container(deployment)
+    delay = api["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert delay > 0
+    # The delay and the app's own drain (uvicorn's graceful shutdown) fit in the grace period.
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert delay + SAMPLE_APP_GRACEFUL_SHUTDOWN_SECONDS < grace
 
 
 def test_image_defaults_to_spec_and_can_be_held_back_by_the_reconciler() -> None:

@@ -130,3 +130,9 @@ def test_pip_settings_keep_how_pip_reaches_the_index_and_the_environment_wins(
         "index-url": "https://mirror.invalid/simple",
         "default-timeout": "180",
     }
+
+
+def test_the_python_base_has_the_cxx_runtime_that_compiled_wheels_link(build_images: ModuleType) -> None:
+    # greenlet (SQLAlchemy's asyncio) links libstdc++.so.6; without it the sample app's
+    # migrations failed on the real node. The official python images ship it too.
+    assert "libstdc++6" in build_images.PYTHON_BASE.packages

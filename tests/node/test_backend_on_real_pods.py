@@ -1,0 +1,561 @@
+"""The stack the operator declares, running for real: examples/basic.yaml on the real node.
+
+The module starts its own control plane with the real node (`hack/cluster.sh up --real-node`,
+ports from SBO_PORT_BASE + 70, state in a temporary folder), installs the CRD, runs the operator
+as a local process pointed at the images built here (`make images`), and applies examples/basic.yaml
+in a namespace enforcing Pod Security "restricted" whose annotations steer every pod to the real
+node. The backend's spec is basic.yaml's with only what the local images need changed (image,
+versions, pull policy), plus a worker and `spec.networkPolicies`: see :func:`local_variant`.
+
+Each test shows one thing the kwok tiers cannot: real probes, alembic against the real primary,
+the api serving through its Service, the cache, streaming replicas, the worker, a primary that
+comes back with its data, `kubectl scale`, and NetworkPolicies that kube-router enforces. The last
+test stops the control plane and proves the host is as it was. Figures (apply to Ready, the node's
+memory) are printed at the end of the module (`pytest -rP` shows them).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import secrets
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from alembic.config import Config as AlembicConfig
+from alembic.script import ScriptDirectory
+
+from devkit import host_state
+from devkit.cluster import LocalCluster, eventually
+from devkit.operator_process import OperatorProcess
+from devkit.paths import EXAMPLES, SAMPLE_APP
+from devkit.promtext import Labels, samples
+from devkit.real_pods import NODE_NAME, node_http_client, node_memory_mib, real_node_namespace
+
+pytestmark = pytest.mark.node
+
+# Clear of the developer's control plane (+0..10) and of tests/node/test_real_node.py's (+50..60).
+PORT_BASE = int(os.environ.get("SBO_PORT_BASE", "16440")) + 70
+NAMESPACE = "t-real-pods"
+NAME = "shop"
+API_PORT = 8000
+SAMPLE_APP_IMAGE = "sbo.local/sample-app:dev"
+# The operator's settings for the data services' images; {version} is the spec's version.
+LOCAL_DATA_SERVICE_IMAGES = {
+    "SBO_POSTGRES_IMAGE": "sbo.local/postgres:{version}",
+    "SBO_REDIS_IMAGE": "sbo.local/redis:{version}",
+}
+LOCAL_IMAGES = (SAMPLE_APP_IMAGE, "sbo.local/postgres:15", "sbo.local/redis:7.0")
+READY_TIMEOUT = 600  # seconds; a cold machine's first initdb and two clones fit well inside
+SOCKET_DIR = "/var/run/postgresql"
+COMPONENT = "app.kubernetes.io/component"
+TASK_MISS: Labels = (("resource", "task"), ("result", "miss"))
+TASK_HIT: Labels = (("resource", "task"), ("result", "hit"))
+
+
+def local_variant(namespace: str) -> dict[str, Any]:
+    """examples/basic.yaml for the images built here, derived rather than checked in.
+
+    Derived, so that the shipped example is what runs: a second file would drift from it. What
+    changes: the sample app's local image (never pulled: there is no registry), the versions the
+    local PostgreSQL and Redis images carry, a worker (the sample app's consumer), and
+    ``networkPolicies`` admitting to the api only pods of its own namespace.
+    """
+    manifest: dict[str, Any] = copy.deepcopy(yaml.safe_load((EXAMPLES / "basic.yaml").read_text()))
+    manifest["metadata"]["namespace"] = namespace
+    spec = manifest["spec"]
+    spec["image"] = SAMPLE_APP_IMAGE
+    spec["imagePullPolicy"] = "Never"
+    spec["postgres"]["version"] = "15"
+    spec["redis"]["version"] = "7.0"
+    spec["worker"] = {"replicas": 1, "command": ["python", "-m", "app.worker"]}
+    spec["networkPolicies"] = {
+        "appIngressFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}]
+    }
+    return manifest
+
+
+# ---- the module's cluster, operator and backend ---------------------------------------------------
+
+
+@dataclasses.dataclass
+class Figures:
+    """What the module measures, printed once at its end."""
+
+    values: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def figures() -> Iterator[Figures]:
+    found = Figures()
+    yield found
+    print(f"real pods figures: {json.dumps(found.values, sort_keys=True)}")
+
+
+@pytest.fixture(scope="module")
+def host_before() -> dict[str, Any]:
+    return host_state.snapshot()
+
+
+@pytest.fixture(scope="module")
+def real_cluster(
+    host_before: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalCluster]:
+    cluster = LocalCluster(
+        local_dir=tmp_path_factory.mktemp("real-pods") / "control-plane",
+        port_base=PORT_BASE,
+        script_env={"SBO_REAL_NODE": "1"},
+    )
+    try:
+        cluster.start()
+        cluster.install_crd()
+        yield cluster
+    finally:
+        cluster.stop()  # again after the test that checks it: down is idempotent
+
+
+@pytest.fixture(scope="module")
+def operator(
+    real_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    missing = set(LOCAL_IMAGES) - node_images(real_cluster)
+    assert not missing, f"the real node lacks the images {sorted(missing)}: run `make images`"
+    process = OperatorProcess(
+        kubeconfig=real_cluster.kubeconfig,
+        log_path=tmp_path_factory.mktemp("operator") / "operator.log",
+        env={"SBO_NAMESPACES": NAMESPACE, "SBO_RESYNC_SECONDS": "10", **LOCAL_DATA_SERVICE_IMAGES},
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    namespace: str
+    seconds_to_ready: float
+
+
+@pytest.fixture(scope="module")
+def backend(real_cluster: LocalCluster, operator: OperatorProcess, figures: Figures) -> Iterator[Backend]:
+    real_cluster.apply(real_node_namespace(NAMESPACE))
+    started = time.monotonic()
+    real_cluster.apply(local_variant(NAMESPACE))
+    wait_ready(real_cluster)
+    seconds = round(time.monotonic() - started, 1)
+    figures.values["apply_to_ready_seconds"] = seconds
+    yield Backend(NAMESPACE, seconds)
+    real_cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+
+
+def wait_ready(cluster: LocalCluster, timeout: int = READY_TIMEOUT) -> None:
+    waited = cluster.kubectl(
+        "wait", "--for=condition=Ready", f"sb/{NAME}", "-n", NAMESPACE, f"--timeout={timeout}s", check=False
+    )
+    if waited.returncode != 0:
+        status = cluster.kubectl(
+            "get", f"sb/{NAME}", "-n", NAMESPACE, "-o", "jsonpath={.status}", check=False
+        )
+        pods = cluster.kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide", check=False)
+        events = cluster.kubectl("get", "events", "-n", NAMESPACE, "--sort-by=.lastTimestamp", check=False)
+        raise AssertionError(
+            f"{NAME} not Ready: {waited.stderr}\nstatus: {status.stdout}\n"
+            f"{pods.stdout}\n{events.stdout[-4000:]}"
+        )
+
+
+def node_images(cluster: LocalCluster) -> set[str]:
+    """The image names the real node's containerd holds, as its kubelet reports them."""
+    node = get_json(cluster, "node", NODE_NAME)
+    return {name for image in node["status"].get("images", []) for name in image.get("names", [])}
+
+
+def previous_logs(cluster: LocalCluster, pod: str) -> str:
+    """The end of the logs of a pod's previous (restarted) container, for a failure message."""
+    return cluster.kubectl("logs", "-n", NAMESPACE, pod, "--previous", "--tail=30", check=False).stdout
+
+
+def get_json(cluster: LocalCluster, *what: str, namespace: str | None = None) -> dict[str, Any]:
+    args = ["get", *what, "-o", "json"]
+    if namespace is not None:
+        args += ["-n", namespace]
+    loaded: dict[str, Any] = json.loads(cluster.kubectl(*args).stdout)
+    return loaded
+
+
+def pods(cluster: LocalCluster, selector: str | None = None) -> list[dict[str, Any]]:
+    args = ["pods"] if selector is None else ["pods", "-l", selector]
+    items: list[dict[str, Any]] = get_json(cluster, *args, namespace=NAMESPACE)["items"]
+    return items
+
+
+def api_pods(cluster: LocalCluster) -> list[dict[str, Any]]:
+    return [
+        pod
+        for pod in pods(cluster, f"app.kubernetes.io/instance={NAME},app.kubernetes.io/component=api")
+        if "deletionTimestamp" not in pod["metadata"]
+    ]
+
+
+def is_ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def exec_in(cluster: LocalCluster, pod: str, *command: str, container: str | None = None) -> str:
+    args = ["exec", "-n", NAMESPACE, pod]
+    if container is not None:
+        args += ["-c", container]
+    return cluster.kubectl(*args, "--", *command, timeout=60).stdout
+
+
+def psql(cluster: LocalCluster, pod: str, sql: str, **variables: str | int) -> list[list[str]]:
+    """Rows of ``sql`` run in ``pod``'s server as the superuser over its unix socket (peer auth),
+    in the app's database. Values go in as psql variables (``:'name'``), never spliced into SQL."""
+    command = ["psql", "-X", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-h", SOCKET_DIR, "-d", "app"]
+    for name, value in variables.items():
+        command += ["-v", f"{name}={value}"]
+    args = ["exec", "-i", "-n", NAMESPACE, pod, "-c", "postgres", "--", *command]
+    out = cluster.kubectl(*args, input=sql, timeout=60).stdout
+    return [line.split("\t") for line in out.splitlines() if line]
+
+
+# ---- the app, through its Service ------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class App:
+    """A signed-up user of the api, talking to it through the api Service's ClusterIP."""
+
+    http: httpx.Client
+    service_url: str
+    headers: dict[str, str]
+
+    def create_task(self, title: str, description: str) -> dict[str, Any]:
+        created = self.http.post(
+            f"{self.service_url}/api/v1/tasks",
+            json={"title": title, "description": description},
+            headers=self.headers,
+        )
+        assert created.status_code == 201, created.text
+        body: dict[str, Any] = created.json()
+        return body
+
+    def completed_task(self, task_id: int) -> dict[str, Any] | None:
+        """The task from the list of completed ones (a replica read that never fills the cache)."""
+        listed = self.http.get(
+            f"{self.service_url}/api/v1/tasks", params={"status": "completed", "limit": 100}
+        )
+        listed.raise_for_status()
+        return next((task for task in listed.json()["data"] if task["id"] == task_id), None)
+
+
+@pytest.fixture(scope="module")
+def app(real_cluster: LocalCluster, backend: Backend) -> Iterator[App]:
+    cluster_ip = get_json(real_cluster, "service", f"{NAME}-api", namespace=NAMESPACE)["spec"]["clusterIP"]
+    service_url = f"http://{cluster_ip}"
+    email, password = f"real-{secrets.token_hex(4)}@example.com", secrets.token_urlsafe(16)
+    with node_http_client() as http:
+        # kube-proxy programs the Service a moment after its endpoints turn ready.
+        signed_up = eventually(
+            lambda: http.post(
+                f"{service_url}/api/v1/users/signup", json={"email": email, "password": password}
+            ),
+            timeout=30,
+            interval=1,
+            what="the api Service to answer from the host",
+        )
+        assert signed_up.status_code == 201, signed_up.text
+        token = http.post(
+            f"{service_url}/api/v1/login/access-token", data={"username": email, "password": password}
+        )
+        assert token.status_code == 200, token.text
+        yield App(http, service_url, {"Authorization": f"Bearer {token.json()['access_token']}"})
+
+
+def summary_of(title: str, description: str) -> str:
+    """What the sample app's worker writes as a task's result (app.worker.summarise)."""
+    text = f"{title}\n{description}"
+    return f"{len(text.split())} words, sha256 {hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def scrape_api_pods(cluster: LocalCluster, http: httpx.Client, metric: str) -> dict[Labels, float]:
+    """``metric``'s samples summed over every api pod (each pod's /metrics), by their labels."""
+    total: dict[Labels, float] = {}
+    for pod in api_pods(cluster):
+        text = http.get(f"http://{pod['status']['podIP']}:{API_PORT}/metrics").text
+        for labels, value in samples(text, metric).items():
+            total[labels] = total.get(labels, 0.0) + value
+    return total
+
+
+def delta(after: dict[Labels, float], before: dict[Labels, float], labels: Labels) -> float:
+    return after.get(labels, 0.0) - before.get(labels, 0.0)
+
+
+# ---- the tests ---------------------------------------------------------------------------------------
+
+
+def test_every_pod_runs_on_the_real_node_and_is_ready_through_its_real_probes(
+    real_cluster: LocalCluster, backend: Backend, figures: Figures
+) -> None:
+    sb = get_json(real_cluster, f"sb/{NAME}", namespace=NAMESPACE)
+    conditions = {c["type"]: c["status"] for c in sb["status"]["conditions"]}
+    assert conditions["Ready"] == "True", sb["status"]
+    running = [pod for pod in pods(real_cluster) if pod["status"]["phase"] == "Running"]
+    components = Counter(pod["metadata"]["labels"][COMPONENT] for pod in running)
+    assert components == {"api": 2, "worker": 1, "postgres": 3, "redis": 1}, components
+    for pod in running:
+        name = pod["metadata"]["name"]
+        assert pod["spec"]["nodeName"] == NODE_NAME, name
+        assert is_ready(pod), (name, pod["status"])
+        for status in pod["status"]["containerStatuses"]:
+            assert status["ready"], (name, status)
+            assert status["restartCount"] == 0, (
+                name,
+                status.get("lastState"),
+                previous_logs(real_cluster, name),
+            )
+        # Ready through the operator's own probes (the worker serves nothing and has none).
+        probed = [c["name"] for c in pod["spec"]["containers"] if "readinessProbe" in c]
+        assert probed or pod["metadata"]["labels"][COMPONENT] == "worker", name
+    figures.values["node_memory_mib_backend_ready"] = node_memory_mib(real_cluster.local_dir)
+    assert backend.seconds_to_ready < READY_TIMEOUT
+
+
+def test_migrations_ran_alembic_on_the_primary_before_the_api_rolled(
+    real_cluster: LocalCluster, backend: Backend
+) -> None:
+    jobs = get_json(
+        real_cluster, "jobs", "-l", "app.kubernetes.io/component=migrations", namespace=NAMESPACE
+    )["items"]
+    assert len(jobs) == 1, [job["metadata"]["name"] for job in jobs]
+    job = jobs[0]
+    assert job["status"].get("succeeded") == 1, job["status"]
+    head = ScriptDirectory.from_config(AlembicConfig(str(SAMPLE_APP / "alembic.ini"))).get_current_head()
+    assert psql(real_cluster, f"{NAME}-postgres-primary-0", "SELECT version_num FROM alembic_version") == [
+        [head]
+    ]
+    logs = real_cluster.kubectl("logs", "-n", NAMESPACE, f"job/{job['metadata']['name']}").stdout
+    assert f"Running upgrade  -> {head}" in logs, logs
+    # The operator holds the api (and the worker) back until the Job has succeeded.
+    completed = job["status"]["completionTime"]
+    for deployment in (f"{NAME}-api", f"{NAME}-worker"):
+        created = get_json(real_cluster, "deployment", deployment, namespace=NAMESPACE)["metadata"][
+            "creationTimestamp"
+        ]
+        assert created >= completed, (deployment, created, completed)
+
+
+def test_the_worker_consumes_a_task_created_through_the_api_service(app: App) -> None:
+    title, description = "real pods", f"queued at {time.time()}"
+    task = app.create_task(title, description)
+    assert task["status"] == "pending"
+    done = eventually(
+        lambda: app.completed_task(task["id"]), timeout=60, interval=1, what="the worker to complete the task"
+    )
+    assert done["result"] == summary_of(title, description)
+    assert done["processed_at"] is not None
+
+
+def test_a_task_is_read_from_a_streaming_replica_then_from_the_cache(
+    real_cluster: LocalCluster, app: App
+) -> None:
+    primary = f"{NAME}-postgres-primary-0"
+    replicas = [f"{NAME}-postgres-replica-{i}" for i in range(2)]
+    streaming = psql(
+        real_cluster, primary, "SELECT application_name, state FROM pg_stat_replication ORDER BY 1"
+    )
+    assert streaming == [[name, "streaming"] for name in replicas]
+
+    title, description = "read twice", "from a replica, then from Redis"
+    task = app.create_task(title, description)
+    eventually(
+        lambda: app.completed_task(task["id"]), timeout=60, interval=1, what="the worker to complete the task"
+    )
+    # Every replica has replayed everything written so far, the worker's completion included.
+    (position,) = psql(real_cluster, primary, "SELECT pg_current_wal_lsn()")[0]
+    replayed = "SELECT bool_and(replay_lsn >= :'position') FROM pg_stat_replication"
+    eventually(
+        lambda: psql(real_cluster, primary, replayed, position=position) == [["t"]],
+        timeout=30,
+        interval=0.5,
+        what="the replicas to replay the primary's WAL",
+    )
+    for replica in replicas:
+        assert psql(real_cluster, replica, "SELECT pg_is_in_recovery()") == [["t"]]
+        status = psql(real_cluster, replica, "SELECT status FROM tasks WHERE id = :'id'", id=task["id"])
+        assert status == [["completed"]], replica
+
+    url = f"{app.service_url}/api/v1/tasks/{task['id']}"
+    cache = "cache_requests_total"
+    fallbacks_before = scrape_api_pods(real_cluster, app.http, "db_replica_fallbacks_total")
+    before = scrape_api_pods(real_cluster, app.http, cache)
+    first = app.http.get(url)
+    after_first = scrape_api_pods(real_cluster, app.http, cache)
+    second = app.http.get(url)
+    after_second = scrape_api_pods(real_cluster, app.http, cache)
+    assert first.status_code == second.status_code == 200
+    assert first.json()["status"] == "completed"
+    assert first.content == second.content
+    # The first read missed (the worker's completion dropped the entry) and loaded a replica:
+    # no read fell back to the primary. The second was served by Redis.
+    assert delta(after_first, before, TASK_MISS) == 1, (before, after_first)
+    assert scrape_api_pods(real_cluster, app.http, "db_replica_fallbacks_total") == fallbacks_before
+    assert delta(after_second, after_first, TASK_HIT) == 1, (after_first, after_second)
+    assert delta(after_second, after_first, TASK_MISS) == 0
+
+    # Redis holds exactly that body, and only with the password the operator generated.
+    redis = f"{NAME}-redis-0"
+    key = f"cache:v1:task:{task['id']}"
+    without_password = ["env", "-u", "REDISCLI_AUTH", "redis-cli", "-h", "127.0.0.1", "GET", key]
+    refused = real_cluster.kubectl("exec", "-n", NAMESPACE, redis, "--", *without_password, check=False)
+    assert "NOAUTH" in refused.stdout + refused.stderr, refused
+    cached = exec_in(real_cluster, redis, "redis-cli", "-h", "127.0.0.1", "--no-auth-warning", "GET", key)
+    assert cached.rstrip("\n").encode() == second.content
+
+
+def test_network_policies_keep_other_pods_from_postgres_and_redis_but_not_the_api(
+    real_cluster: LocalCluster, backend: Backend
+) -> None:
+    outsider = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "outsider", "namespace": NAMESPACE, "labels": {"app": "outsider"}},
+        "spec": {
+            "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": 1,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 65532,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "probe",
+                    "image": "sbo.local/probe:local",
+                    "imagePullPolicy": "Never",
+                    "args": ["serve", ":8080"],
+                    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}},
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        },
+    }
+    real_cluster.apply(outsider)
+    real_cluster.kubectl("wait", "-n", NAMESPACE, "--for=condition=Ready", "pod/outsider", "--timeout=60s")
+    postgres = f"{NAME}-postgres-rw.{NAMESPACE}.svc.cluster.local:5432"
+    redis = f"{NAME}-redis.{NAMESPACE}.svc.cluster.local:6379"
+    api = f"{NAME}-api.{NAMESPACE}.svc.cluster.local:80"
+
+    def dial_from_outsider(address: str) -> bool:
+        dialed = real_cluster.kubectl(
+            "exec", "-n", NAMESPACE, "outsider", "--", "/probe", "dial", address, check=False
+        )
+        return dialed.returncode == 0
+
+    # The api admits pods of its namespace (appIngressFrom): the network itself works.
+    assert eventually(
+        lambda: dial_from_outsider(api), timeout=30, interval=1, what="the outsider to reach the api"
+    )
+    assert not dial_from_outsider(postgres)
+    assert not dial_from_outsider(redis)
+    # The api's own pod reaches both, through the same Service names.
+    api_pod = api_pods(real_cluster)[0]["metadata"]["name"]
+    for address in (postgres, redis):
+        host, port = address.rsplit(":", 1)
+        connect = f"import socket; socket.create_connection(({host!r}, {port}), timeout=3).close()"
+        exec_in(real_cluster, api_pod, "python", "-c", connect)
+    real_cluster.kubectl("delete", "pod", "-n", NAMESPACE, "outsider", "--grace-period=1")
+
+
+def test_the_primary_comes_back_with_its_data_on_a_volume_that_persists(
+    real_cluster: LocalCluster, app: App
+) -> None:
+    primary = f"{NAME}-postgres-primary-0"
+    task = app.create_task("survives", "the primary's pod being deleted")
+    before = get_json(real_cluster, "pod", primary, namespace=NAMESPACE)
+    claim = get_json(real_cluster, "pvc", f"data-{primary}", namespace=NAMESPACE)
+    volume = get_json(real_cluster, "pv", claim["spec"]["volumeName"])
+    # A local volume: a real directory on this host, pinned to the real node.
+    host_dir = Path(volume["spec"]["local"]["path"])
+    affinity = volume["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
+    assert affinity[0]["matchExpressions"][0]["values"] == [NODE_NAME]
+    assert (host_dir / "pgdata" / "PG_VERSION").read_text().strip() == "15"
+
+    real_cluster.kubectl("delete", "pod", "-n", NAMESPACE, primary, "--grace-period=10")
+
+    def replaced_and_ready() -> bool:
+        pod = get_json(real_cluster, "pod", primary, namespace=NAMESPACE)
+        return pod["metadata"]["uid"] != before["metadata"]["uid"] and is_ready(pod)
+
+    eventually(replaced_and_ready, timeout=180, interval=1, what="the primary's pod to come back Ready")
+    after = get_json(real_cluster, "pod", primary, namespace=NAMESPACE)
+    assert after["spec"]["nodeName"] == NODE_NAME
+    assert (
+        get_json(real_cluster, "pvc", f"data-{primary}", namespace=NAMESPACE)["spec"]["volumeName"]
+        == volume["metadata"]["name"]
+    )
+    rows = psql(real_cluster, primary, "SELECT title FROM tasks WHERE id = :'id'", id=task["id"])
+    assert rows == [["survives"]]
+    # The api serves again, from the same data, and the replicas stream from the new pod.
+    wait_ready(real_cluster, timeout=180)
+    url = f"{app.service_url}/api/v1/tasks/{task['id']}"
+    read = eventually(lambda: app.http.get(url), timeout=60, interval=1, what="the api to read the task")
+    assert read.json()["title"] == "survives"
+    streaming = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+    eventually(
+        lambda: psql(real_cluster, primary, streaming) == [["2"]],
+        timeout=120,
+        interval=2,
+        what="both replicas to stream from the new primary pod",
+    )
+
+
+def test_kubectl_scale_adds_api_pods_that_serve(
+    real_cluster: LocalCluster, app: App, figures: Figures
+) -> None:
+    before = {pod["metadata"]["name"] for pod in api_pods(real_cluster)}
+    assert len(before) == 2
+    task = app.create_task("served", "by every api pod")
+    real_cluster.kubectl("scale", f"sb/{NAME}", "-n", NAMESPACE, "--replicas=4")
+
+    def four_ready() -> list[dict[str, Any]] | None:
+        found = api_pods(real_cluster)
+        return found if len(found) == 4 and all(is_ready(pod) for pod in found) else None
+
+    scaled = eventually(four_ready, timeout=180, interval=1, what="four api pods Ready")
+    new = [pod for pod in scaled if pod["metadata"]["name"] not in before]
+    assert len(new) == 2
+    for pod in new:
+        assert pod["spec"]["nodeName"] == NODE_NAME
+        served = app.http.get(f"http://{pod['status']['podIP']}:{API_PORT}/api/v1/tasks/{task['id']}")
+        assert served.status_code == 200, served.text
+        assert served.json()["title"] == "served"
+    sb = get_json(real_cluster, f"sb/{NAME}", namespace=NAMESPACE)
+    assert sb["spec"]["api"]["replicas"] == 4
+    figures.values["node_memory_mib_four_api_pods"] = node_memory_mib(real_cluster.local_dir)
+
+
+def test_down_leaves_the_host_as_it_found_it(
+    real_cluster: LocalCluster, backend: Backend, host_before: dict[str, Any], figures: Figures
+) -> None:
+    # The namespace first, as a user would: the pods stop on SIGTERM, the claims and volumes go.
+    started = time.monotonic()
+    real_cluster.kubectl("delete", "namespace", backend.namespace, "--wait", "--timeout=180s", timeout=200)
+    figures.values["namespace_deletion_seconds"] = round(time.monotonic() - started, 1)
+    real_cluster.stop()
+    assert host_state.differences(host_before, host_state.snapshot()) == {}
