@@ -76,6 +76,9 @@ class DatabaseSettings(BaseSettings):
     DB_POOL_PRE_PING: bool = True
     DB_CONNECT_TIMEOUT_SECONDS: float = Field(default=3.0, gt=0)
     DB_STATEMENT_TIMEOUT_MS: int = Field(default=5000, ge=0)
+    # The migrations Job starts as soon as the primary is Ready, but its Service may route to
+    # it a moment later (endpoints, kube-proxy): the migrations wait this long for a connection.
+    DB_WAIT_SECONDS: float = Field(default=60.0, ge=0, le=3600)
 
     @property
     def database_password(self) -> str | None:

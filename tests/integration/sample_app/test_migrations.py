@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,62 @@ def test_upgrade_fails_clearly_without_a_password(postgres_primary: PostgresServ
     result = alembic(["upgrade", "head"], {"DATABASE_URL": postgres_primary.url("postgres", password=False)})
     assert result.returncode != 0
     assert "password" in result.stderr.lower()
+
+
+def test_upgrade_waits_for_a_database_that_is_not_reachable_yet(
+    make_postgres: Callable[[], PostgresServer],
+) -> None:
+    """The migrations Job may start before the primary's Service routes to it: it retries, then runs."""
+    server = make_postgres()
+    server.create_database("late")
+    env = {
+        "DATABASE_URL": server.url("late", password=False),
+        "DATABASE_PASSWORD": server.password,
+        "DB_WAIT_SECONDS": "60",
+    }
+    server.stop()
+    alembic_bin = Path(sys.executable).parent / "alembic"
+    job = subprocess.Popen(
+        [str(alembic_bin), "upgrade", "head"],
+        cwd=SAMPLE_APP_DIR,
+        env={"PATH": os.environ["PATH"], **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(2)  # refused meanwhile: nothing listens on the port
+        assert job.poll() is None, job.communicate()
+        server.start_again()
+        _, stderr = job.communicate(timeout=60)
+    finally:
+        job.kill()
+    assert job.returncode == 0, stderr
+    assert "database not reachable yet (ConnectionRefusedError)" in stderr
+    assert server.execute("SELECT version_num FROM alembic_version", database="late") == [("0001",)]
+
+
+def test_upgrade_gives_up_after_db_wait_seconds(make_postgres: Callable[[], PostgresServer]) -> None:
+    server = make_postgres()
+    env = {"DATABASE_URL": server.url("postgres", password=False), "DATABASE_PASSWORD": server.password}
+    server.stop()
+    started = time.monotonic()
+    failed = alembic(["upgrade", "head"], {**env, "DB_WAIT_SECONDS": "1"})
+    assert failed.returncode != 0
+    assert "ConnectionRefusedError" in failed.stderr or "Connect call failed" in failed.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_upgrade_fails_at_once_on_a_wrong_password(postgres_primary: PostgresServer) -> None:
+    """Only "not reachable" is retried: a refused login is not a reason to wait a minute."""
+    env = {
+        "DATABASE_URL": postgres_primary.url("postgres", password=False),
+        "DATABASE_PASSWORD": "not-the-password",
+        "DB_WAIT_SECONDS": "60",
+    }
+    started = time.monotonic()
+    failed = alembic(["upgrade", "head"], env)
+    assert failed.returncode != 0
+    assert "password authentication failed" in failed.stderr
+    assert "not reachable yet" not in failed.stderr
+    assert time.monotonic() - started < 30
