@@ -213,8 +213,8 @@ class Provisioner:
         log.info("expanded %s/%s to %s", pvc.metadata.namespace, pvc.metadata.name, requested)
 
     def on_volume(self, pv: client.V1PersistentVolume) -> None:
-        if (pv.metadata.annotations or {}).get(PROVISIONED_BY) != self.name:
-            return
+        if (pv.metadata.annotations or {}).get(PROVISIONED_BY) != self.name or pv.metadata.deletion_timestamp:
+            return  # not ours, or already going (its directory too: on_volume_gone)
         if pv.status.phase == "Released" and pv.spec.persistent_volume_reclaim_policy == "Delete":
             # The directory first: were the volume deleted first, a failure here would leave it behind.
             self._remove_directory(pv)

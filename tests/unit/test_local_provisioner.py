@@ -6,16 +6,14 @@ control plane in tests/integration/test_control_plane.py, the real node's in tes
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from devkit.paths import REPO
+from devkit.paths import load_hack_script
 
 pytestmark = pytest.mark.unit
 
@@ -24,16 +22,7 @@ UID = "0b9f6c1e-2d2a-4a57-9d0e-3f1b2c4d5e6f"
 VOLUME = f"pvc-{UID}"
 
 
-def load_provisioner() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("local_provisioner", REPO / "hack" / "local_provisioner.py")
-    assert spec
-    assert spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-local_provisioner = load_provisioner()
+local_provisioner = load_hack_script("local_provisioner")
 
 
 class FakeApi:

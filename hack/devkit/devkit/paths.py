@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import subprocess
 from pathlib import Path
+from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[3]  # hack/devkit/devkit/paths.py
 SAMPLE_APP = REPO / "sample-app"
@@ -19,3 +21,13 @@ def tools_bin_dir() -> Path:
         [str(REPO / "hack" / "install-tools.sh"), "bin-dir"], check=True, capture_output=True, text=True
     )
     return Path(out.stdout.strip())
+
+
+def load_hack_script(name: str) -> ModuleType:
+    """A script of hack/ (``oci_image``: hack/oci_image.py) imported as a module, to test or reuse it."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "hack" / f"{name}.py")
+    assert spec
+    assert spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import tarfile
@@ -12,18 +11,13 @@ from types import ModuleType
 
 import pytest
 
-from devkit.paths import REPO
+from devkit.paths import load_hack_script
 
 pytestmark = pytest.mark.unit
 
 
 def load_oci_image() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("oci_image", REPO / "hack" / "oci_image.py")
-    assert spec
-    assert spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_hack_script("oci_image")
 
 
 def build(tmp_path: Path) -> bytes:
