@@ -392,12 +392,20 @@ disabled_plugins = [
 EOF
   start containerd "$bin_dir/containerd" --config "$node_state/containerd.toml"
   wait_for containerd 60 "$bin_dir/ctr" --address "$containerd_socket" version
-  local image
-  for image in pause probe coredns; do
-    "$bin_dir/ctr" --address "$containerd_socket" -n k8s.io images import --local "$images_dir/$image.tar" \
-      >>"$logs/ctr.log" 2>&1 || die "could not import the $image image into containerd; see $logs/ctr.log"
+  import_images
+}
+
+# Every archive in the images directory: pause, probe and coredns (install-tools.sh) and, once
+# `make images` built them, the operator, sample app, Postgres and Redis (hack/build_images.py).
+# containerd's root goes with `down`, so every `up` imports again.
+import_images() {
+  local archive started="$SECONDS" imported=()
+  for archive in "$images_dir"/*.tar; do
+    "$bin_dir/ctr" --address "$containerd_socket" -n k8s.io images import --local "$archive" \
+      >>"$logs/ctr.log" 2>&1 || die "could not import $archive into containerd; see $logs/ctr.log"
+    imported+=("$(basename "$archive" .tar)")
   done
-  say "containerd: images sbo.local/{pause,probe,coredns} imported"
+  say "containerd: imported ${imported[*]} in $((SECONDS - started))s"
 }
 
 start_kubelet() {
