@@ -40,6 +40,7 @@ from devkit.operator_process import OperatorProcess
 from devkit.paths import EXAMPLES, SAMPLE_APP
 from devkit.promtext import Labels, samples
 from devkit.real_pods import NODE_NAME, node_http_client, node_memory_mib, real_node_namespace
+from tests.node.test_real_node import probe_pod
 
 pytestmark = pytest.mark.node
 
@@ -101,11 +102,7 @@ def figures() -> Iterator[Figures]:
     print(f"real pods figures: {json.dumps(found.values, sort_keys=True)}")
 
 
-@pytest.fixture(scope="module")
-def host_before() -> dict[str, Any]:
-    return host_state.snapshot()
-
-
+# host_before: tests/node/conftest.py, the host before this module's `up`.
 @pytest.fixture(scope="module")
 def real_cluster(
     host_before: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
@@ -427,34 +424,9 @@ def test_a_task_is_read_from_a_streaming_replica_then_from_the_cache(
 def test_network_policies_keep_other_pods_from_postgres_and_redis_but_not_the_api(
     real_cluster: LocalCluster, backend: Backend
 ) -> None:
-    outsider = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "outsider", "namespace": NAMESPACE, "labels": {"app": "outsider"}},
-        "spec": {
-            "automountServiceAccountToken": False,
-            "terminationGracePeriodSeconds": 1,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 65532,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [
-                {
-                    "name": "probe",
-                    "image": "sbo.local/probe:local",
-                    "imagePullPolicy": "Never",
-                    "args": ["serve", ":8080"],
-                    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}},
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                }
-            ],
-        },
-    }
+    # The node tier's restricted probe pod, of no component of the backend.
+    outsider = probe_pod("outsider", labels={"app": "outsider"})
+    outsider["metadata"]["namespace"] = NAMESPACE
     real_cluster.apply(outsider)
     real_cluster.kubectl("wait", "-n", NAMESPACE, "--for=condition=Ready", "pod/outsider", "--timeout=60s")
     postgres = f"{NAME}-postgres-rw.{NAMESPACE}.svc.cluster.local:5432"
