@@ -471,7 +471,10 @@ def test_the_primary_comes_back_with_its_data_on_a_volume_that_persists(
     real_cluster.kubectl("delete", "pod", "-n", NAMESPACE, primary, "--grace-period=10")
 
     def replaced_and_ready() -> bool:
-        pod = get_json(real_cluster, "pod", primary, namespace=NAMESPACE)
+        found = real_cluster.kubectl("get", "pod", primary, "-n", NAMESPACE, "-o", "json", check=False)
+        if found.returncode != 0:  # between the deletion and the StatefulSet's new pod
+            return False
+        pod = json.loads(found.stdout)
         return pod["metadata"]["uid"] != before["metadata"]["uid"] and is_ready(pod)
 
     eventually(replaced_and_ready, timeout=180, interval=1, what="the primary's pod to come back Ready")
