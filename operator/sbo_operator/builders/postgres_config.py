@@ -180,8 +180,11 @@ if [ -f "$PGDATA/standby.signal" ]; then
   (umask 077 && printf '*:*:replication:%s:%s\\n' \\
     "$SBO_REPLICATION_USER" "$SBO_REPLICATION_PASSWORD" > "$passfile")
   application_name="${SBO_PG_APPLICATION_NAME:-$(hostname)}"
+  # connect_timeout: a SYN to a primary pod that was just replaced can be dropped (its address
+  # is new to the network policy); without a timeout the receiver then waits out TCP's SYN
+  # retries (about 2 minutes) before it tries again. With it, it retries every few seconds.
   conninfo="host=$SBO_PRIMARY_HOST port=$SBO_PRIMARY_PORT user=$SBO_REPLICATION_USER"
-  conninfo="$conninfo passfile=$passfile application_name=$application_name"
+  conninfo="$conninfo passfile=$passfile application_name=$application_name connect_timeout=5"
   set -- "$@" -c primary_conninfo="$conninfo"
 fi
 exec postgres "$@"

@@ -140,3 +140,12 @@ def test_pg_hba_uses_scram_and_keeps_replication_to_the_replication_role() -> No
 
 def test_primary_pdb_keeps_the_only_primary() -> None:
     assert present(build_postgres_primary_pdb(backend_from({})))["spec"]["minAvailable"] == 1
+
+
+def test_a_replica_gives_up_on_an_unanswered_connection_to_the_primary_within_seconds() -> None:
+    # On the real node, the first SYN to a replaced primary pod was dropped and the replicas
+    # stopped streaming for TCP's whole SYN retry time; libpq's connect_timeout bounds each try.
+    from sbo_operator.builders.postgres_config import START_SCRIPT
+
+    conninfo = next(line for line in START_SCRIPT.splitlines() if "passfile=$passfile" in line)
+    assert "connect_timeout=5" in conninfo.strip().strip('"').split()
