@@ -91,6 +91,17 @@ start() {
   echo "$!" >"$pids/$name.pid"
 }
 
+# has_exited NAME: the process we started for NAME is gone (or a zombie). Not is_running:
+# between bash's fork and setsid's exec the child's command line is still this script's,
+# and taking that window for an exit stopped start-up while the component went on to run.
+has_exited() {
+  local pid state
+  pid="$(pid_of "$1")"
+  [ -n "$pid" ] || return 0
+  state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)"
+  [ -z "$state" ] || [ "$state" = Z ]
+}
+
 # wait_for NAME TIMEOUT COMMAND...: poll COMMAND; give up early if the
 # component NAME has exited, showing the end of its log.
 wait_for() {
@@ -99,7 +110,7 @@ wait_for() {
   # In the background, so that Ctrl-C reaches the INT trap at once: bash ignores
   # a SIGINT that a foreground command (kubectl) handles itself.
   until "$@" >/dev/null 2>&1 & wait "$!"; do
-    if [ -f "$pids/$what.pid" ] && ! is_running "$what"; then
+    if [ -f "$pids/$what.pid" ] && has_exited "$what"; then
       tail -n 5 "$logs/$what.log" >&2 || true
       die "$what exited during start-up; full log: $logs/$what.log"
     fi
