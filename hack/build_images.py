@@ -309,16 +309,21 @@ class Builder:
         # The base is only an input of the Dockerfile builds: it stays out of the node's directory.
         return (self.work_dir if image is PYTHON_BASE else self.images_dir) / image.archive
 
-    def buildah(self, *args: str, capture: bool = False) -> str:
-        env = {
+    @property
+    def buildah_env(self) -> dict[str, str]:
+        """Every buildah call, even a read-only one, takes its settings from here: without CONTAINERS_CONF,
+        buildah creates /etc/cni/net.d/cni.lock on the host (seen from `buildah inspect`)."""
+        return {
             **os.environ,
             "TMPDIR": str(self.work_dir / "tmp"),
             "BUILDAH_ISOLATION": "chroot",
             "CONTAINERS_CONF": str(self.containers_conf()),
         }
+
+    def buildah(self, *args: str, capture: bool = False) -> str:
         result = subprocess.run(
             ["buildah", *self.storage_flags, *args],
-            env=env,
+            env=self.buildah_env,
             check=True,
             text=True,
             stdout=subprocess.PIPE if capture else sys.stderr,
@@ -362,6 +367,7 @@ class Builder:
     def in_storage(self, image: DebianImage | DockerfileImage) -> bool:
         found = subprocess.run(
             ["buildah", *self.storage_flags, "inspect", "--type", "image", image.name],
+            env=self.buildah_env,
             capture_output=True,
             check=False,
         )

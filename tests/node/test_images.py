@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from devkit import host_state
 from devkit.cluster import eventually
 from devkit.paths import REPO
 from devkit.real_node import RealNodeCluster
@@ -33,6 +34,15 @@ def built_images() -> dict[str, Path]:
         ["python3", str(BUILD_IMAGES), "--list"], capture_output=True, text=True, check=True
     ).stdout
     return {name: Path(archive) for name, archive in (line.split("\t") for line in listed.splitlines())}
+
+
+def test_building_images_leaves_the_host_as_it_found_it() -> None:
+    """A cached `make images` still calls buildah (to look for the base in its storage); no call may fall
+    back to buildah's host-wide defaults, such as /etc/cni/net.d/cni.lock or /var/lib/containers."""
+    before = host_state.snapshot()
+    built = subprocess.run(["python3", str(BUILD_IMAGES)], capture_output=True, text=True, timeout=1800)
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert host_state.differences(before, host_state.snapshot()) == {}
 
 
 @pytest.fixture(scope="module")

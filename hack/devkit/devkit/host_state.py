@@ -46,6 +46,9 @@ HOST_PATHS = (
     "/opt/cni",
     "/var/lib/sbo-real-node",
     "/run/sbo-real-node",
+    # buildah's defaults, which `make images` must not use: its storage lives in the project's cache.
+    "/var/lib/containers",
+    "/run/containers",
 )
 NODE_PROCESSES = re.compile(
     r"(^|/)(containerd|containerd-shim-runc-v2|kubelet|kube-proxy|coredns|pause|probe)$"
