@@ -520,7 +520,7 @@ kind: ConfigMap
 metadata: {name: coredns, namespace: kube-system}
 data:
   Corefile: |
-    .:1053 {
+    .:53 {
         errors
         log . {
             class denial error
@@ -558,14 +558,19 @@ spec:
         runAsUser: 65532
         runAsGroup: 65532
         seccompProfile: {type: RuntimeDefault}
+        # Port 53, as in real clusters (NetworkPolicies see the pod's port, and the operator's DNS
+        # egress rule names 53), without root or a capability: this namespaced sysctl is a "safe"
+        # one, which Pod Security "restricted" admits.
+        sysctls:
+        - {name: net.ipv4.ip_unprivileged_port_start, value: "53"}
       containers:
       - name: coredns
         image: sbo.local/coredns:$COREDNS_VERSION
         imagePullPolicy: Never
         args: [-conf, /etc/coredns/Corefile]
         ports:
-        - {name: dns, containerPort: 1053, protocol: UDP}
-        - {name: dns-tcp, containerPort: 1053, protocol: TCP}
+        - {name: dns, containerPort: 53, protocol: UDP}
+        - {name: dns-tcp, containerPort: 53, protocol: TCP}
         readinessProbe:
           httpGet: {path: /ready, port: 8181}
           periodSeconds: 2
@@ -594,8 +599,8 @@ spec:
   selector: {k8s-app: kube-dns}
   clusterIP: $cluster_dns_ip
   ports:
-  - {name: dns, port: 53, targetPort: 1053, protocol: UDP}
-  - {name: dns-tcp, port: 53, targetPort: 1053, protocol: TCP}
+  - {name: dns, port: 53, targetPort: 53, protocol: UDP}
+  - {name: dns-tcp, port: 53, targetPort: 53, protocol: TCP}
 EOF
   say "coredns: waiting for its pod on $node_name"
   wait_for coredns 120 kubectl -n kube-system rollout status deployment/coredns --timeout=5s

@@ -23,6 +23,7 @@ import pytest
 from devkit import host_state
 from devkit.cluster import eventually
 from devkit.real_node import NODE, RealNodeCluster
+from sbo_operator.builders.network_policies import DNS_PEER, DNS_PORTS
 
 pytestmark = pytest.mark.node
 
@@ -190,11 +191,24 @@ def policy_namespace(real_node: RealNodeCluster) -> Iterator[str]:
             ],
         },
     }
+    # The operator's own DNS egress rule (`networkPolicies.egress`), alone: DNS and nothing else.
+    dns_only = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "dns-only-egress"},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": "dns-only"}},
+            "policyTypes": ["Egress"],
+            "egress": [{"to": [DNS_PEER], "ports": DNS_PORTS}],
+        },
+    }
     real_node.apply(
         policy,
+        dns_only,
         probe_pod("server", labels={"app": "server"}),
         probe_pod("granted", labels={"app": "client", "access": "granted"}),
         probe_pod("denied", labels={"app": "client"}),
+        probe_pod("dns-only", labels={"app": "dns-only"}),
         namespace=namespace,
     )
     real_node.kubectl(
@@ -205,6 +219,7 @@ def policy_namespace(real_node: RealNodeCluster) -> Iterator[str]:
         "pod/server",
         "pod/granted",
         "pod/denied",
+        "pod/dns-only",
         "--timeout=90s",
     )
     yield namespace
@@ -228,6 +243,23 @@ def test_a_network_policy_lets_only_the_pods_it_names_connect(
     denied = real_node.exec_probe(policy_namespace, "denied", "get", url)
     assert denied.returncode != 0
     assert denied.stdout == ""
+
+
+def test_the_operators_dns_egress_rule_resolves_names_and_admits_nothing_else(
+    real_node: RealNodeCluster, policy_namespace: str
+) -> None:
+    """CoreDNS listens on 53 in its pod, as in real clusters, so the port the operator's rule names
+    is the one kube-router sees (after the Service's DNAT)."""
+    server = f"{real_node.pod_ip(policy_namespace, 'server')}:8080"
+
+    def server_unreachable() -> bool:
+        return real_node.exec_probe(policy_namespace, "dns-only", "dial", server).returncode != 0
+
+    eventually(server_unreachable, timeout=30, interval=1, what="kube-router to restrict the pod's egress")
+    name = "kubernetes.default.svc.cluster.local"
+    found = real_node.exec_probe(policy_namespace, "dns-only", "lookup", name)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.split() == ["198.19.0.1"]
 
 
 def test_down_leaves_the_host_as_it_found_it(real_node: RealNodeCluster, host_before: dict[str, Any]) -> None:
