@@ -21,7 +21,7 @@ import kopf
 from sbo_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
 from sbo_operator.runtime import Runtime
 from sbo_operator.settings import OperatorSettings
-from sbo_operator.snapshot import compact
+from sbo_operator.snapshot import compact_backend
 from sbo_operator.workqueue import Key
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     async def index_backend(
         namespace: str | None, name: str, body: kopf.Body, **_: Any
     ) -> dict[Key, dict[str, Any]]:
-        return {Key(namespace or "", name): compact(body)}
+        return {Key(namespace or "", name): compact_backend(body)}
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def backend_changed(

@@ -49,6 +49,7 @@ from sbo_operator.status import (
     invalid_spec_status,
     is_stored,
     status_patch,
+    without_none,
 )
 from sbo_operator.storage import claim_templates_changed, claims_to_grow, service_name_changed
 from sbo_operator.workqueue import Key
@@ -81,9 +82,10 @@ class Reconciler:
         self.metrics = metrics
         self.autoscaler = autoscaler
         self.snapshots = snapshots
-        # The last status written per backend: the watch may not have brought
-        # our own write back yet, and writing the same status twice is a write.
-        self._written_status: dict[Key, dict[str, Any]] = {}
+        # The last status written per backend, with the resourceVersion of the body it was
+        # computed from: until the watch brings a newer body (our own write, at the latest),
+        # that body's status is stale, and writing the same status twice is a write.
+        self._written_status: dict[Key, tuple[str | None, dict[str, Any]]] = {}
         # Backends (by uid) the API said are gone, although the watch of a
         # deleted namespace never reported their deletion.
         self._gone: dict[Key, str] = {}
@@ -385,12 +387,14 @@ class Reconciler:
         compute: Callable[[list[dict[str, Any]]], ScalableBackendStatus],
     ) -> None:
         """Write the status only if it differs from what is stored (or what we last wrote)."""
-        current = self._written_status.get(key) or body.get("status") or {}
+        meta = body["metadata"]
+        version = meta.get("resourceVersion")
+        written = self._written_status.get(key)
+        current = written[1] if written and written[0] == version else body.get("status") or {}
         patch = status_patch(compute(current.get("conditions") or []))
         self.metrics.record_conditions(key.namespace, key.name, patch["conditions"])
         if is_stored(patch, current):
             return
-        meta = body["metadata"]
         log.info(
             "%s/%s: status changed; Ready=%s",
             meta["namespace"],
@@ -398,6 +402,8 @@ class Reconciler:
             _condition_status(patch, "Ready"),
         )
         await self.kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], patch)
+        stored = {name: value for name, value in current.items() if name not in patch}
+        self._written_status[key] = (version, stored | without_none(patch))
 
 
 def error_reason(error: Exception) -> str:

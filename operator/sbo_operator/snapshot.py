@@ -53,6 +53,16 @@ def compact(body: Mapping[str, Any]) -> dict[str, Any]:
     return kept
 
 
+def compact_backend(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A ScalableBackend's parts, with its resourceVersion: it tells whether a status the
+    operator wrote has come back through the watch yet (children do without, to save memory)."""
+    kept = compact(body)
+    version = body.get("metadata", {}).get("resourceVersion")
+    if version is not None:
+        kept["metadata"]["resourceVersion"] = str(version)
+    return kept
+
+
 def _plain(value: Any) -> Any:
     """Kopf hands out read-only views; the indices keep plain, independent copies.
 

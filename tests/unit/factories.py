@@ -24,7 +24,7 @@ from sbo_operator.builders import Manifest
 from sbo_operator.builders.images import OFFICIAL_DATA_SERVICE_IMAGES, DataServiceImages
 from sbo_operator.components import COMPONENTS
 from sbo_operator.components import generated_secrets as secrets_of
-from sbo_operator.snapshot import Snapshot, compact
+from sbo_operator.snapshot import Snapshot, compact, compact_backend
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).resolve().parent / "builders" / "golden"
@@ -203,7 +203,7 @@ def _secret_manifests(backend: ScalableBackend) -> list[Manifest]:
 def snapshot(body: Body, *children: Manifest) -> Snapshot:
     """The snapshot reconcile reads: the backend and its compacted children."""
     return Snapshot(
-        backend=compact(body),
+        backend=compact_backend(body),
         children={(child["kind"], child["metadata"]["name"]): compact(child) for child in children},
     )
 

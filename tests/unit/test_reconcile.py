@@ -108,6 +108,25 @@ async def test_a_running_stack_gets_its_status_written_once_then_nothing(
     assert metrics.registry.get_sample_value("sbo_reconciles_total", {"result": "ok"}) == 3
 
 
+async def test_a_status_already_written_is_not_written_again_before_the_watch_brings_it_back(
+    apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
+) -> None:
+    apiserver[kmock.method.PATCH, BACKENDS] << BACKEND_ECHO
+    body = {**example_body(), "metadata": {**example_body()["metadata"], "resourceVersion": "7"}}
+    cluster = Cluster(body, applied_stack(body))
+    reconciler = reconciler_for(kube, metrics, cluster)
+
+    await reconciler.reconcile(KEY)
+    # Another event (a child's) comes before the watch brought our status back: same body.
+    await reconciler.reconcile(KEY)
+    assert writes(apiserver) == [("PATCH", STATUS_PATH)]
+
+    # A newer body is the truth again, even one whose status someone else changed.
+    cluster.body = {**body, "metadata": {**body["metadata"], "resourceVersion": "9"}, "status": {}}
+    await reconciler.reconcile(KEY)
+    assert writes(apiserver) == [("PATCH", STATUS_PATH)] * 2
+
+
 async def test_the_status_is_written_again_when_it_changes(
     apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
 ) -> None:
