@@ -152,8 +152,11 @@ install_go_tool() {
 
 # A linter whose version is not in the cache directory's name: reinstall when
 # the installed binary reports another version.
+# Both streams (kube-router prints its version on stderr), read whole before grep: with
+# pipefail, `grep -q` leaving early could fail the check through the tool's SIGPIPE.
 has_version() {
-  [ -x "$bin_dir/$1" ] && "$bin_dir/$1" "$2" 2>/dev/null | grep -qF "${3#v}"
+  local found
+  [ -x "$bin_dir/$1" ] && found="$("$bin_dir/$1" "$2" 2>&1)" && grep -qF "${3#v}" <<<"$found"
 }
 
 install_actionlint() {
