@@ -9,9 +9,12 @@ versions, pull policy), plus a worker and `spec.networkPolicies`: see :func:`loc
 
 Each test shows one thing the kwok tiers cannot: real probes, alembic against the real primary,
 the api serving through its Service, the cache, streaming replicas, the worker, a primary that
-comes back with its data, `kubectl scale`, and NetworkPolicies that kube-router enforces. The last
-test stops the control plane and proves the host is as it was. Figures (apply to Ready, the node's
-memory) are printed at the end of the module (`pytest -rP` shows them).
+comes back with its data, `kubectl scale`, NetworkPolicies that kube-router enforces, per-pod DNS
+names under the headless governing Services, a rollout held (with no pod ever in
+CreateContainerConfigError) while a Secret it needs is missing, and generated Secrets deleted by
+hand reaching the servers and every pod. The last test stops the control plane and proves the
+host is as it was. Figures (apply to Ready, the node's memory) are printed at the end of the
+module (`pytest -rP` shows them).
 """
 
 from __future__ import annotations
@@ -728,8 +731,14 @@ def test_deleted_generated_secrets_reach_the_servers_and_every_pod(
         interval=2,
         what="both replicas to stream from the primary",
     )
+    # Each new api pod reaches both servers (its readiness needs only the primary; Redis degrades).
+    for pod in api_pods(real_cluster):
+        ready = app.http.get(f"http://{pod['status']['podIP']}:{API_PORT}/readyz")
+        assert ready.json() == {"status": "ready", "database": "ok", "redis": "ok"}, pod["metadata"]["name"]
     title, description = "after new credentials", "served and consumed by new pods"
     task = app.create_task(title, description)
+    read = app.http.get(f"{app.service_url}/api/v1/tasks/{task['id']}", headers=app.headers)
+    assert read.status_code == 200, read.text
     done = eventually(
         lambda: app.completed_task(task["id"]), timeout=60, interval=1, what="the worker to complete the task"
     )
