@@ -9,13 +9,17 @@ versions, pull policy), plus a worker and `spec.networkPolicies`: see :func:`loc
 
 Each test shows one thing the kwok tiers cannot: real probes, alembic against the real primary,
 the api serving through its Service, the cache, streaming replicas, the worker, a primary that
-comes back with its data, `kubectl scale`, and NetworkPolicies that kube-router enforces. The last
-test stops the control plane and proves the host is as it was. Figures (apply to Ready, the node's
-memory) are printed at the end of the module (`pytest -rP` shows them).
+comes back with its data, `kubectl scale`, NetworkPolicies that kube-router enforces, per-pod DNS
+names under the headless governing Services, a rollout held (with no pod ever in
+CreateContainerConfigError) while a Secret it needs is missing, and generated Secrets deleted by
+hand reaching the servers and every pod. The last test stops the control plane and proves the
+host is as it was. Figures (apply to Ready, the node's memory) are printed at the end of the
+module (`pytest -rP` shows them).
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import dataclasses
 import hashlib
@@ -452,6 +456,293 @@ def test_network_policies_keep_other_pods_from_postgres_and_redis_but_not_the_ap
         connect = f"import socket; socket.create_connection(({host!r}, {port}), timeout=3).close()"
         exec_in(real_cluster, api_pod, "python", "-c", connect)
     real_cluster.kubectl("delete", "pod", "-n", NAMESPACE, "outsider", "--grace-period=1")
+
+
+def test_statefulset_pods_resolve_by_name_under_their_governing_headless_service(
+    real_cluster: LocalCluster, backend: Backend
+) -> None:
+    # From the api pod (its image has Python): `<pod>.<service>`, relative, through the pod's
+    # search path, as failover or a per-instance lag check would address one instance.
+    resolver = api_pods(real_cluster)[0]["metadata"]["name"]
+    resolve = (
+        "import socket, sys; "
+        "print(' '.join(sorted({a[4][0] for a in socket.getaddrinfo(sys.argv[1], 5432)})))"
+    )
+    for pod_name in (f"{NAME}-postgres-primary-0", f"{NAME}-postgres-replica-1", f"{NAME}-redis-0"):
+        pod = get_json(real_cluster, "pod", pod_name, namespace=NAMESPACE)
+        (owner,) = pod["metadata"]["ownerReferences"]
+        governing = get_json(real_cluster, "statefulset", owner["name"], namespace=NAMESPACE)["spec"][
+            "serviceName"
+        ]
+        host = f"{pod_name}.{governing}"
+        # No such name (a ClusterIP Service governing) fails the exec with socket.gaierror.
+        resolved = exec_in(real_cluster, resolver, "python", "-c", resolve, host).split()
+        assert resolved == [pod["status"]["podIP"]], host
+        service = get_json(real_cluster, "service", governing, namespace=NAMESPACE)
+        assert service["spec"]["clusterIP"] == "None", (owner["name"], governing)
+
+
+# An env var of the api's whose Secret does not exist yet.
+PAYMENT_TOKEN = {"name": "PAYMENT_TOKEN", "valueFrom": {"secretKeyRef": {"name": "payments", "key": "token"}}}
+PAYMENT_TOKEN_FIELD = "spec.api.env[0].valueFrom.secretKeyRef"
+
+
+def condition(sb: dict[str, Any], kind: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(c for c in sb["status"]["conditions"] if c["type"] == kind)
+    return found
+
+
+def reconciled(cluster: LocalCluster) -> dict[str, Any] | None:
+    """The backend once the operator has seen its current generation, else None."""
+    sb = get_json(cluster, f"sb/{NAME}", namespace=NAMESPACE)
+    return sb if sb.get("status", {}).get("observedGeneration") == sb["metadata"]["generation"] else None
+
+
+def wait_ready_at_current_generation(cluster: LocalCluster, timeout: float = 180) -> dict[str, Any]:
+    """Ready for the spec as it is now (not Ready left over from before the last change), and the
+    api Deployment rolled out: no old api pod left."""
+
+    def ready() -> dict[str, Any] | None:
+        sb = reconciled(cluster)
+        return sb if sb is not None and condition(sb, "Ready")["status"] == "True" else None
+
+    sb: dict[str, Any] = eventually(
+        ready, timeout=timeout, interval=1, what="the backend Ready at its generation"
+    )
+    cluster.kubectl(
+        "rollout", "status", f"deployment/{NAME}-api", "-n", NAMESPACE, f"--timeout={int(timeout)}s",
+        timeout=timeout + 20,
+    )  # fmt: skip
+    return sb
+
+
+def migrations_jobs(cluster: LocalCluster) -> set[str]:
+    items = get_json(cluster, "jobs", "-l", f"{COMPONENT}=migrations", namespace=NAMESPACE)["items"]
+    return {job["metadata"]["name"] for job in items}
+
+
+def waiting_on_their_config(cluster: LocalCluster) -> set[str]:
+    """``pod/container`` of every container of the namespace waiting in CreateContainerConfigError."""
+    return {
+        f"{pod['metadata']['name']}/{status['name']}"
+        for pod in pods(cluster)
+        for status in [
+            *pod.get("status", {}).get("initContainerStatuses", []),
+            *pod.get("status", {}).get("containerStatuses", []),
+        ]
+        if status.get("state", {}).get("waiting", {}).get("reason") == "CreateContainerConfigError"
+    }
+
+
+def test_a_spec_needing_a_missing_secret_is_held_and_no_pod_waits_for_it(
+    real_cluster: LocalCluster, app: App
+) -> None:
+    task = app.create_task("held", "while the api's Secret is missing")
+    deployment_before = get_json(real_cluster, "deployment", f"{NAME}-api", namespace=NAMESPACE)
+    jobs_before = migrations_jobs(real_cluster)
+    api_before = {pod["metadata"]["name"] for pod in api_pods(real_cluster)}
+    patch = json.dumps({"spec": {"api": {"env": [PAYMENT_TOKEN]}}})
+    real_cluster.kubectl("patch", f"sb/{NAME}", "-n", NAMESPACE, "--type=merge", "-p", patch)
+
+    def stalled() -> dict[str, Any] | None:
+        sb = reconciled(real_cluster)
+        return sb if sb is not None and condition(sb, "Stalled")["status"] == "True" else None
+
+    sb = eventually(stalled, timeout=60, interval=1, what="the backend to turn Stalled")
+    assert condition(sb, "Stalled")["reason"] == "SecretNotFound", sb["status"]
+    assert PAYMENT_TOKEN_FIELD in condition(sb, "Stalled")["message"]
+
+    # Several reconciles (the operator resyncs every 10 s): a real kubelet would put any pod of
+    # the new template in CreateContainerConfigError at once; none appears, none is made.
+    config_errors: set[str] = set()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        config_errors |= waiting_on_their_config(real_cluster)
+        time.sleep(1)
+    assert not config_errors
+    deployment = get_json(real_cluster, "deployment", f"{NAME}-api", namespace=NAMESPACE)
+    assert deployment["metadata"]["generation"] == deployment_before["metadata"]["generation"]
+    assert deployment["spec"]["template"] == deployment_before["spec"]["template"]
+    assert migrations_jobs(real_cluster) == jobs_before, "no migrations Job for the held spec"
+    assert {pod["metadata"]["name"] for pod in api_pods(real_cluster)} == api_before
+    assert all(is_ready(pod) for pod in api_pods(real_cluster)), "the running version keeps serving"
+
+    # The Secret appears: the rollout proceeds (nothing the operator watches changed: its retry
+    # finds it), still with no pod ever waiting for its configuration.
+    real_cluster.kubectl(
+        "create", "secret", "generic", "payments", "--from-literal=token=tok-123", "-n", NAMESPACE
+    )
+    rolled_out = False
+    deadline = time.monotonic() + 240
+    while not rolled_out and time.monotonic() < deadline:
+        config_errors |= waiting_on_their_config(real_cluster)
+        sb = reconciled(real_cluster) or sb
+        rolled_out = condition(sb, "Ready")["status"] == "True" and all(
+            pod["metadata"]["name"] not in api_before and is_ready(pod) for pod in api_pods(real_cluster)
+        )
+        time.sleep(1)
+    assert rolled_out, sb["status"]
+    assert not config_errors
+    sb = wait_ready_at_current_generation(real_cluster)
+    assert condition(sb, "Stalled")["status"] == "False"
+    assert len(migrations_jobs(real_cluster) - jobs_before) <= 1
+    new = api_pods(real_cluster)
+    assert len(new) == 2
+    for pod in new:
+        name = pod["metadata"]["name"]
+        assert (
+            exec_in(real_cluster, name, "python", "-c", "import os; print(os.environ['PAYMENT_TOKEN'])")
+            == "tok-123\n"
+        ), name
+        served = app.http.get(f"http://{pod['status']['podIP']}:{API_PORT}/api/v1/tasks/{task['id']}")
+        assert served.status_code == 200, (name, served.text)
+
+    # The spec as the later tests know it.
+    real_cluster.kubectl(
+        "patch", f"sb/{NAME}", "-n", NAMESPACE, "--type=merge", "-p", '{"spec": {"api": {"env": null}}}'
+    )
+    wait_ready_at_current_generation(real_cluster)
+    real_cluster.kubectl("delete", "secret", "payments", "-n", NAMESPACE)
+
+
+GENERATED_SECRETS = (f"{NAME}-postgres-app", f"{NAME}-redis")
+# Every pod of these components reads one of them.
+COMPONENT_PODS = {"api": 2, "worker": 1, "postgres": 3, "redis": 1}
+
+
+def secret_values(cluster: LocalCluster, name: str) -> tuple[str, dict[str, str]]:
+    """A Secret's uid and its decoded data (kept out of every assertion's message)."""
+    secret = get_json(cluster, "secret", name, namespace=NAMESPACE)
+    return secret["metadata"]["uid"], {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+
+
+def logs_in_to_postgres(cluster: LocalCluster, pod: str, conninfo: str, password: str, sql: str) -> bool:
+    """Whether ``pod``'s own server takes ``password`` over TCP (scram, as every client connects).
+    The password goes in on stdin, never on a command line."""
+    script = 'IFS= read -r PGPASSWORD && export PGPASSWORD && exec psql -X -w -A -t -d "$1" -c "$2"'
+    done = cluster.kubectl(
+        "exec", "-i", "-n", NAMESPACE, pod, "-c", "postgres", "--", "sh", "-c", script, "sh", conninfo, sql,
+        input=password + "\n", check=False, timeout=60,
+    )  # fmt: skip
+    if done.returncode == 0:
+        return True
+    assert "password authentication failed" in done.stderr, done.stderr
+    return False
+
+
+def redis_takes(cluster: LocalCluster, password: str) -> bool:
+    """Whether Redis takes ``password`` (AUTH, the password on stdin, not the pod's own env)."""
+    auth = ["env", "-u", "REDISCLI_AUTH", "redis-cli", "-h", "127.0.0.1", "-x", "AUTH"]
+    done = cluster.kubectl(
+        "exec", "-i", "-n", NAMESPACE, f"{NAME}-redis-0", "--", *auth, input=password, check=False
+    )
+    answer = (done.stdout + done.stderr).strip()
+    assert answer == "OK" or "WRONGPASS" in answer, answer
+    return answer == "OK"
+
+
+def test_deleted_generated_secrets_reach_the_servers_and_every_pod(
+    real_cluster: LocalCluster, app: App
+) -> None:
+    old = {name: secret_values(real_cluster, name) for name in GENERATED_SECRETS}
+    pods_before = {pod["metadata"]["uid"] for pod in pods(real_cluster)}
+    real_cluster.kubectl("delete", "secret", *GENERATED_SECRETS, "-n", NAMESPACE)
+
+    def regenerated() -> dict[str, tuple[str, dict[str, str]]] | None:
+        found = {name: secret_values(real_cluster, name) for name in GENERATED_SECRETS}
+        return found if all(found[name][0] != old[name][0] for name in GENERATED_SECRETS) else None
+
+    new = eventually(regenerated, timeout=30, interval=0.5, what="the Secrets to be generated again")
+    (_, old_postgres), (_, old_redis) = old[GENERATED_SECRETS[0]], old[GENERATED_SECRETS[1]]
+    (_, new_postgres), (_, new_redis) = new[GENERATED_SECRETS[0]], new[GENERATED_SECRETS[1]]
+    changed = [
+        new_postgres["password"] != old_postgres["password"],
+        new_postgres["replication-password"] != old_postgres["replication-password"],
+        new_redis["password"] != old_redis["password"],
+    ]
+    assert all(changed), "new passwords"
+
+    # Every pod that reads them is replaced by one that is Ready: Postgres, Redis, the api, the worker.
+    def all_replaced() -> list[dict[str, Any]] | None:
+        current = [
+            pod
+            for pod in pods(real_cluster)
+            if pod["metadata"]["labels"].get(COMPONENT) in COMPONENT_PODS
+            and "deletionTimestamp" not in pod["metadata"]
+        ]
+        counts = Counter(pod["metadata"]["labels"][COMPONENT] for pod in current)
+        fresh = all(pod["metadata"]["uid"] not in pods_before and is_ready(pod) for pod in current)
+        return current if counts == COMPONENT_PODS and fresh else None
+
+    rolled = eventually(all_replaced, timeout=180, interval=2, what="every pod to be replaced and Ready")
+    wait_ready(real_cluster, timeout=180)
+    for pod in rolled:
+        if pod["metadata"]["labels"][COMPONENT] in ("api", "worker"):
+            name = pod["metadata"]["name"]
+            for status in pod["status"]["containerStatuses"]:
+                assert status["restartCount"] == 0, (
+                    name,
+                    status.get("lastState"),
+                    previous_logs(real_cluster, name),
+                )
+
+    # A Warning for each Secret names what rolls, never a value.
+    events = get_json(
+        real_cluster, "events", "--field-selector", "reason=SecretRegenerated", namespace=NAMESPACE
+    )
+    messages = " ".join(event["message"] for event in events["items"])
+    assert {event["type"] for event in events["items"]} == {"Warning"}
+    for name in GENERATED_SECRETS:
+        assert f"Secret {name} was missing" in messages
+    assert f"StatefulSet {NAME}-postgres-primary" in messages
+    assert f"StatefulSet {NAME}-redis" in messages
+    passwords = [
+        data[key]
+        for data in (new_postgres, old_postgres, new_redis, old_redis)
+        for key in ("password", "replication-password")
+        if key in data
+    ]
+    leaked = any(password in messages for password in passwords)
+    assert not leaked, "a password in an event"
+
+    # The servers take the new passwords and refuse the old ones: the app role, the replication
+    # role and Redis.
+    primary = f"{NAME}-postgres-primary-0"
+    app_login = f"host=127.0.0.1 user={new_postgres['username']} dbname={new_postgres['database']}"
+    replication_login = (
+        f"host=127.0.0.1 user={new_postgres['replication-username']} dbname=replication replication=true"
+    )
+    for conninfo, key, sql in (
+        (app_login, "password", "SELECT 1"),
+        (replication_login, "replication-password", "IDENTIFY_SYSTEM"),
+    ):
+        assert logs_in_to_postgres(real_cluster, primary, conninfo, new_postgres[key], sql), key
+        assert not logs_in_to_postgres(real_cluster, primary, conninfo, old_postgres[key], sql), key
+    assert redis_takes(real_cluster, new_redis["password"])
+    assert not redis_takes(real_cluster, old_redis["password"])
+
+    # Every client agrees: both (new) replicas stream with the new replication password, a new
+    # api pod serves a task through the Service, the new worker completes it.
+    streaming = "SELECT application_name, state FROM pg_stat_replication ORDER BY 1"
+    replicas = [[f"{NAME}-postgres-replica-{i}", "streaming"] for i in range(2)]
+    eventually(
+        lambda: psql(real_cluster, primary, streaming) == replicas,
+        timeout=120,
+        interval=2,
+        what="both replicas to stream from the primary",
+    )
+    # Each new api pod reaches both servers (its readiness needs only the primary; Redis degrades).
+    for pod in api_pods(real_cluster):
+        ready = app.http.get(f"http://{pod['status']['podIP']}:{API_PORT}/readyz")
+        assert ready.json() == {"status": "ready", "database": "ok", "redis": "ok"}, pod["metadata"]["name"]
+    title, description = "after new credentials", "served and consumed by new pods"
+    task = app.create_task(title, description)
+    read = app.http.get(f"{app.service_url}/api/v1/tasks/{task['id']}", headers=app.headers)
+    assert read.status_code == 200, read.text
+    done = eventually(
+        lambda: app.completed_task(task["id"]), timeout=60, interval=1, what="the worker to complete the task"
+    )
+    assert done["result"] == summary_of(title, description)
 
 
 def test_the_primary_comes_back_with_its_data_on_a_volume_that_persists(
