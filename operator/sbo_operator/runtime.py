@@ -91,6 +91,7 @@ class Runtime:
         self.informers = tuple(informers)
         self._pause = pause  # Kopf's peering pause; None: always active once started
         self._started = False
+        self._activations = 0  # all but the first enqueue every backend
         self.active = False
         self._tasks: list[asyncio.Task[None]] = []
         self._active_tasks: list[asyncio.Task[None]] = []  # workers, resync, autoscaler
@@ -169,11 +170,18 @@ class Runtime:
             await self._deactivate()
 
     def _activate(self) -> None:
-        """Start the workers, the resync and the autoscaler, and look at every known backend."""
+        """Start the workers, the resync and the autoscaler; on resuming, look at every backend.
+
+        Not on the first activation: Kopf's first events bring every backend anyway.
+        Events dropped while paused, and whatever another replica changed, are caught
+        up by the resync on resuming.
+        """
         self.active = True
         self.metrics.active.set(1)
-        for key in list(self.indices["backends"]):
-            self.queue.add(key)
+        if self._activations:
+            for key in list(self.indices["backends"]):
+                self.queue.add(key)
+        self._activations += 1
         for number in range(self.settings.workers):
             self._start_active_task(self._work(), f"reconcile-worker-{number}")
         self._start_active_task(self._resync_forever(), "resync")
