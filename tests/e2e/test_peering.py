@@ -6,7 +6,8 @@ not in it: they are how the replicas agree, not work on backends. The standby re
 must send none, not even when a child is deleted by hand, and must restore that child
 itself within the stated bound once the active one is SIGKILLed. A replica that starts
 while another is active (a rolling upgrade) waits, and takes over at once when the
-active one stops gracefully.
+active one stops gracefully. The standby does not even poll Prometheus for autoscaling,
+and scales once it has taken over.
 """
 
 from __future__ import annotations
@@ -22,8 +23,13 @@ import pytest
 from kubernetes import client
 
 from devkit.cluster import LocalCluster, eventually
+from devkit.metric_target import MetricTarget
 from devkit.operator_process import OperatorProcess
+from devkit.prometheus import PrometheusServer
 from tests.e2e.conftest import basic_backend, quiet_writes, wait_ready
+from tests.e2e.test_autoscaling import autoscaled_backend, deployment_replicas, prometheus, target
+
+__all__ = ["prometheus", "target"]  # the autoscaling tests' fixtures, used here too
 
 pytestmark = pytest.mark.e2e
 
@@ -171,3 +177,64 @@ def test_one_replica_works_and_another_takes_over_when_it_dies(
         assert upgrade.writes() > 0, "the new replica restored the child"
         assert took <= TAKEOVER_SLACK_SECONDS, f"a graceful handover took {took:.1f}s"
         wait_ready(cluster, namespace, timeout=30)
+
+
+def active(operator: OperatorProcess) -> bool:
+    return operator.metric_samples("sbo_active").get("") == 1
+
+
+def test_a_replica_that_worked_stops_writing_when_a_higher_priority_one_appears(
+    cluster: LocalCluster, peered_namespace: str, tmp_path: Path, core: client.CoreV1Api
+) -> None:
+    """Kopf pauses only its own watch; the operator's informers, workers and resync must follow."""
+    namespace = peered_namespace
+    with replicas(cluster, namespace, tmp_path, 2) as (first, pinned):
+        first.start()
+        cluster.apply(basic_backend(namespace))
+        wait_ready(cluster, namespace)
+
+        pinned.extra_env["SBO_PEERING_PRIORITY"] = "0"  # above every start-time priority
+        pinned.start()
+        eventually(lambda: active(pinned), timeout=30, what="the replica with the higher priority to work")
+        written = first.writes()
+        delete_child_and_wait_restored(cluster, core, namespace, timeout=30)
+        assert pinned.writes() > 0, "the replica with the higher priority restored the child"
+        assert first.writes() == written, "the paused replica did not"
+        assert quiet_writes(first, 6) == 0, "nor did its periodic resync write anything"
+        assert not active(first)
+
+
+def autoscaler_decisions(operator: OperatorProcess) -> float:
+    return sum(operator.metric_samples("sbo_autoscaler_decisions_total").values())
+
+
+def test_only_the_active_replica_autoscales_and_the_standby_takes_it_over(
+    cluster: LocalCluster,
+    peered_namespace: str,
+    tmp_path: Path,
+    prometheus: PrometheusServer,
+    target: MetricTarget,
+    apps: client.AppsV1Api,
+) -> None:
+    namespace = peered_namespace
+    with replicas(cluster, namespace, tmp_path, 2) as (first, second):
+        first.start()
+        second.start()
+        cluster.apply(autoscaled_backend(namespace, prometheus.url))
+        wait_ready(cluster, namespace)
+
+        target.set(35, series="rps")  # 35 / 10 per replica -> 4 replicas
+        eventually(lambda: deployment_replicas(apps, namespace) == 4, timeout=30, what="scale-up to 4")
+        assert autoscaler_decisions(first) > 0
+        assert autoscaler_decisions(second) == 0, "the standby does not poll Prometheus"
+        assert second.writes() == 0, "nor write anything"
+
+        first.kill()
+        target.set(55, series="rps")  # -> 6 replicas, once the standby has taken over
+        bound = LIFETIME_SECONDS + TAKEOVER_SLACK_SECONDS
+        eventually(
+            lambda: deployment_replicas(apps, namespace) == 6,
+            timeout=bound + 30,
+            what="the standby to take autoscaling over (6)",
+        )
+        assert autoscaler_decisions(second) > 0
