@@ -5,27 +5,34 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 
 import kopf
 from pydantic import ValidationError
 
 from sbo_operator.handlers import build_registry
 from sbo_operator.logs import configure_logging
+from sbo_operator.peering import start_time_priority
 from sbo_operator.settings import OperatorSettings
 
 
 def run(settings: OperatorSettings) -> None:
     """Run the operator until SIGTERM/SIGINT."""
     configure_logging(settings)
-    logging.getLogger(__name__).info(
-        "watching %s", "all namespaces" if settings.clusterwide else ", ".join(settings.namespaces)
-    )
+    log = logging.getLogger(__name__)
+    log.info("watching %s", "all namespaces" if settings.clusterwide else ", ".join(settings.namespaces))
+    priority = settings.peering_priority
+    if priority is None:
+        priority = start_time_priority(time.time_ns())
+    if settings.peering:
+        log.info("peering as %r with priority %d", settings.peering_name, priority)
     kopf.run(
         registry=build_registry(settings),
         clusterwide=settings.clusterwide,
         namespaces=settings.namespaces,
         standalone=not settings.peering,
         peering_name=settings.peering_name,
+        priority=priority,
         liveness_endpoint=(
             f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
         ),

@@ -19,6 +19,7 @@ from typing import Any
 import kopf
 
 from sbo_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
+from sbo_operator.peering import find_kopf_pause
 from sbo_operator.runtime import Runtime
 from sbo_operator.settings import OperatorSettings
 from sbo_operator.snapshot import compact_backend
@@ -49,13 +50,18 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         # long after the event (default 5 s). When Kopf watched the children too, those
         # bodies added up: peak RSS 143 -> 134 MiB at 200 backends.
         settings.batching.idle_timeout = 0.5
-        settings.peering.mandatory = False
+        # With peering, a replica waits for its first look at the peers before it works (Kopf
+        # pauses it until then), and does not work without the KopfPeering CRD; alone, it
+        # needs neither.
+        settings.peering.mandatory = operator_settings.peering
+        settings.peering.lifetime = operator_settings.peering_lifetime_seconds
         # Kopf scans namespaces and CRDs only to match glob patterns; without one,
         # scanning would just ask for permissions the operator does not need.
         settings.scanning.disabled = not any(
             char in pattern for pattern in operator_settings.namespaces for char in "*?[]!"
         )
-        memo.runtime = await Runtime.start(operator_settings, backends=kwargs["backends"])
+        pause = find_kopf_pause() if operator_settings.peering else None
+        memo.runtime = await Runtime.start(operator_settings, backends=kwargs["backends"], pause=pause)
 
     @kopf.on.cleanup(registry=registry)
     async def stop(memo: kopf.Memo, **_: Any) -> None:

@@ -22,6 +22,7 @@ class OperatorMetrics:
     autoscaler_metric_value: Gauge
     autoscaler_consecutive_failed_polls: Gauge
     backend_condition: Gauge
+    active: Gauge
     _condition_types: dict[tuple[str, str], set[str]] = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -76,6 +77,12 @@ class OperatorMetrics:
                 "sbo_backend_condition",
                 "Conditions of each ScalableBackend: 1 for the status a condition has, 0 for the others.",
                 ["namespace", "name", "type", "status"],
+                registry=registry,
+            ),
+            active=Gauge(
+                "sbo_active",
+                "1 while this replica works (reconciles, autoscales); 0 while Kopf peering has paused "
+                "it in favour of another replica, and before its first event.",
                 registry=registry,
             ),
         )

@@ -3,6 +3,11 @@
 Built once at startup and kept in Kopf's memo (the gafaelfawr pattern), so
 nothing lives in module globals and tests can build one of their own. The
 workers take no key before every child informer has listed its kind.
+
+With peering, the runtime works only while Kopf has not paused the operator
+(`peering.py`): while paused, no worker, resync or autoscaler runs and the
+informers' events do not reach the queue (they keep the child indices warm for
+a takeover); on resuming, every known backend is enqueued.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from typing import Any
 
 import kopf
@@ -22,6 +27,7 @@ from sbo_operator.builders.labels import MANAGED_BY, MANAGED_BY_LABEL
 from sbo_operator.informer import ChildIndex, ChildInformer
 from sbo_operator.kube import Kube
 from sbo_operator.metrics import OperatorMetrics
+from sbo_operator.peering import PauseSignal
 from sbo_operator.reconcile import Reconciler
 from sbo_operator.settings import OperatorSettings
 from sbo_operator.snapshot import Snapshot
@@ -75,6 +81,7 @@ class Runtime:
         metrics: OperatorMetrics,
         informers: Sequence[ChildInformer] = (),
         queue: WorkQueue | None = None,
+        pause: PauseSignal | None = None,
     ) -> None:
         self.settings = settings
         self.indices = indices
@@ -82,7 +89,12 @@ class Runtime:
         self.metrics = metrics
         self.queue = queue if queue is not None else WorkQueue()
         self.informers = tuple(informers)
+        self._pause = pause  # Kopf's peering pause; None: always active once started
+        self._started = False
+        self._activations = 0  # all but the first enqueue every backend
+        self.active = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._active_tasks: list[asyncio.Task[None]] = []  # workers, resync, autoscaler
         self._informer_tasks: list[asyncio.Task[None]] = []
         self.autoscaler = AutoscalerScheduler(
             kube=kube, settings=settings, metrics=metrics, on_report=self.queue.add
@@ -96,7 +108,13 @@ class Runtime:
         )
 
     @classmethod
-    async def start(cls, settings: OperatorSettings, *, backends: kopf.Index[Key, dict[str, Any]]) -> Runtime:
+    async def start(
+        cls,
+        settings: OperatorSettings,
+        *,
+        backends: kopf.Index[Key, dict[str, Any]],
+        pause: PauseSignal | None = None,
+    ) -> Runtime:
         """Connect, and start the child informers: they list while Kopf lists the backends."""
         metrics = OperatorMetrics.create()
         if settings.metrics_port:
@@ -104,14 +122,20 @@ class Runtime:
         kube = await Kube.connect(
             field_manager=settings.field_manager, connections=settings.api_threads, metrics=metrics
         )
-        queue = WorkQueue()
-        informers = child_informers(settings, kube=kube, metrics=metrics, on_change=queue.add)
         indices: dict[str, Mapping[Key, Collection[dict[str, Any]]]] = {"backends": backends}
-        for informer in informers:
+        runtime = cls(settings, indices=indices, kube=kube, metrics=metrics, pause=pause)
+        runtime.informers = tuple(
+            child_informers(settings, kube=kube, metrics=metrics, on_change=runtime.child_changed)
+        )
+        for informer in runtime.informers:
             indices[informer.index_name] = informer.index
-        runtime = cls(settings, indices=indices, kube=kube, metrics=metrics, informers=informers, queue=queue)
         runtime.start_informers()
         return runtime
+
+    def child_changed(self, key: Key) -> None:
+        """A child of `key` changed: look at it, if this replica works now (else the resume will)."""
+        if self.active:
+            self.queue.add(key)
 
     def start_informers(self) -> None:
         for informer in self.informers:
@@ -124,18 +148,62 @@ class Runtime:
             await informer.synced.wait()
 
     def ensure_workers(self) -> None:
-        """Start the reconcile workers, from the first event handler.
+        """Start working, from the first event handler; with peering, only while Kopf lets us.
 
         Not from the startup handler: Kopf sets up the posting of Events for
-        its watches, and tasks inherit the context they are created in.
+        its watches, and tasks inherit the context they are created in. And
+        Kopf delivers no event before it has looked at its peers.
         """
-        if self._tasks:
+        if self._started:
             return
+        self._started = True
+        if self._pause is None:
+            self._activate()
+        else:
+            self._tasks.append(asyncio.create_task(self._follow_pause(self._pause), name="peering-follower"))
+
+    async def _follow_pause(self, pause: PauseSignal) -> None:
+        while True:
+            await pause.wait_for(False)
+            self._activate()
+            await pause.wait_for(True)
+            await self._deactivate()
+
+    def _activate(self) -> None:
+        """Start the workers, the resync and the autoscaler; on resuming, look at every backend.
+
+        Not on the first activation: Kopf's first events bring every backend anyway.
+        Events dropped while paused, and whatever another replica changed, are caught
+        up by the resync on resuming.
+        """
+        self.active = True
+        self.metrics.active.set(1)
+        if self._activations:
+            for key in list(self.indices["backends"]):
+                self.queue.add(key)
+        self._activations += 1
         for number in range(self.settings.workers):
-            self._tasks.append(asyncio.create_task(self._work(), name=f"reconcile-worker-{number}"))
-        self._tasks.append(asyncio.create_task(self._resync_forever(), name="resync"))
-        self._tasks.append(asyncio.create_task(self.autoscaler.run(), name="autoscaler"))
-        log.info("started %d reconcile workers", self.settings.workers)
+            self._start_active_task(self._work(), f"reconcile-worker-{number}")
+        self._start_active_task(self._resync_forever(), "resync")
+        self._start_active_task(self.autoscaler.run(), "autoscaler")
+        log.info("active: started %d reconcile workers", self.settings.workers)
+
+    async def _deactivate(self) -> None:
+        """Kopf paused this replica (a peer works): stop every task that could write."""
+        self.active = False
+        self.metrics.active.set(0)
+        tasks, self._active_tasks = self._active_tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks = [task for task in self._tasks if task not in tasks]
+        self.autoscaler.pause()
+        log.info("paused by Kopf peering: another replica works; reconciles and autoscaling stopped")
+
+    def _start_active_task(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        self._active_tasks.append(task)
+        self._tasks.append(task)
 
     async def _work(self) -> None:
         await self.children_synced()

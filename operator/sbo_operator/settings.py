@@ -79,6 +79,19 @@ class OperatorSettings(BaseSettings):
     peering_name: str = Field(
         default="scalable-backend-operator", description="Name of the KopfPeering object."
     )
+    peering_priority: int | None = Field(
+        default=None,
+        description="This replica's Kopf peering priority; the live replica with the highest one "
+        "works, the others wait. Unset: derived from the start time, so that the longest-running "
+        "replica stays active (see docs/operator.md).",
+    )
+    peering_lifetime_seconds: int = Field(
+        default=60,
+        ge=5,
+        le=3600,
+        description="How long a replica's peering keep-alive counts: a replica that died without "
+        "saying goodbye (SIGKILL, a lost node) is replaced within about this time.",
+    )
     health_port: int = Field(default=8080, ge=0, le=65535, description="Port of /healthz (0 disables it).")
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="Port of /metrics (0 disables it).")
     log_format: LogFormat = Field(default=LogFormat.TEXT, description="Log format: text or json.")

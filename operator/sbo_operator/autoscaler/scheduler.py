@@ -178,6 +178,20 @@ class AutoscalerScheduler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
+    def pause(self) -> None:
+        """Stop polling and forget every target: another replica autoscales now.
+
+        The loop (run()) is cancelled by its owner. On resuming, the reconciles track the
+        targets afresh, with the replicas the other replica left, and a fresh history, as
+        after a restart: no scale-down before a full stabilization window.
+        """
+        for task in list(self._running):
+            task.cancel()
+        for key, component in list(self._targets):
+            self._forget_series(key, component)
+        self._targets.clear()
+        self._heap.clear()
+
     async def close(self) -> None:
         for task in list(self._running):
             task.cancel()

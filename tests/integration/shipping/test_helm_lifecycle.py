@@ -169,9 +169,24 @@ def test_upgrade_changes_settings_and_scales_to_peering_then_uninstall_keeps_crd
         assert env["SBO_NAMESPACES"] == watched
         assert deployment_ready(apps, namespace, name)
         assert deployment.spec.replicas == 2
-        assert cluster.kubectl("get", "kopfpeering", "-n", watched, "-o", "name").stdout.strip()
+        peering_uid = cluster.kubectl(
+            "get", "kopfpeering", "-n", watched, "-o", "jsonpath={.items[0].metadata.uid}"
+        ).stdout.strip()
+        assert peering_uid
+
+        # A peering object created afresh lists no peers: every waiting replica would resume.
+        helm(
+            "upgrade", release, str(REPO / "charts" / "scalable-backend-operator"), "-n", namespace,
+            "--reuse-values", "--set", "operator.workers=8", "--wait", "--timeout", "3m",
+        )  # fmt: skip
+        assert (
+            cluster.kubectl(
+                "get", "kopfpeering", "-n", watched, "-o", "jsonpath={.items[0].metadata.uid}"
+            ).stdout.strip()
+            == peering_uid
+        ), "an upgrade keeps the peering object"
         history = yaml.safe_load(helm("history", release, "-n", namespace, "-o", "yaml").stdout)
-        assert [h["status"] for h in history] == ["superseded", "deployed"]
+        assert [h["status"] for h in history] == ["superseded", "superseded", "deployed"]
 
         helm("rollback", release, "1", "-n", namespace, "--wait", "--timeout", "3m")
         env = {
