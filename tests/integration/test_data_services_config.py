@@ -311,8 +311,8 @@ def test_postgres_primary_and_streaming_replica_from_the_emitted_config(sandbox:
         conn.execute("INSERT INTO orders VALUES (4, 'after the restart')")
     wait_until(replicated("after the restart"), timeout=60, what="streaming to resume after the restart")
 
-    # The primary's address drops the replica's SYNs, as the Service's old endpoint did when the
-    # primary's pod was replaced on the real node. Each connection attempt of the walreceiver
+    # The primary's address drops the replica's SYNs, as happened on the real node while the
+    # primary's pod was replaced. Each connection attempt of the walreceiver
     # fails within seconds (tcp_user_timeout; it ignores connect_timeout) and the next one starts:
     # without that, one attempt kept retrying its SYN for over two minutes.
     server.stop(sig=signal.SIGINT)

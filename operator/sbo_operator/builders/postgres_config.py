@@ -180,10 +180,11 @@ if [ -f "$PGDATA/standby.signal" ]; then
   (umask 077 && printf '*:*:replication:%s:%s\\n' \\
     "$SBO_REPLICATION_USER" "$SBO_REPLICATION_PASSWORD" > "$passfile")
   application_name="${SBO_PG_APPLICATION_NAME:-$(hostname)}"
-  # tcp_user_timeout (ms): when the primary's pod is replaced, an attempt can go to the Service's
-  # old endpoint, and conntrack keeps that attempt's SYN retries on it: unanswered, it lasts TCP's
-  # whole SYN retry time (about 2 minutes). The walreceiver connects asynchronously and ignores
-  # connect_timeout; this socket option ends the attempt, and the next one reaches the new pod.
+  # tcp_user_timeout (ms): when the primary's pod is replaced, an attempt's SYN can go unanswered
+  # (to the old pod's address, or while the Service has no endpoint), and conntrack keeps that
+  # socket's retries on the same path once the new pod serves: the attempt would last TCP's whole
+  # SYN retry time (about 2 minutes). The walreceiver connects asynchronously and so ignores
+  # connect_timeout; this socket option ends the attempt, and the next socket reaches the new pod.
   conninfo="host=$SBO_PRIMARY_HOST port=$SBO_PRIMARY_PORT user=$SBO_REPLICATION_USER"
   conninfo="$conninfo passfile=$passfile application_name=$application_name tcp_user_timeout=5000"
   set -- "$@" -c primary_conninfo="$conninfo"

@@ -143,8 +143,8 @@ def test_primary_pdb_keeps_the_only_primary() -> None:
 
 
 def test_a_replica_gives_up_on_an_unanswered_connection_to_the_primary_within_seconds() -> None:
-    # On the real node, a replica's attempt caught by a replaced primary pod's old Service endpoint
-    # retried its SYN for TCP's whole retry time. The walreceiver ignores connect_timeout (it
+    # On the real node, a replica's attempt whose SYN went unanswered while the primary's pod was
+    # replaced retried that SYN for TCP's whole retry time. The walreceiver ignores connect_timeout (it
     # connects asynchronously); tcp_user_timeout bounds each attempt. The behaviour itself:
     # tests/integration/test_data_services_config.py, against a primary that drops SYNs.
     from sbo_operator.builders.postgres_config import START_SCRIPT
