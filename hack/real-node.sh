@@ -57,6 +57,9 @@ owned_chains='^(KUBE-|CNI-|SBO-)'
 # nft tables of kube-proxy's and portmap's nftables code paths.
 owned_nft_tables='^table (ip|ip6|inet) (kube-proxy|cni_hostport)$'
 iptables_tables=(filter nat mangle raw)
+# A packet from a pod to a ClusterIP that kube-proxy did not DNAT (the Service has no endpoint)
+# is unreachable: see setup_network.
+unrouted_service_rule=(iif "$bridge" to "$service_cidr" unreachable pref 1000)
 
 node_components=(containerd kubelet kube-proxy kube-router)
 
@@ -257,6 +260,7 @@ node_down() {
   unmount_node
   remove_kubepods_cgroups
   if ip link show "$bridge" >/dev/null 2>&1; then ip link delete "$bridge"; fi
+  while ip rule del "${unrouted_service_rule[@]}" 2>/dev/null; do :; done
   remove_owned_chains iptables
   remove_owned_chains ip6tables
   remove_new_nft_tables
@@ -301,6 +305,15 @@ setup_network() {
     "$iptables" -I FORWARD 1 -j SBO-NODE-FORWARD
     "$iptables" -I OUTPUT 1 -j SBO-NODE-OUTPUT
   done
+  # kube-proxy REJECTs a connection to a Service with no endpoint in filter FORWARD, but
+  # kube-router's chain comes first there and ACCEPTs what a pod's policies allow, so the SYN
+  # went on un-NATed, routed by the host's default route (past the guard above, which comes
+  # after both), unanswered; conntrack kept the socket's SYN retries on that un-NATed entry
+  # after the Service had an endpoint again (a replica did not stream for minutes after the
+  # primary's pod was replaced). Routing comes before FORWARD: this rule answers such a SYN
+  # at once (ICMP net unreachable) and keeps it on the bridge. DNAT'ed packets are not matched.
+  while ip rule del "${unrouted_service_rule[@]}" 2>/dev/null; do :; done
+  ip rule add "${unrouted_service_rule[@]}"
   mkdir -p "$node_root/cni/net.d"
   cat >"$node_root/cni/net.d/10-sbo.conflist" <<EOF
 {

@@ -12,10 +12,12 @@ OS user the superuser is named after, as uid 999 is in the official image.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -136,6 +138,21 @@ def log_of(path: Path) -> str:
 
 
 # ---- PostgreSQL -------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def syn_blackhole(port: int) -> Iterator[None]:
+    """127.0.0.1:``port`` silently drops new connections' SYNs, as a lost route does.
+
+    A listener with a backlog of 0 whose one queued connection is never accepted: Linux drops a
+    SYN to a listener whose accept queue is full, so the client retransmits it unanswered.
+    """
+    with socket.socket() as listener, socket.socket() as filler:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((LOOPBACK, port))
+        listener.listen(0)
+        filler.connect((LOOPBACK, port))
+        yield
 
 
 @dataclass(frozen=True)
@@ -287,12 +304,39 @@ def test_postgres_primary_and_streaming_replica_from_the_emitted_config(sandbox:
     # The bootstrap is idempotent: a restarted primary keeps its data and roles.
     server.stop(sig=signal.SIGINT)
     sandbox.run(["sh", str(config_dir / "primary-bootstrap.sh")], primary.env)
-    sandbox.start(["sh", str(config_dir / "start.sh")], primary.env, sandbox.root / "primary-2.log")
+    server = sandbox.start(["sh", str(config_dir / "start.sh")], primary.env, sandbox.root / "primary-2.log")
     wait_until(accepts(primary.port, **app), timeout=60, what="the restarted primary")
     with connect(primary.port, **app) as conn:
         assert conn.execute("SELECT count(*) FROM orders").fetchone() == (2,)
         conn.execute("INSERT INTO orders VALUES (4, 'after the restart')")
     wait_until(replicated("after the restart"), timeout=60, what="streaming to resume after the restart")
+
+    # The primary's address drops the replica's SYNs, as happened on the real node while the
+    # primary's pod was replaced. Each connection attempt of the walreceiver
+    # fails within seconds (tcp_user_timeout; it ignores connect_timeout) and the next one starts:
+    # without that, one attempt kept retrying its SYN for over two minutes.
+    server.stop(sig=signal.SIGINT)
+    logged_before = len(replica.log.read_text(errors="replace"))
+
+    def timed_out_attempts() -> int:
+        logged = replica.log.read_text(errors="replace")[logged_before:].splitlines()
+        return sum(
+            "could not connect to the primary server" in line and "timed out" in line for line in logged
+        )
+
+    with syn_blackhole(primary.port):
+        wait_until(
+            lambda: timed_out_attempts() >= 2,
+            timeout=40,
+            interval=1,
+            what="two timed-out attempts to reach the primary",
+            log=replica.log,
+        )
+    sandbox.start(["sh", str(config_dir / "start.sh")], primary.env, sandbox.root / "primary-3.log")
+    wait_until(accepts(primary.port, **app), timeout=60, what="the primary, back")
+    with connect(primary.port, **app) as conn:
+        conn.execute("INSERT INTO orders VALUES (5, 'after the unanswered attempts')")
+    wait_until(replicated("after the unanswered attempts"), timeout=30, what="streaming to resume")
 
 
 def test_replica_bootstrap_refuses_a_dirty_data_directory(sandbox: Sandbox) -> None:

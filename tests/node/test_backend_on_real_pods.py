@@ -782,9 +782,31 @@ def test_the_primary_comes_back_with_its_data_on_a_volume_that_persists(
     url = f"{app.service_url}/api/v1/tasks/{task['id']}"
     read = eventually(lambda: app.http.get(url), timeout=60, interval=1, what="the api to read the task")
     assert read.json()["title"] == "survives"
-    # Not asserted: the replicas streaming again from the new primary pod. On this node they
-    # often do not within minutes (walreceiver stuck on its connection to the -rw Service); an
-    # open defect, described in docs/development.md ("The stack on real pods").
+    # Both replicas stream from the new primary pod again (they did about 4 s after the -rw Service
+    # had it). 60 s: an attempt fails at once while the Service has no endpoint (the real node's
+    # unreachable rule), or after tcp_user_timeout (5 s) when its SYN goes unanswered, and the
+    # walreceiver retries every wal_retrieve_retry_interval (5 s): several attempts fit. Before,
+    # one unanswered SYN was retried on its conntrack entry for over 2 minutes.
+    replicas = [f"{NAME}-postgres-replica-{i}" for i in range(2)]
+    streaming = "SELECT application_name, state FROM pg_stat_replication ORDER BY 1"
+    eventually(
+        lambda: psql(real_cluster, primary, streaming) == [[name, "streaming"] for name in replicas],
+        timeout=60,
+        interval=1,
+        what="both replicas to stream from the new primary pod",
+    )
+    # A row written after the restart reaches every replica.
+    later = app.create_task("after the restart", "streamed to the replicas")
+    has_it = "SELECT title FROM tasks WHERE id = :'id'"
+    eventually(
+        lambda: all(
+            psql(real_cluster, replica, has_it, id=later["id"]) == [["after the restart"]]
+            for replica in replicas
+        ),
+        timeout=30,
+        interval=0.5,
+        what="both replicas to replay the row written after the restart",
+    )
 
 
 def test_kubectl_scale_adds_api_pods_that_serve(

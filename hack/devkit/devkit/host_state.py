@@ -125,6 +125,7 @@ def snapshot() -> dict[str, Any]:
         "nft": run("nft", "list", "ruleset").splitlines(),
         "ipsets": sorted(run("ipset", "list", "-n").splitlines()),
         "links": link_names(),
+        "ip_rules": run("ip", "rule").splitlines(),  # the real node's rule for un-NATed Service traffic
         "netns": sorted(run("ip", "netns", "list").splitlines()),
         "mounts": mount_points(),
         "cgroups": cgroup_dirs(),

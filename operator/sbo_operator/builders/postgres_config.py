@@ -180,11 +180,13 @@ if [ -f "$PGDATA/standby.signal" ]; then
   (umask 077 && printf '*:*:replication:%s:%s\\n' \\
     "$SBO_REPLICATION_USER" "$SBO_REPLICATION_PASSWORD" > "$passfile")
   application_name="${SBO_PG_APPLICATION_NAME:-$(hostname)}"
-  # connect_timeout: a SYN to a primary pod that was just replaced can be dropped (its address
-  # is new to the network policy); without a timeout the receiver then waits out TCP's SYN
-  # retries (about 2 minutes) before it tries again. With it, it retries every few seconds.
+  # tcp_user_timeout (ms): when the primary's pod is replaced, an attempt's SYN can go unanswered
+  # (to the old pod's address, or while the Service has no endpoint), and conntrack keeps that
+  # socket's retries on the same path once the new pod serves: the attempt would last TCP's whole
+  # SYN retry time (about 2 minutes). The walreceiver connects asynchronously and so ignores
+  # connect_timeout; this socket option ends the attempt, and the next socket reaches the new pod.
   conninfo="host=$SBO_PRIMARY_HOST port=$SBO_PRIMARY_PORT user=$SBO_REPLICATION_USER"
-  conninfo="$conninfo passfile=$passfile application_name=$application_name connect_timeout=5"
+  conninfo="$conninfo passfile=$passfile application_name=$application_name tcp_user_timeout=5000"
   set -- "$@" -c primary_conninfo="$conninfo"
 fi
 exec postgres "$@"

@@ -143,9 +143,13 @@ def test_primary_pdb_keeps_the_only_primary() -> None:
 
 
 def test_a_replica_gives_up_on_an_unanswered_connection_to_the_primary_within_seconds() -> None:
-    # On the real node, the first SYN to a replaced primary pod was dropped and the replicas
-    # stopped streaming for TCP's whole SYN retry time; libpq's connect_timeout bounds each try.
+    # On the real node, a replica's attempt whose SYN went unanswered while the primary's pod was
+    # replaced retried that SYN for TCP's whole retry time. The walreceiver ignores connect_timeout (it
+    # connects asynchronously); tcp_user_timeout bounds each attempt. The behaviour itself:
+    # tests/integration/test_data_services_config.py, against a primary that drops SYNs.
     from sbo_operator.builders.postgres_config import START_SCRIPT
 
     conninfo = next(line for line in START_SCRIPT.splitlines() if "passfile=$passfile" in line)
-    assert "connect_timeout=5" in conninfo.strip().strip('"').split()
+    options = conninfo.strip().strip('"').split()
+    assert "tcp_user_timeout=5000" in options
+    assert not any(option.startswith("connect_timeout=") for option in options)
