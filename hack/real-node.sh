@@ -304,6 +304,20 @@ setup_network() {
     fi
     "$iptables" -I FORWARD 1 -j SBO-NODE-FORWARD
     "$iptables" -I OUTPUT 1 -j SBO-NODE-OUTPUT
+    # kube-router and kube-proxy insert their own chains at the top of filter FORWARD later,
+    # and kube-router ACCEPTs what a pod's policies allow (a Service whose endpoint is outside,
+    # say) before the chain above sees it. mangle FORWARD runs before filter FORWARD, after
+    # DNAT and routing: a drop-only guard there cannot be bypassed and leaves the policies'
+    # verdicts on the bridge to kube-router.
+    "$iptables" -t mangle -N SBO-NODE-GUARD
+    "$iptables" -t mangle -A SBO-NODE-GUARD -i "$bridge" -o "$bridge" -j RETURN
+    "$iptables" -t mangle -A SBO-NODE-GUARD -i "$bridge" -j DROP
+    "$iptables" -t mangle -A SBO-NODE-GUARD -o "$bridge" -j DROP
+    if [ "$iptables" = iptables ]; then
+      "$iptables" -t mangle -A SBO-NODE-GUARD -s "$guarded_ranges" -j DROP
+      "$iptables" -t mangle -A SBO-NODE-GUARD -d "$guarded_ranges" -j DROP
+    fi
+    "$iptables" -t mangle -I FORWARD 1 -j SBO-NODE-GUARD
   done
   # kube-proxy REJECTs a connection to a Service with no endpoint in filter FORWARD, but
   # kube-router's chain comes first there and ACCEPTs what a pod's policies allow, so the SYN

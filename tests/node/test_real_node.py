@@ -171,6 +171,69 @@ def test_a_pod_has_no_default_route_and_cannot_reach_outside(
     assert "network is unreachable" in outside.stderr, outside.stderr
 
 
+def guard_drops() -> int:
+    """Packets the host's guard (mangle FORWARD) dropped because they came from the bridge
+    and were routed elsewhere."""
+    listed = subprocess.run(
+        ["iptables", "-t", "mangle", "-L", "SBO-NODE-GUARD", "-v", "-x", "-n"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    # "pkts bytes target prot opt in out source destination": the DROP from the bridge to anywhere else.
+    [packets] = [
+        int(fields[0])
+        for fields in (line.split() for line in listed.splitlines()[2:])
+        if fields[2] == "DROP" and fields[5] == "sbo0" and fields[6] == "*"
+    ]
+    return packets
+
+
+def test_a_packet_a_policy_allows_is_still_dropped_before_it_leaves_the_machine(
+    real_node: RealNodeCluster, workload: str
+) -> None:
+    """A Service whose endpoint is outside: kube-proxy DNATs to it and kube-router ACCEPTs what the
+    pod's policy allows, both at the top of filter FORWARD. The guard runs before them."""
+    # Checked before any packet is sent: without the guard in front, the packet would leave.
+    first = subprocess.run(
+        ["iptables", "-t", "mangle", "-S", "FORWARD"], capture_output=True, text=True, check=True
+    )
+    assert first.stdout.splitlines()[1] == "-A FORWARD -j SBO-NODE-GUARD", first.stdout
+    slice_ = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": "outside-1", "labels": {"kubernetes.io/service-name": "outside"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [OUTSIDE], "conditions": {"ready": True}}],
+        "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
+    }
+    open_egress = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "open-egress"},
+        "spec": {"podSelector": {"matchLabels": {"app": "open"}}, "policyTypes": ["Egress"], "egress": [{}]},
+    }
+    outside_service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "outside"},
+        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 80}]},
+    }
+    real_node.apply(
+        outside_service, slice_, open_egress, probe_pod("open", labels={"app": "open"}), namespace=workload
+    )
+    real_node.kubectl("wait", "-n", workload, "--for=condition=Ready", "pod/open", "--timeout=90s")
+    service_ip = real_node.kubectl(
+        "get", "service", "-n", workload, "outside", "-o", "jsonpath={.spec.clusterIP}"
+    ).stdout
+    before = guard_drops()
+
+    def dropped_by_the_guard() -> bool:
+        dialed = real_node.exec_probe(workload, "open", "dial", f"{service_ip}:80")
+        assert dialed.returncode != 0, "reached an address outside the machine"
+        return guard_drops() > before
+
+    eventually(dropped_by_the_guard, timeout=30, interval=1, what="the guard to drop the pod's packets")
+
+
 @pytest.fixture(scope="module")
 def policy_namespace(real_node: RealNodeCluster) -> Iterator[str]:
     """A server that a NetworkPolicy opens only to pods labelled access=granted, and two clients."""
