@@ -21,20 +21,24 @@ Probe and metrics paths are never shed: liveness, readiness and scraping must ke
 overload. The count is per process (per uvicorn worker); the event loop runs one task at a time,
 so plain integers and a deque need no lock.
 
-The middleware wraps the HTTP metrics middleware: ``http_requests_total`` and
-``http_request_duration_seconds`` describe the requests the app served, not those it refused.
+The app applies it outside its whole stack (``app.main.SampleApp``): a refusal costs the server's
+parsing and two socket writes, one counter increment, and nothing of FastAPI's error handling,
+telemetry, routing or HTTP metrics. So ``http_requests_total`` and ``http_request_duration_seconds``
+describe the requests the app served, not those it refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import deque
 from collections.abc import Collection
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.metrics import Metrics
+
+OVERLOADED = {"detail": "Server overloaded, retry later"}
 
 
 def _give(slot: asyncio.Future[bool], admitted: bool) -> None:
@@ -66,18 +70,20 @@ class ConcurrencyLimitMiddleware:
         self.limit = limit
         self.queue_size = queue_size
         self.queue_timeout_seconds = queue_timeout_seconds
+        self.retry_after_seconds = retry_after_seconds
         self.exempt_paths = frozenset(exempt_paths)
         self.in_flight = 0
         # Pending futures of the requests waiting for a slot, oldest first. A slot is handed over
         # by resolving the future with True; a timeout resolves it with False.
         self.waiting: deque[asyncio.Future[bool]] = deque()
         self._shed = metrics.load_shed_requests
-        # Built once: answering a shed request must cost as little as possible.
-        self._overloaded = JSONResponse(
-            status_code=503,
-            content={"detail": "Server overloaded, retry later"},
-            headers={"Retry-After": str(retry_after_seconds)},
-        )
+        # Rendered once: answering a shed request must cost as little as possible.
+        self._refusal_body = json.dumps(OVERLOADED, separators=(",", ":")).encode()
+        self._refusal_headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self._refusal_body)).encode()),
+            (b"retry-after", str(retry_after_seconds).encode()),
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.exempt_paths:
@@ -86,13 +92,19 @@ class ConcurrencyLimitMiddleware:
         if self.in_flight < self.limit:
             self.in_flight += 1
         elif len(self.waiting) >= self.queue_size or not await self._wait_for_slot():
-            self._shed.inc()
-            await self._overloaded(scope, receive, send)
+            await self._refuse(send)
             return
         try:
             await self.app(scope, receive, send)
         finally:
             self._release()
+
+    async def _refuse(self, send: Send) -> None:
+        """503 + Retry-After, straight to the server: two messages, no Response object."""
+        self._shed.inc()
+        # A fresh header list: a server or wrapper may extend the one it is given.
+        await send({"type": "http.response.start", "status": 503, "headers": list(self._refusal_headers)})
+        await send({"type": "http.response.body", "body": self._refusal_body})
 
     async def _wait_for_slot(self) -> bool:
         """Queue for a slot; True once one is handed over, False after the queue timeout."""

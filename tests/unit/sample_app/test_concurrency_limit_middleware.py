@@ -241,15 +241,19 @@ def test_the_app_sheds_outermost_except_probes_and_not_at_all_with_a_zero_limit(
             CONCURRENCY_LIMIT_RETRY_AFTER_SECONDS=2,
         )
     )
-    outermost = app.user_middleware[0]
-    assert outermost.cls is ConcurrencyLimitMiddleware
-    assert outermost.kwargs["limit"] == 8
-    assert outermost.kwargs["queue_size"] == 4
-    assert outermost.kwargs["queue_timeout_seconds"] == 0.25
-    assert outermost.kwargs["retry_after_seconds"] == 2
-    assert outermost.kwargs["exempt_paths"] == {"/healthz", "/readyz", "/metrics"}
+    # Outside the whole app (see test_a_refused_request_costs_nothing_of_the_app_behind_the_limit),
+    # not among the middleware FastAPI wraps in its error handling.
+    outermost = app.load_shedding
+    assert isinstance(outermost, ConcurrencyLimitMiddleware)
+    assert all(m.cls is not ConcurrencyLimitMiddleware for m in app.user_middleware)
+    assert outermost.limit == 8
+    assert outermost.queue_size == 4
+    assert outermost.queue_timeout_seconds == 0.25
+    assert outermost.retry_after_seconds == 2
+    assert outermost.exempt_paths == {"/healthz", "/readyz", "/metrics"}
 
     unlimited = create_app(app_settings(CONCURRENCY_LIMIT=0))
+    assert unlimited.load_shedding is None
     assert all(m.cls is not ConcurrencyLimitMiddleware for m in unlimited.user_middleware)
 
 
@@ -257,7 +261,43 @@ def test_by_default_the_limit_is_the_database_pool_and_the_queue_as_long() -> No
     settings = app_settings(DB_POOL_SIZE=12, DB_MAX_OVERFLOW=3)
     assert (settings.concurrency_limit, settings.concurrency_queue_size) == (15, 15)
     assert settings.CONCURRENCY_QUEUE_TIMEOUT_SECONDS == 0.5
-    outermost = create_app(settings).user_middleware[0]
-    assert (outermost.kwargs["limit"], outermost.kwargs["queue_size"]) == (15, 15)
+    outermost = create_app(settings).load_shedding
+    assert outermost is not None
+    assert (outermost.limit, outermost.queue_size) == (15, 15)
     no_queue = app_settings(DB_POOL_SIZE=4, DB_MAX_OVERFLOW=0, CONCURRENCY_QUEUE_SIZE=0)
     assert (no_queue.concurrency_limit, no_queue.concurrency_queue_size) == (4, 0)
+
+
+async def test_a_refused_request_costs_nothing_of_the_app_behind_the_limit() -> None:
+    """The refusal comes before FastAPI builds or runs its stack (error handling, telemetry, the
+    HTTP metrics, routing): under overload most requests are refused, at the served ones' expense."""
+    app = create_app(app_settings(CONCURRENCY_LIMIT=1, CONCURRENCY_QUEUE_SIZE=0))
+    shedding = app.load_shedding
+    assert shedding is not None
+    shedding.in_flight = shedding.limit  # every slot taken, as by requests at work
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        raise AssertionError("a refusal does not read the request body")
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/api/v1/tasks/1", "headers": [], "query_string": b""}
+    await app(scope, receive, send)  # type: ignore[arg-type]
+
+    body = b'{"detail":"Server overloaded, retry later"}'
+    assert sent == [
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", b"1"),
+            ],
+        },
+        {"type": "http.response.body", "body": body},
+    ]
+    assert "app" not in scope  # FastAPI's and Starlette's __call__ never ran
+    assert app.middleware_stack is None  # nor was their stack even built
