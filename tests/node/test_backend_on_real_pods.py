@@ -73,7 +73,9 @@ def local_variant(namespace: str) -> dict[str, Any]:
     Derived, so that the shipped example is what runs: a second file would drift from it. What
     changes: the sample app's local image (never pulled: there is no registry), the versions the
     local PostgreSQL and Redis images carry, a worker (the sample app's consumer), and
-    ``networkPolicies`` admitting to the api only pods of its own namespace.
+    ``networkPolicies`` admitting to the api only pods of its own namespace, with ``egress: true``.
+    The namespace denies everything by default (:func:`default_deny`, docs/operator.md's recipe),
+    so every test of the module runs under the operator's policies alone, enforced by kube-router.
     """
     manifest: dict[str, Any] = copy.deepcopy(yaml.safe_load((EXAMPLES / "basic.yaml").read_text()))
     manifest["metadata"]["namespace"] = namespace
@@ -84,9 +86,23 @@ def local_variant(namespace: str) -> dict[str, Any]:
     spec["redis"]["version"] = "7.0"
     spec["worker"] = {"replicas": 1, "command": ["python", "-m", "app.worker"]}
     spec["networkPolicies"] = {
-        "appIngressFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}]
+        "appIngressFrom": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
+        ],
+        "egress": True,
     }
     return manifest
+
+
+def default_deny(namespace: str) -> dict[str, Any]:
+    """docs/operator.md's "A namespace that denies by default", step 1: the user's own policy. With
+    it, every pod of the namespace reaches and is reached only as some policy allows."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "default-deny", "namespace": namespace},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+    }
 
 
 # ---- the module's cluster, operator and backend ---------------------------------------------------
@@ -149,6 +165,7 @@ class Backend:
 @pytest.fixture(scope="module")
 def backend(real_cluster: LocalCluster, operator: OperatorProcess, figures: Figures) -> Iterator[Backend]:
     real_cluster.apply(real_node_namespace(NAMESPACE))
+    real_cluster.apply(default_deny(NAMESPACE))
     started = time.monotonic()
     real_cluster.apply(local_variant(NAMESPACE))
     wait_ready(real_cluster)
@@ -431,6 +448,18 @@ def test_network_policies_keep_other_pods_from_postgres_and_redis_but_not_the_ap
     # The node tier's restricted probe pod, of no component of the backend.
     outsider = probe_pod("outsider", labels={"app": "outsider"})
     outsider["metadata"]["namespace"] = NAMESPACE
+    # Under the namespace's default deny, another workload brings its own egress policy.
+    outsider_egress = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "outsider-egress", "namespace": NAMESPACE},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": "outsider"}},
+            "policyTypes": ["Egress"],
+            "egress": [{}],
+        },
+    }
+    real_cluster.apply(outsider_egress)
     real_cluster.apply(outsider)
     real_cluster.kubectl("wait", "-n", NAMESPACE, "--for=condition=Ready", "pod/outsider", "--timeout=60s")
     postgres = f"{NAME}-postgres-rw.{NAMESPACE}.svc.cluster.local:5432"
