@@ -112,6 +112,7 @@ def test_the_schema_accepts_the_defaults_and_every_scenario_and_rejects_mistakes
         ("operator.logFormat=xml", "logFormat"),
         ("operator.logLevel=LOUD", "logLevel"),
         ("replicaCount=-1", "replicaCount"),
+        ("operator.listPageSize=0", "listPageSize"),
         ("watchNamespaces={Not_A_Namespace}", "watchNamespaces"),
         ("imageTypo=x", "imageTypo"),
     ]:
@@ -162,6 +163,7 @@ def test_values_become_the_operators_settings() -> None:
             "operator.logLevel=DEBUG",
             "operator.logFormat=text",
             "operator.defaultPrometheusUrl=http://prom.example:9090",
+            "operator.listPageSize=25",
         )
     )
     settings = OperatorSettings.model_validate(
@@ -171,6 +173,7 @@ def test_values_become_the_operators_settings() -> None:
     assert settings.log_level == "DEBUG"
     assert settings.log_format == "text"
     assert settings.default_prometheus_url == "http://prom.example:9090"
+    assert settings.list_page_size == 25
     assert settings.peering is False
     every_setting = {f"SBO_{name.upper()}" for name in OperatorSettings.model_fields}
     assert {k for k in env if k.startswith("SBO_")} <= every_setting
