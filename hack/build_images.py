@@ -124,10 +124,12 @@ SAMPLE_APP = DockerfileImage(
     base=PYTHON_BASE,
 )
 # The official postgres image: postgres 999:999, binaries first on PATH, PGDATA, a writable socket dir.
+# Plus barman-cloud (WAL archiving, base backups and restore to S3-compatible stores), as the
+# images CloudNativePG runs carry it: the official image has none, so backups need an image like this.
 POSTGRES = DebianImage(
     name="sbo.local/postgres:15",
     archive="postgres.tar",
-    packages=("postgresql-15", "hostname"),
+    packages=("postgresql-15", "hostname", "barman-cli-cloud"),
     users=(SystemUser("postgres", 999, "/var/lib/postgresql", "/bin/bash"),),
     directories=(("/var/lib/postgresql/data", "999:999", "1777"), ("/var/run/postgresql", "999:999", "3777")),
     env=(
