@@ -387,6 +387,15 @@ def _stat_fields(pid: int) -> list[str]:
     return text[text.rindex(")") + 2 :].split()  # the fields after "(comm) "
 
 
+def _children(pid: int) -> list[int]:
+    """The live children of a process, from every one of its threads (Linux /proc)."""
+    return [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """CPU (user + system) used so far by a process and its descendants (Linux /proc).
 
@@ -398,16 +407,88 @@ def tree_cpu_seconds(pid: int) -> float:
         current = pending.pop()
         try:
             fields = _stat_fields(current)
-            children = [
-                int(child)
-                for task in Path(f"/proc/{current}/task").iterdir()
-                for child in (task / "children").read_text().split()
-            ]
+            children = _children(current)
         except (FileNotFoundError, ProcessLookupError):
             continue  # exited meanwhile
         total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
         pending.extend(children)
     return total / CLOCK_TICKS
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU (user + system) used so far by one process, without its children; 0 once it is gone."""
+    try:
+        fields = _stat_fields(pid)
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def process_tree(pid: int) -> list[int]:
+    """A process and its live descendants, parent first."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop(0)
+        try:
+            pending.extend(_children(current))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        found.append(current)
+    return found
+
+
+def pin_process_tree(pid: int, cpus: Iterable[int]) -> dict[int, list[int]]:
+    """Restrict every thread of a process and of its live descendants to ``cpus``.
+
+    ``sched_setaffinity`` applies to one thread; a thread or process started later inherits the
+    mask of the thread that starts it, so pinning every existing thread pins what comes after.
+    Returns each process's mask as read back from the kernel.
+    """
+    wanted = set(cpus)
+    pinned = {}
+    for current in process_tree(pid):
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                os.sched_setaffinity(int(task.name), wanted)
+            pinned[current] = sorted(os.sched_getaffinity(current))
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # exited meanwhile
+    return pinned
+
+
+@dataclass(frozen=True)
+class CpuPinning:
+    """The app on some CPUs, everything the bench starts besides it on the others.
+
+    On a 2-core machine the load generator (vegeta at twice the capacity takes about 0.4 cores)
+    and the app would otherwise share the same cores, so the overload would take CPU from the
+    app that the capacity run (wrk, about 0.05 cores) did not. With the app alone on its CPUs in
+    both runs, the capacity and the overload measure the app on the same CPU.
+    """
+
+    app: tuple[int, ...]
+    rest: tuple[int, ...]  # the load generators, the databases, Redis and this process
+
+    @classmethod
+    def split(cls, cpus: Iterable[int]) -> CpuPinning | None:
+        """The first half of ``cpus`` (at least one) to the app, the others to the rest; None
+        with fewer than two CPUs."""
+        ordered = sorted(set(cpus))
+        if len(ordered) < 2:
+            return None
+        half = len(ordered) // 2
+        return cls(app=tuple(ordered[:half]), rest=tuple(ordered[half:]))
+
+
+def per_cpu_busy_seconds() -> dict[int, float]:
+    """CPU time each core spent busy since boot (/proc/stat's ``cpuN`` lines)."""
+    busy = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            fields = [int(v) for v in values]
+            busy[int(name.removeprefix("cpu"))] = (sum(fields[:8]) - fields[3] - fields[4]) / CLOCK_TICKS
+    return busy
 
 
 def machine_busy_seconds() -> float:
@@ -418,7 +499,12 @@ def machine_busy_seconds() -> float:
 
 @dataclass(frozen=True)
 class CpuProfile:
-    """Where the machine's CPU went during a run: processes by role, and everything else."""
+    """Where the machine's CPU went during a run: processes by role, and everything else.
+
+    ``processes``: CPU seconds of named processes (each of the app's, each server's tree);
+    ``per_cpu_busy``: busy seconds of each core, whoever used it (where the bench pins
+    processes, these show who else ran on the app's core).
+    """
 
     seconds: float
     cores: int
@@ -426,13 +512,15 @@ class CpuProfile:
     databases: float
     load_generator: float
     machine_busy: float
+    processes: dict[str, float] = field(default_factory=dict)
+    per_cpu_busy: dict[int, float] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, Any]:
         def cores(cpu: float) -> float:
             return round(cpu / self.seconds, 2) if self.seconds else 0.0
 
         rest = self.machine_busy - self.app - self.databases - self.load_generator
-        return {
+        profile: dict[str, Any] = {
             "app_cores": cores(self.app),
             "databases_cores": cores(self.databases),
             "load_generator_cores": cores(self.load_generator),
@@ -441,24 +529,69 @@ class CpuProfile:
             if self.seconds
             else 0.0,
         }
+        if self.processes:
+            profile["process_cores"] = {name: cores(cpu) for name, cpu in self.processes.items()}
+        if self.per_cpu_busy:
+            by_cpu = sorted(self.per_cpu_busy.items())
+            profile["busy_cores_by_cpu"] = {f"cpu{n}": cores(cpu) for n, cpu in by_cpu}
+        return profile
+
+
+def app_process_name(app_pid: int, pid: int) -> str:
+    """What a process of the app's tree is: uvicorn's supervisor (``app_pid``), a worker, or the
+    resource tracker that multiprocessing's spawn start method runs beside the workers."""
+    if pid == app_pid:
+        return "app supervisor"
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        cmdline = b""
+    return f"app resource tracker {pid}" if b"resource_tracker" in cmdline else f"app worker {pid}"
+
+
+@dataclass(frozen=True)
+class _CpuSample:
+    at: float
+    app: float
+    databases: float
+    load_generator: float
+    machine_busy: float
+    processes: dict[str, float]
+    per_cpu_busy: dict[int, float]
 
 
 class CpuMeter:
     """Measure ``CpuProfile`` over a block: the app's and databases' process trees, and children
-    of this process that exit in the block (the load generator, via RUSAGE_CHILDREN)."""
+    of this process that exit in the block (the load generator, via RUSAGE_CHILDREN).
 
-    def __init__(self, app_pid: int, database_pids: Iterable[int]) -> None:
+    Per process: each of the app's processes (its supervisor and workers) and each tree of
+    ``servers`` by name (the databases, Redis), and the load generator.
+    """
+
+    def __init__(
+        self, app_pid: int, database_pids: Iterable[int], servers: dict[str, int] | None = None
+    ) -> None:
         self.app_pid = app_pid
         self.database_pids = list(database_pids)
+        self.servers = dict(servers or {})
 
-    def _sample(self) -> tuple[float, float, float, float, float]:
+    def _sample(self) -> _CpuSample:
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return (
-            time.monotonic(),
-            tree_cpu_seconds(self.app_pid),
-            sum(tree_cpu_seconds(pid) for pid in self.database_pids),
-            children.ru_utime + children.ru_stime,
-            machine_busy_seconds(),
+        load_generator = children.ru_utime + children.ru_stime
+        processes = {
+            app_process_name(self.app_pid, pid): process_cpu_seconds(pid)
+            for pid in process_tree(self.app_pid)
+        }
+        processes |= {name: tree_cpu_seconds(pid) for name, pid in self.servers.items()}
+        processes["load generator"] = load_generator
+        return _CpuSample(
+            at=time.monotonic(),
+            app=tree_cpu_seconds(self.app_pid),
+            databases=sum(tree_cpu_seconds(pid) for pid in self.database_pids),
+            load_generator=load_generator,
+            machine_busy=machine_busy_seconds(),
+            processes=processes,
+            per_cpu_busy=per_cpu_busy_seconds(),
         )
 
     def __enter__(self) -> CpuMeter:
@@ -466,15 +599,20 @@ class CpuMeter:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        end = self._sample()
-        delta = [b - a for a, b in zip(self._start, end, strict=True)]
+        start, end = self._start, self._sample()
         self.profile = CpuProfile(
-            seconds=delta[0],
+            seconds=end.at - start.at,
             cores=os.cpu_count() or 1,
-            app=delta[1],
-            databases=delta[2],
-            load_generator=delta[3],
-            machine_busy=delta[4],
+            app=end.app - start.app,
+            databases=end.databases - start.databases,
+            load_generator=end.load_generator - start.load_generator,
+            machine_busy=end.machine_busy - start.machine_busy,
+            processes={
+                name: end.processes[name] - start.processes[name]
+                for name in end.processes
+                if name in start.processes
+            },
+            per_cpu_busy={n: end.per_cpu_busy[n] - start.per_cpu_busy.get(n, 0.0) for n in end.per_cpu_busy},
         )
 
 
@@ -555,18 +693,41 @@ def parse_app_settings(pairs: Iterable[str]) -> dict[str, str]:
 
 
 def run_overload_only(args: argparse.Namespace) -> dict[str, Any]:
-    """``--only overload``: its own servers and app (cache off), the capacity, then the overload."""
+    """``--only overload``: its own servers and app (cache off), the capacity, then the overload.
+
+    Unless ``--no-pin``, the app runs alone on its CPUs and everything else the bench starts on
+    the others (``CpuPinning``), for the capacity and the overload alike; the JSON records the
+    masks as read back from the kernel.
+    """
     at_start = load_average()
+    pinning = None if args.no_pin else CpuPinning.split(os.sched_getaffinity(0))
+    if pinning is not None:
+        # This process first: the servers, wrk and vegeta it starts inherit its mask.
+        os.sched_setaffinity(0, pinning.rest)
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
         workdir = Path(tmp)
         env = {"CACHE_ENABLED": "false", **parse_app_settings(args.app_setting)}
         with SampleAppStack.start(workdir, with_replica=True, env=env, progress=log) as stack:
             assert stack.replica is not None
+            servers = {
+                "postgres primary": stack.primary.pid,
+                "postgres replica": stack.replica.pid,
+                "redis": stack.redis.pid,
+            }
+            pinned: dict[str, Any] | None = None
+            if pinning is not None:
+                log(f"pinning the app to CPU {list(pinning.app)}, the rest to CPU {list(pinning.rest)}")
+                pinned = {
+                    "app_cpus": list(pinning.app),
+                    "load_generator_and_databases_cpus": list(pinning.rest),
+                    "app_processes": pin_process_tree(stack.app.pid, pinning.app),
+                    "servers": {name: pin_process_tree(pid, pinning.rest) for name, pid in servers.items()},
+                }
             seed(stack.primary, args.keys, database=STACK_DATABASE)
             stack.replica.wait_for_replay()
             base = stack.app.url
             d, c = args.duration, args.connections
-            meter = CpuMeter(stack.app.pid, (stack.primary.pid, stack.replica.pid))
+            meter = CpuMeter(stack.app.pid, (stack.primary.pid, stack.replica.pid), servers)
             script = get_by_random_id(args.keys)
             log(f"uncached GET by id, max throughput: the capacity (wrk, {c} connections, {d} s)")
             with meter:
@@ -578,6 +739,11 @@ def run_overload_only(args: argparse.Namespace) -> dict[str, Any]:
             with meter:
                 after = wrk(base, script, workdir, duration=d, connections=c)
             capacity_cpu.append(meter.profile)
+            if pinned is not None:
+                # Read back at the end too: nothing re-spread the app over the other CPUs meanwhile.
+                pinned["app_processes_at_end"] = {
+                    pid: sorted(os.sched_getaffinity(pid)) for pid in process_tree(stack.app.pid)
+                }
     result = overload_summary((before, after), load, rate)
     result |= {
         "cpu": overload_cpu.as_dict(),
@@ -589,6 +755,7 @@ def run_overload_only(args: argparse.Namespace) -> dict[str, Any]:
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "duration_s": args.duration,
         "app_settings": env,
+        "cpu_pinning": pinned,
         "load_average_at_start": at_start,
         "load_average_at_end": load_average(),
         "overload": result,
@@ -890,6 +1057,11 @@ def main() -> None:
         default=[],
         metavar="KEY=VALUE",
         help="with --only overload: a sample-app setting (repeatable), to compare configurations",
+    )
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="with --only overload: leave the app and the load generator on the same CPUs",
     )
     args = parser.parse_args()
     if args.only == "overload":

@@ -14,12 +14,18 @@ from typing import Any
 import pytest
 
 from bench.app import (
+    CpuMeter,
+    CpuPinning,
     CpuProfile,
     app_cpu_efficiency,
+    machine_busy_seconds,
     overload_summary,
     parse_app_settings,
     parse_vegeta_report,
     parse_wrk_report,
+    per_cpu_busy_seconds,
+    pin_process_tree,
+    process_tree,
     record,
     task_urls,
     tree_cpu_seconds,
@@ -272,3 +278,62 @@ def test_app_cpu_efficiency_does_not_depend_on_the_apps_share_of_the_machine() -
         "overload_2xx_per_app_cpu_second": 450.0,
         "app_cpu_efficiency_vs_capacity": 0.9,
     }
+
+
+def test_cpu_pinning_gives_the_app_its_own_cpus() -> None:
+    assert CpuPinning.split({0, 1}) == CpuPinning(app=(0,), rest=(1,))
+    assert CpuPinning.split([3, 1, 2, 0]) == CpuPinning(app=(0, 1), rest=(2, 3))
+    assert CpuPinning.split({0, 1, 2}) == CpuPinning(app=(0,), rest=(1, 2))
+    assert CpuPinning.split({5}) is None  # one CPU: nothing to separate
+
+
+WAIT_IN_A_CHILD = """
+import subprocess, sys, threading
+threading.Thread(target=threading.Event().wait, daemon=True).start()
+child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline()"], stdin=subprocess.PIPE)
+print(child.pid, flush=True)
+sys.stdin.readline()
+child.communicate(b"\\n")
+"""
+
+
+def test_pinning_reaches_every_thread_of_every_process_of_the_tree() -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", WAIT_IN_A_CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None
+        grandchild = int(parent.stdout.readline())
+        assert process_tree(parent.pid) == [parent.pid, grandchild]
+        cpu = min(os.sched_getaffinity(0))
+        pinned = pin_process_tree(parent.pid, [cpu])
+        assert pinned == {parent.pid: [cpu], grandchild: [cpu]}
+        threads = list(Path(f"/proc/{parent.pid}/task").iterdir())
+        assert len(threads) == 2  # the main thread and the reader: both pinned
+        assert all(os.sched_getaffinity(int(t.name)) == {cpu} for t in threads)
+    finally:
+        parent.communicate("\n", timeout=10)
+
+
+def test_the_busy_time_of_each_cpu_adds_up_to_the_machines() -> None:
+    by_cpu = per_cpu_busy_seconds()
+    assert sorted(by_cpu) == list(range(len(by_cpu)))
+    assert sum(by_cpu.values()) == pytest.approx(machine_busy_seconds(), abs=len(by_cpu) * 0.5)
+
+
+def test_the_cpu_meter_names_each_process_and_counts_each_cpu() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", BURN_THEN_WAIT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        with CpuMeter(os.getpid(), [], servers={"burner": child.pid}) as meter:
+            assert child.stdout.readline() == "burnt\n"
+        profile = meter.profile.as_dict()
+        assert profile["process_cores"]["burner"] > 0
+        assert "app supervisor" in profile["process_cores"]  # this process stands for the app here
+        assert f"app worker {child.pid}" in profile["process_cores"]
+        assert set(profile["busy_cores_by_cpu"]) == {f"cpu{n}" for n in per_cpu_busy_seconds()}
+        assert sum(profile["busy_cores_by_cpu"].values()) > 0
+    finally:
+        child.communicate("\n", timeout=10)
