@@ -16,7 +16,7 @@ from app.api.errors import install_exception_handlers
 from app.api.main import api_router
 from app.api.routes import health
 from app.core.config import API_V1_PREFIX, Settings
-from app.core.load_shedding import ConcurrencyLimitMiddleware
+from app.core.load_shedding import LOAD_SHEDDING_STATE, ConcurrencyLimitMiddleware
 from app.core.metrics import Metrics, PrometheusMiddleware, mark_this_process_dead
 from app.core.services import Services
 
@@ -63,11 +63,13 @@ def create_app(settings: Settings | None = None) -> SampleApp:
     metrics = Metrics()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         services = Services.create(settings, metrics)
         app.state.services = services
+        assert isinstance(app, SampleApp)
         try:
-            yield
+            # The server's state: its HTTP protocol refuses at once what the limiter would.
+            yield {LOAD_SHEDDING_STATE: app.load_shedding} if app.load_shedding is not None else {}
         finally:
             # uvicorn has stopped accepting and drained in-flight requests by now.
             await services.close()

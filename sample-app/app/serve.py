@@ -17,6 +17,8 @@ import uvicorn
 from app.core.config import Settings
 from app.core.metrics import prepare_multiprocess_dir
 
+HTTP_PROTOCOL = "app.core.http_protocol:SheddingHttpToolsProtocol"
+
 
 def main() -> None:
     settings = Settings()
@@ -42,6 +44,9 @@ def main() -> None:
         log_level=settings.LOG_LEVEL,
         proxy_headers=True,
         server_header=False,
+        # uvicorn's httptools protocol, refusing what the concurrency limit refuses at once
+        # before it becomes an ASGI task (app.core.http_protocol).
+        http=HTTP_PROTOCOL,
     )
 
 

@@ -25,6 +25,12 @@ The app applies it outside its whole stack (``app.main.SampleApp``): a refusal c
 parsing and two socket writes, one counter increment, and nothing of FastAPI's error handling,
 telemetry, routing or HTTP metrics. So ``http_requests_total`` and ``http_request_duration_seconds``
 describe the requests the app served, not those it refused.
+
+Under ``python -m app.serve`` the refusals that need no waiting (every slot taken, the queue full)
+come even earlier: the lifespan publishes the limiter in the server's state under
+``LOAD_SHEDDING_STATE``, and the HTTP protocol (``app.core.http_protocol``) asks
+``refuses_at_once`` before it starts an ASGI task, answering the same 503 itself. The decision is
+this module's either way.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.core.metrics import Metrics
 
 OVERLOADED = {"detail": "Server overloaded, retry later"}
+# The key under which the app's lifespan state carries its limiter (see app.core.http_protocol).
+LOAD_SHEDDING_STATE = "load_shedding"
 
 
 def _give(slot: asyncio.Future[bool], admitted: bool) -> None:
@@ -78,12 +86,12 @@ class ConcurrencyLimitMiddleware:
         self.waiting: deque[asyncio.Future[bool]] = deque()
         self._shed = metrics.load_shed_requests
         # Rendered once: answering a shed request must cost as little as possible.
-        self._refusal_body = json.dumps(OVERLOADED, separators=(",", ":")).encode()
-        self._refusal_headers = [
+        self.refusal_body = json.dumps(OVERLOADED, separators=(",", ":")).encode()
+        self.refusal_headers: tuple[tuple[bytes, bytes], ...] = (
             (b"content-type", b"application/json"),
-            (b"content-length", str(len(self._refusal_body)).encode()),
+            (b"content-length", str(len(self.refusal_body)).encode()),
             (b"retry-after", str(retry_after_seconds).encode()),
-        ]
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.exempt_paths:
@@ -99,12 +107,25 @@ class ConcurrencyLimitMiddleware:
         finally:
             self._release()
 
+    def refuses_at_once(self, scope: Scope) -> bool:
+        """Whether a request with this scope, arriving now, would be refused without waiting:
+        every slot taken and the queue full (the same test as ``__call__``'s)."""
+        return (
+            self.in_flight >= self.limit
+            and len(self.waiting) >= self.queue_size
+            and scope["type"] == "http"
+            and scope["path"] not in self.exempt_paths
+        )
+
+    def count_refusal(self) -> None:
+        self._shed.inc()
+
     async def _refuse(self, send: Send) -> None:
         """503 + Retry-After, straight to the server: two messages, no Response object."""
-        self._shed.inc()
+        self.count_refusal()
         # A fresh header list: a server or wrapper may extend the one it is given.
-        await send({"type": "http.response.start", "status": 503, "headers": list(self._refusal_headers)})
-        await send({"type": "http.response.body", "body": self._refusal_body})
+        await send({"type": "http.response.start", "status": 503, "headers": list(self.refusal_headers)})
+        await send({"type": "http.response.body", "body": self.refusal_body})
 
     async def _wait_for_slot(self) -> bool:
         """Queue for a slot; True once one is handed over, False after the queue timeout."""
