@@ -24,7 +24,10 @@ Scenarios (every loop is bounded by a duration or a request count):
   scenario alone (about a minute: the capacity is measured before and after the overload, since
   a shared machine's load drifts), with the CPU used by the app, the databases, the load
   generator and everything else; it prints its JSON without recording it. ``--app-setting
-  KEY=VALUE`` changes the app's settings there, to compare configurations back to back.
+  KEY=VALUE`` changes the app's settings there, to compare configurations back to back. There
+  the app runs alone on its CPU and wrk, vegeta and the databases on the other (``CpuPinning``;
+  ``--no-pin`` leaves them together), so the load generator's CPU does not come out of the app's
+  in one phase and not the other; the JSON records the masks and each process's CPU.
 
 It prints one JSON line and records it in the "## Sample app" section of docs/benchmarks.md.
 """
