@@ -120,6 +120,10 @@ class SecretNames(ApiModel):
     postgres: str | None = Field(
         default=None, description="Secret with the PostgreSQL user, password, database, host, port and uri."
     )
+    postgres_operator: str | None = Field(
+        default=None,
+        description="Secret with the operator's own PostgreSQL login (to probe instances and promote one).",
+    )
     redis: str | None = Field(default=None, description="Secret with the Redis password.")
 
 
