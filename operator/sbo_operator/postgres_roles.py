@@ -423,8 +423,8 @@ class _Election:
             events.append(RoleEvent("Warning", problem.reason, problem.message))
             state = dataclasses.replace(state, switchover_id=request.id)
         target = self.by_name.get(state.target_primary) if state.target_primary is not None else None
-        if target is None or self.down_too_long(target.name):
-            # The target itself failed: choose again, same rules.
+        if target is None or target.name == state.current_primary or self.down_too_long(target.name):
+            # The target itself failed (or the state names none): choose again, same rules.
             candidate = self.best_candidate(state.current_primary)
             if candidate is None or not self.lag_allowed(candidate.lag_bytes):
                 problem = RoleProblem(
