@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from sbo_operator.api.conditions import Reason
 from sbo_operator.builders.labels import PostgresRole
 
 __all__ = [
@@ -145,7 +146,7 @@ class RoleEvent:
 class RoleProblem:
     """Something blocking a role change that a person must look at (a condition, reason + fix)."""
 
-    reason: str  # e.g. "FailoverCandidateLagging", "NoFailoverCandidate", "SwitchoverRefused"
+    reason: str  # a Reason: FailoverCandidateLagging, NoFailoverCandidate or SwitchoverRefused
     message: str
 
 
@@ -368,7 +369,7 @@ class _Election:
                 # Still bootstrapping (it never served), or no standby can exist: it restarts in place.
                 return Decision(state, labels, requeue_seconds=BLOCKED_POLL_SECONDS)
             problem = RoleProblem(
-                "NoFailoverCandidate",
+                Reason.NO_FAILOVER_CANDIDATE,
                 f"the primary {current} is down for {_seconds(down)} and no standby is ready and "
                 "reachable to take over; the operator promotes one as soon as one is, or "
                 f"{current} comes back",
@@ -376,7 +377,7 @@ class _Election:
             return Decision(state, labels, problem=problem, requeue_seconds=BLOCKED_POLL_SECONDS)
         if not self.lag_allowed(candidate.lag_bytes):
             problem = RoleProblem(
-                "FailoverCandidateLagging",
+                Reason.FAILOVER_CANDIDATE_LAGGING,
                 f"the primary {current} is down for {_seconds(down)}; the best standby "
                 f"{candidate.instance.name} is {candidate.lag_bytes} bytes behind the last position "
                 f"seen on it, more than spec.postgres.maxFailoverLag ({self.policy.max_failover_lag_bytes}"
@@ -402,7 +403,7 @@ class _Election:
         )
         # The target stays labelled replica until promoted, so -rw has no endpoint meanwhile.
         actions = self.label_actions(None) + self.fence_actions(old, failover=failover)
-        reason = "FailingOver" if failover else "SwitchingOver"
+        reason = Reason.FAILING_OVER if failover else Reason.SWITCHING_OVER
         event = RoleEvent(
             "Warning" if failover else "Normal", reason, f"{old} -> {target}: the primary {why}"
         )
@@ -416,7 +417,7 @@ class _Election:
         request = self.policy.switchover
         if request is not None and request.id != state.switchover_id:
             problem = RoleProblem(
-                "SwitchoverRefused",
+                Reason.SWITCHOVER_REFUSED,
                 f"switchover {request.id!r} to {request.to} refused: the change {state.current_primary} "
                 f"-> {state.target_primary} is running; apply a new id once it is done",
             )
@@ -428,7 +429,7 @@ class _Election:
             candidate = self.best_candidate(state.current_primary)
             if candidate is None or not self.lag_allowed(candidate.lag_bytes):
                 problem = RoleProblem(
-                    "NoFailoverCandidate",
+                    Reason.NO_FAILOVER_CANDIDATE,
                     f"the change {state.current_primary} -> {state.target_primary} lost its target and "
                     "no other standby is ready, reachable and close enough to take over; waiting",
                 )
@@ -440,7 +441,7 @@ class _Election:
             events.append(
                 RoleEvent(
                     "Warning",
-                    "FailingOver" if failover else "SwitchingOver",
+                    Reason.FAILING_OVER if failover else Reason.SWITCHING_OVER,
                     f"{state.current_primary} -> {candidate.instance.name}: the first target failed",
                 )
             )
@@ -482,7 +483,7 @@ class _Election:
         refusal = self.switchover_refusal(request, state.current_primary)
         if refusal is not None:
             problem = RoleProblem(
-                "SwitchoverRefused", f"switchover {request.id!r} to {request.to} refused: {refusal}"
+                Reason.SWITCHOVER_REFUSED, f"switchover {request.id!r} to {request.to} refused: {refusal}"
             )
             return Decision(
                 dataclasses.replace(state, switchover_id=request.id),
@@ -523,7 +524,7 @@ class _Election:
         candidate = self.best_candidate(state.current_primary, streaming=True)
         if candidate is None or not self.lag_allowed(candidate.lag_bytes):
             problem = RoleProblem(
-                "NoFailoverCandidate",
+                Reason.NO_FAILOVER_CANDIDATE,
                 f"readReplicas was lowered below the primary {state.current_primary}'s ordinal; it hands "
                 "over to a standby as soon as one is ready, streaming and caught up",
             )
