@@ -18,9 +18,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from sbo_operator.api.conditions import Reason
+from sbo_operator.api.v1alpha1.status import PostgresPhase, PostgresStatus
 from sbo_operator.builders.labels import PostgresRole
 
 __all__ = [
@@ -41,11 +41,8 @@ __all__ = [
 ]
 
 
-class Phase(StrEnum):
-    BOOTSTRAP = "Bootstrap"  # no primary chosen yet
-    STABLE = "Stable"
-    FAILING_OVER = "FailingOver"
-    SWITCHING_OVER = "SwitchingOver"
+# The phases are part of the API (status.postgres.phase); the election uses them under this name.
+Phase = PostgresPhase
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +95,25 @@ class RolesState:
     timeline: int | None = None
     switchover_id: str | None = None  # the last switchover request handled (done or refused)
     since: datetime | None = None  # when the current change started
+
+    @classmethod
+    def from_status(cls, status: PostgresStatus | None) -> RolesState:
+        """The state persisted in status.postgres; a status without a phase is a fresh start."""
+        if status is None or status.phase is None:
+            return cls(switchover_id=status.switchover_id if status is not None else None)
+        return cls(
+            phase=status.phase,
+            current_primary=status.current_primary,
+            target_primary=status.target_primary,
+            fenced_pod_uid=status.fenced_pod_uid,
+            timeline=status.timeline,
+            switchover_id=status.switchover_id,
+            since=status.since,
+        )
+
+    def into_status(self, status: PostgresStatus) -> PostgresStatus:
+        """``status`` with this state's fields in it (the others kept)."""
+        return status.model_copy(update=dataclasses.asdict(self))
 
 
 @dataclasses.dataclass(frozen=True)
