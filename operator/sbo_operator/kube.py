@@ -241,6 +241,46 @@ class Kube:
             if error.status != 404:
                 raise
 
+    async def label_pod(self, namespace: str, name: str, uid: str, labels: dict[str, str]) -> bool:
+        """Merge-patch a pod's labels, only if it is still the pod with that uid (a precondition:
+        a pod recreated under the same name is not touched). False if it is gone or replaced."""
+        resource = await self._resource("v1", "Pod")
+        self._metrics.api_writes.labels(verb="patch", kind="Pod").inc()
+        try:
+            await self._dynamic.patch(
+                resource,
+                body={"metadata": {"uid": uid, "labels": labels}},
+                name=name,
+                namespace=namespace,
+                content_type=MERGE_PATCH_CONTENT_TYPE,
+                field_manager=self._field_manager,
+            )
+        except ApiException as error:
+            if error.status in (404, 409):
+                return False
+            if refused := _refused(error):
+                raise refused from error
+            raise
+        return True
+
+    async def delete_pod(self, namespace: str, name: str, uid: str, *, grace_seconds: int | None) -> bool:
+        """Delete exactly the pod with that uid (a precondition); ``grace_seconds`` None: the pod's
+        own. False if it is gone or replaced already."""
+        resource = await self._resource("v1", "Pod")
+        self._metrics.api_writes.labels(verb="delete", kind="Pod").inc()
+        body: dict[str, Any] = {"preconditions": {"uid": uid}}
+        if grace_seconds is not None:
+            body["gracePeriodSeconds"] = grace_seconds
+        try:
+            await self._dynamic.delete(resource, name=name, namespace=namespace, body=body)
+        except ApiException as error:
+            if error.status in (404, 409):
+                return False
+            if refused := _refused(error):
+                raise refused from error
+            raise
+        return True
+
     async def patch_spec(self, body: dict[str, Any], patch: dict[str, Any]) -> None:
         """Merge-patch an object's spec (the autoscaler's replicas); raises ObjectGone if deleted."""
         resource = await self._resource(body["apiVersion"], body["kind"])

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sbo_operator.api.v1alpha1 import KIND
+from sbo_operator.postgres_probe import InstanceProbe
 from sbo_operator.postgres_roles import Decision
 from sbo_operator.workqueue import Key
 
@@ -126,13 +127,15 @@ class Snapshot:
 
     ``pods``: its PostgreSQL pods by name (:func:`compact_pod`), which it does not own (their
     StatefulSets do) but labels. ``roles``: the PostgreSQL election's outcome for this pass
-    (``postgres_roles.Decision``), set by the reconciler before the status is computed.
+    (``postgres_roles.Decision``), and ``probes`` what each instance answered the operator
+    (``postgres_probe``), both set by the reconciler before the status is computed.
     """
 
     backend: dict[str, Any]
     children: Mapping[tuple[str, str], dict[str, Any]]  # (kind, name) -> object
     pods: Mapping[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     roles: Decision | None = None
+    probes: Mapping[str, InstanceProbe] = dataclasses.field(default_factory=dict)
 
     def child(self, kind: str, name: str) -> dict[str, Any] | None:
         return self.children.get((kind, name))

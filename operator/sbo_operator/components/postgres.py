@@ -17,6 +17,7 @@ from typing import Any
 
 from sbo_operator.api.conditions import ConditionState, ConditionStatus, ConditionType, Reason
 from sbo_operator.api.v1alpha1 import PostgresStatus, ScalableBackend
+from sbo_operator.api.v1alpha1.status import PostgresInstanceStatus
 from sbo_operator.builders import network_policies, postgres
 from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.labels import POSTGRES_ROLE_LABEL, PostgresRole
@@ -43,6 +44,9 @@ __all__ = [
     "primary_pod",
     "statefulset_replicas",
 ]
+
+
+MAX_REPORTED_INSTANCES = 16  # status.postgres.instances' maxItems
 
 
 def _secret_name(names: ChildNames) -> str:
@@ -176,12 +180,42 @@ class Postgres(Component):
         )
         host = f"{service_host(names.postgres_read_write, namespace)}:{POSTGRES_PORT}"
         read_only_host = f"{service_host(names.postgres_read_only, namespace)}:{POSTGRES_PORT}"
+        fields = PostgresStatus(
+            primary_ready=primary_ready, ready_replicas=ready_replicas, instances=_instances(snapshot)
+        )
+        if snapshot.roles is not None:
+            fields = snapshot.roles.state.into_status(fields)
         return StatusFragment(
             condition,
-            fields={"postgres": PostgresStatus(primary_ready=primary_ready, ready_replicas=ready_replicas)},
+            fields={"postgres": fields},
             endpoints={"postgres_read_write": host, "postgres_read_only": read_only_host},
             secrets={"postgres": names.postgres_secret, "postgres_operator": names.postgres_operator_secret},
         )
+
+
+def _instances(snapshot: Snapshot) -> list[PostgresInstanceStatus]:
+    """Every instance's pod with its role, readiness, and timeline and lag at the last probe."""
+    probes = snapshot.probes
+    primary_lsn = max(
+        (p.lsn for p in probes.values() if p.reachable and p.in_recovery is False and p.lsn is not None),
+        default=None,
+    )
+    instances = []
+    for name, pod in sorted(snapshot.pods.items()):
+        probe = probes.get(name)
+        lag = None
+        if probe is not None and probe.reachable and primary_lsn is not None and probe.replay_lsn is not None:
+            lag = max(0, primary_lsn - probe.replay_lsn)
+        instances.append(
+            PostgresInstanceStatus(
+                name=name,
+                role=(pod["metadata"].get("labels") or {}).get(POSTGRES_ROLE_LABEL),
+                ready=pod_ready(pod),
+                timeline=probe.timeline if probe is not None else None,
+                lag_bytes=lag,
+            )
+        )
+    return instances[:MAX_REPORTED_INSTANCES]
 
 
 def _condition(
