@@ -22,7 +22,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from sbo_operator.api.v1alpha1 import ScalableBackend
+from sbo_operator.api.v1alpha1 import MAX_READ_REPLICAS, ScalableBackend
 from sbo_operator.builders import Manifest
 from sbo_operator.builders.images import OFFICIAL_DATA_SERVICE_IMAGES, DataServiceImages
 from sbo_operator.builders.labels import (
@@ -92,6 +92,17 @@ def _metadata(backend: ScalableBackend, name: str) -> dict[str, Any]:
     return object_metadata(backend, name=name, component=Component.POSTGRES)
 
 
+def _config_files(backend: ScalableBackend) -> dict[str, str]:
+    """The ConfigMap's files. synchronous_standby_names names every instance there can be, not
+    only those of readReplicas now: scaling then changes no file, and so restarts no server."""
+    postgres = backend.spec.postgres
+    return postgres_config_files(
+        postgres,
+        instance_names=postgres_instance_names(backend, 1 + MAX_READ_REPLICAS),
+        synchronous_standbys=postgres.synchronous.standbys,
+    )
+
+
 def build_postgres_config_map(backend: ScalableBackend) -> Manifest | None:
     """``<name>-postgres-config``: postgresql.conf, pg_hba.conf and the scripts; None if disabled."""
     if not backend.spec.postgres.enabled:
@@ -100,7 +111,7 @@ def build_postgres_config_map(backend: ScalableBackend) -> Manifest | None:
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _metadata(backend, child_names(backend).postgres_config),
-        "data": postgres_config_files(backend.spec.postgres),
+        "data": _config_files(backend),
     }
 
 
@@ -361,7 +372,7 @@ def build_postgres_statefulset(
             "template": {
                 "metadata": {
                     "labels": dict(sorted(pod_labels.items())),
-                    "annotations": {CONFIG_HASH_ANNOTATION: config_hash(postgres_config_files(postgres))},
+                    "annotations": {CONFIG_HASH_ANNOTATION: config_hash(_config_files(backend))},
                 },
                 "spec": {
                     "automountServiceAccountToken": False,

@@ -215,3 +215,20 @@ def test_a_replica_gives_up_on_an_unanswered_connection_to_the_primary_within_se
     options = conninfo.strip().strip('"').split()
     assert "tcp_user_timeout=5000" in options
     assert not any(option.startswith("connect_timeout=") for option in options)
+
+
+def test_synchronous_standbys_name_every_possible_instance_so_scaling_restarts_nothing() -> None:
+    def conf_and_hash(spec: dict[str, Any]) -> tuple[str, str]:
+        backend = backend_from({"postgres": spec})
+        conf = present(build_postgres_config_map(backend))["data"]["postgresql.conf"]
+        template = present(build_postgres_statefulset(backend))["spec"]["template"]["metadata"]
+        return conf, template["annotations"]["sbo.dev/config-hash"]
+
+    asynchronous, _ = conf_and_hash({"readReplicas": 2})
+    assert "synchronous_standby_names" not in asynchronous
+    two, two_hash = conf_and_hash({"readReplicas": 2, "synchronous": {"standbys": 1}})
+    names = ", ".join(f'"shop-postgres-{ordinal}"' for ordinal in range(6))
+    assert f"synchronous_standby_names = 'ANY 1 ({names})'\n" in two
+    assert "synchronous_commit = on\n" in two
+    three, three_hash = conf_and_hash({"readReplicas": 3, "synchronous": {"standbys": 1}})
+    assert (three, three_hash) == (two, two_hash)
