@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import secrets
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -85,6 +86,10 @@ def local_variant(namespace: str) -> dict[str, Any]:
     spec["postgres"]["version"] = "15"
     spec["redis"]["version"] = "7.0"
     spec["worker"] = {"replicas": 1, "command": ["python", "-m", "app.worker"]}
+    # No acknowledged commit is lost on failover: each waits for one standby. A primary deleted by
+    # a rollout restarts in place within failoverDelay; the failover test lowers it to 0s.
+    spec["postgres"]["synchronous"] = {"standbys": 1, "required": True}
+    spec["postgres"]["failoverDelay"] = "30s"
     spec["networkPolicies"] = {
         "appIngressFrom": [
             {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
@@ -208,6 +213,21 @@ def get_json(cluster: LocalCluster, *what: str, namespace: str | None = None) ->
         args += ["-n", namespace]
     loaded: dict[str, Any] = json.loads(cluster.kubectl(*args).stdout)
     return loaded
+
+
+def postgres_roles(cluster: LocalCluster) -> tuple[str, list[str]]:
+    """The pod labelled primary and those labelled replica (live ones), as -rw and -ro select them."""
+    live = [
+        pod
+        for pod in pods(cluster, f"app.kubernetes.io/instance={NAME},{COMPONENT}=postgres")
+        if "deletionTimestamp" not in pod["metadata"]
+    ]
+    by_role: dict[str, list[str]] = {}
+    for pod in live:
+        role = pod["metadata"]["labels"].get("sbo.dev/postgres-role", "")
+        by_role.setdefault(role, []).append(pod["metadata"]["name"])
+    (primary,) = by_role.get("primary", [])
+    return primary, sorted(by_role.get("replica", []))
 
 
 def pods(cluster: LocalCluster, selector: str | None = None) -> list[dict[str, Any]]:
@@ -360,9 +380,8 @@ def test_migrations_ran_alembic_on_the_primary_before_the_api_rolled(
     job = jobs[0]
     assert job["status"].get("succeeded") == 1, job["status"]
     head = ScriptDirectory.from_config(AlembicConfig(str(SAMPLE_APP / "alembic.ini"))).get_current_head()
-    assert psql(real_cluster, f"{NAME}-postgres-primary-0", "SELECT version_num FROM alembic_version") == [
-        [head]
-    ]
+    primary, _ = postgres_roles(real_cluster)
+    assert psql(real_cluster, primary, "SELECT version_num FROM alembic_version") == [[head]]
     logs = real_cluster.kubectl("logs", "-n", NAMESPACE, f"job/{job['metadata']['name']}").stdout
     assert f"Running upgrade  -> {head}" in logs, logs
     # The operator holds the api (and the worker) back until the Job has succeeded.
@@ -388,12 +407,20 @@ def test_the_worker_consumes_a_task_created_through_the_api_service(app: App) ->
 def test_a_task_is_read_from_a_streaming_replica_then_from_the_cache(
     real_cluster: LocalCluster, app: App
 ) -> None:
-    primary = f"{NAME}-postgres-primary-0"
-    replicas = [f"{NAME}-postgres-replica-{i}" for i in range(2)]
+    # A new backend: instance 0 is the primary, the others stream from it, one synchronously.
+    primary, replicas = postgres_roles(real_cluster)
+    assert (primary, replicas) == (f"{NAME}-postgres-0", [f"{NAME}-postgres-1", f"{NAME}-postgres-2"])
     streaming = psql(
-        real_cluster, primary, "SELECT application_name, state FROM pg_stat_replication ORDER BY 1"
+        real_cluster,
+        primary,
+        "SELECT application_name, state, sync_state FROM pg_stat_replication ORDER BY 1",
     )
-    assert streaming == [[name, "streaming"] for name in replicas]
+    assert streaming == [[name, "streaming", "quorum"] for name in replicas]
+    sb = get_json(real_cluster, f"sb/{NAME}", namespace=NAMESPACE)
+    assert (sb["status"]["postgres"]["phase"], sb["status"]["postgres"]["currentPrimary"]) == (
+        "Stable",
+        primary,
+    )
 
     title, description = "read twice", "from a replica, then from Redis"
     task = app.create_task(title, description)
@@ -497,7 +524,7 @@ def test_statefulset_pods_resolve_by_name_under_their_governing_headless_service
         "import socket, sys; "
         "print(' '.join(sorted({a[4][0] for a in socket.getaddrinfo(sys.argv[1], 5432)})))"
     )
-    for pod_name in (f"{NAME}-postgres-primary-0", f"{NAME}-postgres-replica-1", f"{NAME}-redis-0"):
+    for pod_name in (f"{NAME}-postgres-0", f"{NAME}-postgres-1", f"{NAME}-redis-0"):
         pod = get_json(real_cluster, "pod", pod_name, namespace=NAMESPACE)
         (owner,) = pod["metadata"]["ownerReferences"]
         governing = get_json(real_cluster, "statefulset", owner["name"], namespace=NAMESPACE)["spec"][
@@ -726,7 +753,7 @@ def test_deleted_generated_secrets_reach_the_servers_and_every_pod(
     assert {event["type"] for event in events["items"]} == {"Warning"}
     for name in GENERATED_SECRETS:
         assert f"Secret {name} was missing" in messages
-    assert f"StatefulSet {NAME}-postgres-primary" in messages
+    assert f"StatefulSet {NAME}-postgres" in messages
     assert f"StatefulSet {NAME}-redis" in messages
     passwords = [
         data[key]
@@ -739,7 +766,7 @@ def test_deleted_generated_secrets_reach_the_servers_and_every_pod(
 
     # The servers take the new passwords and refuse the old ones: the app role, the replication
     # role and Redis.
-    primary = f"{NAME}-postgres-primary-0"
+    primary, replica_names = postgres_roles(real_cluster)
     app_login = f"host=127.0.0.1 user={new_postgres['username']} dbname={new_postgres['database']}"
     replication_login = (
         f"host=127.0.0.1 user={new_postgres['replication-username']} dbname=replication replication=true"
@@ -756,7 +783,7 @@ def test_deleted_generated_secrets_reach_the_servers_and_every_pod(
     # Every client agrees: both (new) replicas stream with the new replication password, a new
     # api pod serves a task through the Service, the new worker completes it.
     streaming = "SELECT application_name, state FROM pg_stat_replication ORDER BY 1"
-    replicas = [[f"{NAME}-postgres-replica-{i}", "streaming"] for i in range(2)]
+    replicas = [[name, "streaming"] for name in replica_names]
     eventually(
         lambda: psql(real_cluster, primary, streaming) == replicas,
         timeout=120,
@@ -780,7 +807,8 @@ def test_deleted_generated_secrets_reach_the_servers_and_every_pod(
 def test_the_primary_comes_back_with_its_data_on_a_volume_that_persists(
     real_cluster: LocalCluster, app: App
 ) -> None:
-    primary = f"{NAME}-postgres-primary-0"
+    # Within spec.postgres.failoverDelay (30s here) the primary restarts in place: no failover.
+    primary, replicas = postgres_roles(real_cluster)
     task = app.create_task("survives", "the primary's pod being deleted")
     before = get_json(real_cluster, "pod", primary, namespace=NAMESPACE)
     claim = get_json(real_cluster, "pvc", f"data-{primary}", namespace=NAMESPACE)
@@ -819,7 +847,7 @@ def test_the_primary_comes_back_with_its_data_on_a_volume_that_persists(
     # unreachable rule), or after tcp_user_timeout (5 s) when its SYN goes unanswered, and the
     # walreceiver retries every wal_retrieve_retry_interval (5 s): several attempts fit. Before,
     # one unanswered SYN was retried on its conntrack entry for over 2 minutes.
-    replicas = [f"{NAME}-postgres-replica-{i}" for i in range(2)]
+    assert postgres_roles(real_cluster) == (primary, replicas), "the same primary, restarted in place"
     streaming = "SELECT application_name, state FROM pg_stat_replication ORDER BY 1"
     eventually(
         lambda: psql(real_cluster, primary, streaming) == [[name, "streaming"] for name in replicas],
@@ -839,6 +867,164 @@ def test_the_primary_comes_back_with_its_data_on_a_volume_that_persists(
         interval=0.5,
         what="both replicas to replay the row written after the restart",
     )
+
+
+# Runs in an api pod (its image has asyncpg and the app's DATABASE_* env), through the -rw
+# Service by name, as the app itself writes. A writer inserts numbered rows and keeps the ids whose
+# commit returned; a sampler opens a new connection every 100 ms and asks who answered and whether
+# it is writable. One JSON document on stdout at the end.
+WRITER_AND_SAMPLER = """
+import asyncio, json, os, sys, time
+import asyncpg
+
+URL, PASSWORD = os.environ["DATABASE_URL"], os.environ["DATABASE_PASSWORD"]
+
+
+async def writer(stop, acked):
+    number, connection = 0, None
+    while time.monotonic() < stop:
+        try:
+            if connection is None:
+                connection = await asyncpg.connect(URL, password=PASSWORD, timeout=2)
+            number += 1
+            insert = connection.execute("INSERT INTO failover_probe (id) VALUES ($1)", number)
+            await asyncio.wait_for(insert, 10)
+            acked.append([number, time.time()])
+        except Exception:
+            if connection is not None:
+                connection.terminate()
+            connection = None
+            await asyncio.sleep(0.05)
+
+
+async def sampler(stop, samples):
+    while time.monotonic() < stop:
+        started = time.time()
+        try:
+            connection = await asyncpg.connect(URL, password=PASSWORD, timeout=0.5)
+            try:
+                row = await asyncio.wait_for(
+                    connection.fetchrow("SELECT pg_is_in_recovery(), inet_server_addr()::text"), 1
+                )
+            finally:
+                connection.terminate()
+            samples.append([started, row[0], row[1]])
+        except Exception:
+            samples.append([started, None, None])
+        await asyncio.sleep(max(0.0, 0.1 - (time.time() - started)))
+
+
+async def main():
+    stop = time.monotonic() + float(sys.argv[1])
+    acked, samples = [], []
+    await asyncio.gather(writer(stop, acked), sampler(stop, samples))
+    print(json.dumps({"acked": acked, "samples": samples}))
+
+
+asyncio.run(main())
+"""
+
+
+def run_writer_and_sampler(cluster: LocalCluster, pod: str, seconds: float, out: dict[str, Any]) -> None:
+    done = cluster.kubectl(
+        "exec", "-i", "-n", NAMESPACE, pod, "--", "python", "-", str(seconds),
+        input=WRITER_AND_SAMPLER, timeout=seconds + 60,
+    )  # fmt: skip
+    out.update(json.loads(done.stdout))
+
+
+def writable_servers_in_order(samples: list[list[Any]]) -> list[str]:
+    """The servers -rw reached writable, in the order they answered, runs collapsed."""
+    order: list[str] = []
+    for _, in_recovery, address in samples:
+        if in_recovery is False and (not order or order[-1] != address):
+            order.append(address)
+    return order
+
+
+def test_a_deleted_primary_is_failed_over_without_losing_an_acknowledged_write(
+    real_cluster: LocalCluster, app: App, figures: Figures
+) -> None:
+    real_cluster.kubectl(
+        "patch",
+        f"sb/{NAME}",
+        "-n",
+        NAMESPACE,
+        "--type=merge",
+        "-p",
+        '{"spec":{"postgres":{"failoverDelay":"0s"}}}',
+    )
+    wait_ready_at_current_generation(real_cluster)
+    old, replicas = postgres_roles(real_cluster)
+    old_ip = get_json(real_cluster, "pod", old, namespace=NAMESPACE)["status"]["podIP"]
+    timeline_before = get_json(real_cluster, f"sb/{NAME}", namespace=NAMESPACE)["status"]["postgres"][
+        "timeline"
+    ]
+    psql(
+        real_cluster,
+        old,
+        "CREATE TABLE failover_probe (id bigint PRIMARY KEY); GRANT INSERT ON failover_probe TO app",
+    )
+
+    found: dict[str, Any] = {}
+    writer = threading.Thread(
+        target=run_writer_and_sampler,
+        args=(real_cluster, api_pods(real_cluster)[0]["metadata"]["name"], 40, found),
+    )
+    writer.start()
+    time.sleep(10)  # steady writes first
+    fault = time.time()
+    real_cluster.kubectl("delete", "pod", old, "-n", NAMESPACE, "--grace-period=0", "--force", "--wait=false")
+    writer.join(timeout=120)
+    assert found, "the writer and sampler reported"
+
+    def stable_on_another() -> dict[str, Any] | None:
+        postgres = get_json(real_cluster, f"sb/{NAME}", namespace=NAMESPACE)["status"]["postgres"]
+        return postgres if postgres["phase"] == "Stable" and postgres["currentPrimary"] != old else None
+
+    status = eventually(stable_on_another, timeout=60, interval=1, what="a new primary, Stable")
+    new = status["currentPrimary"]
+    assert new in replicas
+    assert status["timeline"] > timeline_before
+    assert postgres_roles(real_cluster)[0] == new
+
+    # No acknowledged write is lost: every id whose commit returned is on the new primary.
+    acked = [number for number, _ in found["acked"]]
+    stored = {int(row[0]) for row in psql(real_cluster, new, "SELECT id FROM failover_probe")}
+    lost = sorted(set(acked) - stored)
+    assert not lost, f"{len(lost)} acknowledged writes lost: {lost[:20]}"
+    before = [at for _, at in found["acked"] if at < fault]
+    after = [at for _, at in found["acked"] if at >= fault]
+    assert before, "writes were acknowledged before the fault"
+    assert after, "writes were acknowledged again after the failover"
+    outage = round(after[0] - before[-1], 2)
+    figures.values["failover_write_outage_seconds"] = outage
+    figures.values["failover_acknowledged_writes"] = len(acked)
+    figures.values["failover_acknowledged_writes_lost"] = len(lost)
+
+    # -rw never reached two writable servers: the old one, then only the new one, never back.
+    new_ip = get_json(real_cluster, "pod", new, namespace=NAMESPACE)["status"]["podIP"]
+    assert writable_servers_in_order(found["samples"]) == [old_ip, new_ip]
+    figures.values["failover_rw_samples"] = len(found["samples"])
+
+    # The old primary rejoins as a replica streaming from the new one (rewound), never writable.
+    streaming = "SELECT application_name, state FROM pg_stat_replication ORDER BY 1"
+    eventually(
+        lambda: (
+            psql(real_cluster, new, streaming)
+            == [[name, "streaming"] for name in sorted({old, *replicas} - {new})]
+        ),
+        timeout=120,
+        interval=2,
+        what="the old primary and the other replica to stream from the new primary",
+    )
+    assert psql(real_cluster, old, "SELECT pg_is_in_recovery()") == [["t"]]
+    assert postgres_roles(real_cluster) == (new, sorted({old, *replicas} - {new}))
+    events = get_json(real_cluster, "events", "--field-selector", "reason=Failover", namespace=NAMESPACE)[
+        "items"
+    ]
+    assert any(f"{old} -> {new}" in event["message"] for event in events), [e["message"] for e in events]
+    wait_ready(real_cluster, timeout=180)
 
 
 def test_kubectl_scale_adds_api_pods_that_serve(
