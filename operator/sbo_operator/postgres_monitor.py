@@ -107,10 +107,11 @@ class PostgresMonitor:
 
     def track(self, key: Key, backend: ScalableBackend, snapshot: Snapshot) -> None:
         """Remember where the backend's instances are (from its pods), for the probes."""
+        # Terminating pods too: a fenced primary counts as gone only once it stops answering.
         addresses = {
             name: pod["status"]["podIP"]
             for name, pod in snapshot.pods.items()
-            if not pod["metadata"].get("deletionTimestamp") and self._allowed(pod["status"].get("podIP"))
+            if self._allowed(pod["status"].get("podIP"))
         }
         tracked = self._tracked.get(key)
         if tracked is None:

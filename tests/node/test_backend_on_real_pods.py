@@ -23,6 +23,7 @@ import base64
 import copy
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import secrets
@@ -904,7 +905,7 @@ async def sampler(stop, samples):
             connection = await asyncpg.connect(URL, password=PASSWORD, timeout=0.5)
             try:
                 row = await asyncio.wait_for(
-                    connection.fetchrow("SELECT pg_is_in_recovery(), inet_server_addr()::text"), 1
+                    connection.fetchrow("SELECT pg_is_in_recovery(), host(inet_server_addr())"), 1
                 )
             finally:
                 connection.terminate()
@@ -940,6 +941,25 @@ def writable_servers_in_order(samples: list[list[Any]]) -> list[str]:
         if in_recovery is False and (not order or order[-1] != address):
             order.append(address)
     return order
+
+
+def check_the_writes(
+    cluster: LocalCluster, found: dict[str, Any], fault: float, *, old_ip: str, new: str
+) -> float:
+    """No acknowledged write lost, and -rw reached the old writable server (``old_ip``, before the
+    change), then only the new one; the write outage: the longest wait between two acknowledged
+    writes from the fault on."""
+    acked = [number for number, _ in found["acked"]]
+    stored = {int(row[0]) for row in psql(cluster, new, "SELECT id FROM failover_probe")}
+    lost = sorted(set(acked) - stored)
+    assert not lost, f"{len(lost)} acknowledged writes lost: {lost[:20]}"
+    times = [at for _, at in found["acked"]]
+    assert any(at < fault for at in times), "writes were acknowledged before the fault"
+    assert times[-1] > fault, "writes were acknowledged again after the change"
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times) if later >= fault]
+    new_ip = get_json(cluster, "pod", new, namespace=NAMESPACE)["status"]["podIP"]
+    assert writable_servers_in_order(found["samples"]) == [old_ip, new_ip]
+    return round(max(gaps), 2)
 
 
 def test_a_deleted_primary_is_failed_over_without_losing_an_acknowledged_write(
@@ -988,24 +1008,9 @@ def test_a_deleted_primary_is_failed_over_without_losing_an_acknowledged_write(
     assert status["timeline"] > timeline_before
     assert postgres_roles(real_cluster)[0] == new
 
-    # No acknowledged write is lost: every id whose commit returned is on the new primary.
-    acked = [number for number, _ in found["acked"]]
-    stored = {int(row[0]) for row in psql(real_cluster, new, "SELECT id FROM failover_probe")}
-    lost = sorted(set(acked) - stored)
-    assert not lost, f"{len(lost)} acknowledged writes lost: {lost[:20]}"
-    before = [at for _, at in found["acked"] if at < fault]
-    after = [at for _, at in found["acked"] if at >= fault]
-    assert before, "writes were acknowledged before the fault"
-    assert after, "writes were acknowledged again after the failover"
-    outage = round(after[0] - before[-1], 2)
+    outage = check_the_writes(real_cluster, found, fault, old_ip=old_ip, new=new)
     figures.values["failover_write_outage_seconds"] = outage
-    figures.values["failover_acknowledged_writes"] = len(acked)
-    figures.values["failover_acknowledged_writes_lost"] = len(lost)
-
-    # -rw never reached two writable servers: the old one, then only the new one, never back.
-    new_ip = get_json(real_cluster, "pod", new, namespace=NAMESPACE)["status"]["podIP"]
-    assert writable_servers_in_order(found["samples"]) == [old_ip, new_ip]
-    figures.values["failover_rw_samples"] = len(found["samples"])
+    figures.values["failover_acknowledged_writes"] = len(found["acked"])
 
     # The old primary rejoins as a replica streaming from the new one (rewound), never writable.
     streaming = "SELECT application_name, state FROM pg_stat_replication ORDER BY 1"
@@ -1025,6 +1030,55 @@ def test_a_deleted_primary_is_failed_over_without_losing_an_acknowledged_write(
     ]
     assert any(f"{old} -> {new}" in event["message"] for event in events), [e["message"] for e in events]
     wait_ready(real_cluster, timeout=180)
+
+
+def test_a_switchover_on_request_moves_the_primary_under_writes_once_per_id(
+    real_cluster: LocalCluster, app: App, figures: Figures
+) -> None:
+    old, replicas = postgres_roles(real_cluster)
+    target = replicas[0]
+    old_ip = get_json(real_cluster, "pod", old, namespace=NAMESPACE)["status"]["podIP"]
+    psql(real_cluster, old, "TRUNCATE failover_probe")
+    request = json.dumps({"spec": {"postgres": {"switchover": {"to": target, "id": "node-switchover-1"}}}})
+
+    found: dict[str, Any] = {}
+    writer = threading.Thread(
+        target=run_writer_and_sampler,
+        args=(real_cluster, api_pods(real_cluster)[0]["metadata"]["name"], 30, found),
+    )
+    writer.start()
+    time.sleep(8)
+    fault = time.time()
+    real_cluster.kubectl("patch", f"sb/{NAME}", "-n", NAMESPACE, "--type=merge", "-p", request)
+    writer.join(timeout=120)
+    assert found, "the writer and sampler reported"
+
+    def switched() -> dict[str, Any] | None:
+        postgres = get_json(real_cluster, f"sb/{NAME}", namespace=NAMESPACE)["status"]["postgres"]
+        return postgres if postgres["phase"] == "Stable" and postgres["currentPrimary"] == target else None
+
+    status = eventually(switched, timeout=60, interval=1, what="the switchover to finish")
+    assert status["switchoverId"] == "node-switchover-1"
+    outage = check_the_writes(real_cluster, found, fault, old_ip=old_ip, new=target)
+    figures.values["switchover_write_outage_seconds"] = outage
+    events = get_json(real_cluster, "events", "--field-selector", "reason=Switchover", namespace=NAMESPACE)[
+        "items"
+    ]
+    assert any(f"{old} -> {target}" in event["message"] for event in events), [e["message"] for e in events]
+
+    # Applied again (GitOps re-syncing the same manifest): nothing moves.
+    real_cluster.kubectl("patch", f"sb/{NAME}", "-n", NAMESPACE, "--type=merge", "-p", request)
+    wait_ready_at_current_generation(real_cluster)
+    time.sleep(5)
+    assert postgres_roles(real_cluster)[0] == target
+    streaming = "SELECT application_name, state FROM pg_stat_replication ORDER BY 1"
+    others = sorted({old, *replicas} - {target})
+    eventually(
+        lambda: psql(real_cluster, target, streaming) == [[name, "streaming"] for name in others],
+        timeout=120,
+        interval=2,
+        what="the old primary to stream from the new one",
+    )
 
 
 def test_kubectl_scale_adds_api_pods_that_serve(
