@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sbo_operator.api.conditions import Reason
+from sbo_operator.api.v1alpha1 import ScalableBackend, postgres_instance_name
 from sbo_operator.api.v1alpha1.status import PostgresPhase, PostgresStatus
 from sbo_operator.builders.labels import PostgresRole
 
@@ -82,6 +83,22 @@ class Policy:
     max_failover_lag_bytes: int | None  # spec.postgres.maxFailoverLag; None: no bound
     switchover: SwitchoverRequest | None  # spec.postgres.switchover
     last_primary_lsn: int | None = None  # the newest LSN the operator saw on the primary (memory)
+
+    @classmethod
+    def for_backend(cls, backend: ScalableBackend, last_primary_lsn: int | None = None) -> Policy:
+        """What ``backend``'s spec asks for: its 1 + readReplicas instances and the failover fields."""
+        postgres = backend.spec.postgres
+        request = postgres.switchover
+        return cls(
+            instances=tuple(
+                postgres_instance_name(backend.metadata.name, ordinal)
+                for ordinal in range(1 + postgres.read_replicas)
+            ),
+            failover_delay=postgres.failover_delay_duration,
+            max_failover_lag_bytes=postgres.max_failover_lag_bytes,
+            switchover=SwitchoverRequest(to=request.to, id=request.id) if request is not None else None,
+            last_primary_lsn=last_primary_lsn,
+        )
 
 
 @dataclasses.dataclass(frozen=True)

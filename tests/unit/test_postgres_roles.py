@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from sbo_operator.api.v1alpha1 import ScalableBackend
 from sbo_operator.postgres_roles import (
     FAILOVER_GRACE_SECONDS,
     DeletePod,
@@ -88,6 +89,33 @@ STABLE = RolesState(phase=Phase.STABLE, current_primary=P0, timeline=1, switchov
 def failing_over(target: str = P1, **fields: Any) -> RolesState:
     change: dict[str, Any] = {"phase": Phase.FAILING_OVER, "fenced_pod_uid": f"uid-{P0}", "since": ago(5)}
     return dataclasses.replace(STABLE, target_primary=target, **{**change, **fields})
+
+
+# ---- the policy, from the spec -----------------------------------------------------------------------
+
+
+def test_the_policy_of_a_backend() -> None:
+    backend = ScalableBackend.model_validate(
+        {
+            "metadata": {"name": "shop", "namespace": "demo"},
+            "spec": {
+                "image": "app:1",
+                "postgres": {
+                    "readReplicas": 2,
+                    "failoverDelay": "1m30s",
+                    "maxFailoverLag": "1Mi",
+                    "switchover": {"to": P2, "id": "move-1"},
+                },
+            },
+        }
+    )
+    assert Policy.for_backend(backend, last_primary_lsn=7) == Policy(
+        instances=(P0, P1, P2),
+        failover_delay=timedelta(seconds=90),
+        max_failover_lag_bytes=MiB,
+        switchover=SwitchoverRequest(to=P2, id="move-1"),
+        last_primary_lsn=7,
+    )
 
 
 # ---- bootstrap --------------------------------------------------------------------------------------
