@@ -180,6 +180,34 @@ async def test_a_new_backend_gets_its_state_written_before_its_pods_are_labelled
     assert labels["shop-postgres-1"]["labels"] == {"sbo.dev/postgres-role": "replica"}
 
 
+async def test_no_action_runs_when_the_state_could_not_be_written(
+    apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
+) -> None:
+    apiserver[kmock.method.PATCH, BACKENDS] << kmock.KubernetesError(
+        status=500, reason="InternalError", message="etcd"
+    )
+    apiserver[kmock.method.PATCH, PODS] << POD_ECHO
+    apiserver[kmock.method.DELETE, PODS] << POD_ECHO
+    apiserver[kmock.method.GET, kmock.resource("v1/secrets")] << OPERATOR_SECRET
+    body = {
+        **example_body(),
+        "status": {"postgres": {"phase": "Stable", "currentPrimary": "shop-postgres-0"}},
+    }
+    # The primary is not ready: a failover is decided (fence it, promote another), but its state
+    # cannot be recorded, so nothing is done.
+    unready = postgres_pod("shop-postgres-0", role="primary", ready=False, ip=ip(0))
+    cluster = Cluster(body, applied_stack(body), [unready, *pods("primary", "replica", "replica")[1:]])
+    instances = Instances({ip(1): standby(100), ip(2): standby(90)})
+    reconciler = reconciler_with_roles(kube, metrics, cluster, instances)
+    decision = await reconciler.roles.decide(KEY, parse(body), body["status"], cluster.snapshot(KEY))  # type: ignore[union-attr,arg-type]
+    assert decision is not None
+    assert decision.actions, "there would be something to do"
+    with kopf_events(), pytest.raises(Exception, match="Internal"):
+        await reconciler.reconcile(KEY)
+    assert pod_writes(apiserver) == []
+    assert instances.promoted == []
+
+
 async def test_a_labelled_serving_backend_writes_nothing(
     apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
 ) -> None:
