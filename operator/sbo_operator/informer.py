@@ -30,9 +30,20 @@ RETRY_SECONDS = 1.0
 
 
 class ChildIndex(Mapping[Key, Collection[dict[str, Any]]]):
-    """Projections of one kind's children, by the ScalableBackend that owns them (uid within)."""
+    """Projections of one kind's children, by the ScalableBackend that owns them (uid within).
 
-    def __init__(self) -> None:
+    ``owner`` finds that backend (default: the controller owner reference), ``project`` keeps
+    what reconcile reads (default: :func:`snapshot.compact`).
+    """
+
+    def __init__(
+        self,
+        *,
+        owner: Callable[[Mapping[str, Any]], Key | None] = owner_key,
+        project: Callable[[Mapping[str, Any]], dict[str, Any]] = compact,
+    ) -> None:
+        self._owner = owner
+        self._project = project
         self._by_owner: dict[Key, dict[str, dict[str, Any]]] = {}
         self._owner_of: dict[str, Key] = {}  # uid -> owner, to move or drop a child
 
@@ -49,9 +60,9 @@ class ChildIndex(Mapping[Key, Collection[dict[str, Any]]]):
         """Remember the object's projection; the owners whose children changed."""
         uid = body["metadata"]["uid"]
         touched = self.remove(uid)
-        key = owner_key(body)
+        key = self._owner(body)
         if key is not None:
-            self._by_owner.setdefault(key, {})[uid] = compact(body)
+            self._by_owner.setdefault(key, {})[uid] = self._project(body)
             self._owner_of[uid] = key
             touched.add(key)
         return touched

@@ -15,6 +15,9 @@ Every rule comes from one place in the code:
 * storage.py / reconcile: growing storage lists a StatefulSet's PersistentVolumeClaims
   (kube.Kube.list) and merge-patches their size (kube.Kube.patch_spec): list, patch.
 * reconcile posts Events through kopf.event: create.
+* The PostgreSQL pods (runtime.POSTGRES_PODS): informer.py lists and watches them, the
+  election's executor labels them with their role (kube.Kube.patch_spec) and deletes a failed
+  primary's pod with a uid precondition (kube.Kube.delete): list, watch, patch, delete.
 * Kopf peering (SBO_PEERING) watches and patches its KopfPeering objects.
 * Kopf's scanning lists and watches namespaces (to match glob patterns) and CRDs (to notice
   new resources). With exact namespaces or cluster-wide it is not needed, and without the
@@ -36,7 +39,7 @@ from typing import Any
 import yaml
 
 from sbo_operator.api.v1alpha1 import GROUP, PLURAL
-from sbo_operator.runtime import CHILD_RESOURCES, ChildResource
+from sbo_operator.runtime import CHILD_RESOURCES, POSTGRES_PODS, ChildResource
 
 WATCH = ("list", "watch")
 APPLY = ("create", "patch")
@@ -91,6 +94,7 @@ def operator_rules() -> list[PolicyRule]:
         PolicyRule(GROUP, (f"{PLURAL}/status",), ("patch",)),
         PolicyRule("", ("events",), ("create",)),
         PolicyRule("", ("persistentvolumeclaims",), ("list", "patch")),
+        PolicyRule(POSTGRES_PODS.group, (POSTGRES_PODS.plural,), (*WATCH, "patch", *DELETE)),
     ]
     rules += [PolicyRule(r.group, (r.plural,), child_verbs(r)) for r in CHILD_RESOURCES]
     return _grouped(rules)

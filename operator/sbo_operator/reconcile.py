@@ -15,6 +15,7 @@ no event the operator watches.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import secrets
@@ -34,12 +35,15 @@ from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.secrets import MIN_RANDOM_BYTES
 from sbo_operator.components import required_references
 from sbo_operator.components.base import Problem
+from sbo_operator.components.postgres import primary_ready
 from sbo_operator.credentials import regenerated_message, secret_readers
 from sbo_operator.desired import DesiredState, desired_state, missing_secrets
 from sbo_operator.drift import ApplyReason, apply_reason, with_applied_hash
 from sbo_operator.events import post_event
 from sbo_operator.kube import ApplyConflict, ApplyRejected, Kube, ObjectGone
 from sbo_operator.metrics import OperatorMetrics
+from sbo_operator.postgres_failover import PostgresRoles
+from sbo_operator.postgres_roles import Phase
 from sbo_operator.references import reference_problem
 from sbo_operator.refusals import refusal_problem
 from sbo_operator.snapshot import Snapshot
@@ -76,8 +80,10 @@ class Reconciler:
         autoscaler: AutoscalerScheduler,
         snapshots: Callable[[Key], Snapshot | None],
         images: DataServiceImages,
+        roles: PostgresRoles | None = None,
     ) -> None:
         self.kube = kube
+        self.roles = roles  # the PostgreSQL election; None: no roles are ever changed
         self.images = images
         self.metrics = metrics
         self.autoscaler = autoscaler
@@ -97,6 +103,8 @@ class Reconciler:
         self._gone.pop(key, None)
         self._reported_problems.pop(key, None)
         self._stalled_passes.pop(key, None)
+        if self.roles is not None:
+            self.roles.forget(key)
         self.metrics.forget_backend(key.namespace, key.name)
 
     async def reconcile(self, key: Key) -> float | None:
@@ -109,7 +117,7 @@ class Reconciler:
         metrics = self.metrics
         started = time.monotonic()
         try:
-            stalled = await self._reconcile(key, snapshot)
+            stalled, requeue = await self._reconcile(key, snapshot)
         except ObjectGone:
             log.info("%s is gone (its namespace was deleted); not reconciling it again", key)
             self._written_status.pop(key, None)
@@ -122,7 +130,9 @@ class Reconciler:
         finally:
             metrics.reconcile_duration.observe(time.monotonic() - started)
         metrics.reconciles.labels(result="ok").inc()
-        return self._retry_delay(key, stalled)  # else child events and the periodic resync bring it back
+        # Else child events and the periodic resync bring it back.
+        delays = [delay for delay in (self._retry_delay(key, stalled), requeue) if delay is not None]
+        return min(delays) if delays else None
 
     def _retry_delay(self, key: Key, stalled: bool) -> float | None:
         """None once nothing stalls; else 2, 4, 8... seconds, up to a minute."""
@@ -134,15 +144,15 @@ class Reconciler:
         delay: float = STALLED_RETRY_SECONDS * 2.0 ** min(passes - 1, 10)
         return min(delay, STALLED_RETRY_MAX_SECONDS)
 
-    async def _reconcile(self, key: Key, snapshot: Snapshot) -> bool:
-        """One pass; True when a problem stalls the backend."""
+    async def _reconcile(self, key: Key, snapshot: Snapshot) -> tuple[bool, float | None]:
+        """One pass: True when a problem stalls the backend, and when to look again regardless."""
         body = snapshot.backend
         try:
             # Status is the operator's own output, never an input.
             backend = ScalableBackend.from_body({k: v for k, v in body.items() if k != "status"})
         except ValidationError as error:
             await self._report_invalid_spec(key, body, error)
-            return False  # only a new generation can fix it, and that is an event
+            return False, None  # only a new generation can fix it, and that is an event
 
         # With autoscaling, the autoscaler writes spec.<component>.replicas
         # itself; here replicas always come from the spec.
@@ -154,6 +164,13 @@ class Reconciler:
         applied, problems = await self._converge(backend, body, snapshot, desired, created)
         problems = [*desired.problems, *missing.values(), *refused.values(), *problems]
         self._post_problem_events(key, body, problems)
+        # The election decides from the status as last written (the watch may lag behind it).
+        roles = None
+        if self.roles is not None:
+            roles = await self.roles.decide(key, backend, self._current_status(key, body), snapshot)
+            snapshot = dataclasses.replace(
+                snapshot, roles=roles, probes=self.roles.monitor.probes(key) if roles else {}
+            )
 
         await self._write_status(
             key,
@@ -170,7 +187,25 @@ class Reconciler:
                 now=_now(),
             ),
         )
-        return bool(problems)
+        if roles is None or self.roles is None:
+            return bool(problems), None
+        self.metrics.record_postgres(
+            key.namespace,
+            key.name,
+            changing=roles.state.phase in (Phase.FAILING_OVER, Phase.SWITCHING_OVER),
+            primary_ready=primary_ready(snapshot),
+        )
+        # Only now that the status holds the decided state: a restart resumes this very change.
+        await self.roles.execute(key, backend, body, snapshot, roles)
+        return bool(problems), roles.requeue_seconds
+
+    def _current_status(self, key: Key, body: dict[str, Any]) -> dict[str, Any]:
+        """The backend's status: what this operator last wrote, until the watch brings it back."""
+        written = self._written_status.get(key)
+        if written is not None and written[0] == body["metadata"].get("resourceVersion"):
+            return written[1]
+        status: dict[str, Any] = body.get("status") or {}
+        return status
 
     async def _create_missing_secrets(
         self, backend: ScalableBackend, body: dict[str, Any], snapshot: Snapshot

@@ -23,14 +23,16 @@ import kopf
 from prometheus_client import start_http_server
 
 from sbo_operator.autoscaler.scheduler import AutoscalerScheduler
-from sbo_operator.builders.labels import MANAGED_BY, MANAGED_BY_LABEL
+from sbo_operator.builders.labels import COMPONENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL, Component
 from sbo_operator.informer import ChildIndex, ChildInformer
 from sbo_operator.kube import Kube
 from sbo_operator.metrics import OperatorMetrics
 from sbo_operator.peering import PauseSignal
+from sbo_operator.postgres_failover import PostgresRoles
+from sbo_operator.postgres_monitor import PostgresMonitor
 from sbo_operator.reconcile import Reconciler
 from sbo_operator.settings import OperatorSettings
-from sbo_operator.snapshot import Snapshot
+from sbo_operator.snapshot import Snapshot, compact_pod, pod_owner_key
 from sbo_operator.workqueue import Key, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,12 @@ CHILD_RESOURCES = (
 )
 
 
+# The PostgreSQL pods: not children (their StatefulSet owns them), but the operator labels them
+# with their role and deletes a failed primary's; their own informer and index.
+POSTGRES_PODS = ChildResource("", "v1", "pods", "Pod")
+POSTGRES_PODS_INDEX = "postgres_pods"
+
+
 class Runtime:
     def __init__(
         self,
@@ -99,12 +107,20 @@ class Runtime:
         self.autoscaler = AutoscalerScheduler(
             kube=kube, settings=settings, metrics=metrics, on_report=self.queue.add
         )
+        self.postgres_monitor = PostgresMonitor(
+            kube=kube,
+            networks=settings.postgres_probe_networks,
+            interval_seconds=settings.postgres_probe_seconds,
+            on_change=self.child_changed,
+            metrics=metrics,
+        )
         self.reconciler = Reconciler(
             kube=kube,
             metrics=metrics,
             autoscaler=self.autoscaler,
             snapshots=self.snapshot,
             images=settings.data_service_images,
+            roles=PostgresRoles(kube=kube, monitor=self.postgres_monitor),
         )
 
     @classmethod
@@ -186,6 +202,7 @@ class Runtime:
             self._start_active_task(self._work(), f"reconcile-worker-{number}")
         self._start_active_task(self._resync_forever(), "resync")
         self._start_active_task(self.autoscaler.run(), "autoscaler")
+        self._start_active_task(self.postgres_monitor.run(), "postgres-monitor")
         log.info("active: started %d reconcile workers", self.settings.workers)
 
     async def _deactivate(self) -> None:
@@ -234,7 +251,9 @@ class Runtime:
             if key in index:
                 for child in index[key]:
                     children[(child["kind"], child["metadata"]["name"])] = child
-        return Snapshot(backend=backend, children=children)
+        pods_index = self.indices.get(POSTGRES_PODS_INDEX, {})
+        pods = {pod["metadata"]["name"]: pod for pod in pods_index[key]} if key in pods_index else {}
+        return Snapshot(backend=backend, children=children, pods=pods)
 
     async def _resync_forever(self) -> None:
         """Level-triggered safety net: look at every backend now and then, even without events."""
@@ -262,17 +281,26 @@ def child_informers(
     else:
         namespaces = list(settings.namespaces)
     selector = ",".join(f"{label}={value}" for label, value in MANAGED_BY_SELECTOR.items())
+    pods_selector = f"{selector},{COMPONENT_LABEL}={Component.POSTGRES.value}"
     informers = []
-    for resource in CHILD_RESOURCES:
-        index = ChildIndex()
+    resources = [(resource, resource.index, selector, ChildIndex()) for resource in CHILD_RESOURCES]
+    resources.append(
+        (
+            POSTGRES_PODS,
+            POSTGRES_PODS_INDEX,
+            pods_selector,
+            ChildIndex(owner=pod_owner_key, project=compact_pod),
+        )
+    )
+    for resource, index_name, label_selector, index in resources:
         for namespace in namespaces:
             informers.append(
                 ChildInformer(
                     kube,
                     api_version=resource.api_version,
                     kind=resource.kind,
-                    index_name=resource.index,
-                    label_selector=selector,
+                    index_name=index_name,
+                    label_selector=label_selector,
                     namespace=namespace,
                     namespace_patterns=settings.namespaces if patterns else (),
                     page_size=settings.list_page_size,

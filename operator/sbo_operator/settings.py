@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated
 
 from pydantic import Field, field_validator
@@ -15,6 +16,10 @@ from sbo_operator.builders.images import (
     check_postgres_image_template,
     check_redis_image_template,
 )
+
+
+def _any_address() -> list[IPv4Network | IPv6Network]:
+    return [IPv4Network("0.0.0.0/0"), IPv6Network("::/0")]
 
 
 class LogFormat(StrEnum):
@@ -106,6 +111,27 @@ class OperatorSettings(BaseSettings):
         description="Image of Redis, a template in which {version} becomes spec.redis.version "
         "(7.0, 7.2 or 7.4), e.g. mirror.example/library/redis:{version}.",
     )
+
+    postgres_probe_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="How often the operator asks each PostgreSQL instance for its role and WAL position "
+        "(a read of PostgreSQL, never of the API). During a failover or switchover it asks every pass.",
+    )
+    postgres_probe_networks: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default_factory=_any_address,
+        description="Comma-separated CIDRs of the pod addresses the operator may connect to for its "
+        "PostgreSQL probes (default: any). An instance outside them is never probed: it is not "
+        "failed over to, and not failed over from unless its pod is unready or gone.",
+    )
+
+    @field_validator("postgres_probe_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [ip_network(item.strip()) for item in value.split(",") if item.strip()]
+        return value
 
     @field_validator("namespaces", mode="before")
     @classmethod

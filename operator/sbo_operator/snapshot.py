@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from sbo_operator.api.v1alpha1 import KIND
+from sbo_operator.postgres_probe import InstanceProbe
+from sbo_operator.postgres_roles import Decision
 from sbo_operator.workqueue import Key
 
 LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
@@ -88,12 +90,52 @@ def owner_key(body: Mapping[str, Any]) -> Key | None:
     return None
 
 
+def compact_pod(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the PostgreSQL election needs of a pod: identity, labels, Ready, deletion, address."""
+    metadata = body.get("metadata", {})
+    status = body.get("status") or {}
+    ready = next((c for c in status.get("conditions") or () if c.get("type") == "Ready"), None)
+    kept: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {key: _plain(metadata[key]) for key in POD_METADATA if metadata.get(key) is not None},
+        "status": {},
+    }
+    if ready is not None:
+        kept["status"]["ready"] = {
+            "status": ready.get("status"),
+            "lastTransitionTime": ready.get("lastTransitionTime"),
+        }
+    if status.get("podIP"):
+        kept["status"]["podIP"] = status["podIP"]
+    return kept
+
+
+POD_METADATA = ("name", "namespace", "uid", "labels", "ownerReferences", "deletionTimestamp")
+
+
+def pod_owner_key(body: Mapping[str, Any]) -> Key | None:
+    """The ScalableBackend a PostgreSQL pod belongs to: its instance label (the StatefulSet owns it)."""
+    metadata = body.get("metadata", {})
+    instance = (metadata.get("labels") or {}).get("app.kubernetes.io/instance")
+    return Key(metadata.get("namespace", ""), instance) if instance else None
+
+
 @dataclasses.dataclass(frozen=True)
 class Snapshot:
-    """One ScalableBackend and its children, as last seen by the watches."""
+    """One ScalableBackend and its children, as last seen by the watches.
+
+    ``pods``: its PostgreSQL pods by name (:func:`compact_pod`), which it does not own (their
+    StatefulSets do) but labels. ``roles``: the PostgreSQL election's outcome for this pass
+    (``postgres_roles.Decision``), and ``probes`` what each instance answered the operator
+    (``postgres_probe``), both set by the reconciler before the status is computed.
+    """
 
     backend: dict[str, Any]
     children: Mapping[tuple[str, str], dict[str, Any]]  # (kind, name) -> object
+    pods: Mapping[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    roles: Decision | None = None
+    probes: Mapping[str, InstanceProbe] = dataclasses.field(default_factory=dict)
 
     def child(self, kind: str, name: str) -> dict[str, Any] | None:
         return self.children.get((kind, name))

@@ -43,7 +43,19 @@ def test_basic_example_becomes_ready_with_kstatus_status(shop: dict[str, Any], n
         "selector": status["api"]["selector"],
     }
     assert "app.kubernetes.io/instance=shop" in status["api"]["selector"]
-    assert status["postgres"] == {"primaryReady": True, "readyReplicas": 2}
+    assert status["postgres"] == {
+        "primaryReady": True,
+        "readyReplicas": 2,
+        # The election: instance 0 is the primary; kwok pods run no PostgreSQL, so nothing is
+        # probed (no timeline, no lag) and nothing fails over.
+        "phase": "Stable",
+        "currentPrimary": "shop-postgres-0",
+        "instances": [
+            {"name": "shop-postgres-0", "ready": True, "role": "primary"},
+            {"name": "shop-postgres-1", "ready": True, "role": "replica"},
+            {"name": "shop-postgres-2", "ready": True, "role": "replica"},
+        ],
+    }
     assert status["endpoints"] == {
         "api": f"http://shop-api.{namespace}.svc:80",
         "redis": f"shop-redis.{namespace}.svc:6379",
@@ -53,6 +65,7 @@ def test_basic_example_becomes_ready_with_kstatus_status(shop: dict[str, Any], n
     assert status["secrets"] == {
         "app": "shop-app-secrets",
         "postgres": "shop-postgres-app",
+        "postgresOperator": "shop-postgres-operator",
         "redis": "shop-redis",
     }
     assert "password" not in json.dumps(status).lower(), "no secret material in status"
@@ -69,26 +82,26 @@ def test_every_child_exists_with_the_right_spec(
     deployments = apps.list_namespaced_deployment(namespace).items
     statefulsets = apps.list_namespaced_stateful_set(namespace).items
     assert names_of(deployments) == {"shop-api"}
-    assert names_of(statefulsets) == {"shop-redis", "shop-postgres-primary", "shop-postgres-replica"}
+    assert names_of(statefulsets) == {"shop-redis", "shop-postgres"}
     assert names_of(core.list_namespaced_service(namespace).items) == {
         "shop-api",
         "shop-redis",
         "shop-postgres-rw",
         "shop-postgres-ro",
         "shop-redis-headless",
-        "shop-postgres-primary-headless",
-        "shop-postgres-replica-headless",
+        "shop-postgres-headless",
     }
     for statefulset in statefulsets:  # each governed by its headless Service: per-pod DNS names
         governing = core.read_namespaced_service(statefulset.spec.service_name, namespace)
         assert governing.spec.cluster_ip == "None"
         assert governing.spec.selector == statefulset.spec.selector.match_labels
-    assert {"shop-postgres-app", "shop-redis"} <= names_of(core.list_namespaced_secret(namespace).items)
+    assert {"shop-postgres-app", "shop-postgres-operator", "shop-redis"} <= names_of(
+        core.list_namespaced_secret(namespace).items
+    )
     policy = client.PolicyV1Api(cluster.api)
     assert names_of(policy.list_namespaced_pod_disruption_budget(namespace).items) == {
         "shop-api",
-        "shop-postgres-primary",
-        "shop-postgres-replica",
+        "shop-postgres",
     }
     networking = client.NetworkingV1Api(cluster.api)
     assert names_of(networking.list_namespaced_network_policy(namespace).items) == {
@@ -128,8 +141,8 @@ def test_every_child_exists_with_the_right_spec(
     service = core.read_namespaced_service("shop-api", namespace)
     assert [(p.port, p.target_port) for p in service.spec.ports] in ([(80, 8000)], [(80, "http")])
 
-    replicas = apps.read_namespaced_stateful_set("shop-postgres-replica", namespace)
-    assert replicas.spec.replicas == 2
+    replicas = apps.read_namespaced_stateful_set("shop-postgres", namespace)
+    assert replicas.spec.replicas == 3  # the primary and 2 read replicas
     retention = replicas.spec.persistent_volume_claim_retention_policy
     assert (retention.when_deleted, retention.when_scaled) == ("Retain", "Retain")
 
@@ -258,11 +271,7 @@ def test_deletion_follows_retain_on_delete(
     cluster.apply(manifest)
     wait_ready(cluster, namespace)
     claims = names_of(core.list_namespaced_persistent_volume_claim(namespace).items)
-    assert claims == {
-        "data-shop-postgres-primary-0",
-        "data-shop-postgres-replica-0",
-        "data-shop-postgres-replica-1",
-    }
+    assert claims == {"data-shop-postgres-0", "data-shop-postgres-1", "data-shop-postgres-2"}
 
     cluster.kubectl("delete", "sb/shop", "-n", namespace, "--wait=true", "--timeout=60s")
     eventually(
@@ -346,7 +355,7 @@ def test_storage_grows_in_place_keeping_every_volume(
             .spec.volume_claim_templates[0]
             .spec.resources.requests["storage"]
             == "2Gi"
-            for name in ("shop-postgres-primary", "shop-postgres-replica")
+            for name in ("shop-postgres",)
         )
 
     eventually(templates_grown, timeout=60, what="the StatefulSets to carry the 2Gi claim template")

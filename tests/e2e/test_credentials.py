@@ -23,8 +23,7 @@ READERS = {
     "shop-postgres-app": {
         "Deployment/shop-api",
         "Deployment/shop-worker",
-        "StatefulSet/shop-postgres-primary",
-        "StatefulSet/shop-postgres-replica",
+        "StatefulSet/shop-postgres",
     },
     "shop-redis": {"Deployment/shop-api", "Deployment/shop-worker", "StatefulSet/shop-redis"},
 }
@@ -96,7 +95,7 @@ def test_deleted_secrets_are_regenerated_and_every_pod_that_reads_them_rolls(
         for key in ("password", "replication-password", "uri"):
             if key in secrets[name].data:
                 assert base64.b64decode(secrets[name].data[key]).decode() not in messages
-    assert "StatefulSet shop-postgres-primary" in messages
+    assert "StatefulSet shop-postgres" in messages
 
     # Migrations run again with the new credentials, once the primary runs them; then all is Ready.
     eventually(lambda: job_names(cluster, namespace) - old_jobs, timeout=120, what="a new migrations Job")

@@ -35,8 +35,7 @@ def test_the_data_services_run_the_images_the_operator_is_set_to(
         wait_ready(cluster, namespace)
         statefulsets = apps.list_namespaced_stateful_set(namespace).items
         assert {s.metadata.name: pod_images(s.spec.template) for s in statefulsets} == {
-            "shop-postgres-primary": {"sbo.local/postgres:16"},
-            "shop-postgres-replica": {"sbo.local/postgres:16"},
+            "shop-postgres": {"sbo.local/postgres:16"},
             "shop-redis": {"mirror.example/library/redis:7.2"},
         }
         deployments = apps.list_namespaced_deployment(namespace).items

@@ -28,8 +28,7 @@ def test_sigkill_mid_reconcile_converges_without_duplicates(
     assert {d.metadata.name for d in apps.list_namespaced_deployment(namespace).items} == {"shop-api"}
     assert {s.metadata.name for s in apps.list_namespaced_stateful_set(namespace).items} == {
         "shop-redis",
-        "shop-postgres-primary",
-        "shop-postgres-replica",
+        "shop-postgres",
     }
     jobs = client.BatchV1Api(cluster.api).list_namespaced_job(namespace).items
     assert len(jobs) == 1, "one migrations Job, not one per operator life"
@@ -40,5 +39,5 @@ def test_sigkill_mid_reconcile_converges_without_duplicates(
     secrets_after = {s.metadata.name: s.data for s in core.list_namespaced_secret(namespace).items}
     for name, data in secrets_before.items():
         assert secrets_after[name] == data, f"Secret {name} was regenerated"
-    assert {"shop-postgres-app", "shop-redis"} <= set(secrets_after)
+    assert {"shop-postgres-app", "shop-postgres-operator", "shop-redis"} <= set(secrets_after)
     assert backend["status"]["observedGeneration"] == backend["metadata"]["generation"]

@@ -23,9 +23,11 @@ import base64
 import copy
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import secrets
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -85,6 +87,10 @@ def local_variant(namespace: str) -> dict[str, Any]:
     spec["postgres"]["version"] = "15"
     spec["redis"]["version"] = "7.0"
     spec["worker"] = {"replicas": 1, "command": ["python", "-m", "app.worker"]}
+    # No acknowledged commit is lost on failover: each waits for one standby. A primary deleted by
+    # a rollout restarts in place within failoverDelay; the failover test lowers it to 0s.
+    spec["postgres"]["synchronous"] = {"standbys": 1, "required": True}
+    spec["postgres"]["failoverDelay"] = "30s"
     spec["networkPolicies"] = {
         "appIngressFrom": [
             {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
@@ -208,6 +214,21 @@ def get_json(cluster: LocalCluster, *what: str, namespace: str | None = None) ->
         args += ["-n", namespace]
     loaded: dict[str, Any] = json.loads(cluster.kubectl(*args).stdout)
     return loaded
+
+
+def postgres_roles(cluster: LocalCluster) -> tuple[str, list[str]]:
+    """The pod labelled primary and those labelled replica (live ones), as -rw and -ro select them."""
+    live = [
+        pod
+        for pod in pods(cluster, f"app.kubernetes.io/instance={NAME},{COMPONENT}=postgres")
+        if "deletionTimestamp" not in pod["metadata"]
+    ]
+    by_role: dict[str, list[str]] = {}
+    for pod in live:
+        role = pod["metadata"]["labels"].get("sbo.dev/postgres-role", "")
+        by_role.setdefault(role, []).append(pod["metadata"]["name"])
+    (primary,) = by_role.get("primary", [])
+    return primary, sorted(by_role.get("replica", []))
 
 
 def pods(cluster: LocalCluster, selector: str | None = None) -> list[dict[str, Any]]:
@@ -360,9 +381,8 @@ def test_migrations_ran_alembic_on_the_primary_before_the_api_rolled(
     job = jobs[0]
     assert job["status"].get("succeeded") == 1, job["status"]
     head = ScriptDirectory.from_config(AlembicConfig(str(SAMPLE_APP / "alembic.ini"))).get_current_head()
-    assert psql(real_cluster, f"{NAME}-postgres-primary-0", "SELECT version_num FROM alembic_version") == [
-        [head]
-    ]
+    primary, _ = postgres_roles(real_cluster)
+    assert psql(real_cluster, primary, "SELECT version_num FROM alembic_version") == [[head]]
     logs = real_cluster.kubectl("logs", "-n", NAMESPACE, f"job/{job['metadata']['name']}").stdout
     assert f"Running upgrade  -> {head}" in logs, logs
     # The operator holds the api (and the worker) back until the Job has succeeded.
@@ -388,12 +408,20 @@ def test_the_worker_consumes_a_task_created_through_the_api_service(app: App) ->
 def test_a_task_is_read_from_a_streaming_replica_then_from_the_cache(
     real_cluster: LocalCluster, app: App
 ) -> None:
-    primary = f"{NAME}-postgres-primary-0"
-    replicas = [f"{NAME}-postgres-replica-{i}" for i in range(2)]
+    # A new backend: instance 0 is the primary, the others stream from it, one synchronously.
+    primary, replicas = postgres_roles(real_cluster)
+    assert (primary, replicas) == (f"{NAME}-postgres-0", [f"{NAME}-postgres-1", f"{NAME}-postgres-2"])
     streaming = psql(
-        real_cluster, primary, "SELECT application_name, state FROM pg_stat_replication ORDER BY 1"
+        real_cluster,
+        primary,
+        "SELECT application_name, state, sync_state FROM pg_stat_replication ORDER BY 1",
     )
-    assert streaming == [[name, "streaming"] for name in replicas]
+    assert streaming == [[name, "streaming", "quorum"] for name in replicas]
+    sb = get_json(real_cluster, f"sb/{NAME}", namespace=NAMESPACE)
+    assert (sb["status"]["postgres"]["phase"], sb["status"]["postgres"]["currentPrimary"]) == (
+        "Stable",
+        primary,
+    )
 
     title, description = "read twice", "from a replica, then from Redis"
     task = app.create_task(title, description)
@@ -497,7 +525,7 @@ def test_statefulset_pods_resolve_by_name_under_their_governing_headless_service
         "import socket, sys; "
         "print(' '.join(sorted({a[4][0] for a in socket.getaddrinfo(sys.argv[1], 5432)})))"
     )
-    for pod_name in (f"{NAME}-postgres-primary-0", f"{NAME}-postgres-replica-1", f"{NAME}-redis-0"):
+    for pod_name in (f"{NAME}-postgres-0", f"{NAME}-postgres-1", f"{NAME}-redis-0"):
         pod = get_json(real_cluster, "pod", pod_name, namespace=NAMESPACE)
         (owner,) = pod["metadata"]["ownerReferences"]
         governing = get_json(real_cluster, "statefulset", owner["name"], namespace=NAMESPACE)["spec"][
@@ -726,7 +754,7 @@ def test_deleted_generated_secrets_reach_the_servers_and_every_pod(
     assert {event["type"] for event in events["items"]} == {"Warning"}
     for name in GENERATED_SECRETS:
         assert f"Secret {name} was missing" in messages
-    assert f"StatefulSet {NAME}-postgres-primary" in messages
+    assert f"StatefulSet {NAME}-postgres" in messages
     assert f"StatefulSet {NAME}-redis" in messages
     passwords = [
         data[key]
@@ -739,7 +767,7 @@ def test_deleted_generated_secrets_reach_the_servers_and_every_pod(
 
     # The servers take the new passwords and refuse the old ones: the app role, the replication
     # role and Redis.
-    primary = f"{NAME}-postgres-primary-0"
+    primary, replica_names = postgres_roles(real_cluster)
     app_login = f"host=127.0.0.1 user={new_postgres['username']} dbname={new_postgres['database']}"
     replication_login = (
         f"host=127.0.0.1 user={new_postgres['replication-username']} dbname=replication replication=true"
@@ -756,7 +784,7 @@ def test_deleted_generated_secrets_reach_the_servers_and_every_pod(
     # Every client agrees: both (new) replicas stream with the new replication password, a new
     # api pod serves a task through the Service, the new worker completes it.
     streaming = "SELECT application_name, state FROM pg_stat_replication ORDER BY 1"
-    replicas = [[f"{NAME}-postgres-replica-{i}", "streaming"] for i in range(2)]
+    replicas = [[name, "streaming"] for name in replica_names]
     eventually(
         lambda: psql(real_cluster, primary, streaming) == replicas,
         timeout=120,
@@ -780,7 +808,8 @@ def test_deleted_generated_secrets_reach_the_servers_and_every_pod(
 def test_the_primary_comes_back_with_its_data_on_a_volume_that_persists(
     real_cluster: LocalCluster, app: App
 ) -> None:
-    primary = f"{NAME}-postgres-primary-0"
+    # Within spec.postgres.failoverDelay (30s here) the primary restarts in place: no failover.
+    primary, replicas = postgres_roles(real_cluster)
     task = app.create_task("survives", "the primary's pod being deleted")
     before = get_json(real_cluster, "pod", primary, namespace=NAMESPACE)
     claim = get_json(real_cluster, "pvc", f"data-{primary}", namespace=NAMESPACE)
@@ -819,7 +848,7 @@ def test_the_primary_comes_back_with_its_data_on_a_volume_that_persists(
     # unreachable rule), or after tcp_user_timeout (5 s) when its SYN goes unanswered, and the
     # walreceiver retries every wal_retrieve_retry_interval (5 s): several attempts fit. Before,
     # one unanswered SYN was retried on its conntrack entry for over 2 minutes.
-    replicas = [f"{NAME}-postgres-replica-{i}" for i in range(2)]
+    assert postgres_roles(real_cluster) == (primary, replicas), "the same primary, restarted in place"
     streaming = "SELECT application_name, state FROM pg_stat_replication ORDER BY 1"
     eventually(
         lambda: psql(real_cluster, primary, streaming) == [[name, "streaming"] for name in replicas],
@@ -838,6 +867,217 @@ def test_the_primary_comes_back_with_its_data_on_a_volume_that_persists(
         timeout=30,
         interval=0.5,
         what="both replicas to replay the row written after the restart",
+    )
+
+
+# Runs in an api pod (its image has asyncpg and the app's DATABASE_* env), through the -rw
+# Service by name, as the app itself writes. A writer inserts numbered rows and keeps the ids whose
+# commit returned; a sampler opens a new connection every 100 ms and asks who answered and whether
+# it is writable. One JSON document on stdout at the end.
+WRITER_AND_SAMPLER = """
+import asyncio, json, os, sys, time
+import asyncpg
+
+URL, PASSWORD = os.environ["DATABASE_URL"], os.environ["DATABASE_PASSWORD"]
+
+
+async def writer(stop, acked):
+    number, connection = 0, None
+    while time.monotonic() < stop:
+        try:
+            if connection is None:
+                connection = await asyncpg.connect(URL, password=PASSWORD, timeout=2)
+            number += 1
+            insert = connection.execute("INSERT INTO failover_probe (id) VALUES ($1)", number)
+            await asyncio.wait_for(insert, 10)
+            acked.append([number, time.time()])
+        except Exception:
+            if connection is not None:
+                connection.terminate()
+            connection = None
+            await asyncio.sleep(0.05)
+
+
+async def sampler(stop, samples):
+    while time.monotonic() < stop:
+        started = time.time()
+        try:
+            connection = await asyncpg.connect(URL, password=PASSWORD, timeout=0.5)
+            try:
+                row = await asyncio.wait_for(
+                    connection.fetchrow("SELECT pg_is_in_recovery(), host(inet_server_addr())"), 1
+                )
+            finally:
+                connection.terminate()
+            samples.append([started, row[0], row[1]])
+        except Exception:
+            samples.append([started, None, None])
+        await asyncio.sleep(max(0.0, 0.1 - (time.time() - started)))
+
+
+async def main():
+    stop = time.monotonic() + float(sys.argv[1])
+    acked, samples = [], []
+    await asyncio.gather(writer(stop, acked), sampler(stop, samples))
+    print(json.dumps({"acked": acked, "samples": samples}))
+
+
+asyncio.run(main())
+"""
+
+
+def run_writer_and_sampler(cluster: LocalCluster, pod: str, seconds: float, out: dict[str, Any]) -> None:
+    done = cluster.kubectl(
+        "exec", "-i", "-n", NAMESPACE, pod, "--", "python", "-", str(seconds),
+        input=WRITER_AND_SAMPLER, timeout=seconds + 60,
+    )  # fmt: skip
+    out.update(json.loads(done.stdout))
+
+
+def writable_servers_in_order(samples: list[list[Any]]) -> list[str]:
+    """The servers -rw reached writable, in the order they answered, runs collapsed."""
+    order: list[str] = []
+    for _, in_recovery, address in samples:
+        if in_recovery is False and (not order or order[-1] != address):
+            order.append(address)
+    return order
+
+
+def check_the_writes(
+    cluster: LocalCluster, found: dict[str, Any], fault: float, *, old_ip: str, new: str
+) -> float:
+    """No acknowledged write lost, and -rw reached the old writable server (``old_ip``, before the
+    change), then only the new one; the write outage: the longest wait between two acknowledged
+    writes from the fault on."""
+    acked = [number for number, _ in found["acked"]]
+    stored = {int(row[0]) for row in psql(cluster, new, "SELECT id FROM failover_probe")}
+    lost = sorted(set(acked) - stored)
+    assert not lost, f"{len(lost)} acknowledged writes lost: {lost[:20]}"
+    times = [at for _, at in found["acked"]]
+    assert any(at < fault for at in times), "writes were acknowledged before the fault"
+    assert times[-1] > fault, "writes were acknowledged again after the change"
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times) if later >= fault]
+    new_ip = get_json(cluster, "pod", new, namespace=NAMESPACE)["status"]["podIP"]
+    assert writable_servers_in_order(found["samples"]) == [old_ip, new_ip]
+    return round(max(gaps), 2)
+
+
+def test_a_deleted_primary_is_failed_over_without_losing_an_acknowledged_write(
+    real_cluster: LocalCluster, app: App, figures: Figures
+) -> None:
+    real_cluster.kubectl(
+        "patch",
+        f"sb/{NAME}",
+        "-n",
+        NAMESPACE,
+        "--type=merge",
+        "-p",
+        '{"spec":{"postgres":{"failoverDelay":"0s"}}}',
+    )
+    wait_ready_at_current_generation(real_cluster)
+    old, replicas = postgres_roles(real_cluster)
+    old_ip = get_json(real_cluster, "pod", old, namespace=NAMESPACE)["status"]["podIP"]
+    timeline_before = get_json(real_cluster, f"sb/{NAME}", namespace=NAMESPACE)["status"]["postgres"][
+        "timeline"
+    ]
+    psql(
+        real_cluster,
+        old,
+        "CREATE TABLE failover_probe (id bigint PRIMARY KEY); GRANT INSERT ON failover_probe TO app",
+    )
+
+    found: dict[str, Any] = {}
+    writer = threading.Thread(
+        target=run_writer_and_sampler,
+        args=(real_cluster, api_pods(real_cluster)[0]["metadata"]["name"], 40, found),
+    )
+    writer.start()
+    time.sleep(10)  # steady writes first
+    fault = time.time()
+    real_cluster.kubectl("delete", "pod", old, "-n", NAMESPACE, "--grace-period=0", "--force", "--wait=false")
+    writer.join(timeout=120)
+    assert found, "the writer and sampler reported"
+
+    def stable_on_another() -> dict[str, Any] | None:
+        postgres = get_json(real_cluster, f"sb/{NAME}", namespace=NAMESPACE)["status"]["postgres"]
+        return postgres if postgres["phase"] == "Stable" and postgres["currentPrimary"] != old else None
+
+    status = eventually(stable_on_another, timeout=60, interval=1, what="a new primary, Stable")
+    new = status["currentPrimary"]
+    assert new in replicas
+    assert status["timeline"] > timeline_before
+    assert postgres_roles(real_cluster)[0] == new
+
+    outage = check_the_writes(real_cluster, found, fault, old_ip=old_ip, new=new)
+    figures.values["failover_write_outage_seconds"] = outage
+    figures.values["failover_acknowledged_writes"] = len(found["acked"])
+
+    # The old primary rejoins as a replica streaming from the new one (rewound), never writable.
+    streaming = "SELECT application_name, state FROM pg_stat_replication ORDER BY 1"
+    eventually(
+        lambda: (
+            psql(real_cluster, new, streaming)
+            == [[name, "streaming"] for name in sorted({old, *replicas} - {new})]
+        ),
+        timeout=120,
+        interval=2,
+        what="the old primary and the other replica to stream from the new primary",
+    )
+    assert psql(real_cluster, old, "SELECT pg_is_in_recovery()") == [["t"]]
+    assert postgres_roles(real_cluster) == (new, sorted({old, *replicas} - {new}))
+    events = get_json(real_cluster, "events", "--field-selector", "reason=Failover", namespace=NAMESPACE)[
+        "items"
+    ]
+    assert any(f"{old} -> {new}" in event["message"] for event in events), [e["message"] for e in events]
+    wait_ready(real_cluster, timeout=180)
+
+
+def test_a_switchover_on_request_moves_the_primary_under_writes_once_per_id(
+    real_cluster: LocalCluster, app: App, figures: Figures
+) -> None:
+    old, replicas = postgres_roles(real_cluster)
+    target = replicas[0]
+    old_ip = get_json(real_cluster, "pod", old, namespace=NAMESPACE)["status"]["podIP"]
+    psql(real_cluster, old, "TRUNCATE failover_probe")
+    request = json.dumps({"spec": {"postgres": {"switchover": {"to": target, "id": "node-switchover-1"}}}})
+
+    found: dict[str, Any] = {}
+    writer = threading.Thread(
+        target=run_writer_and_sampler,
+        args=(real_cluster, api_pods(real_cluster)[0]["metadata"]["name"], 30, found),
+    )
+    writer.start()
+    time.sleep(8)
+    fault = time.time()
+    real_cluster.kubectl("patch", f"sb/{NAME}", "-n", NAMESPACE, "--type=merge", "-p", request)
+    writer.join(timeout=120)
+    assert found, "the writer and sampler reported"
+
+    def switched() -> dict[str, Any] | None:
+        postgres = get_json(real_cluster, f"sb/{NAME}", namespace=NAMESPACE)["status"]["postgres"]
+        return postgres if postgres["phase"] == "Stable" and postgres["currentPrimary"] == target else None
+
+    status = eventually(switched, timeout=60, interval=1, what="the switchover to finish")
+    assert status["switchoverId"] == "node-switchover-1"
+    outage = check_the_writes(real_cluster, found, fault, old_ip=old_ip, new=target)
+    figures.values["switchover_write_outage_seconds"] = outage
+    events = get_json(real_cluster, "events", "--field-selector", "reason=Switchover", namespace=NAMESPACE)[
+        "items"
+    ]
+    assert any(f"{old} -> {target}" in event["message"] for event in events), [e["message"] for e in events]
+
+    # Applied again (GitOps re-syncing the same manifest): nothing moves.
+    real_cluster.kubectl("patch", f"sb/{NAME}", "-n", NAMESPACE, "--type=merge", "-p", request)
+    wait_ready_at_current_generation(real_cluster)
+    time.sleep(5)
+    assert postgres_roles(real_cluster)[0] == target
+    streaming = "SELECT application_name, state FROM pg_stat_replication ORDER BY 1"
+    others = sorted({old, *replicas} - {target})
+    eventually(
+        lambda: psql(real_cluster, target, streaming) == [[name, "streaming"] for name in others],
+        timeout=120,
+        interval=2,
+        what="the old primary to stream from the new one",
     )
 
 
@@ -864,6 +1104,129 @@ def test_kubectl_scale_adds_api_pods_that_serve(
     sb = get_json(real_cluster, f"sb/{NAME}", namespace=NAMESPACE)
     assert sb["spec"]["api"]["replicas"] == 4
     figures.values["node_memory_mib_four_api_pods"] = node_memory_mib(real_cluster.local_dir)
+
+
+LEGACY_NAMESPACE = "t-legacy-shape"
+# tests/unit/builders/golden/basic of the version with two PostgreSQL StatefulSets (main before the
+# failover work), kept as they were.
+LEGACY_SHAPE = Path(__file__).parent / "legacy_shape"
+LEGACY_KINDS = ("ConfigMap", "Secret", "Service", "StatefulSet")
+
+
+def legacy_postgres(namespace: str, uid: str) -> list[dict[str, Any]]:
+    """The old operator's PostgreSQL children of ``shop`` (basic.yaml), owned by the backend with
+    ``uid``, running the local PostgreSQL 15 image."""
+    manifests = []
+    for path in sorted(LEGACY_SHAPE.glob("*-shop-postgres*.yaml")):
+        # The golden files' namespace is "demo": in metadata and in the -rw host the replicas use.
+        text = path.read_text().replace(".demo.svc", f".{namespace}.svc")
+        manifest: dict[str, Any] = yaml.safe_load(text)
+        if manifest["kind"] not in LEGACY_KINDS:
+            continue
+        manifest["metadata"]["namespace"] = namespace
+        for owner in manifest["metadata"].get("ownerReferences", []):
+            owner["uid"] = uid
+        if manifest["kind"] == "StatefulSet":
+            pod = manifest["spec"]["template"]["spec"]
+            for container in [*pod["initContainers"], *pod["containers"]]:
+                container["image"] = "sbo.local/postgres:15"
+        manifests.append(manifest)
+    return manifests
+
+
+def test_a_backend_of_the_old_shape_moves_to_the_instances_without_losing_a_row(
+    real_cluster: LocalCluster, tmp_path: Path, figures: Figures
+) -> None:
+    # The backend as the old operator left it: its two StatefulSets running, rows written.
+    real_cluster.apply(real_node_namespace(LEGACY_NAMESPACE))
+    manifest = local_variant(LEGACY_NAMESPACE)
+    del manifest["spec"]["worker"], manifest["spec"]["networkPolicies"]
+    manifest["spec"]["postgres"]["failoverDelay"] = "0s"
+    manifest["spec"]["postgres"].pop("synchronous")
+    manifest["spec"]["api"]["replicas"] = 1
+    real_cluster.apply(manifest)
+    uid = get_json(real_cluster, f"sb/{NAME}", namespace=LEGACY_NAMESPACE)["metadata"]["uid"]
+    for child in legacy_postgres(LEGACY_NAMESPACE, uid):
+        real_cluster.apply(child, field_manager="scalable-backend-operator")
+    old_primary = f"{NAME}-postgres-primary-0"
+
+    def legacy_psql(pod: str, sql: str) -> list[list[str]]:
+        command = ["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", SOCKET_DIR, "-d", "app"]
+        args = ["exec", "-i", "-n", LEGACY_NAMESPACE, pod, "-c", "postgres", "--", *command]
+        out = real_cluster.kubectl(*args, input=sql, timeout=60).stdout
+        return [line.split("|") for line in out.splitlines() if line]
+
+    streaming = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+
+    def legacy_streaming() -> bool:
+        try:
+            return legacy_psql(old_primary, streaming) == [["2"]]
+        except KubectlError:
+            return False
+
+    try:
+        eventually(
+            legacy_streaming, timeout=300, interval=2, what="the old primary and two streaming replicas"
+        )
+    except AssertionError:
+        pods_now = real_cluster.kubectl("get", "pods,pvc", "-n", LEGACY_NAMESPACE, "-o", "wide", check=False)
+        events = real_cluster.kubectl("get", "events", "-n", LEGACY_NAMESPACE, check=False)
+        raise AssertionError(f"{pods_now.stdout}\n{events.stdout[-3000:]}") from None
+    legacy_psql(
+        old_primary,
+        "CREATE TABLE moved (id int PRIMARY KEY, note text); "
+        "INSERT INTO moved SELECT i, md5(i::text) FROM generate_series(1, 1000) i",
+    )
+    expected = legacy_psql(
+        old_primary, "SELECT count(*), sum(id), md5(string_agg(note, ',' ORDER BY id)) FROM moved"
+    )
+
+    # The new operator takes over.
+    started = time.monotonic()
+    process = OperatorProcess(
+        kubeconfig=real_cluster.kubeconfig,
+        log_path=tmp_path / "operator.log",
+        env={"SBO_NAMESPACES": LEGACY_NAMESPACE, "SBO_RESYNC_SECONDS": "10", **LOCAL_DATA_SERVICE_IMAGES},
+    )
+    process.start()
+    try:
+
+        def moved() -> dict[str, Any] | None:
+            sb = get_json(real_cluster, f"sb/{NAME}", namespace=LEGACY_NAMESPACE)
+            postgres = (sb.get("status") or {}).get("postgres") or {}
+            statefulsets = {
+                item["metadata"]["name"]
+                for item in get_json(real_cluster, "statefulsets", namespace=LEGACY_NAMESPACE)["items"]
+            }
+            done = (
+                postgres.get("phase") == "Stable"
+                and str(postgres.get("currentPrimary", "")).startswith(f"{NAME}-postgres-")
+                and not str(postgres.get("currentPrimary")).startswith(f"{NAME}-postgres-primary")
+                and not {f"{NAME}-postgres-primary", f"{NAME}-postgres-replica"} & statefulsets
+            )
+            return postgres if done else None
+
+        try:
+            postgres = eventually(moved, timeout=480, interval=3, what="the move to the instances")
+        except AssertionError:
+            raise AssertionError(
+                f"{real_cluster.kubectl('get', 'pods,sts', '-n', LEGACY_NAMESPACE, '-o', 'wide').stdout}\n"
+                f"{(tmp_path / 'operator.log').read_text()[-6000:]}"
+            ) from None
+        figures.values["migration_seconds"] = round(time.monotonic() - started, 1)
+        new_primary = postgres["currentPrimary"]
+        assert (
+            legacy_psql(
+                new_primary, "SELECT count(*), sum(id), md5(string_agg(note, ',' ORDER BY id)) FROM moved"
+            )
+            == expected
+        )
+        assert legacy_psql(new_primary, "SELECT pg_is_in_recovery()") == [["f"]]
+    finally:
+        process.stop()
+        real_cluster.kubectl(
+            "delete", "namespace", LEGACY_NAMESPACE, "--wait", "--timeout=180s", check=False, timeout=200
+        )
 
 
 def test_down_leaves_the_host_as_it_found_it(

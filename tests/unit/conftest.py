@@ -37,6 +37,9 @@ def serve_discovery(server: kmock.KubernetesScaffold) -> None:
     server.resources["v1/persistentvolumeclaims"] = kmock.ResourceInfo(
         kind="PersistentVolumeClaim", namespaced=True, verbs={"get", "list", "patch"}
     )
+    server.resources["v1/pods"] = kmock.ResourceInfo(
+        kind="Pod", namespaced=True, verbs={"get", "list", "patch", "delete"}
+    )
     for resource in CHILD_RESOURCES:
         group_version = f"{resource.group}/{resource.version}" if resource.group else resource.version
         server.resources[f"{group_version}/{resource.plural}"] = kmock.ResourceInfo(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from sbo_operator.builders import Manifest
 from sbo_operator.builders.images import OFFICIAL_DATA_SERVICE_IMAGES, DataServiceImages
 from sbo_operator.components import COMPONENTS
 from sbo_operator.components import generated_secrets as secrets_of
-from sbo_operator.snapshot import Snapshot, compact, compact_backend
+from sbo_operator.snapshot import Snapshot, compact, compact_backend, compact_pod
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).resolve().parent / "builders" / "golden"
@@ -200,12 +200,83 @@ def _secret_manifests(backend: ScalableBackend) -> list[Manifest]:
     return [manifest for manifest in built if manifest is not None]
 
 
-def snapshot(body: Body, *children: Manifest) -> Snapshot:
-    """The snapshot reconcile reads: the backend and its compacted children."""
+def snapshot(body: Body, *children: Manifest, pods: Sequence[Manifest] | None = None) -> Snapshot:
+    """The snapshot reconcile reads: the backend and its compacted children.
+
+    ``pods``: the PostgreSQL pods; by default those of a ready instances' StatefulSet among the
+    children, labelled by the election (see :func:`postgres_pods`).
+    """
+    if pods is None:
+        pods = [pod for child in children for pod in postgres_pods(child)]
     return Snapshot(
         backend=compact_backend(body),
         children={(child["kind"], child["metadata"]["name"]): compact(child) for child in children},
+        pods={pod["metadata"]["name"]: compact_pod(pod) for pod in pods},
     )
+
+
+def postgres_pod(
+    name: str,
+    *,
+    role: str | None,
+    ready: bool = True,
+    namespace: str = "demo",
+    instance: str = "shop",
+    terminating: bool = False,
+    ip: str | None = "198.18.0.10",
+) -> Manifest:
+    """A PostgreSQL pod as the API serves it (its uid derived from its name)."""
+    labels = {
+        "app.kubernetes.io/component": "postgres",
+        "app.kubernetes.io/instance": instance,
+        "app.kubernetes.io/managed-by": "scalable-backend-operator",
+        "app.kubernetes.io/name": "scalable-backend",
+    }
+    if role is not None:
+        labels["sbo.dev/postgres-role"] = role
+    pod: Manifest = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "uid": f"uid-{name}", "labels": labels},
+        "status": {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True" if ready else "False",
+                    "lastTransitionTime": "2025-01-01T00:00:00Z",
+                }
+            ],
+        },
+    }
+    if ip is not None:
+        pod["status"]["podIP"] = ip
+    if terminating:
+        pod["metadata"]["deletionTimestamp"] = "2025-01-01T00:01:00Z"
+    return pod
+
+
+def postgres_pods(statefulset: Manifest) -> list[Manifest]:
+    """The pods of a ready instances' StatefulSet: instance 0 labelled primary, the others replica."""
+    metadata = statefulset["metadata"]
+    if (
+        statefulset["kind"] != "StatefulSet"
+        or metadata["labels"].get("app.kubernetes.io/component") != "postgres"
+    ):
+        return []
+    if metadata["name"].endswith(("-postgres-primary", "-postgres-replica")):  # the old shape
+        return []
+    replicas = statefulset["spec"]["replicas"]
+    if (statefulset.get("status") or {}).get("readyReplicas") != replicas:
+        return []
+    return [
+        postgres_pod(
+            f"{metadata['name']}-{ordinal}",
+            role="primary" if ordinal == 0 else "replica",
+            namespace=metadata["namespace"],
+            instance=metadata["labels"]["app.kubernetes.io/instance"],
+        )
+        for ordinal in range(replicas)
+    ]
 
 
 def as_running(manifest: Manifest) -> Manifest:

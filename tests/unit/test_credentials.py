@@ -76,8 +76,7 @@ def test_a_regenerated_postgres_secret_rolls_postgres_and_every_app_pod() -> Non
     assert changed == {
         "Deployment/shop-api",
         "Deployment/shop-worker",
-        "StatefulSet/shop-postgres-primary",
-        "StatefulSet/shop-postgres-replica",
+        "StatefulSet/shop-postgres",
     }
 
 
@@ -96,9 +95,11 @@ def test_the_annotation_names_the_secrets_and_their_uids_never_their_values() ->
     body = full_body()
     running = running_stack(parse(body))
     desired = desired_state(parse(body), snapshot(body, *running))
-    primary = next(m for m in desired.workloads if m["metadata"]["name"] == "shop-postgres-primary")
-    annotation = primary["spec"]["template"]["metadata"]["annotations"][SECRET_UIDS_ANNOTATION]
-    assert annotation == "shop-postgres-app=uid-Secret-shop-postgres-app"
+    instances = next(m for m in desired.workloads if m["metadata"]["name"] == "shop-postgres")
+    annotation = instances["spec"]["template"]["metadata"]["annotations"][SECRET_UIDS_ANNOTATION]
+    assert annotation == (
+        "shop-postgres-app=uid-Secret-shop-postgres-app,shop-postgres-operator=uid-Secret-shop-postgres-operator"
+    )
     api = next(m for m in desired.workloads if m["metadata"]["name"] == "shop-api")
     assert api["spec"]["template"]["metadata"]["annotations"][SECRET_UIDS_ANNOTATION] == (
         "shop-app-secrets=uid-Secret-shop-app-secrets,"
@@ -117,10 +118,8 @@ def test_migrations_wait_until_the_primary_runs_the_regenerated_credentials() ->
     assert not job_names(desired.workloads) - job_names(running)
     assert "primary" in desired.waiting["api"]
     # Once the primary rolled onto the new Secret and is ready, the new Job starts.
-    primary = next(m for m in desired.workloads if m["metadata"]["name"] == "shop-postgres-primary")
-    rolled = [c for c in running if c["metadata"]["name"] != "shop-postgres-primary"] + [
-        ready_statefulset(primary)
-    ]
+    instances = next(m for m in desired.workloads if m["metadata"]["name"] == "shop-postgres")
+    rolled = [c for c in running if c["metadata"]["name"] != "shop-postgres"] + [ready_statefulset(instances)]
     after = desired_state(backend, snapshot(body, *rolled))
     assert job_names(after.workloads) - job_names(running)
 
@@ -131,6 +130,7 @@ def test_secret_uids_are_those_of_the_secrets_in_the_snapshot() -> None:
     assert secret_uids(snapshot(body, *running)) == {
         "shop-app-secrets": "uid-Secret-shop-app-secrets",
         "shop-postgres-app": "uid-Secret-shop-postgres-app",
+        "shop-postgres-operator": "uid-Secret-shop-postgres-operator",
         "shop-redis": "uid-Secret-shop-redis",
     }
 

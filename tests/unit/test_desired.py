@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from sbo_operator.api.conditions import Reason
 from sbo_operator.builders import api, postgres, redis, worker
 from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.components.base import Problem
 from sbo_operator.desired import FOUNDATION_KINDS, DesiredState, desired_state
+from sbo_operator.drift import with_applied_hash
 from sbo_operator.references import template_references
 from tests.unit.factories import (
     Body,
@@ -46,7 +50,9 @@ WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job"}
 
 
 def plan(body: Body, *children: Manifest) -> DesiredState:
-    return desired_state(parse(body), snapshot(body, *children))
+    # As the reconciler: the status is read from the snapshot, never parsed as input.
+    spec_only = {key: value for key, value in body.items() if key != "status"}
+    return desired_state(parse(spec_only), snapshot(body, *children))
 
 
 def secret_ids(desired: DesiredState) -> list[str]:
@@ -96,19 +102,18 @@ def test_first_pass_applies_foundation_before_workloads_and_holds_what_must_wait
         ("ConfigMap", "shop-postgres-config"),
         ("Service", "shop-postgres-rw"),
         ("Service", "shop-postgres-ro"),
-        ("Service", "shop-postgres-primary-headless"),
-        ("Service", "shop-postgres-replica-headless"),
-        ("PodDisruptionBudget", "shop-postgres-primary"),
-        ("PodDisruptionBudget", "shop-postgres-replica"),
+        ("Service", "shop-postgres-headless"),
+        ("PodDisruptionBudget", "shop-postgres"),
         ("NetworkPolicy", "shop-postgres"),
     }
-    # Nothing is ready yet: read replicas wait for the primary, the api and worker for migrations.
+    # Nothing is ready yet: the api and worker wait for migrations. Every PostgreSQL instance
+    # starts at once: each waits for the role the operator gives it.
     assert keys(desired.workloads) - {("Job", api.migrations_job_name(backend))} == {
         ("StatefulSet", "shop-redis"),
-        ("StatefulSet", "shop-postgres-primary"),
+        ("StatefulSet", "shop-postgres"),
     }
-    assert set(desired.waiting) == {"api", "postgres"}
-    assert secret_ids(desired) == ["app", "redis", "postgres"]  # registry order
+    assert set(desired.waiting) == {"api"}
+    assert secret_ids(desired) == ["app", "redis", "postgres", "postgres_operator"]  # registry order
     assert desired.obsolete == []
     assert desired.problems == []
 
@@ -161,49 +166,127 @@ def test_a_running_stack_is_desired_as_it_is() -> None:
     )
 
 
-# ---- read replicas ----------------------------------------------------------------------------------
+# ---- the instances ---------------------------------------------------------------------------------
 
 
-def _primary(state: str) -> list[Manifest]:
-    manifest = postgres.build_postgres_primary_statefulset(parse(example_body()))
-    if state == "absent":
-        return []
-    if state == "unready":
-        return [unready_statefulset(manifest)]
-    if state == "change-not-seen":
-        ready = ready_statefulset(manifest)
-        ready["metadata"]["generation"] = 2  # observedGeneration is 1
-        return [ready]
-    return [ready_statefulset(manifest)]
+def with_roles(body: Body, **postgres_status: str) -> Body:
+    """The backend with status.postgres as the election persisted it (camelCase)."""
+    return {**body, "status": {"postgres": dict(postgres_status)}}
+
+
+def legacy_statefulset(name: str, replicas: int) -> Manifest:
+    """A StatefulSet of the old two-StatefulSet shape, as stored (its pods run)."""
+    return ready_statefulset(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {
+                "name": name,
+                "namespace": "demo",
+                "labels": {"app.kubernetes.io/component": "postgres", "app.kubernetes.io/instance": "shop"},
+            },
+            "spec": {"replicas": replicas},
+        }
+    )
+
+
+LEGACY = ("shop-postgres-primary", "shop-postgres-replica")
 
 
 @pytest.mark.parametrize(
-    ("primary", "replicas_exist", "replicas_desired"),
+    ("roles", "kept"),
     [
-        pytest.param("absent", False, False, id="primary-absent"),
-        pytest.param("unready", False, False, id="primary-unready"),
-        pytest.param("change-not-seen", False, False, id="primary-change-not-seen"),
-        pytest.param("ready", False, True, id="primary-ready"),
-        pytest.param("unready", True, True, id="replicas-kept-when-primary-becomes-unready"),
-        pytest.param("absent", True, True, id="replicas-kept-when-primary-is-gone"),
+        pytest.param({}, True, id="no-election-yet"),
+        pytest.param(
+            {"phase": "Stable", "currentPrimary": "shop-postgres-primary-0"}, True, id="legacy-primary"
+        ),
+        pytest.param(
+            {
+                "phase": "SwitchingOver",
+                "currentPrimary": "shop-postgres-primary-0",
+                "targetPrimary": "shop-postgres-0",
+            },
+            True,
+            id="switching-over-to-an-instance",
+        ),
+        pytest.param({"phase": "Stable", "currentPrimary": "shop-postgres-0"}, False, id="migrated"),
     ],
 )
-def test_read_replicas_wait_for_the_primary_once(
-    primary: str, replicas_exist: bool, replicas_desired: bool
+def test_the_old_shape_is_kept_untouched_until_an_instance_is_the_primary(
+    roles: dict[str, str], kept: bool
 ) -> None:
-    body = example_body()
-    children = _primary(primary)
-    if replicas_exist:
-        children.append(unready_statefulset(postgres.build_postgres_replica_statefulset(parse(body))))
-    desired = plan(body, *children)
+    body = with_roles(example_body(), **roles)
+    desired = plan(body, *(legacy_statefulset(name, 1) for name in LEGACY))
+    obsolete = {(kind, name) for _, kind, name in desired.obsolete}
+    for name in LEGACY:
+        assert ("StatefulSet", name) not in keys(desired.workloads), "never applied: it runs as it is"
+        assert (("StatefulSet", name) in obsolete) is not kept
+    assert ("StatefulSet", "shop-postgres") in keys(desired.workloads)
 
-    replica_key = ("StatefulSet", "shop-postgres-replica")
-    assert (replica_key in keys(desired.workloads)) is replicas_desired
-    assert replica_key not in {(kind, name) for _, kind, name in desired.obsolete}
-    if replicas_desired:
-        assert "postgres" not in desired.waiting
-    else:
-        assert desired.waiting["postgres"] == "read replicas start once the primary is ready"
+
+LEGACY_SHAPE = Path(__file__).parents[1] / "node" / "legacy_shape"
+
+
+def test_the_old_primary_gets_the_operators_login_and_nothing_else_then_goes() -> None:
+    live = stored(yaml.safe_load((LEGACY_SHAPE / "StatefulSet-shop-postgres-primary.yaml").read_text()))
+    replicas = stored(yaml.safe_load((LEGACY_SHAPE / "StatefulSet-shop-postgres-replica.yaml").read_text()))
+    body = with_roles(example_body(), phase="Stable", currentPrimary="shop-postgres-primary-0")
+    desired = plan(body, live, replicas)
+    primary = workload(desired, "StatefulSet", "shop-postgres-primary")
+    assert primary is not None
+    assert workload(desired, "StatefulSet", "shop-postgres-replica") is None, "the replicas run as they are"
+    changed = copy.deepcopy(primary["spec"])
+    (init,) = changed["template"]["spec"]["initContainers"]
+    added = [variable for variable in init["env"] if variable["name"].startswith("SBO_OPERATOR_")]
+    assert added == [
+        {
+            "name": "SBO_OPERATOR_PASSWORD",
+            "valueFrom": {"secretKeyRef": {"name": "shop-postgres-operator", "key": "password"}},
+        },
+        {
+            "name": "SBO_OPERATOR_USER",
+            "valueFrom": {"secretKeyRef": {"name": "shop-postgres-operator", "key": "username"}},
+        },
+    ]
+    init["env"] = [variable for variable in init["env"] if variable not in added]
+    assert changed == live["spec"], "nothing else of the old primary changes"
+    # Once applied, planning again against it changes nothing more.
+    again = plan(body, stored(with_applied_hash(primary)), replicas)
+    assert with_applied_hash(
+        workload(again, "StatefulSet", "shop-postgres-primary") or {}
+    ) == with_applied_hash(primary)
+    # Migrated: both old StatefulSets go.
+    done = plan(with_roles(example_body(), phase="Stable", currentPrimary="shop-postgres-1"), live, replicas)
+    assert {name for _, kind, name in done.obsolete if kind == "StatefulSet"} == set(LEGACY)
+
+
+@pytest.mark.parametrize(
+    ("roles", "replicas"),
+    [
+        pytest.param({}, 3, id="readReplicas-2"),
+        pytest.param({"phase": "Stable", "currentPrimary": "shop-postgres-1"}, 3, id="primary-within"),
+        pytest.param({"phase": "Stable", "currentPrimary": "shop-postgres-4"}, 5, id="primary-beyond"),
+        pytest.param(
+            {
+                "phase": "SwitchingOver",
+                "currentPrimary": "shop-postgres-0",
+                "targetPrimary": "shop-postgres-3",
+            },
+            4,
+            id="target-beyond",
+        ),
+        pytest.param(
+            {"phase": "Stable", "currentPrimary": "shop-postgres-primary-0"}, 3, id="legacy-primary"
+        ),
+    ],
+)
+def test_a_scale_down_keeps_the_primary_until_it_was_switched_over(
+    roles: dict[str, str], replicas: int
+) -> None:
+    desired = plan(with_roles(example_body(), **roles))
+    statefulset = workload(desired, "StatefulSet", "shop-postgres")
+    assert statefulset is not None
+    assert statefulset["spec"]["replicas"] == replicas
 
 
 # ---- Secrets ----------------------------------------------------------------------------------------
@@ -212,12 +295,24 @@ def test_read_replicas_wait_for_the_primary_once(
 @pytest.mark.parametrize(
     ("edits", "existing", "expected"),
     [
-        pytest.param((), set(), ["app", "redis", "postgres"], id="none-exist"),
-        pytest.param((), {"shop-app-secrets"}, ["redis", "postgres"], id="app-exists"),
-        pytest.param((), {"shop-app-secrets", "shop-postgres-app"}, ["redis"], id="postgres-exists"),
-        pytest.param((), {"shop-app-secrets", "shop-redis"}, ["postgres"], id="redis-exists"),
-        pytest.param((), {"shop-app-secrets", "shop-postgres-app", "shop-redis"}, [], id="all-exist"),
-        pytest.param((without_redis,), set(), ["app", "postgres"], id="redis-disabled"),
+        pytest.param((), set(), ["app", "redis", "postgres", "postgres_operator"], id="none-exist"),
+        pytest.param((), {"shop-app-secrets"}, ["redis", "postgres", "postgres_operator"], id="app-exists"),
+        pytest.param(
+            (),
+            {"shop-app-secrets", "shop-postgres-app"},
+            ["redis", "postgres_operator"],
+            id="postgres-exists",
+        ),
+        pytest.param(
+            (), {"shop-app-secrets", "shop-redis"}, ["postgres", "postgres_operator"], id="redis-exists"
+        ),
+        pytest.param(
+            (),
+            {"shop-app-secrets", "shop-postgres-app", "shop-postgres-operator", "shop-redis"},
+            [],
+            id="all-exist",
+        ),
+        pytest.param((without_redis,), set(), ["app", "postgres", "postgres_operator"], id="redis-disabled"),
         pytest.param((without_postgres,), set(), ["app", "redis"], id="postgres-disabled"),
         pytest.param((without_redis, without_postgres), set(), ["app"], id="both-disabled"),
     ],
@@ -273,7 +368,7 @@ def test_a_deployment_whose_pods_need_a_missing_secret_is_not_created() -> None:
     desired = desired_state(parse(body), snapshot(body), {PAYMENTS: PAYMENTS_MISSING})
     assert workload(desired, "Deployment", "shop-api") is None
     assert desired.held == {"api": PAYMENTS_MISSING}
-    assert ("StatefulSet", "shop-postgres-primary") in keys(desired.workloads), "the rest proceeds"
+    assert ("StatefulSet", "shop-postgres") in keys(desired.workloads), "the rest proceeds"
 
 
 def test_once_the_secret_exists_the_rollout_proceeds() -> None:
@@ -355,7 +450,7 @@ def test_on_first_deploy_the_api_and_worker_are_held_until_migrations_succeed(jo
     backend = parse(body)
     job = api.build_migrations_job(backend)
     # The database is up: only the migrations hold the api back.
-    children = [ready_statefulset(postgres.build_postgres_primary_statefulset(backend))]
+    children = [ready_statefulset(postgres.build_postgres_statefulset(backend))]
     if job_state == "Running":
         children.append(running_job(job))
     elif job_state == "Failed":
@@ -413,11 +508,11 @@ def test_removing_migrations_deletes_their_jobs_and_releases_the_api() -> None:
 def test_migrations_job_waits_for_the_postgres_primary_on_first_deploy() -> None:
     body = example_body()
     backend = parse(body)
-    not_ready = plan(body, unready_statefulset(postgres.build_postgres_primary_statefulset(backend)))
+    not_ready = plan(body, unready_statefulset(postgres.build_postgres_statefulset(backend)))
     assert ("Job", api.migrations_job_name(backend)) not in keys(not_ready.workloads)
     assert "api" in not_ready.waiting
 
-    ready = plan(body, ready_statefulset(postgres.build_postgres_primary_statefulset(backend)))
+    ready = plan(body, ready_statefulset(postgres.build_postgres_statefulset(backend)))
     assert ("Job", api.migrations_job_name(backend)) in keys(ready.workloads)
 
 
@@ -453,14 +548,11 @@ def test_migrations_job_waits_for_the_postgres_primary_on_first_deploy() -> None
             [
                 ("v1", "ConfigMap", "shop-postgres-config"),
                 ("networking.k8s.io/v1", "NetworkPolicy", "shop-postgres"),
-                ("policy/v1", "PodDisruptionBudget", "shop-postgres-primary"),
-                ("policy/v1", "PodDisruptionBudget", "shop-postgres-replica"),
-                ("v1", "Service", "shop-postgres-primary-headless"),
-                ("v1", "Service", "shop-postgres-replica-headless"),
+                ("policy/v1", "PodDisruptionBudget", "shop-postgres"),
+                ("v1", "Service", "shop-postgres-headless"),
                 ("v1", "Service", "shop-postgres-ro"),
                 ("v1", "Service", "shop-postgres-rw"),
-                ("apps/v1", "StatefulSet", "shop-postgres-primary"),
-                ("apps/v1", "StatefulSet", "shop-postgres-replica"),
+                ("apps/v1", "StatefulSet", "shop-postgres"),
             ],
             id="postgres-disabled",
         ),
@@ -516,8 +608,7 @@ def test_the_data_services_run_the_images_they_are_given_and_the_app_keeps_its_o
     assert {m["metadata"]["name"]: images(m) for m in desired.workloads} == {
         "shop-api": {"registry.example.com/sbo-sample-app:0.1.0"},
         "shop-worker": {"registry.example.com/sbo-sample-app:0.1.0"},
-        "shop-postgres-primary": {"mirror.example/library/postgres:16"},
-        "shop-postgres-replica": {"mirror.example/library/postgres:16"},
+        "shop-postgres": {"mirror.example/library/postgres:16"},
         "shop-redis": {"mirror.example/library/redis:7.2"},
         **{m["metadata"]["name"]: images(m) for m in desired.workloads if m["kind"] == "Job"},
     }

@@ -121,8 +121,8 @@ def test_deployment_scaled_to_zero_is_available() -> None:
 
 
 def _statefulset(**status: Any) -> Manifest:
-    """The read replicas' StatefulSet (2 replicas) as stored, at generation 1."""
-    base = ready_statefulset(postgres.build_postgres_replica_statefulset(parse(example_body())))
+    """The PostgreSQL instances' StatefulSet as stored, at generation 1."""
+    base = ready_statefulset(postgres.build_postgres_statefulset(parse(example_body()), replicas=2))
     base["status"].update(status)
     return base
 

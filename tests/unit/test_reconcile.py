@@ -221,10 +221,9 @@ async def test_moving_the_data_services_to_a_mirror_rolls_exactly_their_stateful
         for request in apiserver
         if request.method.value == "PATCH" and request.url.path != STATUS_PATH
     }
-    assert sorted(applied) == ["shop-postgres-primary", "shop-postgres-replica", "shop-redis"]
+    assert sorted(applied) == ["shop-postgres", "shop-redis"]
     for name, image in [
-        ("shop-postgres-primary", "mirror.example/library/postgres:16"),
-        ("shop-postgres-replica", "mirror.example/library/postgres:16"),
+        ("shop-postgres", "mirror.example/library/postgres:16"),
         ("shop-redis", "mirror.example/library/redis:7.2"),
     ]:
         pod = applied[name]["spec"]["template"]["spec"]

@@ -45,7 +45,7 @@ def secret_values(secret: Manifest) -> set[str]:
 
 
 def test_compact_drops_server_bookkeeping_and_keeps_what_reconcile_reads() -> None:
-    statefulset = ready_statefulset(postgres.build_postgres_primary_statefulset(parse(example_body())))
+    statefulset = ready_statefulset(postgres.build_postgres_statefulset(parse(example_body())))
     statefulset["metadata"]["deletionTimestamp"] = "2025-01-01T00:01:00Z"
     kept = compact(statefulset)
 
@@ -67,7 +67,7 @@ def test_compact_drops_server_bookkeeping_and_keeps_what_reconcile_reads() -> No
 
 
 def test_compact_keeps_annotations_for_the_applied_hash() -> None:
-    manifest = with_applied_hash(postgres.build_postgres_primary_statefulset(parse(example_body())) or {})
+    manifest = with_applied_hash(postgres.build_postgres_statefulset(parse(example_body())) or {})
     kept = compact(stored(manifest))
     assert kept["metadata"]["annotations"] == manifest["metadata"]["annotations"]
 
@@ -216,7 +216,7 @@ def test_owner_key(child: dict[str, Any], expected: Key | None) -> None:
 
 
 def test_owner_key_of_a_built_child_is_its_backend() -> None:
-    manifest = postgres.build_postgres_primary_statefulset(parse(example_body()))
+    manifest = postgres.build_postgres_statefulset(parse(example_body()))
     assert owner_key(compact(stored(manifest))) == Key("demo", "shop")
 
 
@@ -245,7 +245,7 @@ def test_snapshot_child_looks_up_by_kind_and_name() -> None:
 def test_compacts_of_separately_decoded_objects_share_their_strings() -> None:
     # Watch events decode every object afresh; the indices of a thousand backends must not
     # hold a thousand copies of the same field names and values.
-    manifest = stored(ready_statefulset(postgres.build_postgres_primary_statefulset(parse(example_body()))))
+    manifest = stored(ready_statefulset(postgres.build_postgres_statefulset(parse(example_body()))))
     first, second = (compact(json.loads(json.dumps(manifest))) for _ in range(2))
     assert first == second == compact(manifest)
     container_a = first["spec"]["template"]["spec"]["containers"][0]

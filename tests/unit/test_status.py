@@ -12,7 +12,7 @@ import pytest
 
 from sbo_operator.api.conditions import ConditionState, ConditionStatus, ConditionType, Reason
 from sbo_operator.api.v1alpha1 import ScalableBackendStatus
-from sbo_operator.builders import api, postgres, redis
+from sbo_operator.builders import api, redis
 from sbo_operator.builders.labels import api_selector_string
 from sbo_operator.components.base import Problem
 from sbo_operator.snapshot import Snapshot
@@ -27,8 +27,8 @@ from tests.unit.factories import (
     generated_secrets,
     merge_patch,
     parse,
+    postgres_pod,
     ready_deployment,
-    ready_statefulset,
     running_stack,
     snapshot,
     unready_statefulset,
@@ -56,12 +56,15 @@ def status_of(
     held: dict[str, Problem] | None = None,
     previous: Sequence[dict[str, Any]] = (),
     now: str = NOW,
+    pods: Sequence[Manifest] | None = None,
 ) -> dict[str, Any]:
-    """The status as reconcile patches it (conditions settled against `previous`)."""
+    """The status as reconcile patches it (conditions settled against `previous`).
+
+    ``pods``: the PostgreSQL pods; by default those a ready instances' StatefulSet runs."""
     return status_patch(
         compute_status(
             parse(body),
-            snapshot(body, *children),
+            snapshot(body, *children, pods=pods),
             applied=applied,
             waiting=waiting or {},
             problems=problems,
@@ -174,7 +177,7 @@ def test_nothing_exists_yet_names_every_missing_workload() -> None:
     assert summary(status)["Ready"] == ("False", "Creating")
     assert summary(status)["Reconciling"] == ("True", "Creating")
     message = conditions(status)["Reconciling"].message
-    for name in ("shop-api", "shop-worker", "shop-redis", "shop-postgres-primary"):
+    for name in ("shop-api", "shop-worker", "shop-redis", "shop-postgres"):
         assert f" {name} does not exist yet" in message
 
 
@@ -242,6 +245,7 @@ def test_endpoints_and_secret_names() -> None:
         "app": "shop-app-secrets",
         "redis": "shop-redis",
         "postgres": "shop-postgres-app",
+        "postgresOperator": "shop-postgres-operator",
     }
 
 
@@ -290,46 +294,64 @@ def test_pending_migrations_keep_a_ready_api_not_ready(api_ready: bool, expected
     assert summary(status)["Reconciling"][0] == "True"
 
 
-@pytest.mark.parametrize(
-    ("primary", "replicas", "waiting", "expected"),
-    [
-        pytest.param("unready", "absent", True, ("False", "PodsNotReady"), id="primary-unready"),
-        pytest.param("ready", "absent", True, ("False", "Creating"), id="primary-ready-replicas-not-created"),
-        pytest.param("ready", "unready", False, ("False", "PodsNotReady"), id="replicas-unready"),
-        pytest.param("ready", "ready", False, ("True", "Available"), id="all-ready"),
-    ],
-)
-def test_postgres_is_ready_with_its_primary_and_read_replicas(
-    primary: str, replicas: str, waiting: bool, expected: tuple[str, str]
+POSTGRES_READINESS = {  # the pods' states (ordinal 0 is labelled primary) -> PostgresReady
+    "unlabelled": ((None, None, None), "PodsNotReady", "no PostgreSQL instance is labelled primary yet"),
+    "primary-unready": (
+        ("unready", "ready", "ready"),
+        "PodsNotReady",
+        "primary shop-postgres-0 is not ready",
+    ),
+    "replica-unready": (
+        ("ready", "ready", "unready"),
+        "PodsNotReady",
+        "primary ready, 1/2 read replicas ready",
+    ),
+    "all-ready": (("ready", "ready", "ready"), "Available", "primary ready, 2/2 read replicas ready"),
+}
+
+
+@pytest.mark.parametrize(("roles", "reason", "message"), POSTGRES_READINESS.values(), ids=POSTGRES_READINESS)
+def test_postgres_is_ready_with_the_pod_labelled_primary_and_its_read_replicas(
+    roles: tuple[str | None, ...], reason: str, message: str
 ) -> None:
     body = example_body()
     backend = parse(body)
-    primary_manifest = postgres.build_postgres_primary_statefulset(backend)
-    replica_manifest = postgres.build_postgres_replica_statefulset(backend)
-    children = [c for c in running_stack(backend) if not c["metadata"]["name"].startswith("shop-postgres-")]
-    children.append(
-        ready_statefulset(primary_manifest) if primary == "ready" else unready_statefulset(primary_manifest)
-    )
-    if replicas != "absent":
-        children.append(
-            ready_statefulset(replica_manifest)
-            if replicas == "ready"
-            else unready_statefulset(replica_manifest, ready=1)
+    pods = [
+        postgres_pod(
+            f"shop-postgres-{ordinal}",
+            role=None if state is None else ("primary" if ordinal == 0 else "replica"),
+            ready=state != "unready",
         )
-    why = {"postgres": "read replicas start once the primary is ready"} if waiting else {}
-    status = status_of(body, children, waiting=why)
-    assert summary(status)["PostgresReady"] == expected
-    assert status["postgres"] == {
-        "primaryReady": primary == "ready",
-        "readyReplicas": {"absent": 0, "unready": 1, "ready": 2}[replicas],
-    }
+        for ordinal, state in enumerate(roles)
+    ]
+    status = status_of(body, running_stack(backend), pods=pods)
+    assert summary(status)["PostgresReady"] == ("True" if reason == "Available" else "False", reason)
+    assert conditions(status)["PostgresReady"].message == message
+    assert status["postgres"]["primaryReady"] is (roles[0] == "ready")
+    assert status["postgres"]["readyReplicas"] == sum(1 for state in roles[1:] if state == "ready")
+    # Without probes (none in this snapshot), each instance shows its pod only.
+    assert [(i["name"], i.get("role"), i["ready"]) for i in status["postgres"]["instances"]] == [
+        (pod["metadata"]["name"], pod["metadata"]["labels"].get("sbo.dev/postgres-role"), state != "unready")
+        for pod, state in zip(pods, roles, strict=True)
+    ]
+
+
+def test_a_terminating_primary_is_not_the_primary() -> None:
+    body = example_body()
+    pods = [
+        postgres_pod("shop-postgres-0", role="primary", terminating=True),
+        postgres_pod("shop-postgres-1", role="replica"),
+        postgres_pod("shop-postgres-2", role="replica"),
+    ]
+    status = status_of(body, running_stack(parse(body)), pods=pods)
+    assert summary(status)["PostgresReady"] == ("False", "PodsNotReady")
+    assert status["postgres"]["primaryReady"] is False
 
 
 def test_postgres_without_read_replicas_is_ready_with_its_primary() -> None:
     body = edited(example_body(), lambda spec: spec["postgres"].update(readReplicas=0))
     backend = parse(body)
-    children = replaced(running_stack(backend), "StatefulSet", "shop-postgres-replica", None)
-    status = status_of(body, children)
+    status = status_of(body, running_stack(backend))
     assert summary(status)["PostgresReady"] == ("True", "Available")
     assert conditions(status)["PostgresReady"].message == "primary ready, 0/0 read replicas ready"
 
@@ -344,7 +366,7 @@ def test_status_never_contains_secret_values() -> None:
         for key, value in secret["data"].items()
         if key.endswith("password") or key == "secret-key"
     }
-    assert len(passwords) == 4, "the app's secret key, postgres app and replication, redis"
+    assert len(passwords) == 5, "the app's secret key, postgres app, replication and operator, redis"
     # Even given the Secrets with their data (not compacted), status reads only their names.
     raw = Snapshot(
         backend=body,
@@ -364,6 +386,7 @@ def test_status_never_contains_secret_values() -> None:
         "app": "shop-app-secrets",
         "redis": "shop-redis",
         "postgres": "shop-postgres-app",
+        "postgresOperator": "shop-postgres-operator",
     }
 
 

@@ -43,6 +43,9 @@ class OperatorProcess(ManagedProcess):
             "KUBECONFIG": str(self.kubeconfig),
             "SBO_HEALTH_PORT": str(self.health_port),
             "SBO_METRICS_PORT": str(self.metrics_port),
+            # Its PostgreSQL probes reach only the real node's pods: kwok's fake pod addresses
+            # (10.244.0.0/16) are not on this machine, and no traffic may leave it.
+            "SBO_POSTGRES_PROBE_NETWORKS": "198.18.0.0/16",
             **self.extra_env,
         }
 

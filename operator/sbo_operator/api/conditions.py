@@ -78,6 +78,12 @@ class Reason(StrEnum):
     QUOTA_EXCEEDED = "QuotaExceeded"
     SECRET_NOT_FOUND = "SecretNotFound"  # noqa: S105 (a reason, not a password)
     CONFIG_MAP_NOT_FOUND = "ConfigMapNotFound"
+    # PostgreSQL roles (postgres_roles.decide): a change running, or what blocks one.
+    FAILING_OVER = "FailingOver"
+    SWITCHING_OVER = "SwitchingOver"
+    FAILOVER_CANDIDATE_LAGGING = "FailoverCandidateLagging"
+    NO_FAILOVER_CANDIDATE = "NoFailoverCandidate"
+    SWITCHOVER_REFUSED = "SwitchoverRefused"
     # The autoscaler
     DRY_RUN = "DryRun"
     FAILED_GET_METRICS = "FailedGetMetrics"

@@ -31,6 +31,8 @@ from sbo_operator.api.v1alpha1 import (
     PLURAL,
     SHORT_NAME,
     SINGULAR,
+    SWITCHOVER_TO_MESSAGE,
+    SWITCHOVER_TO_RULE,
     VERSION,
     ScalableBackend,
     ScalableBackendSpec,
@@ -265,7 +267,12 @@ def build_crd() -> dict[str, Any]:
             "status": status_schema,
         },
         "x-kubernetes-validations": [
-            {"rule": f"size(self.metadata.name) <= {MAX_NAME_LENGTH}", "message": NAME_MESSAGE}
+            {"rule": f"size(self.metadata.name) <= {MAX_NAME_LENGTH}", "message": NAME_MESSAGE},
+            {
+                "rule": SWITCHOVER_TO_RULE,
+                "message": SWITCHOVER_TO_MESSAGE,
+                "fieldPath": ".spec.postgres.switchover.to",
+            },
         ],
     }
     return {

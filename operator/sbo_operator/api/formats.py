@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from datetime import timedelta
 from typing import Annotated, Any
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -27,6 +28,8 @@ __all__ = [
     "DNS_LABEL_PATTERN",
     "DNS_SUBDOMAIN_MESSAGE",
     "DNS_SUBDOMAIN_PATTERN",
+    "DURATION_MESSAGE",
+    "DURATION_PATTERN",
     "ENV_NAME_MESSAGE",
     "ENV_NAME_PATTERN",
     "FIELD_PATH_MESSAGE",
@@ -44,6 +47,7 @@ __all__ = [
     "ConfigMapKey",
     "ContainerName",
     "DnsSubdomain",
+    "Duration",
     "EnvName",
     "FieldPath",
     "FieldPathVersion",
@@ -55,6 +59,7 @@ __all__ = [
     "PrometheusUrl",
     "SqlIdentifier",
     "StringFormat",
+    "parse_duration",
 ]
 
 
@@ -211,6 +216,33 @@ SQL_IDENTIFIER_MESSAGE = (
     "starting with a digit, e.g. app"
 )
 SqlIdentifier = Annotated[str, StringFormat(SQL_IDENTIFIER_PATTERN, SQL_IDENTIFIER_MESSAGE, max_length=63)]
+
+# ---- durations --------------------------------------------------------------------------------------
+
+# A Go duration (time.ParseDuration) without a sign and without the sub-millisecond units: "0s", "30s",
+# "1m30s", "1.5h". What kubectl users write for timeouts, and what the operator reads back below.
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+DURATION_MESSAGE = (
+    "must be a duration: numbers each followed by a unit ms, s, m or h, no space, e.g. 0s, 30s or 1m30s"
+)
+Duration = Annotated[str, StringFormat(DURATION_PATTERN, DURATION_MESSAGE, max_length=32)]
+
+_DURATION_UNITS = {"ms": timedelta(milliseconds=1), "s": timedelta(seconds=1), "m": timedelta(minutes=1)}
+_DURATION_UNITS["h"] = timedelta(hours=1)
+
+
+def parse_duration(duration: str) -> timedelta:
+    """The value of a duration matching DURATION_PATTERN, e.g. "1m30s" -> 90 seconds."""
+    if not re.fullmatch(DURATION_PATTERN, duration):
+        raise ValueError(f"not a duration: {duration!r}")
+    return sum(
+        (
+            float(number) * _DURATION_UNITS[unit]
+            for number, _, unit in re.findall(r"([0-9]+(\.[0-9]+)?)(ms|s|m|h)", duration)
+        ),
+        timedelta(0),
+    )
+
 
 # ---- Prometheus --------------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """Predictable names of every child, derived from the ScalableBackend's name.
 
 ``metadata.name`` is capped at ``MAX_NAME_LENGTH`` (35) so that the longest derived label value,
-a replica pod's controller-revision-hash ``<name>-postgres-replica-<10 chars>``, fits in 63.
+a replica pod's controller-revision-hash ``<name>-postgres-replica-<10 chars>`` (of the old
+shape, whose pods may still run), fits in 63.
 """
 
 from __future__ import annotations
@@ -69,24 +70,24 @@ class ChildNames:
         return f"{self.backend}-postgres"
 
     @property
+    def postgres_instances(self) -> str:
+        """The PostgreSQL StatefulSet (pods ``<name>-postgres-<ordinal>``) and its PodDisruptionBudget."""
+        return f"{self.backend}-postgres"
+
+    @property
+    def postgres_headless(self) -> str:
+        """The headless Service governing the PostgreSQL StatefulSet (per-pod DNS names)."""
+        return f"{self.backend}-postgres-headless"
+
+    @property
     def postgres_primary(self) -> str:
-        """The primary StatefulSet and its PodDisruptionBudget."""
+        """The old shape's primary StatefulSet: kept until its data moved to the instances."""
         return f"{self.backend}-postgres-primary"
 
     @property
     def postgres_replica(self) -> str:
-        """The read replicas' StatefulSet and its PodDisruptionBudget."""
+        """The old shape's read replicas' StatefulSet: deleted with the old primary's."""
         return f"{self.backend}-postgres-replica"
-
-    @property
-    def postgres_primary_headless(self) -> str:
-        """The headless Service governing the primary StatefulSet (per-pod DNS names)."""
-        return f"{self.backend}-postgres-primary-headless"
-
-    @property
-    def postgres_replica_headless(self) -> str:
-        """The headless Service governing the replicas' StatefulSet (per-pod DNS names)."""
-        return f"{self.backend}-postgres-replica-headless"
 
     @property
     def postgres_read_write(self) -> str:
@@ -107,6 +108,11 @@ class ChildNames:
     def postgres_secret(self) -> str:
         """The Secret with the application's (and the replication) credentials."""
         return f"{self.backend}-postgres-app"
+
+    @property
+    def postgres_operator_secret(self) -> str:
+        """The Secret with the operator's own PostgreSQL login (probes, promotion)."""
+        return f"{self.backend}-postgres-operator"
 
     @property
     def postgres_config(self) -> str:

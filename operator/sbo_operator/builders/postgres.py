@@ -1,16 +1,19 @@
-"""PostgreSQL: a primary and hot-standby read replicas, as two StatefulSets of the PostgreSQL image
-(``images.postgres``: the official ``postgres:<version>`` unless the operator is told otherwise).
+"""PostgreSQL: instances of one StatefulSet, any of which can be the primary, the others hot
+standbys streaming from it (the image is ``images.postgres``: the official ``postgres:<version>``
+unless the operator is told otherwise).
 
-* ``<name>-postgres-primary`` (1 pod): the init container ``bootstrap`` runs
-  ``primary-bootstrap.sh`` (initdb on first start; roles and database from the Secret on every
-  start), then ``start.sh`` runs the server.
-* ``<name>-postgres-replica`` (readReplicas pods): the init container ``clone`` runs
-  ``replica-bootstrap.sh`` (waits for the primary with pg_isready, pg_basebackup if PGDATA is
-  empty), then ``start.sh`` runs a hot standby streaming from ``<name>-postgres-rw``.
-* Services ``-rw`` (the primary) and ``-ro`` (the replicas; the primary while there are none, so
-  DATABASE_READ_URL always works), Secret ``-app``, ConfigMap ``-config``, and PDBs.
+* ``<name>-postgres`` (1 + readReplicas pods ``<name>-postgres-<ordinal>``, governed by
+  ``<name>-postgres-headless``): neither its selector nor its pod template carries a role. The
+  operator alone labels each pod ``sbo.dev/postgres-role=primary|replica``; the init container
+  ``bootstrap`` (``instance-bootstrap.sh``) waits for that label (a downward API file), then
+  initialises or keeps the primary, or clones / rewinds a standby from ``-rw``; ``start.sh``
+  runs the server in that role.
+* Services ``-rw`` (the pod labelled primary) and ``-ro`` (the pods labelled replica; the primary
+  while there are none, so DATABASE_READ_URL always works), Secrets ``-app`` and ``-operator``
+  (the operator's SQL login), ConfigMap ``-config``, and one PDB.
 
-The primary is not failed over: if it is lost, the replicas keep serving reads until it returns.
+Failing over is the operator's: it moves the label (see ``postgres_roles``). Synchronous
+replication, when asked for, is rendered into postgresql.conf with every instance's name.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from sbo_operator.api.v1alpha1 import ScalableBackend
+from sbo_operator.api.v1alpha1 import MAX_READ_REPLICAS, ScalableBackend
 from sbo_operator.builders import Manifest
 from sbo_operator.builders.images import OFFICIAL_DATA_SERVICE_IMAGES, DataServiceImages
 from sbo_operator.builders.labels import (
@@ -51,17 +54,18 @@ from sbo_operator.builders.security import (
 from sbo_operator.builders.services import governing_service
 
 __all__ = [
+    "OPERATOR_USER",
     "PGDATA",
+    "ROLE_FILE",
     "build_postgres_config_map",
-    "build_postgres_primary_headless_service",
-    "build_postgres_primary_pdb",
-    "build_postgres_primary_statefulset",
+    "build_postgres_headless_service",
+    "build_postgres_operator_secret",
+    "build_postgres_pdb",
     "build_postgres_read_only_service",
     "build_postgres_read_write_service",
-    "build_postgres_replica_headless_service",
-    "build_postgres_replica_pdb",
-    "build_postgres_replica_statefulset",
     "build_postgres_secret",
+    "build_postgres_statefulset",
+    "postgres_instance_names",
     "postgres_selector_labels",
 ]
 
@@ -70,6 +74,11 @@ DATA_MOUNT = "/var/lib/postgresql/data"
 # A subdirectory: the volume's root may hold lost+found, and initdb wants an empty directory.
 PGDATA = f"{DATA_MOUNT}/pgdata"
 SOCKET_DIR = "/var/run/postgresql"
+# The pod's own role label, as a file (downward API): the scripts start as primary or standby.
+PODINFO_DIR = "/etc/sbo-podinfo"
+ROLE_FILE_NAME = "role"
+ROLE_FILE = f"{PODINFO_DIR}/{ROLE_FILE_NAME}"
+OPERATOR_USER = "sbo_operator"
 
 
 def postgres_selector_labels(backend: ScalableBackend, role: PostgresRole) -> dict[str, str]:
@@ -79,9 +88,19 @@ def postgres_selector_labels(backend: ScalableBackend, role: PostgresRole) -> di
     )
 
 
-def _metadata(backend: ScalableBackend, name: str, role: PostgresRole | None = None) -> dict[str, Any]:
-    extra = {POSTGRES_ROLE_LABEL: role.value} if role is not None else None
-    return object_metadata(backend, name=name, component=Component.POSTGRES, extra_labels=extra)
+def _metadata(backend: ScalableBackend, name: str) -> dict[str, Any]:
+    return object_metadata(backend, name=name, component=Component.POSTGRES)
+
+
+def _config_files(backend: ScalableBackend) -> dict[str, str]:
+    """The ConfigMap's files. synchronous_standby_names names every instance there can be, not
+    only those of readReplicas now: scaling then changes no file, and so restarts no server."""
+    postgres = backend.spec.postgres
+    return postgres_config_files(
+        postgres,
+        instance_names=postgres_instance_names(backend, 1 + MAX_READ_REPLICAS),
+        synchronous_standbys=postgres.synchronous.standbys,
+    )
 
 
 def build_postgres_config_map(backend: ScalableBackend) -> Manifest | None:
@@ -92,7 +111,7 @@ def build_postgres_config_map(backend: ScalableBackend) -> Manifest | None:
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _metadata(backend, child_names(backend).postgres_config),
-        "data": postgres_config_files(backend.spec.postgres),
+        "data": _config_files(backend),
     }
 
 
@@ -171,29 +190,16 @@ def build_postgres_read_only_service(backend: ScalableBackend) -> Manifest | Non
     return _service(backend, name=child_names(backend).postgres_read_only, role=role)
 
 
-def _headless_service(backend: ScalableBackend, role: PostgresRole) -> Manifest | None:
+def build_postgres_headless_service(backend: ScalableBackend) -> Manifest | None:
+    """``<name>-postgres-headless``: governs the instances' StatefulSet (per-pod DNS names)."""
     if not backend.spec.postgres.enabled:
         return None
-    names = child_names(backend)
-    name = (
-        names.postgres_primary_headless if role is PostgresRole.PRIMARY else names.postgres_replica_headless
-    )
     return governing_service(
-        metadata=_metadata(backend, name, role),
-        selector=postgres_selector_labels(backend, role),
+        metadata=_metadata(backend, child_names(backend).postgres_headless),
+        selector=selector_labels(backend, Component.POSTGRES),
         port_name="postgres",
         port=POSTGRES_PORT,
     )
-
-
-def build_postgres_primary_headless_service(backend: ScalableBackend) -> Manifest | None:
-    """``<name>-postgres-primary-headless``: governs the primary StatefulSet; None if disabled."""
-    return _headless_service(backend, PostgresRole.PRIMARY)
-
-
-def build_postgres_replica_headless_service(backend: ScalableBackend) -> Manifest | None:
-    """``<name>-postgres-replica-headless``: governs the replicas' StatefulSet; None if disabled."""
-    return _headless_service(backend, PostgresRole.REPLICA)
 
 
 def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
@@ -211,6 +217,7 @@ def _base_env() -> list[dict[str, Any]]:
 
 
 def _replication_env(backend: ScalableBackend) -> list[dict[str, Any]]:
+    """What a standby needs: where the primary is, and how to log in for streaming."""
     names = child_names(backend)
     return [
         {"name": "SBO_PG_APPLICATION_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -222,6 +229,23 @@ def _replication_env(backend: ScalableBackend) -> list[dict[str, Any]]:
         _secret_env("SBO_REPLICATION_PASSWORD", names.postgres_secret, "replication-password"),
         {"name": "SBO_REPLICATION_USER", "value": REPLICATION_USER},
     ]
+
+
+def _bootstrap_env(backend: ScalableBackend) -> list[dict[str, Any]]:
+    """What the primary's bootstrap needs: the roles and database to (re)create, the operator's login."""
+    postgres = backend.spec.postgres
+    names = child_names(backend)
+    return [
+        {"name": "SBO_APP_DATABASE", "value": postgres.database},
+        _secret_env("SBO_APP_PASSWORD", names.postgres_secret, "password"),
+        {"name": "SBO_APP_USER", "value": postgres.user},
+        _secret_env("SBO_OPERATOR_PASSWORD", names.postgres_operator_secret, "password"),
+        _secret_env("SBO_OPERATOR_USER", names.postgres_operator_secret, "username"),
+    ]
+
+
+def _role_file_env() -> dict[str, Any]:
+    return {"name": "SBO_PG_ROLE_FILE", "value": ROLE_FILE}
 
 
 def _container(
@@ -248,6 +272,7 @@ def _container(
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "data", "mountPath": DATA_MOUNT},
+            {"name": "podinfo", "mountPath": PODINFO_DIR, "readOnly": True},
             {"name": "run", "mountPath": SOCKET_DIR},
             tmp_volume_mount(),
         ],
@@ -275,27 +300,56 @@ def _container(
             "timeoutSeconds": 3,
         }
         # The default SIGTERM is a "smart" shutdown that waits for every pooled client to leave;
-        # a fast shutdown ends sessions and checkpoints cleanly within the grace period.
+        # a fast shutdown ends sessions, sends the last WAL to the standbys and checkpoints
+        # within the grace period.
         container["lifecycle"] = {
             "preStop": {"exec": {"command": ["pg_ctl", "stop", "-D", PGDATA, "-m", "fast", "-w", "-t", "50"]}}
         }
     return container
 
 
-def _statefulset(
+def postgres_instance_names(backend: ScalableBackend, replicas: int | None = None) -> list[str]:
+    """The desired instances (pod names) in ordinal order: 1 + readReplicas, or ``replicas``."""
+    count = 1 + backend.spec.postgres.read_replicas if replicas is None else replicas
+    name = child_names(backend).postgres_instances
+    return [f"{name}-{ordinal}" for ordinal in range(count)]
+
+
+def build_postgres_statefulset(
     backend: ScalableBackend,
     *,
-    role: PostgresRole,
-    replicas: int,
-    init_container: dict[str, Any],
-    env: list[dict[str, Any]],
-    secret_uids: Mapping[str, str],
-    images: DataServiceImages,
-) -> Manifest:
+    replicas: int | None = None,
+    secret_uids: Mapping[str, str] = NO_SECRET_UIDS,
+    images: DataServiceImages = OFFICIAL_DATA_SERVICE_IMAGES,
+) -> Manifest | None:
+    """``<name>-postgres``: every instance, 1 + readReplicas pods; None when PostgreSQL is disabled.
+
+    Neither its selector nor its pod template carries a role: the operator labels each pod
+    ``sbo.dev/postgres-role`` itself, and a pod reads its own label through the downward API
+    (``SBO_PG_ROLE_FILE``) to start as the primary or as a standby of ``-rw``. So every instance
+    gets what either needs. ``replicas``: more than the spec asks, while the primary is an
+    instance a scale-down would remove (it is switched over first). ``secret_uids``: the
+    generated Secrets' uids (see :func:`annotate_secret_uids`): a regenerated Secret rolls the
+    pods onto it. ``images``: the PostgreSQL image template.
+    """
     postgres = backend.spec.postgres
+    if not postgres.enabled:
+        return None
     names = child_names(backend)
-    name = names.postgres_primary if role is PostgresRole.PRIMARY else names.postgres_replica
-    pod_labels = {**common_labels(backend, Component.POSTGRES), POSTGRES_ROLE_LABEL: role.value}
+    server_env = [*_base_env(), *_replication_env(backend), _role_file_env()]
+    bootstrap = _container(
+        backend,
+        name="bootstrap",
+        script="instance-bootstrap.sh",
+        env=[*server_env, *_bootstrap_env(backend)],
+        server=False,
+        images=images,
+    )
+    server = _container(
+        backend, name="postgres", script="start.sh", env=server_env, server=True, images=images
+    )
+    selector = selector_labels(backend, Component.POSTGRES)
+    pod_labels = common_labels(backend, Component.POSTGRES)
     claim_spec: dict[str, Any] = {
         "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": postgres.storage.size}},
@@ -306,39 +360,47 @@ def _statefulset(
     manifest: Manifest = {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
-        "metadata": _metadata(backend, name, role),
+        "metadata": _metadata(backend, names.postgres_instances),
         "spec": {
-            "replicas": replicas,
-            "serviceName": names.postgres_primary_headless
-            if role is PostgresRole.PRIMARY
-            else names.postgres_replica_headless,
+            "replicas": 1 + postgres.read_replicas if replicas is None else replicas,
+            "serviceName": names.postgres_headless,
+            # Every instance starts at once: each waits for its role, not for a lower ordinal.
             "podManagementPolicy": "Parallel",
-            "selector": {"matchLabels": postgres_selector_labels(backend, role)},
+            "selector": {"matchLabels": dict(sorted(selector.items()))},
             "updateStrategy": {"type": "RollingUpdate"},
             "persistentVolumeClaimRetentionPolicy": {"whenDeleted": retention, "whenScaled": retention},
             "template": {
                 "metadata": {
                     "labels": dict(sorted(pod_labels.items())),
-                    "annotations": {CONFIG_HASH_ANNOTATION: config_hash(postgres_config_files(postgres))},
+                    "annotations": {CONFIG_HASH_ANNOTATION: config_hash(_config_files(backend))},
                 },
                 "spec": {
                     "automountServiceAccountToken": False,
-                    "containers": [
-                        _container(
-                            backend, name="postgres", script="start.sh", env=env, server=True, images=images
-                        )
-                    ],
+                    "containers": [server],
                     "enableServiceLinks": False,
-                    "initContainers": [init_container],
+                    "initContainers": [bootstrap],
                     "securityContext": pod_security_context(uid=DATA_SERVICE_UID, fs_group=DATA_SERVICE_UID),
                     "terminationGracePeriodSeconds": 60,
-                    "topologySpreadConstraints": topology_spread_constraints(
-                        postgres_selector_labels(backend, role)
-                    ),
+                    "topologySpreadConstraints": topology_spread_constraints(dict(sorted(selector.items()))),
                     "volumes": [
                         {
                             "name": "config",
                             "configMap": {"name": names.postgres_config, "defaultMode": 0o444},
+                        },
+                        {
+                            # kubelet rewrites the file when the label changes; no label: an empty file.
+                            "name": "podinfo",
+                            "downwardAPI": {
+                                "defaultMode": 0o444,
+                                "items": [
+                                    {
+                                        "path": ROLE_FILE_NAME,
+                                        "fieldRef": {
+                                            "fieldPath": f"metadata.labels['{POSTGRES_ROLE_LABEL}']"
+                                        },
+                                    }
+                                ],
+                            },
                         },
                         {"name": "run", "emptyDir": {}},
                         tmp_volume(),
@@ -357,107 +419,37 @@ def _statefulset(
     return manifest
 
 
-def build_postgres_primary_statefulset(
-    backend: ScalableBackend,
-    *,
-    secret_uids: Mapping[str, str] = NO_SECRET_UIDS,
-    images: DataServiceImages = OFFICIAL_DATA_SERVICE_IMAGES,
-) -> Manifest | None:
-    """``<name>-postgres-primary``: one pod; None when PostgreSQL is disabled.
-
-    ``secret_uids``: the generated Secrets' uids (see :func:`annotate_secret_uids`). Its bootstrap
-    applies the Secret's passwords to the app and replication roles at every start, so a
-    regenerated Secret rolls it onto them. ``images``: the PostgreSQL image template.
-    """
-    postgres = backend.spec.postgres
-    if not postgres.enabled:
-        return None
-    names = child_names(backend)
-    bootstrap_env = [
-        *_base_env(),
-        {"name": "SBO_APP_DATABASE", "value": postgres.database},
-        _secret_env("SBO_APP_PASSWORD", names.postgres_secret, "password"),
-        {"name": "SBO_APP_USER", "value": postgres.user},
-        _secret_env("SBO_REPLICATION_PASSWORD", names.postgres_secret, "replication-password"),
-        {"name": "SBO_REPLICATION_USER", "value": REPLICATION_USER},
-    ]
-    bootstrap = _container(
-        backend,
-        name="bootstrap",
-        script="primary-bootstrap.sh",
-        env=bootstrap_env,
-        server=False,
-        images=images,
-    )
-    return _statefulset(
-        backend,
-        role=PostgresRole.PRIMARY,
-        replicas=1,
-        init_container=bootstrap,
-        env=_base_env(),
-        secret_uids=secret_uids,
-        images=images,
-    )
-
-
-def build_postgres_replica_statefulset(
-    backend: ScalableBackend,
-    *,
-    secret_uids: Mapping[str, str] = NO_SECRET_UIDS,
-    images: DataServiceImages = OFFICIAL_DATA_SERVICE_IMAGES,
-) -> Manifest | None:
-    """``<name>-postgres-replica``: readReplicas hot standbys; None when PostgreSQL is disabled.
-
-    Built even with 0 replicas, so that scaling to 0 keeps (or deletes) the volumes per
-    retainOnDelete. The reconciler may also hold it back until the primary is ready; the init
-    container waits for the primary regardless. ``secret_uids``: as for the primary; a regenerated
-    Secret rolls the replicas onto the new replication password (a standby retries until the
-    primary has it). ``images``: as for the primary.
-    """
-    postgres = backend.spec.postgres
-    if not postgres.enabled:
-        return None
-    env = [*_base_env(), *_replication_env(backend)]
-    clone = _container(
-        backend, name="clone", script="replica-bootstrap.sh", env=env, server=False, images=images
-    )
-    return _statefulset(
-        backend,
-        role=PostgresRole.REPLICA,
-        replicas=postgres.read_replicas,
-        init_container=clone,
-        env=env,
-        secret_uids=secret_uids,
-        images=images,
-    )
-
-
-def build_postgres_primary_pdb(backend: ScalableBackend) -> Manifest | None:
-    """``<name>-postgres-primary``: a drain waits rather than evict the only primary.
-
-    There is no failover, so evicting the primary is downtime; a human deletes the pod to move it.
-    An unhealthy primary may still be evicted.
-    """
+def build_postgres_pdb(backend: ScalableBackend) -> Manifest | None:
+    """``<name>-postgres``: at most one instance disrupted at a time (the primary is failed over)."""
     if not backend.spec.postgres.enabled:
         return None
-    return _pdb(backend, child_names(backend).postgres_primary, PostgresRole.PRIMARY, {"minAvailable": 1})
-
-
-def build_postgres_replica_pdb(backend: ScalableBackend) -> Manifest | None:
-    """``<name>-postgres-replica``: at most one replica disrupted at a time."""
-    if not backend.spec.postgres.enabled:
-        return None
-    return _pdb(backend, child_names(backend).postgres_replica, PostgresRole.REPLICA, {"maxUnavailable": 1})
-
-
-def _pdb(backend: ScalableBackend, name: str, role: PostgresRole, budget: dict[str, int]) -> Manifest:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _metadata(backend, name, role),
+        "metadata": _metadata(backend, child_names(backend).postgres_instances),
         "spec": {
-            **budget,
-            "selector": {"matchLabels": postgres_selector_labels(backend, role)},
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": dict(sorted(selector_labels(backend, Component.POSTGRES).items()))},
             "unhealthyPodEvictionPolicy": "AlwaysAllow",
         },
+    }
+
+
+def build_postgres_operator_secret(
+    backend: ScalableBackend, *, existing_data: Mapping[str, str] | None, random_bytes: bytes | None = None
+) -> Manifest | None:
+    """``<name>-postgres-operator``: the operator's own SQL login (``sbo_operator``): it probes the
+    instances and promotes one. Generated once; the primary's bootstrap applies it at every start."""
+    if not backend.spec.postgres.enabled:
+        return None
+    existing = decode_secret_data(existing_data)
+    password = existing_or_derived_password(
+        existing, key="password", random_bytes=random_bytes, purpose="postgres-operator"
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(backend, child_names(backend).postgres_operator_secret),
+        "type": "Opaque",
+        "data": encode_secret_data({"password": password, "username": OPERATOR_USER}),
     }

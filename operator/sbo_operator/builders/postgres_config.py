@@ -16,17 +16,32 @@ scripts at temporary directories and loopback ports)::
     SBO_REPLICATION_USER / SBO_REPLICATION_PASSWORD                      bootstrap, replica start.sh
     SBO_PRIMARY_HOST / SBO_PRIMARY_PORT                                  replica scripts
     SBO_PG_APPLICATION_NAME   the standby's name in pg_stat_replication  default: hostname
+    SBO_PG_ROLE_FILE          the pod's role label (downward API): primary|replica; instance-bootstrap.sh,
+                              and start.sh (unset: today's behaviour, decided by standby.signal)
+    SBO_OPERATOR_USER / SBO_OPERATOR_PASSWORD   the operator's SQL login: instance-bootstrap.sh
+                              (required), primary-bootstrap.sh (optional, for the migration)
 
-The binaries (initdb, postgres, psql, pg_isready, pg_basebackup) are found on PATH, as in the
+Two shapes share this ConfigMap. The old one: a primary StatefulSet (primary-bootstrap.sh) and a
+replica StatefulSet (replica-bootstrap.sh), start.sh deciding by standby.signal. The failover
+shape: one StatefulSet whose every instance runs instance-bootstrap.sh and start.sh, and the
+role the operator labelled the pod with decides; a standby follows whatever ``-rw`` points at
+(SBO_PRIMARY_HOST), a former primary is rewound (pg_rewind) or, failing that, moved aside to
+``$PGDATA.diverged`` and cloned afresh, so it never serves writes beside the new primary.
+
+The binaries (initdb, postgres, psql, pg_isready, pg_basebackup, pg_rewind) are found on PATH, as in the
 official image. Superuser access is only over the unix socket with peer authentication: the
 superuser is the OS user running initdb (``postgres`` in the image, uid 999), and has no password.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sbo_operator.api.v1alpha1 import PostgresSpec, parse_quantity
 
 __all__ = [
+    "INSTANCE_BOOTSTRAP_SCRIPT",
+    "OPERATOR_USER",
     "PG_HBA_CONF",
     "PRIMARY_BOOTSTRAP_SCRIPT",
     "REPLICATION_USER",
@@ -34,9 +49,11 @@ __all__ = [
     "START_SCRIPT",
     "postgres_config_files",
     "render_postgresql_conf",
+    "synchronous_standby_names",
 ]
 
 REPLICATION_USER = "replicator"
+OPERATOR_USER = "sbo_operator"
 MEBIBYTE = 2**20
 
 PG_HBA_CONF = """\
@@ -47,7 +64,15 @@ local   all          all                     peer
 # Streaming replication and pg_basebackup from the replicas.
 host    replication  replicator  0.0.0.0/0   scram-sha-256
 host    replication  replicator  ::/0        scram-sha-256
-# Neither the replication role nor the superuser may log into a database over the network.
+# The operator's probes and pg_promote(); pg_rewind's reads of a former primary's source. Both
+# only into the database postgres, which holds no application data.
+host    postgres     sbo_operator 0.0.0.0/0  scram-sha-256
+host    postgres     sbo_operator ::/0       scram-sha-256
+host    postgres     replicator  0.0.0.0/0   scram-sha-256
+host    postgres     replicator  ::/0        scram-sha-256
+# Neither these roles nor the superuser may log into another database over the network.
+host    all          sbo_operator 0.0.0.0/0  reject
+host    all          sbo_operator ::/0       reject
 host    all          replicator  0.0.0.0/0   reject
 host    all          replicator  ::/0        reject
 host    all          postgres    0.0.0.0/0   reject
@@ -84,14 +109,12 @@ prepare_empty_pgdata() {
 
 # The SQL takes every value through psql variables (:'literal', :"identifier"), never by
 # splicing shell strings, so no value can inject SQL.
-PRIMARY_BOOTSTRAP_SCRIPT = (
-    _PREAMBLE  # noqa: S608 - see above
-    + """
-# Initialise the primary on first start, then (on every start) make the roles and the database
-# match the Secret: the app role, the replication role and the app database owned by the app.
+_REQUIRE_PRIMARY_ENV = """\
 : "${SBO_APP_USER:?}" "${SBO_APP_PASSWORD:?}" "${SBO_APP_DATABASE:?}"
 : "${SBO_REPLICATION_USER:?}" "${SBO_REPLICATION_PASSWORD:?}"
+"""
 
+_INITIALISE_IF_EMPTY = """
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   prepare_empty_pgdata
   log "initialising a new cluster in $PGDATA"
@@ -101,11 +124,18 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   mv "$PGDATA.new" "$PGDATA"
 fi
 chmod 0700 "$PGDATA"
+"""
 
+# The roles match the env on every start. The operator's login and pg_rewind's grants come with
+# SBO_OPERATOR_USER: a standby clones them, so the operator can probe and promote any instance.
+# synchronous_standby_names is cleared for this private server: no standby can reach it, and
+# with it set every statement below would wait for one forever.
+_ENSURE_ROLES = """
 # A private server: unix socket only, so nobody connects before the roles are right.
 postgres -D "$PGDATA" \\
   -c config_file="$config_dir/postgresql.conf" -c hba_file="$config_dir/pg_hba.conf" \\
-  -c listen_addresses= -c port="$port" -c unix_socket_directories="$socket_dir" &
+  -c listen_addresses= -c port="$port" -c unix_socket_directories="$socket_dir" \\
+  -c synchronous_standby_names= &
 server=$!
 trap 'kill -INT "$server" 2>/dev/null || true' EXIT
 until pg_isready -q -h "$socket_dir" -p "$port"; do
@@ -113,11 +143,15 @@ until pg_isready -q -h "$socket_dir" -p "$port"; do
   sleep 0.2
 done
 
-psql -X -q -v ON_ERROR_STOP=1 -h "$socket_dir" -p "$port" -d postgres \\
-  -v app_user="$SBO_APP_USER" -v app_password="$SBO_APP_PASSWORD" \\
+set -- -v app_user="$SBO_APP_USER" -v app_password="$SBO_APP_PASSWORD" \\
   -v app_database="$SBO_APP_DATABASE" \\
   -v replication_user="$SBO_REPLICATION_USER" \\
-  -v replication_password="$SBO_REPLICATION_PASSWORD" <<'SQL'
+  -v replication_password="$SBO_REPLICATION_PASSWORD"
+if [ -n "${SBO_OPERATOR_USER:-}" ]; then
+  : "${SBO_OPERATOR_PASSWORD:?}"
+  set -- "$@" -v operator_user="$SBO_OPERATOR_USER" -v operator_password="$SBO_OPERATOR_PASSWORD"
+fi
+psql -X -q -v ON_ERROR_STOP=1 -h "$socket_dir" -p "$port" -d postgres "$@" <<'SQL'
 SELECT format('CREATE ROLE %I', :'app_user')
   WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'app_user') \\gexec
 ALTER ROLE :"app_user" WITH LOGIN NOSUPERUSER NOREPLICATION PASSWORD :'app_password';
@@ -126,6 +160,22 @@ SELECT format('CREATE ROLE %I', :'replication_user')
 ALTER ROLE :"replication_user" WITH LOGIN REPLICATION NOSUPERUSER PASSWORD :'replication_password';
 SELECT format('CREATE DATABASE %I OWNER %I', :'app_database', :'app_user')
   WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'app_database') \\gexec
+\\if :{?operator_user}
+SELECT format('CREATE ROLE %I', :'operator_user')
+  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'operator_user') \\gexec
+ALTER ROLE :"operator_user" WITH LOGIN NOSUPERUSER NOREPLICATION NOCREATEDB NOCREATEROLE
+  PASSWORD :'operator_password';
+GRANT pg_monitor TO :"operator_user";
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_promote(boolean, integer) TO :"operator_user";
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_reload_conf() TO :"operator_user";
+GRANT ALTER SYSTEM ON PARAMETER synchronous_standby_names TO :"operator_user";
+GRANT pg_checkpoint TO :"replication_user";
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean) TO :"replication_user";
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO :"replication_user";
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO :"replication_user";
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)
+  TO :"replication_user";
+\\endif
 SQL
 
 kill -INT "$server"
@@ -133,7 +183,24 @@ wait "$server" || true
 trap - EXIT
 log "roles and database are in place"
 """
+
+PRIMARY_BOOTSTRAP_SCRIPT = (
+    _PREAMBLE
+    + """
+# Initialise the primary on first start, then (on every start) make the roles and the database
+# match the Secret: the app role, the replication role and the app database owned by the app.
+"""
+    + _REQUIRE_PRIMARY_ENV
+    + _INITIALISE_IF_EMPTY
+    + _ENSURE_ROLES
 )
+
+_WAIT_FOR_PRIMARY = """
+until pg_isready -q -h "$SBO_PRIMARY_HOST" -p "$SBO_PRIMARY_PORT" -t 3; do
+  log "waiting for the primary at $SBO_PRIMARY_HOST:$SBO_PRIMARY_PORT"
+  sleep 2
+done
+"""
 
 REPLICA_BOOTSTRAP_SCRIPT = (
     _PREAMBLE
@@ -141,12 +208,9 @@ REPLICA_BOOTSTRAP_SCRIPT = (
 # Wait for the primary, then clone it with pg_basebackup if this replica has no data yet.
 : "${SBO_PRIMARY_HOST:?}" "${SBO_PRIMARY_PORT:?}"
 : "${SBO_REPLICATION_USER:?}" "${SBO_REPLICATION_PASSWORD:?}"
-
-until pg_isready -q -h "$SBO_PRIMARY_HOST" -p "$SBO_PRIMARY_PORT" -t 3; do
-  log "waiting for the primary at $SBO_PRIMARY_HOST:$SBO_PRIMARY_PORT"
-  sleep 2
-done
-
+"""
+    + _WAIT_FOR_PRIMARY
+    + """
 if [ -s "$PGDATA/PG_VERSION" ]; then
   log "$PGDATA already holds a data directory; streaming resumes from it"
   exit 0
@@ -163,11 +227,131 @@ log "cloned; the replica starts as a hot standby"
 """
 )
 
+# The failover shape's functions, shared by instance-bootstrap.sh and start.sh: the role the
+# operator assigned, and making this instance a standby of whatever -rw points at.
+_INSTANCE_FUNCTIONS = """
+# The pod's role label, through the downward API: "primary", "replica" or empty (no label yet).
+assigned_role() {
+  tr -d '[:space:]' < "$SBO_PG_ROLE_FILE" 2>/dev/null || true
+}
+
+clone_primary() {
+  prepare_empty_pgdata
+  log "cloning the primary at $SBO_PRIMARY_HOST:$SBO_PRIMARY_PORT into $PGDATA (pg_basebackup)"
+  PGPASSWORD="$SBO_REPLICATION_PASSWORD" pg_basebackup --no-password \\
+    -h "$SBO_PRIMARY_HOST" -p "$SBO_PRIMARY_PORT" -U "$SBO_REPLICATION_USER" \\
+    -D "$PGDATA.new" --wal-method=stream --checkpoint=fast
+  touch "$PGDATA.new/standby.signal"
+  chmod 0700 "$PGDATA.new"
+  mv "$PGDATA.new" "$PGDATA"
+  log "cloned; starting as a hot standby"
+}
+
+# A former primary may hold WAL the new primary never had: pg_rewind winds it back to where the
+# timelines forked (a no-op when nothing diverged). When that is impossible, the directory is kept
+# aside for a human (its unreplicated tail is there) and the instance is cloned afresh.
+rewind_former_primary() {
+  log "$PGDATA was a primary (no standby.signal): rewinding it to the primary's timeline (pg_rewind)"
+  source="host=$SBO_PRIMARY_HOST port=$SBO_PRIMARY_PORT user=$SBO_REPLICATION_USER"
+  source="$source dbname=postgres connect_timeout=10"
+  # A promoted primary's control file names its new timeline only after a checkpoint; before
+  # one, pg_rewind sees a single timeline and finds, wrongly, nothing to rewind.
+  if ! PGPASSWORD="$SBO_REPLICATION_PASSWORD" psql -X -q -d "$source" -c CHECKPOINT >&2; then
+    log "could not run CHECKPOINT on the primary before pg_rewind; trying again later"
+    exit 1
+  fi
+  # --config-file: the crash recovery pg_rewind runs first (after a SIGKILL) uses our settings.
+  if PGPASSWORD="$SBO_REPLICATION_PASSWORD" pg_rewind --target-pgdata="$PGDATA" \\
+    --source-server="$source" --config-file="$config_dir/postgresql.conf" >&2; then
+    touch "$PGDATA/standby.signal"
+    log "rewound; starting as a hot standby"
+  else
+    log "pg_rewind failed; moving $PGDATA aside to $PGDATA.diverged (replacing an older one)"
+    rm -rf "$PGDATA.diverged"
+    mv "$PGDATA" "$PGDATA.diverged"
+    clone_primary
+  fi
+}
+
+become_standby() {
+  : "${SBO_PRIMARY_HOST:?}" "${SBO_PRIMARY_PORT:?}"
+  : "${SBO_REPLICATION_USER:?}" "${SBO_REPLICATION_PASSWORD:?}"
+  until pg_isready -q -h "$SBO_PRIMARY_HOST" -p "$SBO_PRIMARY_PORT" -t 3; do
+    log "waiting for the primary at $SBO_PRIMARY_HOST:$SBO_PRIMARY_PORT"
+    sleep 2
+  done
+  if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    clone_primary
+  elif [ ! -f "$PGDATA/standby.signal" ]; then
+    rewind_former_primary
+  else
+    log "$PGDATA is a standby's data directory; streaming resumes from it"
+  fi
+}
+"""
+
+INSTANCE_BOOTSTRAP_SCRIPT = (
+    _PREAMBLE
+    + _INSTANCE_FUNCTIONS
+    + """
+# The init container of every instance. The operator alone decides who is the primary: wait for
+# its label, then prepare this instance for that role.
+: "${SBO_PG_ROLE_FILE:?}" "${SBO_OPERATOR_USER:?}" "${SBO_OPERATOR_PASSWORD:?}"
+waited=0
+while :; do
+  role="$(assigned_role)"
+  case "$role" in primary | replica) break ;; esac
+  if [ $((waited % 10)) -eq 0 ]; then
+    log "waiting for the operator to assign a role ($SBO_PG_ROLE_FILE says '$role')"
+  fi
+  sleep 1
+  waited=$((waited + 1))
+done
+log "the operator assigned the role $role"
+
+if [ "$role" = replica ]; then
+  become_standby
+  exit 0
+fi
+"""
+    + _REQUIRE_PRIMARY_ENV
+    + _INITIALISE_IF_EMPTY
+    + """
+if [ -f "$PGDATA/standby.signal" ]; then
+  # The operator designated this standby (it was promoted, or is to start as the primary).
+  log "removing standby.signal: this instance starts as the primary"
+  rm -f "$PGDATA/standby.signal"
+fi
+"""
+    + _ENSURE_ROLES
+)
+
 START_SCRIPT = (
     _PREAMBLE
+    + _INSTANCE_FUNCTIONS
     + """
-# Run the server in the foreground. A data directory with standby.signal is a replica: it
-# streams from the primary as the replication user, with the password in a private pgpass file.
+# Run the server in the foreground. With SBO_PG_ROLE_FILE (the failover shape) the operator's
+# role decides; without it, a data directory with standby.signal is a replica. A replica streams
+# from the primary as the replication user, with the password in a private pgpass file.
+if [ -n "${SBO_PG_ROLE_FILE:-}" ]; then
+  role="$(assigned_role)"
+  case "$role" in
+    primary)
+      if [ -f "$PGDATA/standby.signal" ]; then
+        log "removing standby.signal: the operator made this instance the primary"
+        rm -f "$PGDATA/standby.signal"
+      fi
+      ;;
+    replica)
+      # Demoted since the init container ran: never start a former primary unrewound.
+      [ -f "$PGDATA/standby.signal" ] || become_standby
+      ;;
+    *)
+      log "no role assigned ($SBO_PG_ROLE_FILE says '$role'); not starting"
+      exit 1
+      ;;
+  esac
+fi
 listen_addresses="${SBO_PG_LISTEN_ADDRESSES:-*}"
 chmod 0700 "$PGDATA"
 set -- -D "$PGDATA" \\
@@ -198,11 +382,29 @@ def _megabytes(value: int) -> str:
     return f"{value}MB"
 
 
-def render_postgresql_conf(spec: PostgresSpec) -> str:
+def synchronous_standby_names(instance_names: Sequence[str], standbys: int) -> str:
+    """The value of synchronous_standby_names: a commit waits for ``standbys`` of the instances.
+
+    Every instance is named, the primary too (a primary ignores its own name), so the one setting
+    stays right whichever instance is the primary. ``ANY n``: quorum, any n of them. Names are
+    quoted (a pod name has hyphens). Empty, asynchronous, when ``standbys`` is 0.
+    """
+    if standbys <= 0:
+        return ""
+    if standbys >= len(instance_names):
+        raise ValueError(f"{standbys} synchronous standbys need more than {len(instance_names)} instances")
+    names = ", ".join(f'"{name}"' for name in instance_names)
+    return f"ANY {standbys} ({names})"
+
+
+def render_postgresql_conf(
+    spec: PostgresSpec, *, instance_names: Sequence[str] = (), synchronous_standbys: int = 0
+) -> str:
     """postgresql.conf for both the primary and the replicas (a standby needs the same limits).
 
     Memory and WAL sizes follow the container's memory and the volume's size, so a small demo
-    volume is not filled by WAL.
+    volume is not filled by WAL. With ``synchronous_standbys`` > 0 a commit is acknowledged only
+    once that many of ``instance_names`` (their application_name) have flushed it.
     """
     memory = spec.resources.limits.get("memory") or spec.resources.requests.get("memory")
     memory_mib = int(parse_quantity(memory)) // MEBIBYTE if memory else 512
@@ -227,6 +429,13 @@ def render_postgresql_conf(spec: PostgresSpec) -> str:
         ("max_wal_size", _megabytes(max_wal_size)),
         ("hot_standby", "on"),
         ("hot_standby_feedback", "on"),
+        # pg_rewind needs hint-bit changes in the WAL (data checksums give that too, but a
+        # cluster initialised elsewhere may lack them); a standby follows a promoted one.
+        ("wal_log_hints", "on"),
+        ("recovery_target_timeline", "'latest'"),
+        # A standby whose primary went away retries every second (default 5 s): after a failover
+        # the standbys follow the new primary sooner, and synchronous commits wait less for them.
+        ("wal_retrieve_retry_interval", "'1s'"),
         ("wal_receiver_timeout", "'60s'"),
         ("wal_sender_timeout", "'60s'"),
         ("logging_collector", "off"),
@@ -238,6 +447,8 @@ def render_postgresql_conf(spec: PostgresSpec) -> str:
         ("datestyle", "'iso, mdy'"),
         ("lc_messages", "'C'"),
     ]
+    if standby_names := synchronous_standby_names(instance_names, synchronous_standbys):
+        settings += [("synchronous_standby_names", f"'{standby_names}'"), ("synchronous_commit", "on")]
     lines = [
         "# Generated by scalable-backend-operator. Edits are overwritten.",
         "# Paths and listen addresses are given on the command line by start.sh.",
@@ -246,11 +457,17 @@ def render_postgresql_conf(spec: PostgresSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def postgres_config_files(spec: PostgresSpec) -> dict[str, str]:
-    """The ConfigMap data: config files and scripts, by file name."""
+def postgres_config_files(
+    spec: PostgresSpec, *, instance_names: Sequence[str] = (), synchronous_standbys: int = 0
+) -> dict[str, str]:
+    """The ConfigMap data: config files and scripts, by file name (see render_postgresql_conf)."""
+    conf = render_postgresql_conf(
+        spec, instance_names=instance_names, synchronous_standbys=synchronous_standbys
+    )
     return {
+        "instance-bootstrap.sh": INSTANCE_BOOTSTRAP_SCRIPT,
         "pg_hba.conf": PG_HBA_CONF,
-        "postgresql.conf": render_postgresql_conf(spec),
+        "postgresql.conf": conf,
         "primary-bootstrap.sh": PRIMARY_BOOTSTRAP_SCRIPT,
         "replica-bootstrap.sh": REPLICA_BOOTSTRAP_SCRIPT,
         "start.sh": START_SCRIPT,

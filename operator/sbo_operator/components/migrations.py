@@ -20,8 +20,9 @@ from sbo_operator.builders.labels import SECRET_UIDS_ANNOTATION
 from sbo_operator.builders.labels import Component as ComponentLabel
 from sbo_operator.builders.names import child_names
 from sbo_operator.components.base import Component, Plan, Problem, present
+from sbo_operator.components.postgres import pod_ready, primary_pod
 from sbo_operator.credentials import secret_uids
-from sbo_operator.progress import job_state, statefulset_progress
+from sbo_operator.progress import job_state
 from sbo_operator.snapshot import Snapshot
 
 __all__ = ["Migrations", "Rollout", "app_deployment", "rollout"]
@@ -51,10 +52,15 @@ def rollout(backend: ScalableBackend, snapshot: Snapshot) -> Rollout:
     if state == "Absent" and backend.spec.postgres.enabled:
         # A Job started before its database would fail, and a failed Job
         # stays failed: its name is fixed by its pod template.
-        primary = snapshot.child("StatefulSet", names.postgres_primary)
-        # Only the primary's Secret uids are compared, so its image (the default here) does not matter.
-        if not statefulset_progress(primary, name=names.postgres_primary).ready or not _runs_credentials(
-            primary, postgres.build_postgres_primary_statefulset(backend, secret_uids=uids)
+        primary = primary_pod(snapshot)
+        instances = snapshot.child("StatefulSet", names.postgres_instances)
+        # Only the Secret uids are compared, so the image (the default here) does not matter.
+        if (
+            primary is None
+            or not pod_ready(primary)
+            or not _runs_credentials(
+                instances, postgres.build_postgres_statefulset(backend, secret_uids=uids)
+            )
         ):
             return Rollout(
                 released=False,
@@ -76,7 +82,7 @@ def rollout(backend: ScalableBackend, snapshot: Snapshot) -> Rollout:
 
 
 def _runs_credentials(primary: Manifest | None, desired: Manifest | None) -> bool:
-    """Whether the primary runs with the Secret the desired primary reads (not one regenerated since)."""
+    """Whether the instances run with the Secrets the desired ones read (not ones regenerated since)."""
 
     def uids(statefulset: Manifest | None) -> str | None:
         annotations = (statefulset or {}).get("spec", {}).get("template", {}).get("metadata", {})

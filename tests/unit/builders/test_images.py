@@ -10,8 +10,7 @@ from sbo_operator.api.v1alpha1 import PostgresVersion, RedisVersion
 from sbo_operator.builders import Manifest
 from sbo_operator.builders.images import OFFICIAL_DATA_SERVICE_IMAGES, DataServiceImages
 from sbo_operator.builders.postgres import (
-    build_postgres_primary_statefulset,
-    build_postgres_replica_statefulset,
+    build_postgres_statefulset,
 )
 from sbo_operator.builders.redis import build_redis_statefulset
 from tests.unit.factories import backend_from
@@ -89,9 +88,11 @@ def test_a_template_longer_than_an_image_may_be_is_refused() -> None:
 
 def test_postgres_statefulsets_run_the_given_image_in_every_container() -> None:
     backend = backend_from({"postgres": {"readReplicas": 1, "version": "17"}})
-    for build in (build_postgres_primary_statefulset, build_postgres_replica_statefulset):
-        assert pod_images(build(backend, images=MIRROR)) == ["mirror.example/library/postgres:17"] * 2
-        assert pod_images(build(backend)) == ["postgres:17"] * 2
+    assert (
+        pod_images(build_postgres_statefulset(backend, images=MIRROR))
+        == ["mirror.example/library/postgres:17"] * 2
+    )
+    assert pod_images(build_postgres_statefulset(backend)) == ["postgres:17"] * 2
 
 
 def test_redis_statefulset_runs_the_given_image() -> None:
@@ -104,11 +105,7 @@ def test_redis_statefulset_runs_the_given_image() -> None:
 
 def test_only_the_image_changes_with_the_template() -> None:
     backend = backend_from({"redis": {"persistence": {"size": "1Gi"}}, "postgres": {"readReplicas": 2}})
-    for build in (
-        build_postgres_primary_statefulset,
-        build_postgres_replica_statefulset,
-        build_redis_statefulset,
-    ):
+    for build in (build_postgres_statefulset, build_redis_statefulset):
         official, mirrored = build(backend), build(backend, images=MIRROR)
         assert official is not None
         assert mirrored is not None

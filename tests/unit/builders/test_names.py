@@ -15,7 +15,9 @@ def test_child_names_are_predictable() -> None:
     names = child_names(backend_from({}))
     assert (names.api, names.worker, names.service_account) == ("shop-api", "shop-worker", "shop-app")
     assert (names.redis, names.redis_config) == ("shop-redis", "shop-redis-config")
-    assert (names.postgres_primary, names.postgres_replica) == (
+    assert (names.postgres_instances, names.postgres_headless) == ("shop-postgres", "shop-postgres-headless")
+    assert names.postgres_operator_secret == "shop-postgres-operator"
+    assert (names.postgres_primary, names.postgres_replica) == (  # the old shape's
         "shop-postgres-primary",
         "shop-postgres-replica",
     )
@@ -26,5 +28,11 @@ def test_child_names_are_predictable() -> None:
 
 def test_the_longest_name_keeps_every_child_name_a_dns_label() -> None:
     names = child_names(backend_from({}, name="a" * MAX_NAME_LENGTH))
-    for name in (names.postgres_replica, names.postgres_config, names.redis_config, names.postgres_secret):
+    for name in (
+        names.postgres_replica,
+        names.postgres_config,
+        names.redis_config,
+        names.postgres_secret,
+        names.postgres_operator_secret,
+    ):
         assert len(name) <= 63

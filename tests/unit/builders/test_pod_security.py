@@ -30,7 +30,7 @@ BACKENDS = {
 def test_every_pod_template_passes_the_restricted_profile(case: str) -> None:
     manifests = all_manifests(BACKENDS[case]())
     pods = [(manifest["metadata"]["name"], pod) for manifest in manifests for pod in pod_specs(manifest)]
-    assert len(pods) >= 4
+    assert len(pods) >= 3  # at least the api, Redis and the PostgreSQL instances
     for name, pod in pods:
         assert restricted_violations(pod) == [], name
 

@@ -105,6 +105,8 @@ KUBE_METHODS = {
     "delete": {"delete"},
     "patch_status": {"patch"},
     "patch_spec": {"patch"},
+    "label_pod": {"patch"},  # the PostgreSQL role label
+    "delete_pod": {"delete"},  # fencing a failed primary
     "close": set(),
 }
 

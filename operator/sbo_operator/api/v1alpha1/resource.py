@@ -9,11 +9,15 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from sbo_operator.api.base import ApiModel, schema_default
-from sbo_operator.api.v1alpha1.spec import ScalableBackendSpec
+from sbo_operator.api.v1alpha1.spec import (
+    SWITCHOVER_TO_MESSAGE,
+    ScalableBackendSpec,
+    check_switchover_target,
+)
 from sbo_operator.api.v1alpha1.status import UNOBSERVED_GENERATION, ScalableBackendStatus
 
 __all__ = [
@@ -27,6 +31,7 @@ __all__ = [
     "PLURAL",
     "SHORT_NAME",
     "SINGULAR",
+    "SWITCHOVER_TO_RULE",
     "VERSION",
     "BackendMetadata",
     "ScalableBackend",
@@ -59,6 +64,18 @@ NAME_MESSAGE = (
 NAME_FORMAT_MESSAGE = (
     "metadata.name must start with a letter and contain only lowercase letters, digits and '-', "
     "because the Services are named after it"
+)
+
+# spec.postgres.switchover.to names a pod of this backend, so the rule sits at the root, where
+# metadata.name is in reach: "<name>-postgres-<ordinal>", the ordinal within 0..readReplicas.
+_SWITCHOVER_TO = "self.spec.postgres.switchover.to"
+_ORDINAL = f"{_SWITCHOVER_TO}.substring(size(self.metadata.name) + {len('-postgres-')})"
+SWITCHOVER_TO_RULE = (
+    "!has(self.spec.postgres) || !has(self.spec.postgres.switchover)"
+    f" || ({_SWITCHOVER_TO}.startsWith(self.metadata.name + '-postgres-')"
+    f" && {_ORDINAL}.matches('^(0|[1-9][0-9]?)$')"
+    f" && int({_ORDINAL})"
+    " <= (has(self.spec.postgres.readReplicas) ? self.spec.postgres.readReplicas : 1))"
 )
 
 
@@ -99,6 +116,15 @@ class ScalableBackend(ApiModel):
         description="What the operator observed.",
         json_schema_extra=schema_default({"observedGeneration": UNOBSERVED_GENERATION}),
     )
+
+    @model_validator(mode="after")
+    def _check_root_rules(self) -> ScalableBackend:
+        # Mirrors SWITCHOVER_TO_RULE.
+        try:
+            check_switchover_target(self.metadata.name, self.spec.postgres)
+        except ValueError:
+            raise ValueError(SWITCHOVER_TO_MESSAGE) from None
+        return self
 
     @classmethod
     def from_body(cls, body: Any) -> ScalableBackend:

@@ -6,14 +6,25 @@ The invariant: every CEL rule here, including the transition rules (``oldSelf``,
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, model_validator
 
 from sbo_operator.api.autoscaling import AutoscalingSpec, PrometheusSpec
 from sbo_operator.api.base import MAX_REPLICAS, ApiModel, cel_rules, schema_default
-from sbo_operator.api.formats import DnsSubdomain, HttpPath, Image, IngressHost, SqlIdentifier
+from sbo_operator.api.formats import (
+    DNS_LABEL_PATTERN,
+    DnsSubdomain,
+    Duration,
+    HttpPath,
+    Image,
+    IngressHost,
+    SqlIdentifier,
+    StringFormat,
+    parse_duration,
+)
 from sbo_operator.api.v1alpha1.common import (
     CommandList,
     EnvList,
@@ -24,9 +35,13 @@ from sbo_operator.api.v1alpha1.network import NetworkPoliciesSpec
 from sbo_operator.api.v1alpha1.quantities import Quantity, parse_quantity
 
 __all__ = [
+    "FAILOVER_LAG_MESSAGE",
     "MAX_READ_REPLICAS",
     "RESERVED_POSTGRES_DATABASES",
     "RESERVED_POSTGRES_USERS",
+    "SWITCHOVER_ID_MESSAGE",
+    "SWITCHOVER_TO_MESSAGE",
+    "SYNCHRONOUS_STANDBYS_MESSAGE",
     "ApiSpec",
     "EvictionPolicy",
     "IngressSpec",
@@ -37,8 +52,12 @@ __all__ = [
     "RedisVersion",
     "ScalableBackendSpec",
     "StorageSpec",
+    "SwitchoverSpec",
+    "SynchronousSpec",
     "WorkerSpec",
     "check_spec_transition",
+    "check_switchover_target",
+    "postgres_instance_name",
 ]
 
 # Each replica streams from the primary: the cap keeps max_wal_senders (10) ample and the
@@ -258,6 +277,86 @@ _VERSION_IMMUTABLE_MESSAGE = (
 )
 
 
+_SYNCHRONOUS_RULE = (
+    "!has(self.synchronous) || !has(self.synchronous.standbys)"
+    " || self.synchronous.standbys <= (has(self.readReplicas) ? self.readReplicas : 1)"
+)
+SYNCHRONOUS_STANDBYS_MESSAGE = (
+    "synchronous.standbys must not exceed readReplicas (a commit cannot wait for standbys that do not "
+    "exist): lower synchronous.standbys or raise readReplicas"
+)
+# The lag is compared with WAL positions, which count bytes: a fraction of a byte means nothing.
+_FAILOVER_LAG_RULE = (
+    "!has(self.maxFailoverLag) || !isQuantity(string(self.maxFailoverLag))"
+    " || quantity(string(self.maxFailoverLag)).isInteger()"
+)
+FAILOVER_LAG_MESSAGE = "maxFailoverLag must be a whole number of bytes, e.g. 16Mi, 1Gi or 0"
+
+
+class SynchronousSpec(ApiModel):
+    """Synchronous replication: a commit returns once standbys hold it, not only the primary."""
+
+    standbys: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_READ_REPLICAS,
+        description=(
+            "How many standbys must confirm each commit before it returns (any of them). 0: asynchronous "
+            "replication, where a failover may lose the last commits. At most readReplicas."
+        ),
+    )
+    required: bool = Field(
+        default=True,
+        description=(
+            "true: while fewer standbys are connected, writes wait (no acknowledged commit is ever lost). "
+            "false: the operator waits only for the standbys connected (availability first)."
+        ),
+    )
+
+
+SWITCHOVER_ID_MESSAGE = (
+    "switchover.id must not be empty: any string, a new one for each switchover, e.g. 2026-01-01-move"
+)
+SWITCHOVER_TO_MESSAGE = (
+    "spec.postgres.switchover.to must name an instance of this backend: <metadata.name>-postgres-<ordinal>, "
+    "the ordinal from 0 to readReplicas, e.g. shop-postgres-1"
+)
+_INSTANCE_NAME_MESSAGE = "switchover.to must be a pod name, e.g. shop-postgres-1"
+
+
+class SwitchoverSpec(ApiModel):
+    """A request to move the primary to another instance, acted on once per id."""
+
+    to: Annotated[str, StringFormat(DNS_LABEL_PATTERN, _INSTANCE_NAME_MESSAGE, max_length=63)] = Field(
+        description=(
+            "The instance to promote: a pod name <metadata.name>-postgres-<ordinal>, e.g. shop-postgres-1. "
+            "It must be a ready standby, streaming and within maxFailoverLag."
+        )
+    )
+    id: Annotated[str, StringFormat(r"\S", SWITCHOVER_ID_MESSAGE, max_length=253)] = Field(
+        description=(
+            "Identifies this request: the operator acts once per id (done or refused, see the events), so "
+            "applying the same manifest again does nothing. Use a new id for a new switchover."
+        )
+    )
+
+
+def postgres_instance_name(backend_name: str, ordinal: int) -> str:
+    """The pod (and instance) name of one PostgreSQL instance."""
+    return f"{backend_name}-postgres-{ordinal}"
+
+
+def check_switchover_target(backend_name: str, postgres: PostgresSpec) -> None:
+    """Mirror of the root CEL rule on spec.postgres.switchover.to (it needs metadata.name)."""
+    if postgres.switchover is None:
+        return
+    instances = {
+        postgres_instance_name(backend_name, ordinal) for ordinal in range(postgres.read_replicas + 1)
+    }
+    if postgres.switchover.to not in instances:
+        raise ValueError(SWITCHOVER_TO_MESSAGE)
+
+
 def _default_postgres_storage() -> StorageSpec:
     return StorageSpec(size="10Gi")
 
@@ -270,6 +369,8 @@ class PostgresSpec(ApiModel):
             {"rule": _USER_RULE, "message": _USER_MESSAGE, "fieldPath": ".user"},
             {"rule": _DATABASE_RULE, "message": _DATABASE_MESSAGE, "fieldPath": ".database"},
             {"rule": _VERSION_IMMUTABLE_RULE, "message": _VERSION_IMMUTABLE_MESSAGE, "fieldPath": ".version"},
+            {"rule": _SYNCHRONOUS_RULE, "message": SYNCHRONOUS_STANDBYS_MESSAGE, "fieldPath": ".synchronous"},
+            {"rule": _FAILOVER_LAG_RULE, "message": FAILOVER_LAG_MESSAGE, "fieldPath": ".maxFailoverLag"},
         )
     )
 
@@ -303,12 +404,48 @@ class PostgresSpec(ApiModel):
         {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
     )
 
+    failover_delay: Duration = Field(
+        default="0s",
+        description=(
+            "How long the primary may be unready or gone before a standby is promoted, e.g. 30s. "
+            "0s: at once. Raise it to let a primary restart in place instead."
+        ),
+    )
+    max_failover_lag: Quantity = Field(
+        default="16Mi",
+        description=(
+            "Bytes of WAL a standby may lack, behind the last primary position the operator saw, and "
+            "still be promoted without a person (condition FailoverCandidateLagging otherwise)."
+        ),
+    )
+    synchronous: SynchronousSpec = Field(
+        default_factory=SynchronousSpec,
+        description="Synchronous replication. Default: asynchronous.",
+        json_schema_extra=schema_default({}),
+    )
+    switchover: SwitchoverSpec | None = Field(
+        default=None,
+        description="Move the primary to another instance, once per id. Absent: the operator decides.",
+    )
+
+    @property
+    def failover_delay_duration(self) -> timedelta:
+        return parse_duration(self.failover_delay)
+
+    @property
+    def max_failover_lag_bytes(self) -> int:
+        return int(parse_quantity(self.max_failover_lag))
+
     @model_validator(mode="after")
     def _check_cel_rules(self) -> PostgresSpec:
         if self.user in RESERVED_POSTGRES_USERS or self.user.startswith("pg_"):
             raise ValueError(f"user: {_USER_MESSAGE}")
         if self.database in RESERVED_POSTGRES_DATABASES:
             raise ValueError(f"database: {_DATABASE_MESSAGE}")
+        if self.synchronous.standbys > self.read_replicas:
+            raise ValueError(f"synchronous: {SYNCHRONOUS_STANDBYS_MESSAGE}")
+        if parse_quantity(self.max_failover_lag) != int(parse_quantity(self.max_failover_lag)):
+            raise ValueError(f"maxFailoverLag: {FAILOVER_LAG_MESSAGE}")
         return self
 
 

@@ -7,6 +7,7 @@ The invariant: the status is written by the operator only; its shape is what kst
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated
 
 from pydantic import Field
@@ -21,6 +22,8 @@ __all__ = [
     "BackendAutoscalingStatus",
     "Condition",
     "Endpoints",
+    "PostgresInstanceStatus",
+    "PostgresPhase",
     "PostgresStatus",
     "RedisStatus",
     "ScalableBackendStatus",
@@ -81,11 +84,62 @@ class WorkerStatus(ApiModel):
     ready_replicas: int = Field(default=0, ge=0, description="Ready worker pods.")
 
 
+class PostgresPhase(StrEnum):
+    """Where the operator's election of the primary stands."""
+
+    BOOTSTRAP = "Bootstrap"  # no primary chosen yet
+    STABLE = "Stable"
+    FAILING_OVER = "FailingOver"
+    SWITCHING_OVER = "SwitchingOver"
+
+
+class PostgresInstanceStatus(ApiModel):
+    """One PostgreSQL instance (a pod of the <name>-postgres StatefulSet) at the last probe."""
+
+    name: str = Field(max_length=253, description="The instance's pod name, e.g. shop-postgres-1.")
+    role: str | None = Field(
+        default=None, max_length=63, description="Its sbo.dev/postgres-role label: primary or replica."
+    )
+    ready: bool = Field(default=False, description="Its pod is ready.")
+    timeline: int | None = Field(default=None, ge=0, description="The timeline it is on.")
+    lag_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Bytes of WAL it has not replayed yet: the primary's position minus its replay position.",
+    )
+
+
 class PostgresStatus(ApiModel):
-    """Observed state of PostgreSQL."""
+    """Observed state of PostgreSQL, and the operator's record of who is primary."""
 
     primary_ready: bool = Field(default=False, description="The primary accepts connections.")
     ready_replicas: int = Field(default=0, ge=0, description="Read replicas that are ready.")
+    phase: PostgresPhase | None = Field(
+        default=None, description="Bootstrap, Stable, FailingOver or SwitchingOver."
+    )
+    current_primary: str | None = Field(
+        default=None, max_length=253, description="The instance the -rw Service sends writes to."
+    )
+    target_primary: str | None = Field(
+        default=None, max_length=253, description="During a failover or switchover: the instance promoted."
+    )
+    timeline: int | None = Field(default=None, ge=0, description="The primary's timeline.")
+    fenced_pod_uid: str | None = Field(
+        default=None,
+        max_length=128,
+        description="During a change: the uid of the old primary's pod, which must be gone before promotion.",
+    )
+    switchover_id: str | None = Field(
+        default=None,
+        max_length=253,
+        description="The id of the last spec.postgres.switchover handled, done or refused.",
+    )
+    since: datetime | None = Field(default=None, description="When the running failover or switchover began.")
+    instances: list[PostgresInstanceStatus] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Every instance: its role, readiness, timeline and replication lag.",
+    )
 
 
 class RedisStatus(ApiModel):
@@ -119,6 +173,10 @@ class SecretNames(ApiModel):
     )
     postgres: str | None = Field(
         default=None, description="Secret with the PostgreSQL user, password, database, host, port and uri."
+    )
+    postgres_operator: str | None = Field(
+        default=None,
+        description="Secret with the operator's own PostgreSQL login (to probe instances and promote one).",
     )
     redis: str | None = Field(default=None, description="Secret with the Redis password.")
 

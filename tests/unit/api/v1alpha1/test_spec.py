@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from sbo_operator.api.v1alpha1 import (
     ScalableBackend,
     ScalableBackendSpec,
     check_spec_transition,
+    postgres_instance_name,
 )
 
 pytestmark = pytest.mark.unit
@@ -232,6 +234,43 @@ BAD_INPUTS = {
         ),
         "spec.worker.autoscaling.maxReplicas",
     ),
+    "malformed failover delay": (_set("spec.postgres.failoverDelay", "30 seconds"), "must be a duration"),
+    "failover delay without unit": (_set("spec.postgres.failoverDelay", "30"), "spec.postgres.failoverDelay"),
+    "negative failover delay": (_set("spec.postgres.failoverDelay", "-5s"), "spec.postgres.failoverDelay"),
+    "malformed failover lag": (_set("spec.postgres.maxFailoverLag", "16 MB"), "spec.postgres.maxFailoverLag"),
+    "fractional failover lag": (
+        _set("spec.postgres.maxFailoverLag", "1500m"),
+        "maxFailoverLag must be a whole number of bytes",
+    ),
+    "more synchronous standbys than replicas": (
+        _set("spec.postgres", {"readReplicas": 1, "synchronous": {"standbys": 2}}),
+        "synchronous.standbys must not exceed readReplicas",
+    ),
+    "switchover to another backend's instance": (
+        _set("spec.postgres.switchover", {"to": "cart-postgres-1", "id": "a"}),
+        "switchover.to must name an instance of this backend",
+    ),
+    "switchover beyond the instance count": (
+        _set("spec.postgres.switchover", {"to": "shop-postgres-2", "id": "a"}),
+        "switchover.to must name an instance of this backend",
+    ),
+    "switchover to a legacy pod": (
+        _set("spec.postgres.switchover", {"to": "shop-postgres-replica-0", "id": "a"}),
+        "switchover.to must name an instance of this backend",
+    ),
+    "switchover with a padded ordinal": (
+        _set("spec.postgres.switchover", {"to": "shop-postgres-01", "id": "a"}),
+        "switchover.to must name an instance of this backend",
+    ),
+    "switchover with an empty id": (
+        _set("spec.postgres.switchover", {"to": "shop-postgres-1", "id": ""}),
+        "spec.postgres.switchover.id",
+    ),
+    "switchover with a blank id": (
+        _set("spec.postgres.switchover", {"to": "shop-postgres-1", "id": "  "}),
+        "switchover.id must not be empty",
+    ),
+    "switchover without id": (_set("spec.postgres.switchover", {"to": "shop-postgres-1"}), "switchover.id"),
     "autoscaling min above max": (
         _set(
             "spec.api.autoscaling",
@@ -248,6 +287,48 @@ def test_bad_input_is_rejected_naming_the_field(case: str) -> None:
     body = copy.deepcopy(manifest())
     mutate(body)
     assert expected in rejection(body)
+
+
+# ---- failover, switchover and synchronous replication -------------------------------------------------
+
+
+def test_failover_settings_default_to_asynchronous_immediate_failover() -> None:
+    postgres = ScalableBackend.model_validate(manifest()).spec.postgres
+    assert (postgres.failover_delay, postgres.failover_delay_duration) == ("0s", timedelta(0))
+    assert (postgres.max_failover_lag, postgres.max_failover_lag_bytes) == ("16Mi", 16 * 2**20)
+    assert (postgres.synchronous.standbys, postgres.synchronous.required) == (0, True)
+    assert postgres.switchover is None
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("0s", 0), ("30s", 30), ("1m30s", 90), ("1.5h", 5400), ("250ms", 0.25), ("2m0s", 120)],
+)
+def test_failover_delay_reads_go_durations(text: str, seconds: float) -> None:
+    postgres = ScalableBackend.model_validate(manifest(postgres={"failoverDelay": text})).spec.postgres
+    assert postgres.failover_delay_duration == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(("lag", "expected"), [(0, 0), ("1Gi", 2**30), (1048576, 2**20), ("1e3", 1000)])
+def test_max_failover_lag_is_a_whole_number_of_bytes(lag: Any, expected: int) -> None:
+    postgres = ScalableBackend.model_validate(manifest(postgres={"maxFailoverLag": lag})).spec.postgres
+    assert postgres.max_failover_lag_bytes == expected
+
+
+def test_synchronous_standbys_may_equal_read_replicas() -> None:
+    body = manifest(postgres={"readReplicas": 2, "synchronous": {"standbys": 2, "required": False}})
+    synchronous = ScalableBackend.model_validate(body).spec.postgres.synchronous
+    assert (synchronous.standbys, synchronous.required) == (2, False)
+
+
+@pytest.mark.parametrize("ordinal", [0, 1, 2])
+def test_switchover_to_any_instance_of_this_backend_parses(ordinal: int) -> None:
+    request = {"to": postgres_instance_name("shop", ordinal), "id": "2026-01-01 move"}
+    postgres = ScalableBackend.model_validate(
+        manifest(postgres={"readReplicas": 2, "switchover": request})
+    ).spec.postgres
+    assert postgres.switchover is not None
+    assert (postgres.switchover.to, postgres.switchover.id) == (f"shop-postgres-{ordinal}", "2026-01-01 move")
 
 
 # ---- transition rules (oldSelf), mirrored in Python ---------------------------------------------------

@@ -1,0 +1,265 @@
+"""The operator's eyes on PostgreSQL: the instances as the election (``postgres_roles``) needs them.
+
+Per backend it keeps what the pods and the SQL probes showed (``postgres_probe``), and a little
+memory the API does not hold: since when an instance has been down, and the newest WAL position
+seen on the primary (the lag bound of a failover is measured against it).
+
+A task probes every tracked instance every ``postgres_probe_seconds``, off the reconcile path,
+and enqueues a backend only when something that matters to the election changed (reachable, in
+recovery, timeline, streaming), never for WAL positions alone: an idle or busy backend costs no
+reconcile and no API write. During a change, and whenever its primary is down, the reconciler
+asks for fresh probes itself (:meth:`PostgresMonitor.refresh`).
+
+Only addresses within ``postgres_probe_networks`` are ever connected to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from ipaddress import IPv4Network, IPv6Network, ip_address
+from typing import Any
+
+from sbo_operator.api.v1alpha1 import ScalableBackend
+from sbo_operator.builders.labels import POSTGRES_ROLE_LABEL
+from sbo_operator.builders.names import child_names
+from sbo_operator.kube import Kube
+from sbo_operator.metrics import OperatorMetrics
+from sbo_operator.postgres_probe import (
+    UNREACHABLE,
+    Credentials,
+    InstanceProbe,
+    lag_bytes,
+    probe_instance,
+    promote_instance,
+)
+from sbo_operator.postgres_roles import Instance
+from sbo_operator.snapshot import Snapshot
+from sbo_operator.workqueue import Key
+
+__all__ = ["PostgresMonitor", "instances_of"]
+
+log = logging.getLogger(__name__)
+
+Probe = Callable[[str, Credentials], Awaitable[InstanceProbe]]
+Promote = Callable[[str, Credentials], Awaitable[bool]]
+
+
+@dataclasses.dataclass
+class _Tracked:
+    """One backend: where its instances are, and what they last answered."""
+
+    namespace: str
+    secret: str  # the operator's login
+    addresses: dict[str, str]  # instance -> pod IP (only those the operator may connect to)
+    probes: dict[str, InstanceProbe] = dataclasses.field(default_factory=dict)
+    down_since: dict[str, datetime] = dataclasses.field(default_factory=dict)
+    last_primary_lsn: int | None = None
+    credentials: Credentials | None = None
+
+
+class PostgresMonitor:
+    def __init__(
+        self,
+        *,
+        kube: Kube,
+        networks: list[IPv4Network | IPv6Network],
+        interval_seconds: float,
+        on_change: Callable[[Key], None],
+        metrics: OperatorMetrics | None = None,
+        probe: Probe = probe_instance,
+        promote: Promote = promote_instance,
+    ) -> None:
+        self.kube = kube
+        self.networks = networks
+        self.interval_seconds = interval_seconds
+        self.on_change = on_change
+        self.metrics = metrics
+        self._probe = probe
+        self._promote = promote
+        self._tracked: dict[Key, _Tracked] = {}
+
+    def forget(self, key: Key) -> None:
+        self._tracked.pop(key, None)
+        if self.metrics is not None:
+            self.metrics.record_replica_lag(key.namespace, key.name, {})
+
+    def probes(self, key: Key) -> Mapping[str, InstanceProbe]:
+        tracked = self._tracked.get(key)
+        return dict(tracked.probes) if tracked else {}
+
+    def last_primary_lsn(self, key: Key) -> int | None:
+        tracked = self._tracked.get(key)
+        return tracked.last_primary_lsn if tracked else None
+
+    def _allowed(self, address: str | None) -> bool:
+        if not address:
+            return False
+        try:
+            ip = ip_address(address)
+        except ValueError:
+            return False
+        return any(ip.version == network.version and ip in network for network in self.networks)
+
+    def track(self, key: Key, backend: ScalableBackend, snapshot: Snapshot) -> None:
+        """Remember where the backend's instances are (from its pods), for the probes."""
+        # Terminating pods too: a fenced primary counts as gone only once it stops answering.
+        addresses = {
+            name: pod["status"]["podIP"]
+            for name, pod in snapshot.pods.items()
+            if self._allowed(pod["status"].get("podIP"))
+        }
+        tracked = self._tracked.get(key)
+        if tracked is None:
+            tracked = self._tracked[key] = _Tracked(
+                namespace=backend.metadata.namespace,
+                secret=child_names(backend).postgres_operator_secret,
+                addresses=addresses,
+            )
+        tracked.addresses = addresses
+        tracked.probes = {name: probe for name, probe in tracked.probes.items() if name in addresses}
+
+    def down_since(self, key: Key, name: str, down: bool, now: datetime) -> datetime | None:
+        """Since when the instance has been down (first seen so by this operator); None while up."""
+        tracked = self._tracked.get(key)
+        if tracked is None:
+            return now if down else None
+        if not down:
+            tracked.down_since.pop(name, None)
+            return None
+        return tracked.down_since.setdefault(name, now)
+
+    async def refresh(self, key: Key) -> None:
+        """Probe every tracked instance of the backend now."""
+        tracked = self._tracked.get(key)
+        if tracked is not None:
+            await self._probe_backend(key, tracked)
+
+    async def promote(self, key: Key, name: str) -> bool:
+        tracked = self._tracked.get(key)
+        if tracked is None or name not in tracked.addresses:
+            log.warning("%s: cannot promote %s: its address is unknown", key, name)
+            return False
+        credentials = await self._credentials(tracked)
+        if credentials is None:
+            return False
+        return await self._promote(tracked.addresses[name], credentials)
+
+    async def _credentials(self, tracked: _Tracked) -> Credentials | None:
+        if tracked.credentials is None:
+            secret = await self.kube.get("v1", "Secret", tracked.namespace, tracked.secret)
+            data = (secret or {}).get("data") or {}
+            if "username" not in data or "password" not in data:
+                return None
+            tracked.credentials = Credentials(
+                user=base64.b64decode(data["username"]).decode(),
+                password=base64.b64decode(data["password"]).decode(),
+            )
+        return tracked.credentials
+
+    async def _probe_backend(self, key: Key, tracked: _Tracked) -> bool:
+        """Probe its instances; True if something that matters to the election changed."""
+        if not tracked.addresses:
+            return False
+        credentials = await self._credentials(tracked)
+        names = sorted(tracked.addresses)
+        if credentials is None:
+            results = [UNREACHABLE for _ in names]
+        else:
+            results = list(
+                await asyncio.gather(*(self._probe(tracked.addresses[name], credentials) for name in names))
+            )
+        changed = False
+        for name, result in zip(names, results, strict=True):
+            before = tracked.probes.get(name)
+            changed |= before is None or before.significant() != result.significant()
+            tracked.probes[name] = result
+            if result.reachable and result.in_recovery is False and result.lsn is not None:
+                tracked.last_primary_lsn = max(tracked.last_primary_lsn or 0, result.lsn)
+            if not result.reachable and result.error == "OperationalError":
+                tracked.credentials = None  # perhaps a regenerated Secret: read it again next time
+        if self.metrics is not None:
+            self.metrics.record_replica_lag(key.namespace, key.name, lag_bytes(tracked.probes))
+        return changed
+
+    async def run(self) -> None:
+        """Forever: probe every tracked backend; enqueue those whose instances changed."""
+        while True:
+            await asyncio.sleep(self.interval_seconds)
+            for key, tracked in list(self._tracked.items()):
+                try:
+                    if await self._probe_backend(key, tracked):
+                        self.on_change(key)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("%s: probing its PostgreSQL instances failed", key)
+
+
+def _ready(pod: Mapping[str, Any]) -> tuple[bool, datetime | None]:
+    ready = (pod.get("status") or {}).get("ready") or {}
+    since = ready.get("lastTransitionTime")
+    when = datetime.fromisoformat(since.replace("Z", "+00:00")) if isinstance(since, str) else None
+    return ready.get("status") == "True", when
+
+
+def instances_of(
+    backend: ScalableBackend,
+    snapshot: Snapshot,
+    desired: list[str],
+    probes: Mapping[str, InstanceProbe],
+    down_since: Callable[[str, bool], datetime | None],
+) -> list[Instance]:
+    """The election's view: every pod of the backend's PostgreSQL (legacy ones too) and every
+    desired instance, with its last probe. ``down_since(name, down)``: the monitor's memory."""
+    names = child_names(backend)
+    legacy_prefixes = (f"{names.postgres_primary}-", f"{names.postgres_replica}-")
+    instances = []
+    for name in sorted(set(snapshot.pods) | set(desired)):
+        pod = snapshot.pods.get(name)
+        probe = probes.get(name, UNREACHABLE)
+        if pod is None:
+            instances.append(
+                Instance(
+                    name=name,
+                    exists=False,
+                    terminating=False,
+                    pod_uid=None,
+                    ready=False,
+                    unready_since=down_since(name, True),
+                    role_label=None,
+                    legacy=name.startswith(legacy_prefixes),
+                )
+            )
+            continue
+        metadata = pod["metadata"]
+        ready, transition = _ready(pod)
+        terminating = bool(metadata.get("deletionTimestamp"))
+        down = terminating or not ready
+        remembered = down_since(name, down)
+        unready_since = None
+        if down:
+            unready_since = transition if transition is not None and not terminating else remembered
+        instances.append(
+            Instance(
+                name=name,
+                exists=True,
+                terminating=terminating,
+                pod_uid=metadata.get("uid"),
+                ready=ready,
+                unready_since=unready_since,
+                role_label=(metadata.get("labels") or {}).get(POSTGRES_ROLE_LABEL),
+                legacy=name.startswith(legacy_prefixes),
+                reachable=probe.reachable,
+                in_recovery=probe.in_recovery,
+                timeline=probe.timeline,
+                lsn=probe.lsn,
+                replay_lsn=probe.replay_lsn,
+                streaming=probe.streaming,
+            )
+        )
+    return instances

@@ -1,0 +1,145 @@
+"""What the operator asks each PostgreSQL instance, and how it promotes one: plain SQL over the
+pod's address, as the operator's own role (``sbo_operator``, Secret ``<name>-postgres-operator``).
+
+Every call is bounded (connect_timeout 2 s, and an overall timeout): an instance that does not
+answer in time is unreachable, never a stuck reconcile. Nothing here touches the Kubernetes API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Mapping
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from sbo_operator.builders.names import POSTGRES_PORT
+
+__all__ = [
+    "PROBE_QUERY",
+    "Credentials",
+    "InstanceProbe",
+    "lag_bytes",
+    "probe_instance",
+    "promote_instance",
+]
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_SECONDS = 2
+QUERY_TIMEOUT_SECONDS = 3.0
+PROMOTE_WAIT_SECONDS = 10  # pg_promote(wait => true, wait_seconds => 10)
+
+# One round trip. LSNs as bytes since 0/0. On a standby: what it received or replayed, whichever
+# is further, and the timeline its WAL receiver is on (NULL while it receives nothing).
+PROBE_QUERY = """
+SELECT
+  pg_is_in_recovery() AS in_recovery,
+  CASE WHEN pg_is_in_recovery()
+    THEN (SELECT received_tli FROM pg_stat_wal_receiver LIMIT 1)
+    ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int
+  END AS timeline,
+  CASE WHEN pg_is_in_recovery()
+    THEN (GREATEST(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) - '0/0'::pg_lsn)::bigint
+    ELSE (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint
+  END AS lsn,
+  CASE WHEN pg_is_in_recovery()
+    THEN (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint
+    ELSE (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint
+  END AS replay_lsn,
+  EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming') AS streaming
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Credentials:
+    user: str
+    password: str
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceProbe:
+    """One instance's answer; ``reachable`` False and the rest None when it gave none."""
+
+    reachable: bool
+    in_recovery: bool | None = None
+    timeline: int | None = None
+    lsn: int | None = None
+    replay_lsn: int | None = None
+    streaming: bool | None = None
+    error: str | None = None  # why it is unreachable (logged at debug, never with the password)
+
+    def significant(self) -> tuple[bool, bool | None, int | None, bool | None]:
+        """What makes a new pass worth it when it changes (not the LSNs: they move with every write)."""
+        return (self.reachable, self.in_recovery, self.timeline, self.streaming)
+
+
+UNREACHABLE = InstanceProbe(reachable=False)
+
+
+def _conninfo(host: str, credentials: Credentials) -> str:
+    return make_conninfo(
+        host=host,
+        port=POSTGRES_PORT,
+        user=credentials.user,
+        password=credentials.password,
+        dbname="postgres",
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        application_name="sbo-operator",
+        sslmode="disable",
+    )
+
+
+async def probe_instance(host: str, credentials: Credentials) -> InstanceProbe:
+    """Ask the instance at ``host`` for its role, timeline, WAL positions and streaming state."""
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS + QUERY_TIMEOUT_SECONDS):
+            connection = await psycopg.AsyncConnection.connect(_conninfo(host, credentials), autocommit=True)
+            async with connection:
+                cursor = await connection.execute(PROBE_QUERY)
+                row = await cursor.fetchone()
+    except (OSError, TimeoutError, psycopg.Error) as error:
+        return InstanceProbe(reachable=False, error=type(error).__name__)
+    if row is None:
+        return InstanceProbe(reachable=False, error="no row")
+    in_recovery, timeline, lsn, replay_lsn, streaming = row
+    return InstanceProbe(
+        reachable=True,
+        in_recovery=bool(in_recovery),
+        timeline=int(timeline) if timeline is not None else None,
+        lsn=int(lsn) if lsn is not None else None,
+        replay_lsn=int(replay_lsn) if replay_lsn is not None else None,
+        streaming=bool(streaming),
+    )
+
+
+async def promote_instance(host: str, credentials: Credentials) -> bool:
+    """``SELECT pg_promote(true, 10)``: True once the instance left recovery."""
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS + PROMOTE_WAIT_SECONDS + QUERY_TIMEOUT_SECONDS):
+            connection = await psycopg.AsyncConnection.connect(_conninfo(host, credentials), autocommit=True)
+            async with connection:
+                cursor = await connection.execute("SELECT pg_promote(true, %s)", (PROMOTE_WAIT_SECONDS,))
+                row = await cursor.fetchone()
+    except (OSError, TimeoutError, psycopg.Error) as error:
+        log.warning("promoting the PostgreSQL instance at %s failed: %s", host, error)
+        return False
+    return bool(row and row[0])
+
+
+def lag_bytes(probes: Mapping[str, InstanceProbe]) -> dict[str, int]:
+    """Each reachable instance's WAL not yet replayed: the writable instance's position (probed in
+    the same round) minus its replay position; 0 for the writable one. {} without a writable one."""
+    primary = max(
+        (p.lsn for p in probes.values() if p.reachable and p.in_recovery is False and p.lsn is not None),
+        default=None,
+    )
+    if primary is None:
+        return {}
+    return {
+        name: max(0, primary - probe.replay_lsn)
+        for name, probe in probes.items()
+        if probe.reachable and probe.replay_lsn is not None
+    }

@@ -1,0 +1,410 @@
+"""The election in the reconcile path: the status holds the decided state before any action runs,
+the actions reach the API (labels and deletions with the pod's uid as precondition) and PostgreSQL
+(promotion), a steady state writes nothing, and a failover goes Stable -> FailingOver -> Stable.
+
+kmock plays the apiserver and records every request; the instances' SQL answers are scripted
+(``Instances``), since a real failover is the node tier's (tests/node/test_postgres_failover.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+from typing import Any
+
+import kmock
+import pytest
+
+from sbo_operator.kube import Kube
+from sbo_operator.metrics import OperatorMetrics
+from sbo_operator.postgres_failover import PostgresRoles
+from sbo_operator.postgres_monitor import PostgresMonitor, instances_of
+from sbo_operator.postgres_probe import Credentials, InstanceProbe
+from sbo_operator.postgres_roles import Decision, DeletePod, Phase, Promote, RoleEvent, RolesState, SetRole
+from sbo_operator.reconcile import Reconciler
+from sbo_operator.settings import OperatorSettings
+from sbo_operator.snapshot import Snapshot
+from sbo_operator.workqueue import Key
+from tests.unit.conftest import BACKEND_ECHO, kopf_events, writes
+from tests.unit.factories import (
+    Body,
+    Manifest,
+    example_body,
+    merge_patch,
+    parse,
+    postgres_pod,
+    snapshot,
+)
+from tests.unit.test_reconcile import STATUS_PATH, applied_stack, reconciler_for
+
+pytestmark = [pytest.mark.unit, pytest.mark.kmock(cls=kmock.KubernetesScaffold)]
+
+KEY = Key("demo", "shop")
+BACKENDS = kmock.resource("sbo.dev/v1alpha1/scalablebackends")
+PODS = kmock.resource("v1/pods")
+POD_PATH = "/api/v1/namespaces/demo/pods/"
+OPERATOR_SECRET = {
+    "apiVersion": "v1",
+    "kind": "Secret",
+    "metadata": {"name": "shop-postgres-operator", "namespace": "demo"},
+    "data": {
+        "username": base64.b64encode(b"sbo_operator").decode(),
+        "password": base64.b64encode(b"not-a-real-password").decode(),
+    },
+}
+POD_ECHO = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}}
+
+
+class Instances:
+    """What each instance answers (by pod IP), and the promotions asked of it."""
+
+    def __init__(self, answers: dict[str, InstanceProbe]) -> None:
+        self.answers = answers
+        self.promoted: list[str] = []
+
+    async def probe(self, host: str, credentials: Credentials) -> InstanceProbe:
+        assert credentials == Credentials("sbo_operator", "not-a-real-password")
+        return self.answers.get(host, InstanceProbe(reachable=False))
+
+    async def promote(self, host: str, credentials: Credentials) -> bool:
+        self.promoted.append(host)
+        self.answers[host] = InstanceProbe(
+            reachable=True, in_recovery=False, timeline=2, lsn=200, replay_lsn=200, streaming=False
+        )
+        return True
+
+
+def ip(ordinal: int) -> str:
+    return f"198.18.0.{10 + ordinal}"
+
+
+PRIMARY = InstanceProbe(
+    reachable=True, in_recovery=False, timeline=1, lsn=100, replay_lsn=100, streaming=False
+)
+
+
+def standby(lsn: int) -> InstanceProbe:
+    return InstanceProbe(
+        reachable=True, in_recovery=True, timeline=1, lsn=lsn, replay_lsn=lsn, streaming=True
+    )
+
+
+def pods(*roles: str | None, missing: frozenset[int] = frozenset()) -> list[Manifest]:
+    return [
+        postgres_pod(f"shop-postgres-{ordinal}", role=role, ip=ip(ordinal))
+        for ordinal, role in enumerate(roles)
+        if ordinal not in missing
+    ]
+
+
+class Cluster:
+    def __init__(self, body: Body, children: list[Manifest], postgres_pods: list[Manifest]) -> None:
+        self.body, self.children, self.pods = body, children, postgres_pods
+
+    def snapshot(self, key: Key) -> Snapshot | None:
+        return snapshot(self.body, *self.children, pods=self.pods) if key == KEY else None
+
+
+def reconciler_with_roles(
+    kube: Kube, metrics: OperatorMetrics, cluster: Cluster, instances: Instances
+) -> Reconciler:
+    reconciler = reconciler_for(kube, metrics, cluster)  # type: ignore[arg-type]
+    monitor = PostgresMonitor(
+        kube=kube,
+        networks=OperatorSettings(postgres_probe_networks="198.18.0.0/16").postgres_probe_networks,
+        interval_seconds=60,
+        on_change=lambda key: None,
+        probe=instances.probe,
+        promote=instances.promote,
+    )
+    reconciler.roles = PostgresRoles(kube=kube, monitor=monitor)
+    return reconciler
+
+
+def serve(apiserver: kmock.KubernetesScaffold) -> None:
+    apiserver[kmock.method.PATCH, BACKENDS] << BACKEND_ECHO
+    apiserver[kmock.method.PATCH, PODS] << POD_ECHO
+    apiserver[kmock.method.DELETE, PODS] << POD_ECHO
+    apiserver[kmock.method.GET, kmock.resource("v1/secrets")] << OPERATOR_SECRET
+
+
+def status_writes(apiserver: kmock.KubernetesScaffold) -> list[dict[str, Any]]:
+    return [
+        json.loads(r.text)["status"]
+        for r in apiserver
+        if r.method.value == "PATCH" and r.url.path == STATUS_PATH
+    ]
+
+
+def pod_writes(apiserver: kmock.KubernetesScaffold) -> list[tuple[str, str, Any]]:
+    return [
+        (r.method.value, r.url.path.removeprefix(POD_PATH), json.loads(r.text) if r.text else None)
+        for r in apiserver
+        if r.url.path.startswith(POD_PATH)
+    ]
+
+
+def postgres_condition(status: dict[str, Any]) -> tuple[str, str, str]:
+    condition = next(c for c in status["conditions"] if c["type"] == "PostgresReady")
+    return condition["status"], condition["reason"], condition["message"]
+
+
+async def test_a_new_backend_gets_its_state_written_before_its_pods_are_labelled(
+    apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
+) -> None:
+    serve(apiserver)
+    body = example_body()
+    cluster = Cluster(body, applied_stack(body), pods(None, None, None))
+    instances = Instances({})  # nothing answers yet: the instances wait for their roles
+    reconciler = reconciler_with_roles(kube, metrics, cluster, instances)
+
+    with kopf_events():
+        await reconciler.reconcile(KEY)
+
+    methods = [(method, path.rsplit("/", 1)[-1]) for method, path in writes(apiserver)]
+    assert methods == [
+        ("PATCH", "status"),
+        ("PATCH", "shop-postgres-1"),
+        ("PATCH", "shop-postgres-2"),
+        ("PATCH", "shop-postgres-0"),
+    ], "the state first, then the replicas' labels, then the primary's"
+    [status] = status_writes(apiserver)
+    assert status["postgres"]["phase"] == "Stable"
+    assert status["postgres"]["currentPrimary"] == "shop-postgres-0"
+    labels = {name: patch["metadata"] for _, name, patch in pod_writes(apiserver)}
+    assert labels["shop-postgres-0"] == {
+        "uid": "uid-shop-postgres-0",
+        "labels": {"sbo.dev/postgres-role": "primary"},
+    }
+    assert labels["shop-postgres-1"]["labels"] == {"sbo.dev/postgres-role": "replica"}
+
+
+async def test_no_action_runs_when_the_state_could_not_be_written(
+    apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
+) -> None:
+    apiserver[kmock.method.PATCH, BACKENDS] << kmock.KubernetesError(
+        status=500, reason="InternalError", message="etcd"
+    )
+    apiserver[kmock.method.PATCH, PODS] << POD_ECHO
+    apiserver[kmock.method.DELETE, PODS] << POD_ECHO
+    apiserver[kmock.method.GET, kmock.resource("v1/secrets")] << OPERATOR_SECRET
+    body = {
+        **example_body(),
+        "status": {"postgres": {"phase": "Stable", "currentPrimary": "shop-postgres-0"}},
+    }
+    # The primary is not ready: a failover is decided (fence it, promote another), but its state
+    # cannot be recorded, so nothing is done.
+    unready = postgres_pod("shop-postgres-0", role="primary", ready=False, ip=ip(0))
+    cluster = Cluster(body, applied_stack(body), [unready, *pods("primary", "replica", "replica")[1:]])
+    instances = Instances({ip(1): standby(100), ip(2): standby(90)})
+    reconciler = reconciler_with_roles(kube, metrics, cluster, instances)
+    decision = await reconciler.roles.decide(KEY, parse(body), body["status"], cluster.snapshot(KEY))  # type: ignore[union-attr,arg-type]
+    assert decision is not None
+    assert decision.actions, "there would be something to do"
+    with kopf_events(), pytest.raises(Exception, match="Internal"):
+        await reconciler.reconcile(KEY)
+    assert pod_writes(apiserver) == []
+    assert instances.promoted == []
+
+
+async def test_a_labelled_serving_backend_writes_nothing(
+    apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
+) -> None:
+    serve(apiserver)
+    body = example_body()
+    cluster = Cluster(body, applied_stack(body), pods("primary", "replica", "replica"))
+    instances = Instances({ip(0): PRIMARY, ip(1): standby(100), ip(2): standby(100)})
+    reconciler = reconciler_with_roles(kube, metrics, cluster, instances)
+    with kopf_events():
+        await reconciler.reconcile(KEY)
+        [status] = status_writes(apiserver)
+        cluster.body = {**body, "status": merge_patch({}, status)}
+        await reconciler.roles.monitor.refresh(KEY)  # type: ignore[union-attr]
+        for _ in range(3):
+            await reconciler.reconcile(KEY)
+    assert [path for _, path in writes(apiserver)] == [STATUS_PATH]
+    assert instances.promoted == []
+
+
+async def test_a_lost_primary_is_failed_over_to_the_most_advanced_standby(
+    apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
+) -> None:
+    serve(apiserver)
+    body = example_body()
+    stable = {"phase": "Stable", "currentPrimary": "shop-postgres-0", "timeline": 1}
+    body = {**body, "status": {"postgres": stable}}
+    # shop-postgres-0's pod is gone (deleted with grace 0); -2 holds more WAL than -1.
+    cluster = Cluster(
+        body, applied_stack(body), pods("primary", "replica", "replica", missing=frozenset({0}))
+    )
+    instances = Instances({ip(1): standby(90), ip(2): standby(100)})
+    reconciler = reconciler_with_roles(kube, metrics, cluster, instances)
+
+    with kopf_events() as events:
+        requeue = await reconciler.reconcile(KEY)
+        assert requeue is not None
+        assert requeue <= 1.0, "a change looks again within a second"
+        [failing_over] = status_writes(apiserver)
+        assert failing_over["postgres"]["phase"] == "FailingOver"
+        shop = {"namespace": "demo", "name": "shop"}
+        assert metrics.registry.get_sample_value("sbo_postgres_failing_over", shop) == 1
+        assert metrics.registry.get_sample_value("sbo_postgres_primary_ready", shop) == 0
+        assert failing_over["postgres"]["targetPrimary"] == "shop-postgres-2"
+        assert postgres_condition(failing_over)[:2] == ("False", "FailingOver")
+        assert "shop-postgres-0 -> shop-postgres-2" in postgres_condition(failing_over)[2]
+        assert instances.promoted == [], "nothing promoted in the pass that records the change"
+
+        # The watch brings the status back; the old pod is gone, so the target is promoted.
+        cluster.body = {**body, "status": merge_patch(body["status"], failing_over)}
+        await reconciler.reconcile(KEY)
+        assert instances.promoted == [ip(2)]
+
+        # The probe after the promotion shows it writable: it is labelled primary, and Stable.
+        cluster.body = {**body, "status": merge_patch(cluster.body["status"], status_writes(apiserver)[-1])}
+        await reconciler.reconcile(KEY)
+        final = merge_patch(cluster.body["status"], status_writes(apiserver)[-1])["postgres"]
+        assert (final["phase"], final["currentPrimary"], final["timeline"]) == (
+            "Stable",
+            "shop-postgres-2",
+            2,
+        )
+        assert "targetPrimary" not in final
+        reasons = []
+        while not events.empty():
+            reasons.append(events.get_nowait().reason)
+    labels = [
+        (name, patch["metadata"]["labels"])
+        for method, name, patch in pod_writes(apiserver)
+        if method == "PATCH"
+    ]
+    assert labels[-1] == ("shop-postgres-2", {"sbo.dev/postgres-role": "primary"})
+    assert ("shop-postgres-2", {"sbo.dev/postgres-role": "primary"}) not in labels[:-1], (
+        "labelled only once promoted"
+    )
+    assert instances.promoted == [ip(2)], "promoted once"
+    assert "FailingOver" in reasons
+    assert "Failover" in reasons
+
+
+async def test_actions_carry_the_pods_uid_and_a_failover_deletes_with_grace_zero(
+    apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
+) -> None:
+    serve(apiserver)
+    body = example_body()
+    cluster_pods = pods("primary", "replica", "replica")
+    roles = PostgresRoles(
+        kube=kube,
+        monitor=PostgresMonitor(kube=kube, networks=[], interval_seconds=60, on_change=lambda key: None),
+    )
+    decision = Decision(
+        state=RolesState(
+            phase=Phase.FAILING_OVER, current_primary="shop-postgres-0", target_primary="shop-postgres-1"
+        ),
+        actions=(
+            SetRole("shop-postgres-0", "replica"),
+            DeletePod("shop-postgres-0", "uid-shop-postgres-0", 0),
+            SetRole("shop-postgres-9", "replica"),  # no such pod: skipped
+        ),
+        events=(RoleEvent("Warning", "FailingOver", "shop-postgres-0 -> shop-postgres-1"),),
+    )
+    with kopf_events() as events:
+        await roles.execute(KEY, parse(body), body, snapshot(body, pods=cluster_pods), decision)
+        assert events.get_nowait().reason == "FailingOver"
+    assert pod_writes(apiserver) == [
+        (
+            "PATCH",
+            "shop-postgres-0",
+            {"metadata": {"uid": "uid-shop-postgres-0", "labels": {"sbo.dev/postgres-role": "replica"}}},
+        ),
+        (
+            "DELETE",
+            "shop-postgres-0",
+            {"preconditions": {"uid": "uid-shop-postgres-0"}, "gracePeriodSeconds": 0},
+        ),
+    ]
+
+
+async def test_a_promotion_without_an_address_is_not_attempted(kube: Kube) -> None:
+    instances = Instances({})
+    monitor = PostgresMonitor(
+        kube=kube, networks=[], interval_seconds=60, on_change=lambda key: None, promote=instances.promote
+    )
+    roles = PostgresRoles(kube=kube, monitor=monitor)
+    body = example_body()
+    decision = Decision(state=RolesState(phase=Phase.FAILING_OVER), actions=(Promote("shop-postgres-1"),))
+    with kopf_events():
+        await roles.execute(KEY, parse(body), body, snapshot(body, pods=pods("replica", "replica")), decision)
+    assert instances.promoted == []
+
+
+def test_pods_outside_the_probe_networks_are_never_tracked() -> None:
+    body = example_body()
+    monitor = PostgresMonitor(
+        kube=None,  # type: ignore[arg-type]
+        networks=OperatorSettings(postgres_probe_networks="198.18.0.0/16").postgres_probe_networks,
+        interval_seconds=60,
+        on_change=lambda key: None,
+    )
+    kwok_pod = postgres_pod("shop-postgres-1", role="replica", ip="10.244.0.7")
+    no_ip = postgres_pod("shop-postgres-2", role="replica", ip=None)
+    monitor.track(KEY, parse(body), snapshot(body, pods=[*pods("primary"), kwok_pod, no_ip]))
+    assert monitor._tracked[KEY].addresses == {"shop-postgres-0": ip(0)}
+
+
+def test_the_election_sees_every_desired_instance_and_every_pod() -> None:
+    body = example_body()
+    legacy = postgres_pod("shop-postgres-primary-0", role="primary")
+    unready = postgres_pod("shop-postgres-1", role="replica", ready=False)
+    current = snapshot(body, pods=[legacy, unready])
+    probes = {"shop-postgres-1": standby(5)}
+    down: dict[str, bool] = {}
+
+    def down_since(name: str, is_down: bool) -> None:
+        down[name] = is_down
+
+    instances = {
+        i.name: i
+        for i in instances_of(
+            parse(body), current, ["shop-postgres-0", "shop-postgres-1"], probes, down_since
+        )
+    }
+    assert set(instances) == {"shop-postgres-0", "shop-postgres-1", "shop-postgres-primary-0"}
+    assert instances["shop-postgres-primary-0"].legacy
+    assert not instances["shop-postgres-0"].exists
+    assert instances["shop-postgres-1"].unready_since is not None, "from its Ready condition"
+    assert (instances["shop-postgres-1"].lsn, instances["shop-postgres-1"].in_recovery) == (5, True)
+    assert down == {"shop-postgres-0": True, "shop-postgres-1": True, "shop-postgres-primary-0": False}
+
+
+async def test_the_monitor_reports_each_instances_lag_and_forgets_a_deleted_backend(
+    kube: Kube, metrics: OperatorMetrics, apiserver: kmock.KubernetesScaffold
+) -> None:
+    serve(apiserver)
+    instances = Instances({ip(0): PRIMARY, ip(1): standby(60), ip(2): InstanceProbe(reachable=False)})
+    changed: list[Key] = []
+    monitor = PostgresMonitor(
+        kube=kube,
+        networks=OperatorSettings(postgres_probe_networks="198.18.0.0/16").postgres_probe_networks,
+        interval_seconds=60,
+        on_change=changed.append,
+        metrics=metrics,
+        probe=instances.probe,
+    )
+    body = example_body()
+    monitor.track(KEY, parse(body), snapshot(body, pods=pods("primary", "replica", "replica")))
+    await monitor.refresh(KEY)
+
+    def lag(instance: str) -> float | None:
+        labels = {"namespace": "demo", "name": "shop", "instance": instance}
+        return metrics.registry.get_sample_value("sbo_postgres_replica_lag_bytes", labels)
+
+    assert (lag("shop-postgres-0"), lag("shop-postgres-1"), lag("shop-postgres-2")) == (0, 40, None)
+    assert monitor.last_primary_lsn(KEY) == 100
+    # A new LSN alone is no reason for a pass; a standby that stops streaming is.
+    instances.answers[ip(1)] = standby(100)
+    assert not await monitor._probe_backend(KEY, monitor._tracked[KEY])
+    instances.answers[ip(1)] = dataclasses.replace(standby(100), streaming=False)
+    assert await monitor._probe_backend(KEY, monitor._tracked[KEY])
+    monitor.forget(KEY)
+    assert lag("shop-postgres-0") is None
