@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sbo_operator.api.conditions import Reason
+from sbo_operator.api.v1alpha1 import ScalableBackend, postgres_instance_name
 from sbo_operator.api.v1alpha1.status import PostgresPhase, PostgresStatus
 from sbo_operator.builders.labels import PostgresRole
 
@@ -82,6 +83,22 @@ class Policy:
     max_failover_lag_bytes: int | None  # spec.postgres.maxFailoverLag; None: no bound
     switchover: SwitchoverRequest | None  # spec.postgres.switchover
     last_primary_lsn: int | None = None  # the newest LSN the operator saw on the primary (memory)
+
+    @classmethod
+    def for_backend(cls, backend: ScalableBackend, last_primary_lsn: int | None = None) -> Policy:
+        """What ``backend``'s spec asks for: its 1 + readReplicas instances and the failover fields."""
+        postgres = backend.spec.postgres
+        request = postgres.switchover
+        return cls(
+            instances=tuple(
+                postgres_instance_name(backend.metadata.name, ordinal)
+                for ordinal in range(1 + postgres.read_replicas)
+            ),
+            failover_delay=postgres.failover_delay_duration,
+            max_failover_lag_bytes=postgres.max_failover_lag_bytes,
+            switchover=SwitchoverRequest(to=request.to, id=request.id) if request is not None else None,
+            last_primary_lsn=last_primary_lsn,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,6 +200,11 @@ class Decision:
         object.__setattr__(self, "events", tuple(self.events))
 
 
+# A failover's fencing delete. Not 0: the apiserver removes a pod deleted with grace 0 at once,
+# before the kubelet has stopped its containers, so "the fenced pod is gone" would prove nothing
+# while the old primary may still accept writes. With a grace period the pod object stays until the
+# kubelet reports its containers stopped (SIGKILL after this second), and only then is it gone.
+FAILOVER_GRACE_SECONDS = 1
 # How often to look again while a change runs (fencing, promotion) and while something blocks one.
 CHANGE_POLL_SECONDS = 1.0
 BLOCKED_POLL_SECONDS = 5.0
@@ -258,7 +280,9 @@ class _Election:
         bound = self.policy.max_failover_lag_bytes
         return bound is None or lag is None or lag <= bound
 
-    def standbys(self, exclude: str | None, *, streaming: bool = False) -> list[Instance]:
+    def standbys(
+        self, exclude: str | None, *, streaming: bool = False, fenced_uid: str | None = None
+    ) -> list[Instance]:
         """Desired instances that could be promoted: reachable, ready, in recovery; best first."""
         found = [
             instance
@@ -271,13 +295,16 @@ class _Election:
             and instance.reachable
             and instance.in_recovery is True
             and not instance.legacy
+            and (instance.pod_uid != fenced_uid or fenced_uid is None)
             and (instance.streaming is True or not streaming)
         ]
         # Most WAL first; equal positions: the lowest ordinal.
         return sorted(found, key=lambda instance: (-(instance.lsn or 0), self.ordinal(instance.name)))
 
-    def best_candidate(self, current: str | None, *, streaming: bool = False) -> _Candidate | None:
-        standbys = self.standbys(current, streaming=streaming)
+    def best_candidate(
+        self, current: str | None, *, streaming: bool = False, fenced_uid: str | None = None
+    ) -> _Candidate | None:
+        standbys = self.standbys(current, streaming=streaming, fenced_uid=fenced_uid)
         if not standbys:
             return None
         return _Candidate(standbys[0], self.lag(standbys[0], current))
@@ -311,19 +338,25 @@ class _Election:
             demotions.append(SetRole(primary_instance.name, PostgresRole.PRIMARY))
         return demotions
 
-    def fence_actions(self, old: str | None, *, failover: bool, uid: str | None = None) -> list[Action]:
-        """Stop the old primary: a failover kills its pod at once; a switchover lets it shut down
-        fast, which sends its last WAL to the standbys first. ``uid``: only that pod."""
-        instance = self.by_name.get(old) if old is not None else None
-        if instance is None or (uid is not None and instance.pod_uid != uid and not instance.legacy):
-            return []
+    def fence_actions(self, state: RolesState) -> list[Action]:
+        """Stop what may still accept writes: the pod ``state`` fences, and a legacy old primary's
+        StatefulSet. A failover kills within a second; a switchover lets the old primary shut down
+        fast, which sends its last WAL to the standbys first."""
+        failover = state.phase is Phase.FAILING_OVER
         actions: list[Action] = []
-        if _is_legacy_primary(instance):
-            actions.append(ScaleLegacyPrimaryToZero(instance.name))
-            if not failover:
-                return actions
-        if instance.exists and not instance.terminating and instance.pod_uid is not None:
-            actions.append(DeletePod(instance.name, instance.pod_uid, 0 if failover else None))
+        old = self.by_name.get(state.current_primary) if state.current_primary is not None else None
+        if old is not None and _is_legacy_primary(old):
+            actions.append(ScaleLegacyPrimaryToZero(old.name))
+        for instance in self.existing:
+            if instance.terminating or instance.pod_uid is None:
+                continue
+            if _is_legacy_primary(instance) and instance.name == state.current_primary:
+                fenced = failover  # a switchover leaves it to the scale-down, a clean shutdown
+            else:
+                fenced = instance.pod_uid == state.fenced_pod_uid
+            if fenced:
+                grace = FAILOVER_GRACE_SECONDS if failover else None
+                actions.append(DeletePod(instance.name, instance.pod_uid, grace))
         return actions
 
     # ---- phases ----
@@ -418,7 +451,7 @@ class _Election:
             switchover_id=switchover_id if switchover_id is not None else state.switchover_id,
         )
         # The target stays labelled replica until promoted, so -rw has no endpoint meanwhile.
-        actions = self.label_actions(None) + self.fence_actions(old, failover=failover)
+        actions = self.label_actions(None) + self.fence_actions(state)
         reason = Reason.FAILING_OVER if failover else Reason.SWITCHING_OVER
         event = RoleEvent(
             "Warning" if failover else "Normal", reason, f"{old} -> {target}: the primary {why}"
@@ -440,9 +473,14 @@ class _Election:
             events.append(RoleEvent("Warning", problem.reason, problem.message))
             state = dataclasses.replace(state, switchover_id=request.id)
         target = self.by_name.get(state.target_primary) if state.target_primary is not None else None
-        if target is None or target.name == state.current_primary or self.down_too_long(target.name):
-            # The target itself failed (or the state names none): choose again, same rules.
-            candidate = self.best_candidate(state.current_primary)
+        if (
+            target is None
+            or target.name == state.current_primary
+            or (target.pod_uid is not None and target.pod_uid == state.fenced_pod_uid)
+            or self.down_too_long(target.name)
+        ):
+            # The target itself failed (or the state names none that can be): choose again, same rules.
+            candidate = self.best_candidate(state.current_primary, fenced_uid=state.fenced_pod_uid)
             if candidate is None or not self.lag_allowed(candidate.lag_bytes):
                 problem = RoleProblem(
                     Reason.NO_FAILOVER_CANDIDATE,
@@ -452,8 +490,18 @@ class _Election:
                 return Decision(
                     state, self.label_actions(None), events, problem, requeue_seconds=BLOCKED_POLL_SECONDS
                 )
+            failed = target
             target = candidate.instance
             state = dataclasses.replace(state, target_primary=target.name)
+            if (
+                failed is not None
+                and failed.name != state.current_primary
+                and failed.exists
+                and not self.fenced_pod_present(state)
+            ):
+                # The old primary is fenced, so a Promote may have reached the failed target: fence
+                # it as well before promoting another, or two servers could accept writes.
+                state = dataclasses.replace(state, fenced_pod_uid=failed.pod_uid)
             events.append(
                 RoleEvent(
                     "Warning",
@@ -463,7 +511,7 @@ class _Election:
             )
         actions = self.label_actions(None)
         if self.fenced_pod_present(state):
-            actions += self.fence_actions(state.current_primary, failover=failover, uid=state.fenced_pod_uid)
+            actions += self.fence_actions(state)
             return Decision(state, actions, events, problem, requeue_seconds=CHANGE_POLL_SECONDS)
         if not target.reachable or target.in_recovery is not False:
             if target.reachable and target.in_recovery is True:

@@ -27,6 +27,7 @@ from sbo_operator.api.formats import (
     CONFIG_MAP_KEY_MESSAGE,
     CONTAINER_NAME_MESSAGE,
     DNS_SUBDOMAIN_MESSAGE,
+    DURATION_MESSAGE,
     ENV_NAME_MESSAGE,
     FIELD_PATH_MESSAGE,
     HTTP_PATH_MESSAGE,
@@ -39,12 +40,16 @@ from sbo_operator.api.formats import (
 from sbo_operator.api.v1alpha1 import (
     DIVISOR_MESSAGE,
     ENV_RESOURCE_MESSAGE,
+    FAILOVER_LAG_MESSAGE,
     IMAGE_MESSAGE,
     MAX_NAME_LENGTH,
     MAX_READ_REPLICAS,
     QUANTITY_MESSAGE,
     REQUEST_ABOVE_LIMIT_MESSAGE,
     RESOURCE_NAME_MESSAGE,
+    SWITCHOVER_ID_MESSAGE,
+    SWITCHOVER_TO_MESSAGE,
+    SYNCHRONOUS_STANDBYS_MESSAGE,
     PostgresSpec,
     ScalableBackend,
 )
@@ -411,9 +416,78 @@ REPLICA_CAP_CASES = [
     ),
 ]
 
+FAILOVER_CASES = [
+    pytest.param(
+        with_field("spec.postgres.failoverDelay", "30 seconds"),
+        ["spec.postgres.failoverDelay", DURATION_MESSAGE],
+        id="malformed-failover-delay",
+    ),
+    pytest.param(
+        with_field("spec.postgres.failoverDelay", "30"),
+        ["spec.postgres.failoverDelay", DURATION_MESSAGE],
+        id="failover-delay-without-unit",
+    ),
+    pytest.param(
+        with_field("spec.postgres.maxFailoverLag", "16 MB"),
+        ["spec.postgres.maxFailoverLag", QUANTITY_MESSAGE],
+        id="malformed-failover-lag",
+    ),
+    pytest.param(
+        with_field("spec.postgres.maxFailoverLag", "1500m"),
+        ["spec.postgres.maxFailoverLag", FAILOVER_LAG_MESSAGE],
+        id="fractional-failover-lag",
+    ),
+    pytest.param(
+        with_field("spec.postgres", {"readReplicas": 1, "synchronous": {"standbys": 2}}),
+        ["spec.postgres.synchronous", SYNCHRONOUS_STANDBYS_MESSAGE],
+        id="more-synchronous-standbys-than-replicas",
+    ),
+    pytest.param(
+        with_field("spec.postgres.synchronous", {"standbys": 2}),
+        ["spec.postgres.synchronous", SYNCHRONOUS_STANDBYS_MESSAGE],
+        id="more-synchronous-standbys-than-default-replicas",
+    ),
+    pytest.param(
+        with_field("spec.postgres.switchover", {"to": "cart-postgres-1", "id": "a"}),
+        ["spec.postgres.switchover.to", SWITCHOVER_TO_MESSAGE],
+        id="switchover-to-another-backend",
+    ),
+    pytest.param(
+        with_field("spec.postgres.switchover", {"to": "shop-postgres-2", "id": "a"}),
+        ["spec.postgres.switchover.to", SWITCHOVER_TO_MESSAGE],
+        id="switchover-beyond-the-instance-count",
+    ),
+    pytest.param(
+        with_field("spec.postgres.switchover", {"to": "shop-postgres-replica-0", "id": "a"}),
+        ["spec.postgres.switchover.to", SWITCHOVER_TO_MESSAGE],
+        id="switchover-to-a-pod-of-the-old-shape",
+    ),
+    pytest.param(
+        with_field("spec.postgres.switchover", {"to": "shop-postgres-01", "id": "a"}),
+        ["spec.postgres.switchover.to", SWITCHOVER_TO_MESSAGE],
+        id="switchover-with-a-padded-ordinal",
+    ),
+    pytest.param(
+        with_field("spec.postgres.switchover", {"to": "shop-postgres-1", "id": ""}),
+        ["spec.postgres.switchover.id", SWITCHOVER_ID_MESSAGE],
+        id="switchover-with-an-empty-id",
+    ),
+    pytest.param(
+        with_field("spec.postgres.switchover", {"to": "shop-postgres-1", "id": " "}),
+        ["spec.postgres.switchover.id", SWITCHOVER_ID_MESSAGE],
+        id="switchover-with-a-blank-id",
+    ),
+    pytest.param(
+        with_field("spec.postgres.switchover", {"to": "shop-postgres-1"}),
+        ["spec.postgres.switchover.id", "Required value"],
+        id="switchover-without-id",
+    ),
+]
+
 
 @pytest.mark.parametrize(
-    ("mutate", "fragments"), CREATE_CASES + FORMAT_CASES + REPLICA_CAP_CASES + NETWORK_POLICY_CASES
+    ("mutate", "fragments"),
+    CREATE_CASES + FORMAT_CASES + REPLICA_CAP_CASES + NETWORK_POLICY_CASES + FAILOVER_CASES,
 )
 def test_bad_input_is_rejected_on_create_naming_the_field(
     cluster: LocalCluster, crd: None, namespace: str, mutate: Mutation, fragments: list[str]
@@ -564,6 +638,25 @@ def test_storage_may_grow_or_be_restated_in_other_units(
         assert result.returncode == 0, result.stderr
 
 
+def test_switchover_by_patch_and_scale_down_below_its_target(
+    cluster: LocalCluster, crd: None, namespace: str
+) -> None:
+    create_stateful_backend(cluster, namespace)
+    switchover = {"postgres": {"readReplicas": 2, "switchover": {"to": "shop-postgres-2", "id": "move-1"}}}
+    assert patch(cluster, namespace, switchover).returncode == 0
+    # Applied twice (GitOps re-sync): accepted, and the operator acts once per id.
+    assert patch(cluster, namespace, switchover).returncode == 0
+    # A switchover naming an instance that readReplicas would remove must be retargeted with it.
+    assert_rejected(
+        patch(cluster, namespace, {"postgres": {"readReplicas": 1}}),
+        "spec.postgres.switchover.to",
+        SWITCHOVER_TO_MESSAGE,
+    )
+    retargeted = {"postgres": {"readReplicas": 1, "switchover": {"to": "shop-postgres-0", "id": "move-2"}}}
+    assert patch(cluster, namespace, retargeted).returncode == 0
+    assert patch(cluster, namespace, {"postgres": {"readReplicas": 1, "switchover": None}}).returncode == 0
+
+
 # ---- accepted --------------------------------------------------------------------------------------------
 
 BOUNDARY_CASES = [
@@ -576,6 +669,24 @@ BOUNDARY_CASES = [
     pytest.param(with_field("spec.redis.maxMemory", 268435456), id="integer-quantity"),
     pytest.param(with_field("spec.postgres.storage", {"size": "1e10"}), id="exponent-quantity"),
     pytest.param(with_field("spec.prometheus", {"pollSeconds": 1}), id="poll-seconds-1"),
+    pytest.param(
+        with_field(
+            "spec.postgres",
+            {
+                "readReplicas": 2,
+                "failoverDelay": "1m30s",
+                "maxFailoverLag": 0,
+                "synchronous": {"standbys": 2, "required": False},
+                "switchover": {"to": "shop-postgres-2", "id": "2026-01-01 move to the last instance"},
+            },
+        ),
+        id="failover-settings-at-their-bounds",
+    ),
+    pytest.param(
+        with_field("spec.postgres", {"readReplicas": 0, "switchover": {"to": "shop-postgres-0", "id": "x"}}),
+        id="switchover-to-the-only-instance",
+    ),
+    pytest.param(with_field("spec.postgres.maxFailoverLag", "1e3"), id="failover-lag-with-exponent"),
     pytest.param(
         with_field(
             "spec.api.autoscaling",

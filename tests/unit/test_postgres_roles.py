@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from sbo_operator.api.v1alpha1 import ScalableBackend
 from sbo_operator.postgres_roles import (
+    FAILOVER_GRACE_SECONDS,
     DeletePod,
     Instance,
     Phase,
@@ -85,13 +87,34 @@ STABLE = RolesState(phase=Phase.STABLE, current_primary=P0, timeline=1, switchov
 
 
 def failing_over(target: str = P1, **fields: Any) -> RolesState:
-    return dataclasses.replace(
-        STABLE,
-        phase=Phase.FAILING_OVER,
-        target_primary=target,
-        fenced_pod_uid=f"uid-{P0}",
-        since=ago(5),
-        **fields,
+    change: dict[str, Any] = {"phase": Phase.FAILING_OVER, "fenced_pod_uid": f"uid-{P0}", "since": ago(5)}
+    return dataclasses.replace(STABLE, target_primary=target, **{**change, **fields})
+
+
+# ---- the policy, from the spec -----------------------------------------------------------------------
+
+
+def test_the_policy_of_a_backend() -> None:
+    backend = ScalableBackend.model_validate(
+        {
+            "metadata": {"name": "shop", "namespace": "demo"},
+            "spec": {
+                "image": "app:1",
+                "postgres": {
+                    "readReplicas": 2,
+                    "failoverDelay": "1m30s",
+                    "maxFailoverLag": "1Mi",
+                    "switchover": {"to": P2, "id": "move-1"},
+                },
+            },
+        }
+    )
+    assert Policy.for_backend(backend, last_primary_lsn=7) == Policy(
+        instances=(P0, P1, P2),
+        failover_delay=timedelta(seconds=90),
+        max_failover_lag_bytes=MiB,
+        switchover=SwitchoverRequest(to=P2, id="move-1"),
+        last_primary_lsn=7,
     )
 
 
@@ -196,7 +219,10 @@ def test_failover_once_the_delay_has_passed(seconds_down: float) -> None:
     assert decision.state == dataclasses.replace(
         STABLE, phase=Phase.FAILING_OVER, target_primary=P1, fenced_pod_uid=f"uid-{P0}", since=NOW
     )
-    assert list(decision.actions) == [SetRole(P0, "replica"), DeletePod(P0, f"uid-{P0}", 0)]
+    assert list(decision.actions) == [
+        SetRole(P0, "replica"),
+        DeletePod(P0, f"uid-{P0}", FAILOVER_GRACE_SECONDS),
+    ]
     assert [(event.type, event.reason) for event in decision.events] == [("Warning", "FailingOver")]
     assert f"{P0} -> {P1}" in decision.events[0].message
 
@@ -299,7 +325,10 @@ def test_waits_while_the_fenced_pod_is_not_terminating_and_deletes_it_again() ->
     observed = [primary(P0), pod(P1), pod(P2)]
     decision = decide(observed, failing_over(), policy(), NOW)
     assert decision.state == failing_over()
-    assert list(decision.actions) == [SetRole(P0, "replica"), DeletePod(P0, f"uid-{P0}", 0)]
+    assert list(decision.actions) == [
+        SetRole(P0, "replica"),
+        DeletePod(P0, f"uid-{P0}", FAILOVER_GRACE_SECONDS),
+    ]
     assert not any(isinstance(action, Promote) for action in decision.actions)
 
 
@@ -349,12 +378,30 @@ def test_a_target_unready_within_the_delay_is_kept() -> None:
     assert list(decision.actions) == []
 
 
-def test_a_target_down_beyond_the_delay_is_replaced() -> None:
-    observed = [gone(P0, 30), down(P1, 15), pod(P2)]
+def test_a_target_failing_before_the_old_primary_is_fenced_is_simply_replaced() -> None:
+    # No Promote can have been sent yet: the old primary's pod is still there.
+    observed = [primary(P0, terminating=True, role_label="replica"), down(P1, 15), pod(P2)]
     decision = decide(observed, failing_over(), policy(failover_delay=timedelta(seconds=10)), NOW)
-    assert decision.state.target_primary == P2
-    assert decision.state.fenced_pod_uid == f"uid-{P0}"
-    assert Promote(P2) in decision.actions
+    assert decision.state == failing_over(P2)
+    assert list(decision.actions) == []
+
+
+def test_a_target_failing_after_the_fence_is_fenced_before_another_is_promoted() -> None:
+    # It may have been promoted already: two servers must never accept writes.
+    observed = [gone(P0, 30), down(P1, 15, in_recovery=False), pod(P2)]
+    decision = decide(observed, failing_over(), policy(failover_delay=timedelta(seconds=10)), NOW)
+    assert decision.state == failing_over(P2, fenced_pod_uid=f"uid-{P1}")
+    assert list(decision.actions) == [DeletePod(P1, f"uid-{P1}", FAILOVER_GRACE_SECONDS)]
+    assert "the first target failed" in decision.events[0].message
+    then = [gone(P0, 31), gone(P1, 1), pod(P2)]
+    assert list(decide(then, decision.state, policy(), NOW).actions) == [Promote(P2)]
+
+
+def test_a_target_gone_after_the_fence_is_replaced_and_the_next_promoted() -> None:
+    observed = [gone(P0, 30), gone(P1, 15), pod(P2)]
+    decision = decide(observed, failing_over(), policy(failover_delay=timedelta(seconds=10)), NOW)
+    assert decision.state == failing_over(P2)
+    assert list(decision.actions) == [Promote(P2)]
 
 
 def test_a_failed_target_without_replacement_is_a_problem() -> None:
@@ -535,5 +582,5 @@ def test_a_legacy_primary_that_fails_is_fenced_at_once() -> None:
     assert list(decision.actions) == [
         SetRole(LEGACY, "replica"),
         ScaleLegacyPrimaryToZero(LEGACY),
-        DeletePod(LEGACY, f"uid-{LEGACY}", 0),
+        DeletePod(LEGACY, f"uid-{LEGACY}", FAILOVER_GRACE_SECONDS),
     ]
