@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import secrets
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -41,6 +40,7 @@ from alembic.script import ScriptDirectory
 
 from devkit import host_state
 from devkit.cluster import KubectlError, LocalCluster, eventually
+from devkit.failover_probe import CREATE_PROBE_TABLE, Probe
 from devkit.operator_process import OperatorProcess
 from devkit.paths import EXAMPLES, SAMPLE_APP
 from devkit.promtext import Labels, samples
@@ -869,79 +869,6 @@ def test_the_primary_comes_back_with_its_data_on_a_volume_that_persists(
     )
 
 
-# Runs in an api pod (its image has asyncpg and the app's DATABASE_* env), through the -rw
-# Service by name, as the app itself writes. A writer inserts numbered rows and keeps the ids whose
-# commit returned; a sampler opens a new connection every 100 ms and asks who answered and whether
-# it is writable. One JSON document on stdout at the end.
-WRITER_AND_SAMPLER = """
-import asyncio, json, os, sys, time
-import asyncpg
-
-URL, PASSWORD = os.environ["DATABASE_URL"], os.environ["DATABASE_PASSWORD"]
-
-
-async def writer(stop, acked):
-    number, connection = 0, None
-    while time.monotonic() < stop:
-        try:
-            if connection is None:
-                connection = await asyncpg.connect(URL, password=PASSWORD, timeout=2)
-            number += 1
-            insert = connection.execute("INSERT INTO failover_probe (id) VALUES ($1)", number)
-            await asyncio.wait_for(insert, 10)
-            acked.append([number, time.time()])
-        except Exception:
-            if connection is not None:
-                connection.terminate()
-            connection = None
-            await asyncio.sleep(0.05)
-
-
-async def sampler(stop, samples):
-    while time.monotonic() < stop:
-        started = time.time()
-        try:
-            connection = await asyncpg.connect(URL, password=PASSWORD, timeout=0.5)
-            try:
-                row = await asyncio.wait_for(
-                    connection.fetchrow("SELECT pg_is_in_recovery(), inet_server_addr()::text"), 1
-                )
-            finally:
-                connection.terminate()
-            samples.append([started, row[0], row[1]])
-        except Exception:
-            samples.append([started, None, None])
-        await asyncio.sleep(max(0.0, 0.1 - (time.time() - started)))
-
-
-async def main():
-    stop = time.monotonic() + float(sys.argv[1])
-    acked, samples = [], []
-    await asyncio.gather(writer(stop, acked), sampler(stop, samples))
-    print(json.dumps({"acked": acked, "samples": samples}))
-
-
-asyncio.run(main())
-"""
-
-
-def run_writer_and_sampler(cluster: LocalCluster, pod: str, seconds: float, out: dict[str, Any]) -> None:
-    done = cluster.kubectl(
-        "exec", "-i", "-n", NAMESPACE, pod, "--", "python", "-", str(seconds),
-        input=WRITER_AND_SAMPLER, timeout=seconds + 60,
-    )  # fmt: skip
-    out.update(json.loads(done.stdout))
-
-
-def writable_servers_in_order(samples: list[list[Any]]) -> list[str]:
-    """The servers -rw reached writable, in the order they answered, runs collapsed."""
-    order: list[str] = []
-    for _, in_recovery, address in samples:
-        if in_recovery is False and (not order or order[-1] != address):
-            order.append(address)
-    return order
-
-
 def test_a_deleted_primary_is_failed_over_without_losing_an_acknowledged_write(
     real_cluster: LocalCluster, app: App, figures: Figures
 ) -> None:
@@ -960,23 +887,14 @@ def test_a_deleted_primary_is_failed_over_without_losing_an_acknowledged_write(
     timeline_before = get_json(real_cluster, f"sb/{NAME}", namespace=NAMESPACE)["status"]["postgres"][
         "timeline"
     ]
-    psql(
-        real_cluster,
-        old,
-        "CREATE TABLE failover_probe (id bigint PRIMARY KEY); GRANT INSERT ON failover_probe TO app",
-    )
+    psql(real_cluster, old, CREATE_PROBE_TABLE)
 
-    found: dict[str, Any] = {}
-    writer = threading.Thread(
-        target=run_writer_and_sampler,
-        args=(real_cluster, api_pods(real_cluster)[0]["metadata"]["name"], 40, found),
-    )
-    writer.start()
+    writer_pod = api_pods(real_cluster)[0]["metadata"]["name"]
+    probe = Probe(real_cluster, NAMESPACE, writer_pod, run="failover", seconds=40).start()
     time.sleep(10)  # steady writes first
     fault = time.time()
     real_cluster.kubectl("delete", "pod", old, "-n", NAMESPACE, "--grace-period=0", "--force", "--wait=false")
-    writer.join(timeout=120)
-    assert found, "the writer and sampler reported"
+    found = probe.join()
 
     def stable_on_another() -> dict[str, Any] | None:
         postgres = get_json(real_cluster, f"sb/{NAME}", namespace=NAMESPACE)["status"]["postgres"]
@@ -989,23 +907,19 @@ def test_a_deleted_primary_is_failed_over_without_losing_an_acknowledged_write(
     assert postgres_roles(real_cluster)[0] == new
 
     # No acknowledged write is lost: every id whose commit returned is on the new primary.
-    acked = [number for number, _ in found["acked"]]
-    stored = {int(row[0]) for row in psql(real_cluster, new, "SELECT id FROM failover_probe")}
-    lost = sorted(set(acked) - stored)
+    stored = psql(real_cluster, new, "SELECT id FROM failover_probe WHERE run = 'failover'")
+    lost = found.lost(int(row[0]) for row in stored)
     assert not lost, f"{len(lost)} acknowledged writes lost: {lost[:20]}"
-    before = [at for _, at in found["acked"] if at < fault]
-    after = [at for _, at in found["acked"] if at >= fault]
-    assert before, "writes were acknowledged before the fault"
-    assert after, "writes were acknowledged again after the failover"
-    outage = round(after[0] - before[-1], 2)
+    outage = found.write_outage_seconds(fault)
+    assert outage is not None, "writes were acknowledged before the fault and again after the failover"
     figures.values["failover_write_outage_seconds"] = outage
-    figures.values["failover_acknowledged_writes"] = len(acked)
+    figures.values["failover_acknowledged_writes"] = len(found.acked)
     figures.values["failover_acknowledged_writes_lost"] = len(lost)
 
     # -rw never reached two writable servers: the old one, then only the new one, never back.
     new_ip = get_json(real_cluster, "pod", new, namespace=NAMESPACE)["status"]["podIP"]
-    assert writable_servers_in_order(found["samples"]) == [old_ip, new_ip]
-    figures.values["failover_rw_samples"] = len(found["samples"])
+    assert found.writable_servers_in_order() == [old_ip, new_ip]
+    figures.values["failover_rw_samples"] = len(found.samples)
 
     # The old primary rejoins as a replica streaming from the new one (rewound), never writable.
     streaming = "SELECT application_name, state FROM pg_stat_replication ORDER BY 1"
