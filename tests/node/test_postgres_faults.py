@@ -177,7 +177,9 @@ def test_the_operator_killed_while_failing_over_resumes_with_exactly_one_promoti
     real_cluster.kubectl("delete", "pod", old, "-n", NAMESPACE, "--grace-period=1", "--wait=false")
     deadline = time.monotonic() + 60
     while True:
-        sb = objects.get_namespaced_custom_object("sbo.dev", "v1alpha1", NAMESPACE, "scalablebackends", NAME)
+        sb: dict[str, Any] = objects.get_namespaced_custom_object(
+            "sbo.dev", "v1alpha1", NAMESPACE, "scalablebackends", NAME
+        )
         if sb.get("status", {}).get("postgres", {}).get("phase") == "FailingOver":
             break
         assert time.monotonic() < deadline, "status.postgres.phase never became FailingOver"
