@@ -21,7 +21,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kubernetes import client
@@ -177,12 +177,14 @@ def test_the_operator_killed_while_failing_over_resumes_with_exactly_one_promoti
     real_cluster.kubectl("delete", "pod", old, "-n", NAMESPACE, "--grace-period=1", "--wait=false")
     deadline = time.monotonic() + 60
     while True:
-        sb: dict[str, Any] = objects.get_namespaced_custom_object(
-            "sbo.dev", "v1alpha1", NAMESPACE, "scalablebackends", NAME
+        sb = cast(
+            dict[str, Any],
+            objects.get_namespaced_custom_object("sbo.dev", "v1alpha1", NAMESPACE, "scalablebackends", NAME),
         )
         if sb.get("status", {}).get("postgres", {}).get("phase") == "FailingOver":
             break
         assert time.monotonic() < deadline, "status.postgres.phase never became FailingOver"
+        time.sleep(0.02)
     operator.kill()
     killed_during = sb["status"]["postgres"]
     operator.start()
