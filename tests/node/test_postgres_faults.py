@@ -194,8 +194,15 @@ def test_the_operator_killed_while_failing_over_resumes_with_exactly_one_promoti
     assert new != old
     assert new == killed_during["targetPrimary"], "the new operator kept the target the old one chose"
     assert status["timeline"] == timeline + 1, "one promotion: the timeline moved by one"
-    for instance in status["instances"]:
-        assert instance["timeline"] == timeline + 1, instance
+    eventually(
+        lambda: (
+            {i["name"]: i.get("timeline") for i in postgres_status(real_cluster)["instances"]}
+            == dict.fromkeys([new, *replicas], timeline + 1)
+        ),
+        timeout=60,
+        interval=1,
+        what=f"every instance on timeline {timeline + 1}",
+    )
     found = events(real_cluster, "Failover")
     assert occurrences(found) == failovers + 1, [event["message"] for event in found]
     assert any(f"{old} -> {new}" in event["message"] for event in found)
