@@ -13,8 +13,10 @@ writer of ``--seconds``:
 * ``sync_failover``, ``sync_switchover``: ``synchronous: {standbys: 1, required: true}``.
 
 A failover's fault is the primary's pod deleted with grace 0; a switchover's is
-``spec.postgres.switchover`` to the first replica. Per run: ``write_outage_seconds`` (the last
-acknowledged write before the fault to the first after it), ``acknowledged_writes_lost`` (ids
+``spec.postgres.switchover`` to the first replica. Per run: ``write_outage_seconds`` (the longest
+wait between two acknowledged writes from the fault on: for a deleted primary, the last write
+acknowledged before the fault to the first after; a switchover's writes go on until the old
+primary stops, then wait), ``acknowledged_writes_lost`` (ids
 acknowledged but absent from the new primary), ``two_primaries_observed`` (-rw reached a writable
 server after another had taken over). Then the issue's targets as booleans. Between runs the
 backend settles: Stable, Ready, every replica streaming from the primary.

@@ -12,7 +12,7 @@ import functools
 import json
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from kubernetes.aio import client, config
@@ -246,8 +246,8 @@ class Kube:
         a pod recreated under the same name is not touched). False if it is gone or replaced."""
         resource = await self._resource("v1", "Pod")
         self._metrics.api_writes.labels(verb="patch", kind="Pod").inc()
-        try:
-            await self._dynamic.patch(
+        return await _unless_gone_or_replaced(
+            self._dynamic.patch(
                 resource,
                 body={"metadata": {"uid": uid, "labels": labels}},
                 name=name,
@@ -255,13 +255,7 @@ class Kube:
                 content_type=MERGE_PATCH_CONTENT_TYPE,
                 field_manager=self._field_manager,
             )
-        except ApiException as error:
-            if error.status in (404, 409):
-                return False
-            if refused := _refused(error):
-                raise refused from error
-            raise
-        return True
+        )
 
     async def delete_pod(self, namespace: str, name: str, uid: str, *, grace_seconds: int | None) -> bool:
         """Delete exactly the pod with that uid (a precondition); ``grace_seconds`` None: the pod's
@@ -271,15 +265,9 @@ class Kube:
         body: dict[str, Any] = {"preconditions": {"uid": uid}}
         if grace_seconds is not None:
             body["gracePeriodSeconds"] = grace_seconds
-        try:
-            await self._dynamic.delete(resource, name=name, namespace=namespace, body=body)
-        except ApiException as error:
-            if error.status in (404, 409):
-                return False
-            if refused := _refused(error):
-                raise refused from error
-            raise
-        return True
+        return await _unless_gone_or_replaced(
+            self._dynamic.delete(resource, name=name, namespace=namespace, body=body)
+        )
 
     async def patch_spec(self, body: dict[str, Any], patch: dict[str, Any]) -> None:
         """Merge-patch an object's spec (the autoscaler's replicas); raises ObjectGone if deleted."""
@@ -338,6 +326,20 @@ def apply_patch_body(manifest: dict[str, Any]) -> str:
     """
     text = json.dumps(manifest, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return _NOT_PRINTABLE_ASCII.sub(_yaml_escape, text)
+
+
+async def _unless_gone_or_replaced(request: Awaitable[Any]) -> bool:
+    """True once a write guarded by a uid precondition is done; False if the object is gone (404)
+    or another one has its name now (409)."""
+    try:
+        await request
+    except ApiException as error:
+        if error.status in (404, 409):
+            return False
+        if refused := _refused(error):
+            raise refused from error
+        raise
+    return True
 
 
 def _yaml_escape(match: re.Match[str]) -> str:

@@ -23,7 +23,12 @@ class OperatorMetrics:
     autoscaler_consecutive_failed_polls: Gauge
     backend_condition: Gauge
     active: Gauge
+    postgres_failing_over: Gauge
+    postgres_primary_ready: Gauge
+    postgres_replica_lag_bytes: Gauge
     _condition_types: dict[tuple[str, str], set[str]] = dataclasses.field(default_factory=dict)
+    _postgres_instances: dict[tuple[str, str], set[str]] = dataclasses.field(default_factory=dict)
+    _postgres_backends: set[tuple[str, str]] = dataclasses.field(default_factory=set)
 
     @classmethod
     def create(cls) -> OperatorMetrics:
@@ -85,7 +90,41 @@ class OperatorMetrics:
                 "it in favour of another replica, and before its first event.",
                 registry=registry,
             ),
+            postgres_failing_over=Gauge(
+                "sbo_postgres_failing_over",
+                "1 while the operator moves a backend's PostgreSQL primary (a failover or a switchover).",
+                ["namespace", "name"],
+                registry=registry,
+            ),
+            postgres_primary_ready=Gauge(
+                "sbo_postgres_primary_ready",
+                "1 while a backend's PostgreSQL has a ready pod labelled primary (the one -rw sends to).",
+                ["namespace", "name"],
+                registry=registry,
+            ),
+            postgres_replica_lag_bytes=Gauge(
+                "sbo_postgres_replica_lag_bytes",
+                "Bytes of WAL a standby has not replayed: the primary's position minus its replay "
+                "position, at the operator's last probe.",
+                ["namespace", "name", "instance"],
+                registry=registry,
+            ),
         )
+
+    def record_postgres(self, namespace: str, name: str, *, changing: bool, primary_ready: bool) -> None:
+        self._postgres_backends.add((namespace, name))
+        self.postgres_failing_over.labels(namespace, name).set(1.0 if changing else 0.0)
+        self.postgres_primary_ready.labels(namespace, name).set(1.0 if primary_ready else 0.0)
+
+    def record_replica_lag(self, namespace: str, name: str, lag_bytes: Mapping[str, int]) -> None:
+        """The standbys' lag; instances no longer measured lose their series."""
+        known = self._postgres_instances.setdefault((namespace, name), set())
+        for instance in known - set(lag_bytes):
+            self.postgres_replica_lag_bytes.remove(namespace, name, instance)
+        for instance, lag in lag_bytes.items():
+            self.postgres_replica_lag_bytes.labels(namespace, name, instance).set(float(lag))
+        known.clear()
+        known.update(lag_bytes)
 
     def record_conditions(self, namespace: str, name: str, conditions: Iterable[Mapping[str, Any]]) -> None:
         """Set sbo_backend_condition from a status's conditions (kube-state-metrics style)."""
@@ -101,6 +140,12 @@ class OperatorMetrics:
         for type in self._condition_types.pop((namespace, name), set()):
             for status in CONDITION_STATUSES:
                 self.backend_condition.remove(namespace, name, type, status)
+        for instance in self._postgres_instances.pop((namespace, name), set()):
+            self.postgres_replica_lag_bytes.remove(namespace, name, instance)
+        if (namespace, name) in self._postgres_backends:
+            self._postgres_backends.discard((namespace, name))
+            self.postgres_failing_over.remove(namespace, name)
+            self.postgres_primary_ready.remove(namespace, name)
 
 
 CONDITION_STATUSES = ("True", "False", "Unknown")

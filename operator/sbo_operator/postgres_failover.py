@@ -32,7 +32,6 @@ from sbo_operator.postgres_roles import (
     RolesState,
     ScaleLegacyPrimaryToZero,
     SetRole,
-    SwitchoverRequest,
     decide,
 )
 from sbo_operator.snapshot import Snapshot
@@ -79,14 +78,7 @@ class PostgresRoles:
             self.monitor.probes(key),
             lambda name, down: self.monitor.down_since(key, name, down, now),
         )
-        switchover = postgres.switchover
-        policy = Policy(
-            instances=desired,
-            failover_delay=postgres.failover_delay_duration,
-            max_failover_lag_bytes=postgres.max_failover_lag_bytes,
-            switchover=SwitchoverRequest(switchover.to, switchover.id) if switchover is not None else None,
-            last_primary_lsn=self.monitor.last_primary_lsn(key),
-        )
+        policy = Policy.for_backend(backend, last_primary_lsn=self.monitor.last_primary_lsn(key))
         return decide(instances, state, policy, now)
 
     async def execute(

@@ -28,10 +28,12 @@ from sbo_operator.api.v1alpha1 import ScalableBackend
 from sbo_operator.builders.labels import POSTGRES_ROLE_LABEL
 from sbo_operator.builders.names import child_names
 from sbo_operator.kube import Kube
+from sbo_operator.metrics import OperatorMetrics
 from sbo_operator.postgres_probe import (
     UNREACHABLE,
     Credentials,
     InstanceProbe,
+    lag_bytes,
     probe_instance,
     promote_instance,
 )
@@ -68,6 +70,7 @@ class PostgresMonitor:
         networks: list[IPv4Network | IPv6Network],
         interval_seconds: float,
         on_change: Callable[[Key], None],
+        metrics: OperatorMetrics | None = None,
         probe: Probe = probe_instance,
         promote: Promote = promote_instance,
     ) -> None:
@@ -75,12 +78,15 @@ class PostgresMonitor:
         self.networks = networks
         self.interval_seconds = interval_seconds
         self.on_change = on_change
+        self.metrics = metrics
         self._probe = probe
         self._promote = promote
         self._tracked: dict[Key, _Tracked] = {}
 
     def forget(self, key: Key) -> None:
         self._tracked.pop(key, None)
+        if self.metrics is not None:
+            self.metrics.record_replica_lag(key.namespace, key.name, {})
 
     def probes(self, key: Key) -> Mapping[str, InstanceProbe]:
         tracked = self._tracked.get(key)
@@ -101,10 +107,11 @@ class PostgresMonitor:
 
     def track(self, key: Key, backend: ScalableBackend, snapshot: Snapshot) -> None:
         """Remember where the backend's instances are (from its pods), for the probes."""
+        # Terminating pods too: a fenced primary counts as gone only once it stops answering.
         addresses = {
             name: pod["status"]["podIP"]
             for name, pod in snapshot.pods.items()
-            if not pod["metadata"].get("deletionTimestamp") and self._allowed(pod["status"].get("podIP"))
+            if self._allowed(pod["status"].get("podIP"))
         }
         tracked = self._tracked.get(key)
         if tracked is None:
@@ -175,6 +182,8 @@ class PostgresMonitor:
                 tracked.last_primary_lsn = max(tracked.last_primary_lsn or 0, result.lsn)
             if not result.reachable and result.error == "OperationalError":
                 tracked.credentials = None  # perhaps a regenerated Secret: read it again next time
+        if self.metrics is not None:
+            self.metrics.record_replica_lag(key.namespace, key.name, lag_bytes(tracked.probes))
         return changed
 
     async def run(self) -> None:

@@ -10,13 +10,21 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Mapping
 
 import psycopg
 from psycopg.conninfo import make_conninfo
 
 from sbo_operator.builders.names import POSTGRES_PORT
 
-__all__ = ["PROBE_QUERY", "Credentials", "InstanceProbe", "probe_instance", "promote_instance"]
+__all__ = [
+    "PROBE_QUERY",
+    "Credentials",
+    "InstanceProbe",
+    "lag_bytes",
+    "probe_instance",
+    "promote_instance",
+]
 
 log = logging.getLogger(__name__)
 
@@ -119,3 +127,19 @@ async def promote_instance(host: str, credentials: Credentials) -> bool:
         log.warning("promoting the PostgreSQL instance at %s failed: %s", host, error)
         return False
     return bool(row and row[0])
+
+
+def lag_bytes(probes: Mapping[str, InstanceProbe]) -> dict[str, int]:
+    """Each reachable instance's WAL not yet replayed: the writable instance's position (probed in
+    the same round) minus its replay position; 0 for the writable one. {} without a writable one."""
+    primary = max(
+        (p.lsn for p in probes.values() if p.reachable and p.in_recovery is False and p.lsn is not None),
+        default=None,
+    )
+    if primary is None:
+        return {}
+    return {
+        name: max(0, primary - probe.replay_lsn)
+        for name, probe in probes.items()
+        if probe.reachable and probe.replay_lsn is not None
+    }

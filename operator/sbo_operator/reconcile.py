@@ -35,6 +35,7 @@ from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.secrets import MIN_RANDOM_BYTES
 from sbo_operator.components import required_references
 from sbo_operator.components.base import Problem
+from sbo_operator.components.postgres import primary_ready
 from sbo_operator.credentials import regenerated_message, secret_readers
 from sbo_operator.desired import DesiredState, desired_state, missing_secrets
 from sbo_operator.drift import ApplyReason, apply_reason, with_applied_hash
@@ -42,6 +43,7 @@ from sbo_operator.events import post_event
 from sbo_operator.kube import ApplyConflict, ApplyRejected, Kube, ObjectGone
 from sbo_operator.metrics import OperatorMetrics
 from sbo_operator.postgres_failover import PostgresRoles
+from sbo_operator.postgres_roles import Phase
 from sbo_operator.references import reference_problem
 from sbo_operator.refusals import refusal_problem
 from sbo_operator.snapshot import Snapshot
@@ -187,6 +189,12 @@ class Reconciler:
         )
         if roles is None or self.roles is None:
             return bool(problems), None
+        self.metrics.record_postgres(
+            key.namespace,
+            key.name,
+            changing=roles.state.phase in (Phase.FAILING_OVER, Phase.SWITCHING_OVER),
+            primary_ready=primary_ready(snapshot),
+        )
         # Only now that the status holds the decided state: a restart resumes this very change.
         await self.roles.execute(key, backend, body, snapshot, roles)
         return bool(problems), roles.requeue_seconds

@@ -112,6 +112,7 @@ class Runtime:
             networks=settings.postgres_probe_networks,
             interval_seconds=settings.postgres_probe_seconds,
             on_change=self.child_changed,
+            metrics=metrics,
         )
         self.reconciler = Reconciler(
             kube=kube,

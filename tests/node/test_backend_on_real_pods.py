@@ -40,7 +40,7 @@ from alembic.script import ScriptDirectory
 
 from devkit import host_state
 from devkit.cluster import KubectlError, LocalCluster, eventually
-from devkit.failover_probe import CREATE_PROBE_TABLE, Probe
+from devkit.failover_probe import CREATE_PROBE_TABLE, Probe, ProbeRecord
 from devkit.operator_process import OperatorProcess
 from devkit.paths import EXAMPLES, SAMPLE_APP
 from devkit.promtext import Labels, samples
@@ -869,6 +869,21 @@ def test_the_primary_comes_back_with_its_data_on_a_volume_that_persists(
     )
 
 
+def check_the_writes(
+    cluster: LocalCluster, found: ProbeRecord, fault: float, *, run: str, old_ip: str, new: str
+) -> float:
+    """No acknowledged write lost, and -rw reached the old writable server (``old_ip``, before the
+    change), then only the new one; the write outage (ProbeRecord.write_outage_seconds)."""
+    stored = psql(cluster, new, "SELECT id FROM failover_probe WHERE run = :'run'", run=run)
+    lost = found.lost(int(row[0]) for row in stored)
+    assert not lost, f"{len(lost)} acknowledged writes lost: {lost[:20]}"
+    outage = found.write_outage_seconds(fault)
+    assert outage is not None, "writes were acknowledged before the fault and again after the change"
+    new_ip = get_json(cluster, "pod", new, namespace=NAMESPACE)["status"]["podIP"]
+    assert found.writable_servers_in_order() == [old_ip, new_ip]
+    return outage
+
+
 def test_a_deleted_primary_is_failed_over_without_losing_an_acknowledged_write(
     real_cluster: LocalCluster, app: App, figures: Figures
 ) -> None:
@@ -906,20 +921,9 @@ def test_a_deleted_primary_is_failed_over_without_losing_an_acknowledged_write(
     assert status["timeline"] > timeline_before
     assert postgres_roles(real_cluster)[0] == new
 
-    # No acknowledged write is lost: every id whose commit returned is on the new primary.
-    stored = psql(real_cluster, new, "SELECT id FROM failover_probe WHERE run = 'failover'")
-    lost = found.lost(int(row[0]) for row in stored)
-    assert not lost, f"{len(lost)} acknowledged writes lost: {lost[:20]}"
-    outage = found.write_outage_seconds(fault)
-    assert outage is not None, "writes were acknowledged before the fault and again after the failover"
+    outage = check_the_writes(real_cluster, found, fault, run="failover", old_ip=old_ip, new=new)
     figures.values["failover_write_outage_seconds"] = outage
     figures.values["failover_acknowledged_writes"] = len(found.acked)
-    figures.values["failover_acknowledged_writes_lost"] = len(lost)
-
-    # -rw never reached two writable servers: the old one, then only the new one, never back.
-    new_ip = get_json(real_cluster, "pod", new, namespace=NAMESPACE)["status"]["podIP"]
-    assert found.writable_servers_in_order() == [old_ip, new_ip]
-    figures.values["failover_rw_samples"] = len(found.samples)
 
     # The old primary rejoins as a replica streaming from the new one (rewound), never writable.
     streaming = "SELECT application_name, state FROM pg_stat_replication ORDER BY 1"
@@ -939,6 +943,49 @@ def test_a_deleted_primary_is_failed_over_without_losing_an_acknowledged_write(
     ]
     assert any(f"{old} -> {new}" in event["message"] for event in events), [e["message"] for e in events]
     wait_ready(real_cluster, timeout=180)
+
+
+def test_a_switchover_on_request_moves_the_primary_under_writes_once_per_id(
+    real_cluster: LocalCluster, app: App, figures: Figures
+) -> None:
+    old, replicas = postgres_roles(real_cluster)
+    target = replicas[0]
+    old_ip = get_json(real_cluster, "pod", old, namespace=NAMESPACE)["status"]["podIP"]
+    request = json.dumps({"spec": {"postgres": {"switchover": {"to": target, "id": "node-switchover-1"}}}})
+
+    writer_pod = api_pods(real_cluster)[0]["metadata"]["name"]
+    probe = Probe(real_cluster, NAMESPACE, writer_pod, run="switchover", seconds=30).start()
+    time.sleep(8)
+    fault = time.time()
+    real_cluster.kubectl("patch", f"sb/{NAME}", "-n", NAMESPACE, "--type=merge", "-p", request)
+    found = probe.join()
+
+    def switched() -> dict[str, Any] | None:
+        postgres = get_json(real_cluster, f"sb/{NAME}", namespace=NAMESPACE)["status"]["postgres"]
+        return postgres if postgres["phase"] == "Stable" and postgres["currentPrimary"] == target else None
+
+    status = eventually(switched, timeout=60, interval=1, what="the switchover to finish")
+    assert status["switchoverId"] == "node-switchover-1"
+    outage = check_the_writes(real_cluster, found, fault, run="switchover", old_ip=old_ip, new=target)
+    figures.values["switchover_write_outage_seconds"] = outage
+    events = get_json(real_cluster, "events", "--field-selector", "reason=Switchover", namespace=NAMESPACE)[
+        "items"
+    ]
+    assert any(f"{old} -> {target}" in event["message"] for event in events), [e["message"] for e in events]
+
+    # Applied again (GitOps re-syncing the same manifest): nothing moves.
+    real_cluster.kubectl("patch", f"sb/{NAME}", "-n", NAMESPACE, "--type=merge", "-p", request)
+    wait_ready_at_current_generation(real_cluster)
+    time.sleep(5)
+    assert postgres_roles(real_cluster)[0] == target
+    streaming = "SELECT application_name, state FROM pg_stat_replication ORDER BY 1"
+    others = sorted({old, *replicas} - {target})
+    eventually(
+        lambda: psql(real_cluster, target, streaming) == [[name, "streaming"] for name in others],
+        timeout=120,
+        interval=2,
+        what="the old primary to stream from the new one",
+    )
 
 
 def test_kubectl_scale_adds_api_pods_that_serve(

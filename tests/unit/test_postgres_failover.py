@@ -9,6 +9,7 @@ kmock plays the apiserver and records every request; the instances' SQL answers 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from typing import Any
 
@@ -179,6 +180,34 @@ async def test_a_new_backend_gets_its_state_written_before_its_pods_are_labelled
     assert labels["shop-postgres-1"]["labels"] == {"sbo.dev/postgres-role": "replica"}
 
 
+async def test_no_action_runs_when_the_state_could_not_be_written(
+    apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
+) -> None:
+    apiserver[kmock.method.PATCH, BACKENDS] << kmock.KubernetesError(
+        status=500, reason="InternalError", message="etcd"
+    )
+    apiserver[kmock.method.PATCH, PODS] << POD_ECHO
+    apiserver[kmock.method.DELETE, PODS] << POD_ECHO
+    apiserver[kmock.method.GET, kmock.resource("v1/secrets")] << OPERATOR_SECRET
+    body = {
+        **example_body(),
+        "status": {"postgres": {"phase": "Stable", "currentPrimary": "shop-postgres-0"}},
+    }
+    # The primary is not ready: a failover is decided (fence it, promote another), but its state
+    # cannot be recorded, so nothing is done.
+    unready = postgres_pod("shop-postgres-0", role="primary", ready=False, ip=ip(0))
+    cluster = Cluster(body, applied_stack(body), [unready, *pods("primary", "replica", "replica")[1:]])
+    instances = Instances({ip(1): standby(100), ip(2): standby(90)})
+    reconciler = reconciler_with_roles(kube, metrics, cluster, instances)
+    decision = await reconciler.roles.decide(KEY, parse(body), body["status"], cluster.snapshot(KEY))  # type: ignore[union-attr,arg-type]
+    assert decision is not None
+    assert decision.actions, "there would be something to do"
+    with kopf_events(), pytest.raises(Exception, match="Internal"):
+        await reconciler.reconcile(KEY)
+    assert pod_writes(apiserver) == []
+    assert instances.promoted == []
+
+
 async def test_a_labelled_serving_backend_writes_nothing(
     apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
 ) -> None:
@@ -218,6 +247,9 @@ async def test_a_lost_primary_is_failed_over_to_the_most_advanced_standby(
         assert requeue <= 1.0, "a change looks again within a second"
         [failing_over] = status_writes(apiserver)
         assert failing_over["postgres"]["phase"] == "FailingOver"
+        shop = {"namespace": "demo", "name": "shop"}
+        assert metrics.registry.get_sample_value("sbo_postgres_failing_over", shop) == 1
+        assert metrics.registry.get_sample_value("sbo_postgres_primary_ready", shop) == 0
         assert failing_over["postgres"]["targetPrimary"] == "shop-postgres-2"
         assert postgres_condition(failing_over)[:2] == ("False", "FailingOver")
         assert "shop-postgres-0 -> shop-postgres-2" in postgres_condition(failing_over)[2]
@@ -343,3 +375,36 @@ def test_the_election_sees_every_desired_instance_and_every_pod() -> None:
     assert instances["shop-postgres-1"].unready_since is not None, "from its Ready condition"
     assert (instances["shop-postgres-1"].lsn, instances["shop-postgres-1"].in_recovery) == (5, True)
     assert down == {"shop-postgres-0": True, "shop-postgres-1": True, "shop-postgres-primary-0": False}
+
+
+async def test_the_monitor_reports_each_instances_lag_and_forgets_a_deleted_backend(
+    kube: Kube, metrics: OperatorMetrics, apiserver: kmock.KubernetesScaffold
+) -> None:
+    serve(apiserver)
+    instances = Instances({ip(0): PRIMARY, ip(1): standby(60), ip(2): InstanceProbe(reachable=False)})
+    changed: list[Key] = []
+    monitor = PostgresMonitor(
+        kube=kube,
+        networks=OperatorSettings(postgres_probe_networks="198.18.0.0/16").postgres_probe_networks,
+        interval_seconds=60,
+        on_change=changed.append,
+        metrics=metrics,
+        probe=instances.probe,
+    )
+    body = example_body()
+    monitor.track(KEY, parse(body), snapshot(body, pods=pods("primary", "replica", "replica")))
+    await monitor.refresh(KEY)
+
+    def lag(instance: str) -> float | None:
+        labels = {"namespace": "demo", "name": "shop", "instance": instance}
+        return metrics.registry.get_sample_value("sbo_postgres_replica_lag_bytes", labels)
+
+    assert (lag("shop-postgres-0"), lag("shop-postgres-1"), lag("shop-postgres-2")) == (0, 40, None)
+    assert monitor.last_primary_lsn(KEY) == 100
+    # A new LSN alone is no reason for a pass; a standby that stops streaming is.
+    instances.answers[ip(1)] = standby(100)
+    assert not await monitor._probe_backend(KEY, monitor._tracked[KEY])
+    instances.answers[ip(1)] = dataclasses.replace(standby(100), streaming=False)
+    assert await monitor._probe_backend(KEY, monitor._tracked[KEY])
+    monitor.forget(KEY)
+    assert lag("shop-postgres-0") is None

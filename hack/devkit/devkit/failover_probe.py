@@ -16,6 +16,7 @@ Invariant: nothing here changes the backend except the rows the writer inserts i
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import threading
 from collections.abc import Iterable
@@ -61,7 +62,7 @@ async def sampler(stop, samples):
             connection = await asyncpg.connect(URL, password=PASSWORD, timeout=0.5)
             try:
                 row = await asyncio.wait_for(
-                    connection.fetchrow("SELECT pg_is_in_recovery(), inet_server_addr()::text"), 1
+                    connection.fetchrow("SELECT pg_is_in_recovery(), host(inet_server_addr())"), 1
                 )
             finally:
                 connection.terminate()
@@ -99,13 +100,16 @@ class ProbeRecord:
         return sorted(set(self.acked_ids) - set(stored))
 
     def write_outage_seconds(self, fault: float) -> float | None:
-        """From the last write acknowledged before ``fault`` to the first after it (None: no write
-        on one side of it)."""
-        before = [at for _, at in self.acked if at < fault]
-        after = [at for _, at in self.acked if at >= fault]
-        if not before or not after:
+        """The longest wait between two acknowledged writes from ``fault`` on (None: no write on
+        one side of it). For a deleted primary this is the last acknowledged write before the
+        fault to the first after it; a switchover's writes go on for a moment after its request
+        (the fault) until the old primary stops, and the gap that follows is the outage."""
+        times = [at for _, at in self.acked]
+        if not any(at < fault for at in times) or not any(at >= fault for at in times):
             return None
-        return round(after[0] - before[-1], 2)
+        return round(
+            max(later - earlier for earlier, later in itertools.pairwise(times) if later >= fault), 2
+        )
 
     def writable_servers_in_order(self) -> list[str]:
         """The servers -rw reached writable, in the order they answered, runs collapsed."""

@@ -32,6 +32,7 @@ from sbo_operator.components.base import (
     present,
 )
 from sbo_operator.credentials import secret_uids
+from sbo_operator.postgres_probe import lag_bytes
 from sbo_operator.postgres_roles import Phase
 from sbo_operator.progress import Progress, statefulset_progress
 from sbo_operator.snapshot import Snapshot
@@ -75,6 +76,12 @@ def primary_pod(snapshot: Snapshot) -> Mapping[str, Any] | None:
         ) == PostgresRole.PRIMARY and not metadata.get("deletionTimestamp"):
             return pod
     return None
+
+
+def primary_ready(snapshot: Snapshot) -> bool:
+    """Whether the pod -rw selects is ready."""
+    primary = primary_pod(snapshot)
+    return primary is not None and pod_ready(primary)
 
 
 def legacy_statefulsets(backend: ScalableBackend, snapshot: Snapshot) -> list[str]:
@@ -167,7 +174,7 @@ class Postgres(Component):
             snapshot.child("StatefulSet", names.postgres_instances), name=names.postgres_instances
         )
         primary = primary_pod(snapshot)
-        primary_ready = primary is not None and pod_ready(primary)
+        ready = primary_ready(snapshot)
         ready_replicas = sum(
             1
             for pod in snapshot.pods.values()
@@ -175,13 +182,11 @@ class Postgres(Component):
             and not pod["metadata"].get("deletionTimestamp")
             and pod_ready(pod)
         )
-        condition = _condition(
-            snapshot, primary, primary_ready, ready_replicas, spec.read_replicas, instances
-        )
+        condition = _condition(snapshot, primary, ready, ready_replicas, spec.read_replicas, instances)
         host = f"{service_host(names.postgres_read_write, namespace)}:{POSTGRES_PORT}"
         read_only_host = f"{service_host(names.postgres_read_only, namespace)}:{POSTGRES_PORT}"
         fields = PostgresStatus(
-            primary_ready=primary_ready, ready_replicas=ready_replicas, instances=_instances(snapshot)
+            primary_ready=ready, ready_replicas=ready_replicas, instances=_instances(snapshot)
         )
         if snapshot.roles is not None:
             fields = snapshot.roles.state.into_status(fields)
@@ -196,23 +201,17 @@ class Postgres(Component):
 def _instances(snapshot: Snapshot) -> list[PostgresInstanceStatus]:
     """Every instance's pod with its role, readiness, and timeline and lag at the last probe."""
     probes = snapshot.probes
-    primary_lsn = max(
-        (p.lsn for p in probes.values() if p.reachable and p.in_recovery is False and p.lsn is not None),
-        default=None,
-    )
+    lags = lag_bytes(probes)
     instances = []
     for name, pod in sorted(snapshot.pods.items()):
         probe = probes.get(name)
-        lag = None
-        if probe is not None and probe.reachable and primary_lsn is not None and probe.replay_lsn is not None:
-            lag = max(0, primary_lsn - probe.replay_lsn)
         instances.append(
             PostgresInstanceStatus(
                 name=name,
                 role=(pod["metadata"].get("labels") or {}).get(POSTGRES_ROLE_LABEL),
                 ready=pod_ready(pod),
                 timeline=probe.timeline if probe is not None else None,
-                lag_bytes=lag,
+                lag_bytes=lags.get(name),
             )
         )
     return instances[:MAX_REPORTED_INSTANCES]
