@@ -1013,6 +1013,121 @@ def test_kubectl_scale_adds_api_pods_that_serve(
     figures.values["node_memory_mib_four_api_pods"] = node_memory_mib(real_cluster.local_dir)
 
 
+LEGACY_NAMESPACE = "t-legacy-shape"
+# tests/unit/builders/golden/basic of the version with two PostgreSQL StatefulSets (main before the
+# failover work), kept as they were.
+LEGACY_SHAPE = Path(__file__).parent / "legacy_shape"
+LEGACY_KINDS = ("ConfigMap", "Secret", "Service", "StatefulSet")
+
+
+def legacy_postgres(namespace: str, uid: str) -> list[dict[str, Any]]:
+    """The old operator's PostgreSQL children of ``shop`` (basic.yaml), owned by the backend with
+    ``uid``, running the local PostgreSQL 15 image."""
+    manifests = []
+    for path in sorted(LEGACY_SHAPE.glob("*-shop-postgres*.yaml")):
+        manifest: dict[str, Any] = yaml.safe_load(path.read_text())
+        if manifest["kind"] not in LEGACY_KINDS:
+            continue
+        manifest["metadata"]["namespace"] = namespace
+        for owner in manifest["metadata"].get("ownerReferences", []):
+            owner["uid"] = uid
+        if manifest["kind"] == "StatefulSet":
+            pod = manifest["spec"]["template"]["spec"]
+            for container in [*pod["initContainers"], *pod["containers"]]:
+                container["image"] = "sbo.local/postgres:15"
+        manifests.append(manifest)
+    return manifests
+
+
+def test_a_backend_of_the_old_shape_moves_to_the_instances_without_losing_a_row(
+    real_cluster: LocalCluster, tmp_path: Path, figures: Figures
+) -> None:
+    # The backend as the old operator left it: its two StatefulSets running, rows written.
+    real_cluster.apply(real_node_namespace(LEGACY_NAMESPACE))
+    manifest = local_variant(LEGACY_NAMESPACE)
+    del manifest["spec"]["worker"], manifest["spec"]["networkPolicies"]
+    manifest["spec"]["postgres"]["failoverDelay"] = "0s"
+    manifest["spec"]["postgres"].pop("synchronous")
+    manifest["spec"]["api"]["replicas"] = 1
+    real_cluster.apply(manifest)
+    uid = get_json(real_cluster, f"sb/{NAME}", namespace=LEGACY_NAMESPACE)["metadata"]["uid"]
+    for child in legacy_postgres(LEGACY_NAMESPACE, uid):
+        real_cluster.apply(child, field_manager="scalable-backend-operator")
+    old_primary = f"{NAME}-postgres-primary-0"
+
+    def legacy_psql(pod: str, sql: str) -> list[list[str]]:
+        command = ["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", SOCKET_DIR, "-d", "app"]
+        args = ["exec", "-i", "-n", LEGACY_NAMESPACE, pod, "-c", "postgres", "--", *command]
+        out = real_cluster.kubectl(*args, input=sql, timeout=60).stdout
+        return [line.split("|") for line in out.splitlines() if line]
+
+    streaming = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+    eventually(
+        lambda: real_cluster.kubectl(
+            "exec", "-n", LEGACY_NAMESPACE, old_primary, "-c", "postgres", "--", "psql", "-X", "-A", "-t",
+            "-h", SOCKET_DIR, "-d", "app", "-c", streaming, check=False,
+        ).stdout.strip() == "2",
+        timeout=300,
+        interval=2,
+        what="the old primary and its two streaming replicas",
+    )  # fmt: skip
+    legacy_psql(
+        old_primary,
+        "CREATE TABLE moved (id int PRIMARY KEY, note text); "
+        "INSERT INTO moved SELECT i, md5(i::text) FROM generate_series(1, 1000) i",
+    )
+    expected = legacy_psql(
+        old_primary, "SELECT count(*), sum(id), md5(string_agg(note, ',' ORDER BY id)) FROM moved"
+    )
+
+    # The new operator takes over.
+    started = time.monotonic()
+    process = OperatorProcess(
+        kubeconfig=real_cluster.kubeconfig,
+        log_path=tmp_path / "operator.log",
+        env={"SBO_NAMESPACES": LEGACY_NAMESPACE, "SBO_RESYNC_SECONDS": "10", **LOCAL_DATA_SERVICE_IMAGES},
+    )
+    process.start()
+    try:
+
+        def moved() -> dict[str, Any] | None:
+            sb = get_json(real_cluster, f"sb/{NAME}", namespace=LEGACY_NAMESPACE)
+            postgres = (sb.get("status") or {}).get("postgres") or {}
+            statefulsets = {
+                item["metadata"]["name"]
+                for item in get_json(real_cluster, "statefulsets", namespace=LEGACY_NAMESPACE)["items"]
+            }
+            done = (
+                postgres.get("phase") == "Stable"
+                and str(postgres.get("currentPrimary", "")).startswith(f"{NAME}-postgres-")
+                and not str(postgres.get("currentPrimary")).startswith(f"{NAME}-postgres-primary")
+                and not {f"{NAME}-postgres-primary", f"{NAME}-postgres-replica"} & statefulsets
+            )
+            return postgres if done else None
+
+        try:
+            postgres = eventually(moved, timeout=480, interval=3, what="the move to the instances")
+        except AssertionError:
+            raise AssertionError(
+                f"{real_cluster.kubectl('get', 'pods,sts', '-n', LEGACY_NAMESPACE, '-o', 'wide').stdout}\n"
+                f"{(tmp_path / 'operator.log').read_text()[-6000:]}"
+            ) from None
+        figures.values["migration_seconds"] = round(time.monotonic() - started, 1)
+        new_primary = postgres["currentPrimary"]
+        assert (
+            legacy_psql(
+                new_primary, "SELECT count(*), sum(id), md5(string_agg(note, ',' ORDER BY id)) FROM moved"
+            )
+            == expected
+        )
+        assert legacy_psql(new_primary, "SELECT pg_is_in_recovery()") == [["f"]]
+    finally:
+        process.stop()
+        real_cluster.kubectl(
+            "delete", "namespace", LEGACY_NAMESPACE, "--wait", "--timeout=180s", check=False, timeout=200
+        )
+
+
 def test_down_leaves_the_host_as_it_found_it(
     real_cluster: LocalCluster, backend: Backend, host_before: dict[str, Any], figures: Figures
 ) -> None:
