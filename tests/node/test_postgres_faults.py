@@ -265,7 +265,7 @@ def test_a_switchover_under_write_load_loses_nothing_and_applying_it_again_does_
     target = replicas[0]
     old_ip = get_json(real_cluster, "pod", old, namespace=NAMESPACE)["status"]["podIP"]
     switchovers = occurrences(events(real_cluster, "Switchover"))
-    request = f'{{"spec":{{"postgres":{{"switchover":{{"to":"{target}","id":"faults-{target}"}}}}}}}}'
+    request = json.dumps({"spec": {"postgres": {"switchover": {"to": target, "id": f"faults-{target}"}}}})
 
     def switch() -> None:
         real_cluster.kubectl("patch", f"sb/{NAME}", "-n", NAMESPACE, "--type=merge", "-p", request)
