@@ -145,6 +145,10 @@ bench-reconcile: tools venv ## N ScalableBackends to Ready vs a plain-client flo
 bench-autoscale: tools keda venv ## The operator, KEDA and the HPA on one load trace, measured
 	@$(PY) -m bench.autoscale $(ARGS)
 
+.PHONY: bench-failover
+bench-failover: tools venv images ## PostgreSQL failover and switchover on the real node under a writer (run it under flock)
+	@$(PY) -m bench.failover $(ARGS)
+
 ## ---- shipping: chart, RBAC, images ------------------------------------------
 
 CHART := charts/scalable-backend-operator

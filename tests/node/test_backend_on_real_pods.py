@@ -23,11 +23,9 @@ import base64
 import copy
 import dataclasses
 import hashlib
-import itertools
 import json
 import os
 import secrets
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -42,6 +40,7 @@ from alembic.script import ScriptDirectory
 
 from devkit import host_state
 from devkit.cluster import KubectlError, LocalCluster, eventually
+from devkit.failover_probe import CREATE_PROBE_TABLE, Probe, ProbeRecord
 from devkit.operator_process import OperatorProcess
 from devkit.paths import EXAMPLES, SAMPLE_APP
 from devkit.promtext import Labels, samples
@@ -870,96 +869,19 @@ def test_the_primary_comes_back_with_its_data_on_a_volume_that_persists(
     )
 
 
-# Runs in an api pod (its image has asyncpg and the app's DATABASE_* env), through the -rw
-# Service by name, as the app itself writes. A writer inserts numbered rows and keeps the ids whose
-# commit returned; a sampler opens a new connection every 100 ms and asks who answered and whether
-# it is writable. One JSON document on stdout at the end.
-WRITER_AND_SAMPLER = """
-import asyncio, json, os, sys, time
-import asyncpg
-
-URL, PASSWORD = os.environ["DATABASE_URL"], os.environ["DATABASE_PASSWORD"]
-
-
-async def writer(stop, acked):
-    number, connection = 0, None
-    while time.monotonic() < stop:
-        try:
-            if connection is None:
-                connection = await asyncpg.connect(URL, password=PASSWORD, timeout=2)
-            number += 1
-            insert = connection.execute("INSERT INTO failover_probe (id) VALUES ($1)", number)
-            await asyncio.wait_for(insert, 10)
-            acked.append([number, time.time()])
-        except Exception:
-            if connection is not None:
-                connection.terminate()
-            connection = None
-            await asyncio.sleep(0.05)
-
-
-async def sampler(stop, samples):
-    while time.monotonic() < stop:
-        started = time.time()
-        try:
-            connection = await asyncpg.connect(URL, password=PASSWORD, timeout=0.5)
-            try:
-                row = await asyncio.wait_for(
-                    connection.fetchrow("SELECT pg_is_in_recovery(), host(inet_server_addr())"), 1
-                )
-            finally:
-                connection.terminate()
-            samples.append([started, row[0], row[1]])
-        except Exception:
-            samples.append([started, None, None])
-        await asyncio.sleep(max(0.0, 0.1 - (time.time() - started)))
-
-
-async def main():
-    stop = time.monotonic() + float(sys.argv[1])
-    acked, samples = [], []
-    await asyncio.gather(writer(stop, acked), sampler(stop, samples))
-    print(json.dumps({"acked": acked, "samples": samples}))
-
-
-asyncio.run(main())
-"""
-
-
-def run_writer_and_sampler(cluster: LocalCluster, pod: str, seconds: float, out: dict[str, Any]) -> None:
-    done = cluster.kubectl(
-        "exec", "-i", "-n", NAMESPACE, pod, "--", "python", "-", str(seconds),
-        input=WRITER_AND_SAMPLER, timeout=seconds + 60,
-    )  # fmt: skip
-    out.update(json.loads(done.stdout))
-
-
-def writable_servers_in_order(samples: list[list[Any]]) -> list[str]:
-    """The servers -rw reached writable, in the order they answered, runs collapsed."""
-    order: list[str] = []
-    for _, in_recovery, address in samples:
-        if in_recovery is False and (not order or order[-1] != address):
-            order.append(address)
-    return order
-
-
 def check_the_writes(
-    cluster: LocalCluster, found: dict[str, Any], fault: float, *, old_ip: str, new: str
+    cluster: LocalCluster, found: ProbeRecord, fault: float, *, run: str, old_ip: str, new: str
 ) -> float:
     """No acknowledged write lost, and -rw reached the old writable server (``old_ip``, before the
-    change), then only the new one; the write outage: the longest wait between two acknowledged
-    writes from the fault on."""
-    acked = [number for number, _ in found["acked"]]
-    stored = {int(row[0]) for row in psql(cluster, new, "SELECT id FROM failover_probe")}
-    lost = sorted(set(acked) - stored)
+    change), then only the new one; the write outage (ProbeRecord.write_outage_seconds)."""
+    stored = psql(cluster, new, "SELECT id FROM failover_probe WHERE run = :'run'", run=run)
+    lost = found.lost(int(row[0]) for row in stored)
     assert not lost, f"{len(lost)} acknowledged writes lost: {lost[:20]}"
-    times = [at for _, at in found["acked"]]
-    assert any(at < fault for at in times), "writes were acknowledged before the fault"
-    assert times[-1] > fault, "writes were acknowledged again after the change"
-    gaps = [later - earlier for earlier, later in itertools.pairwise(times) if later >= fault]
+    outage = found.write_outage_seconds(fault)
+    assert outage is not None, "writes were acknowledged before the fault and again after the change"
     new_ip = get_json(cluster, "pod", new, namespace=NAMESPACE)["status"]["podIP"]
-    assert writable_servers_in_order(found["samples"]) == [old_ip, new_ip]
-    return round(max(gaps), 2)
+    assert found.writable_servers_in_order() == [old_ip, new_ip]
+    return outage
 
 
 def test_a_deleted_primary_is_failed_over_without_losing_an_acknowledged_write(
@@ -980,23 +902,14 @@ def test_a_deleted_primary_is_failed_over_without_losing_an_acknowledged_write(
     timeline_before = get_json(real_cluster, f"sb/{NAME}", namespace=NAMESPACE)["status"]["postgres"][
         "timeline"
     ]
-    psql(
-        real_cluster,
-        old,
-        "CREATE TABLE failover_probe (id bigint PRIMARY KEY); GRANT INSERT ON failover_probe TO app",
-    )
+    psql(real_cluster, old, CREATE_PROBE_TABLE)
 
-    found: dict[str, Any] = {}
-    writer = threading.Thread(
-        target=run_writer_and_sampler,
-        args=(real_cluster, api_pods(real_cluster)[0]["metadata"]["name"], 40, found),
-    )
-    writer.start()
+    writer_pod = api_pods(real_cluster)[0]["metadata"]["name"]
+    probe = Probe(real_cluster, NAMESPACE, writer_pod, run="failover", seconds=40).start()
     time.sleep(10)  # steady writes first
     fault = time.time()
     real_cluster.kubectl("delete", "pod", old, "-n", NAMESPACE, "--grace-period=0", "--force", "--wait=false")
-    writer.join(timeout=120)
-    assert found, "the writer and sampler reported"
+    found = probe.join()
 
     def stable_on_another() -> dict[str, Any] | None:
         postgres = get_json(real_cluster, f"sb/{NAME}", namespace=NAMESPACE)["status"]["postgres"]
@@ -1008,9 +921,9 @@ def test_a_deleted_primary_is_failed_over_without_losing_an_acknowledged_write(
     assert status["timeline"] > timeline_before
     assert postgres_roles(real_cluster)[0] == new
 
-    outage = check_the_writes(real_cluster, found, fault, old_ip=old_ip, new=new)
+    outage = check_the_writes(real_cluster, found, fault, run="failover", old_ip=old_ip, new=new)
     figures.values["failover_write_outage_seconds"] = outage
-    figures.values["failover_acknowledged_writes"] = len(found["acked"])
+    figures.values["failover_acknowledged_writes"] = len(found.acked)
 
     # The old primary rejoins as a replica streaming from the new one (rewound), never writable.
     streaming = "SELECT application_name, state FROM pg_stat_replication ORDER BY 1"
@@ -1038,20 +951,14 @@ def test_a_switchover_on_request_moves_the_primary_under_writes_once_per_id(
     old, replicas = postgres_roles(real_cluster)
     target = replicas[0]
     old_ip = get_json(real_cluster, "pod", old, namespace=NAMESPACE)["status"]["podIP"]
-    psql(real_cluster, old, "TRUNCATE failover_probe")
     request = json.dumps({"spec": {"postgres": {"switchover": {"to": target, "id": "node-switchover-1"}}}})
 
-    found: dict[str, Any] = {}
-    writer = threading.Thread(
-        target=run_writer_and_sampler,
-        args=(real_cluster, api_pods(real_cluster)[0]["metadata"]["name"], 30, found),
-    )
-    writer.start()
+    writer_pod = api_pods(real_cluster)[0]["metadata"]["name"]
+    probe = Probe(real_cluster, NAMESPACE, writer_pod, run="switchover", seconds=30).start()
     time.sleep(8)
     fault = time.time()
     real_cluster.kubectl("patch", f"sb/{NAME}", "-n", NAMESPACE, "--type=merge", "-p", request)
-    writer.join(timeout=120)
-    assert found, "the writer and sampler reported"
+    found = probe.join()
 
     def switched() -> dict[str, Any] | None:
         postgres = get_json(real_cluster, f"sb/{NAME}", namespace=NAMESPACE)["status"]["postgres"]
@@ -1059,7 +966,7 @@ def test_a_switchover_on_request_moves_the_primary_under_writes_once_per_id(
 
     status = eventually(switched, timeout=60, interval=1, what="the switchover to finish")
     assert status["switchoverId"] == "node-switchover-1"
-    outage = check_the_writes(real_cluster, found, fault, old_ip=old_ip, new=target)
+    outage = check_the_writes(real_cluster, found, fault, run="switchover", old_ip=old_ip, new=target)
     figures.values["switchover_write_outage_seconds"] = outage
     events = get_json(real_cluster, "events", "--field-selector", "reason=Switchover", namespace=NAMESPACE)[
         "items"
