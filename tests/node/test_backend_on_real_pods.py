@@ -1041,6 +1041,7 @@ def legacy_postgres(namespace: str, uid: str) -> list[dict[str, Any]]:
     return manifests
 
 
+@pytest.mark.timeout(1200)
 def test_a_backend_of_the_old_shape_moves_to_the_instances_without_losing_a_row(
     real_cluster: LocalCluster, tmp_path: Path, figures: Figures
 ) -> None:

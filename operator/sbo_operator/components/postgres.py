@@ -100,7 +100,8 @@ def legacy_statefulsets(backend: ScalableBackend, snapshot: Snapshot) -> list[st
 
 def legacy_primary_with_operator_login(backend: ScalableBackend, snapshot: Snapshot) -> Manifest | None:
     """The old shape's primary StatefulSet as it runs, its bootstrap given the operator's login
-    (``SBO_OPERATOR_USER``/``_PASSWORD``); None without one (or without its bootstrap container)."""
+    (``SBO_OPERATOR_USER``/``_PASSWORD``); None without one, without its bootstrap container, or
+    once it has the login."""
     names = child_names(backend)
     live = snapshot.child("StatefulSet", names.postgres_primary)
     if live is None:
@@ -114,6 +115,10 @@ def legacy_primary_with_operator_login(backend: ScalableBackend, snapshot: Snaps
         "SBO_OPERATOR_PASSWORD": "password",
         "SBO_OPERATOR_USER": "username",
     }
+    if {variable["name"] for variable in init.get("env") or []} >= set(login):
+        # Applied once; never again: the election scales this StatefulSet to 0 when it hands
+        # over, and an apply from a snapshot the watch has not updated yet would undo that.
+        return None
     env = [variable for variable in init.get("env") or [] if variable["name"] not in login]
     env += [
         {"name": name, "valueFrom": {"secretKeyRef": {"name": names.postgres_operator_secret, "key": key}}}
