@@ -36,6 +36,16 @@ def segment_after(segment: str) -> str:
 
 
 @dataclass
+class RunningRestore:
+    process: subprocess.Popen[str]
+    restored: PostgresServer
+
+    def wait(self, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        stdout, stderr = self.process.communicate(timeout=timeout)
+        return subprocess.CompletedProcess(self.process.args, self.process.returncode, stdout, stderr)
+
+
+@dataclass
 class BackupRig:
     """A MinIO, the scripts on disk, and the environment the scripts get in a pod."""
 
@@ -55,10 +65,21 @@ class BackupRig:
 
     # ---- environments -----------------------------------------------------------------------
 
+    def client_env(self) -> dict[str, str]:
+        """The store's credentials, with its CA (if any) copied where the PostgreSQL user can read it,
+        as a CA mounted from a ConfigMap is in the pod."""
+        env = self.store.client_env()
+        if self.store.ca_bundle is not None:
+            readable = self.scripts_dir / "ca.crt"
+            shutil.copyfile(self.store.ca_bundle, readable)
+            readable.chmod(0o644)
+            env["AWS_CA_BUNDLE"] = str(readable)
+        return env
+
     def store_env(self) -> dict[str, str]:
         """What the postgres container gets: the destination and the store's credentials."""
         return {
-            **self.store.client_env(),
+            **self.client_env(),
             "SBO_BACKUP_DESTINATION": DESTINATION,
             "SBO_BACKUP_SERVER_NAME": SERVER_NAME,
             "SBO_BACKUP_ENDPOINT_URL": self.store.endpoint_url,
@@ -66,7 +87,7 @@ class BackupRig:
 
     def restore_env(self) -> dict[str, str]:
         return {
-            **self.store.client_env(),
+            **self.client_env(),
             "SBO_RESTORE_SOURCE": DESTINATION,
             "SBO_RESTORE_SERVER_NAME": SERVER_NAME,
             "SBO_RESTORE_ENDPOINT_URL": self.store.endpoint_url,
@@ -87,6 +108,8 @@ class BackupRig:
                 archive_timeout_seconds=self.archive_timeout_seconds, scripts_dir=str(self.scripts_dir)
             )
         }
+        # Commit timestamps: the tests compare what a restore brought back with when it committed.
+        settings["track_commit_timestamp"] = "on"
         server = PostgresServer.start(
             settings={**settings, **extra_settings}, extra_env={**self.base_env(), **self.store_env()}
         )
@@ -121,6 +144,26 @@ class BackupRig:
         self, source: PostgresServer, *, target_time: datetime | None = None, target_lsn: str | None = None
     ) -> tuple[subprocess.CompletedProcess[str], PostgresServer]:
         """Run restore.sh into a new server's (empty) data directory; the server is not started."""
+        env, restored = self._restore_env(source, target_time, target_lsn)
+        return self.run("restore.sh", env, runner=source), restored
+
+    def run_in_background_restore(self, source: PostgresServer) -> RunningRestore:
+        """restore.sh to latest, started and not waited for."""
+        env, restored = self._restore_env(source, None, None)
+        process = subprocess.Popen(
+            ["sh", str(self.scripts_dir / "restore.sh")],
+            env={**self.base_env(), **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd="/",
+            **source.popen_options(),
+        )
+        return RunningRestore(process, restored)
+
+    def _restore_env(
+        self, source: PostgresServer, target_time: datetime | None, target_lsn: str | None
+    ) -> tuple[dict[str, str], PostgresServer]:
         restored = PostgresServer.unstarted_copy_of(source)
         self.owned.append(restored)
         config_dir, socket_dir = restored.server_dir / "config", restored.server_dir / "run"
@@ -143,7 +186,7 @@ class BackupRig:
             env["SBO_RESTORE_TARGET_TIME"] = target_time.isoformat()
         if target_lsn is not None:
             env["SBO_RESTORE_TARGET_LSN"] = target_lsn
-        return self.run("restore.sh", env, runner=source), restored
+        return env, restored
 
     # ---- what the store and the server say ------------------------------------------------------
 

@@ -47,7 +47,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Source]:
     rig = BackupRig.create(store)
     try:
         store.create_bucket(BUCKET)
-        primary = rig.start_primary(track_commit_timestamp="on")
+        primary = rig.start_primary()
         primary.execute("CREATE TABLE orders (id bigserial PRIMARY KEY, note text)")
         before = insert_one_per_transaction(primary, 10)
         backup = rig.base_backup(primary)
