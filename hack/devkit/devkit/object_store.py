@@ -25,6 +25,7 @@ import hmac
 import os
 import secrets
 import shutil
+import ssl
 import subprocess
 import tempfile
 import xml.etree.ElementTree as ET
@@ -212,8 +213,8 @@ class MinioServer(ManagedProcess):
             if not token:
                 return keys
 
-    def _verify(self) -> bool | str:
-        return str(self.ca_bundle) if self.ca_bundle is not None else True
+    def _verify(self) -> bool | ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_bundle) if self.ca_bundle is not None else True
 
     def _request(self, method: str, path: str, query: Mapping[str, str] | None = None) -> httpx.Response:
         now = datetime.datetime.now(datetime.UTC)

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from devkit import fixtures_servers
+from devkit.backup_rig import BUCKET, BackupRig
 from devkit.fixtures_servers import MakeObjectStore
-from tests.integration.backup.rig import BUCKET, BackupRig
 
 make_object_store = fixtures_servers.make_object_store
 

@@ -14,10 +14,7 @@ import time
 
 import pytest
 
-from devkit.fixtures_servers import MakeObjectStore
-from devkit.postgres import PostgresServer
-from devkit.process import wait_until
-from tests.integration.backup.rig import (
+from devkit.backup_rig import (
     BUCKET,
     DESTINATION,
     SERVER_NAME,
@@ -27,6 +24,9 @@ from tests.integration.backup.rig import (
     rows,
     segment_after,
 )
+from devkit.fixtures_servers import MakeObjectStore
+from devkit.postgres import PostgresServer
+from devkit.process import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -159,3 +159,4 @@ def test_a_store_outage_during_restore_aborts_it_rather_than_promoting_early(rig
         .startswith("restore.sh: the recovery server exited before promoting")
     )
     assert not restore.restored.data_dir.exists()
+    rig.store.start_again()  # so the primary's shutdown archives its last segment instead of waiting

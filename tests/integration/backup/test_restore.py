@@ -15,13 +15,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from devkit.backup_rig import BUCKET, BackupRig, insert_one_per_transaction, rows
 from devkit.object_store import MinioServer
 from devkit.postgres import PostgresServer
 from sbo_operator.builders.backup_scripts import (
     RESTORE_EXIT_BEFORE_FIRST_RECOVERABILITY_POINT,
     RESTORE_EXIT_TARGET_NOT_ARCHIVED,
 )
-from tests.integration.backup.rig import BUCKET, BackupRig, insert_one_per_transaction, rows
 
 pytestmark = pytest.mark.integration
 

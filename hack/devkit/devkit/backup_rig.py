@@ -1,5 +1,7 @@
 """The backup scripts of builders/backup_scripts.py, run exactly as the pods run them, on loopback.
 
+Shared by tests/integration/backup/ and bench/backup.py.
+
 A :class:`BackupRig` writes the scripts to a directory the PostgreSQL user can read, starts the
 machine's PostgreSQL with the emitted archive settings and the store's credentials in its
 environment (which archive_command inherits, as in the pod), and runs ``sh <script>`` as the
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from devkit.object_store import MinioServer
 from devkit.postgres import PostgresServer, find_postgres_bindir
-from devkit.process import wait_until
+from devkit.process import ServerError, wait_until
 from sbo_operator.builders.backup_scripts import archive_settings, backup_script_files
 
 BUCKET = "backups"
@@ -137,7 +139,8 @@ class BackupRig:
         libpq = {"PGHOST": "127.0.0.1", "PGPORT": str(primary.port), "PGUSER": "postgres"}
         libpq["PGPASSWORD"] = primary.password
         done = self.run("base-backup.sh", {**self.store_env(), **libpq, **env}, runner=primary)
-        assert done.returncode == 0, f"base-backup.sh failed ({done.returncode}):\n{done.stderr}"
+        if done.returncode != 0:
+            raise ServerError(f"base-backup.sh failed ({done.returncode}):\n{done.stderr}")
         return done
 
     def restore(
@@ -227,17 +230,22 @@ def rows(server: PostgresServer) -> list[int]:
 
 
 def insert_one_per_transaction(server: PostgresServer, count: int) -> list[tuple[int, datetime, str]]:
-    """``count`` rows, one committed transaction each: (id, commit timestamp, LSN after the commit)."""
-    committed = []
+    """``count`` rows into ``orders``, one committed transaction each.
+
+    Each as (id, commit timestamp, the WAL insert position right after its commit).
+    """
+    committed: list[tuple[int, datetime, str]] = []
     with server.connect() as conn:
         for _ in range(count):
-            (row_id,) = conn.execute("INSERT INTO orders (note) VALUES ('x') RETURNING id").fetchone() or (0,)
-            ts, lsn = conn.execute(
+            inserted = conn.execute("INSERT INTO orders (note) VALUES ('x') RETURNING id").fetchone()
+            assert inserted is not None
+            after = conn.execute(
                 "SELECT pg_xact_commit_timestamp(xmin), pg_current_wal_insert_lsn()::text"
                 " FROM orders WHERE id = %s",
-                (row_id,),
-            ).fetchone() or (None, "")
-            committed.append((row_id, ts, lsn))
+                inserted,
+            ).fetchone()
+            assert after is not None
+            committed.append((int(inserted[0]), after[0], str(after[1])))
     return committed
 
 
