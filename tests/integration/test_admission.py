@@ -24,18 +24,26 @@ from devkit.cluster import LocalCluster, eventually
 from devkit.paths import REPO
 from sbo_operator.api.base import MAX_REPLICAS
 from sbo_operator.api.formats import (
+    ARCHIVE_TIMEOUT_MESSAGE,
     CONFIG_MAP_KEY_MESSAGE,
     CONTAINER_NAME_MESSAGE,
+    CRON_SCHEDULE_MESSAGE,
     DNS_SUBDOMAIN_MESSAGE,
     DURATION_MESSAGE,
+    ENDPOINT_URL_MESSAGE,
     ENV_NAME_MESSAGE,
     FIELD_PATH_MESSAGE,
     HTTP_PATH_MESSAGE,
     INGRESS_HOST_MESSAGE,
+    LSN_MESSAGE,
     METRIC_NAME_MESSAGE,
     PROMETHEUS_URL_MESSAGE,
     PROMQL_MESSAGE,
+    REGION_MESSAGE,
+    RETENTION_MESSAGE,
+    S3_DESTINATION_MESSAGE,
     SQL_IDENTIFIER_MESSAGE,
+    TIMESTAMP_MESSAGE,
 )
 from sbo_operator.api.v1alpha1 import (
     DIVISOR_MESSAGE,
@@ -45,6 +53,9 @@ from sbo_operator.api.v1alpha1 import (
     MAX_NAME_LENGTH,
     MAX_READ_REPLICAS,
     QUANTITY_MESSAGE,
+    RECOVERY_IMMUTABLE_MESSAGE,
+    RECOVERY_SOURCE_IS_DESTINATION_MESSAGE,
+    RECOVERY_TARGET_MESSAGE,
     REQUEST_ABOVE_LIMIT_MESSAGE,
     RESOURCE_NAME_MESSAGE,
     SWITCHOVER_ID_MESSAGE,
@@ -76,6 +87,18 @@ def worker(**changes: Any) -> dict[str, Any]:
 
 def env_from(**source: Any) -> list[dict[str, Any]]:
     return [{"name": "FROM_SOURCE", "valueFrom": source}]
+
+
+def store(destination: str = "s3://backups/shop", **fields: Any) -> dict[str, Any]:
+    return {"destination": destination, "credentials": {"secretName": "shop-backup"}, **fields}
+
+
+def recovery(destination: str = "s3://backups/old", **target: str) -> dict[str, Any]:
+    return {"recovery": {"source": store(destination), "target": target}}
+
+
+def backup_field(field: str, value: Any) -> Mutation:
+    return with_field("spec.postgres.backup", store(**{field: value}))
 
 
 def assert_rejected(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
@@ -485,9 +508,244 @@ FAILOVER_CASES = [
 ]
 
 
+# Backups and recovery (docs/backups.md): each format, with the field named and the fix.
+BACKUP_CASES = [
+    pytest.param(
+        with_field("spec.postgres.backup", store("backups/shop")),
+        ["spec.postgres.backup.destination", S3_DESTINATION_MESSAGE],
+        id="destination-without-scheme",
+    ),
+    pytest.param(
+        with_field("spec.postgres.backup", store("s3://Backups/shop")),
+        ["spec.postgres.backup.destination", S3_DESTINATION_MESSAGE],
+        id="destination-bucket-uppercase",
+    ),
+    pytest.param(
+        with_field("spec.postgres.backup", store("s3://ab/shop")),
+        ["spec.postgres.backup.destination", S3_DESTINATION_MESSAGE],
+        id="destination-bucket-too-short",
+    ),
+    pytest.param(
+        with_field("spec.postgres.backup", store(f"s3://{'b' * 64}/shop")),
+        ["spec.postgres.backup.destination", S3_DESTINATION_MESSAGE],
+        id="destination-bucket-too-long",
+    ),
+    pytest.param(
+        with_field("spec.postgres.backup", store("s3://10.0.0.1/shop")),
+        ["spec.postgres.backup.destination", S3_DESTINATION_MESSAGE],
+        id="destination-bucket-is-an-ip",
+    ),
+    pytest.param(
+        with_field("spec.postgres.backup", store("s3://back..ups/shop")),
+        ["spec.postgres.backup.destination", S3_DESTINATION_MESSAGE],
+        id="destination-bucket-with-adjacent-dots",
+    ),
+    pytest.param(
+        with_field("spec.postgres.backup", store("s3://backups/shop/")),
+        ["spec.postgres.backup.destination", S3_DESTINATION_MESSAGE],
+        id="destination-with-trailing-slash",
+    ),
+    pytest.param(
+        with_field("spec.postgres.backup", store("s3://backups/../shop")),
+        ["spec.postgres.backup.destination", S3_DESTINATION_MESSAGE],
+        id="destination-with-dot-dot-segment",
+    ),
+    pytest.param(
+        with_field("spec.postgres.bootstrap", recovery("s3://backups/old shop")),
+        ["spec.postgres.bootstrap.recovery.source.destination", S3_DESTINATION_MESSAGE],
+        id="recovery-source-with-space",
+    ),
+    pytest.param(
+        backup_field("endpointURL", "minio.storage.svc:9000"),
+        ["spec.postgres.backup.endpointURL", ENDPOINT_URL_MESSAGE],
+        id="endpoint-without-scheme",
+    ),
+    pytest.param(
+        backup_field("endpointURL", "https://minio:70000"),
+        ["spec.postgres.backup.endpointURL", ENDPOINT_URL_MESSAGE],
+        id="endpoint-port-out-of-range",
+    ),
+    pytest.param(
+        backup_field("region", "us east 1"),
+        ["spec.postgres.backup.region", REGION_MESSAGE],
+        id="region-with-spaces",
+    ),
+    pytest.param(
+        backup_field("credentials", {"secretName": "Shop Backup"}),
+        ["spec.postgres.backup.credentials.secretName", DNS_SUBDOMAIN_MESSAGE],
+        id="credentials-secret-name-malformed",
+    ),
+    pytest.param(
+        backup_field("credentials", {"secretName": "s", "secretAccessKeyKey": "..secret"}),
+        ["spec.postgres.backup.credentials.secretAccessKeyKey", CONFIG_MAP_KEY_MESSAGE],
+        id="credentials-key-escaping-the-volume",
+    ),
+    pytest.param(
+        backup_field("credentials", {"accessKeyIdKey": "id"}),
+        ["spec.postgres.backup.credentials.secretName", "Required value"],
+        id="credentials-without-secret-name",
+    ),
+    pytest.param(
+        backup_field("ca", {"secretName": "minio-ca", "key": "ca/crt"}),
+        ["spec.postgres.backup.ca.key", CONFIG_MAP_KEY_MESSAGE],
+        id="ca-key-with-slash",
+    ),
+    pytest.param(
+        with_field("spec.postgres.backup", {"credentials": {"secretName": "s"}}),
+        ["spec.postgres.backup.destination", "Required value"],
+        id="backup-without-destination",
+    ),
+    pytest.param(
+        backup_field("schedule", "0 3 * *"),
+        ["spec.postgres.backup.schedule", CRON_SCHEDULE_MESSAGE],
+        id="schedule-with-four-fields",
+    ),
+    pytest.param(
+        backup_field("schedule", "0 0 3 * * *"),
+        ["spec.postgres.backup.schedule", CRON_SCHEDULE_MESSAGE],
+        id="schedule-with-seconds",
+    ),
+    pytest.param(
+        backup_field("schedule", "60 3 * * *"),
+        ["spec.postgres.backup.schedule", CRON_SCHEDULE_MESSAGE],
+        id="schedule-minute-out-of-range",
+    ),
+    pytest.param(
+        backup_field("schedule", "0 3 0 * *"),
+        ["spec.postgres.backup.schedule", CRON_SCHEDULE_MESSAGE],
+        id="schedule-day-of-month-zero",
+    ),
+    pytest.param(
+        backup_field("schedule", "0 3 * * 7"),
+        ["spec.postgres.backup.schedule", CRON_SCHEDULE_MESSAGE],
+        id="schedule-day-of-week-seven",
+    ),
+    pytest.param(
+        backup_field("schedule", "*/0 * * * *"),
+        ["spec.postgres.backup.schedule", CRON_SCHEDULE_MESSAGE],
+        id="schedule-step-zero",
+    ),
+    pytest.param(
+        backup_field("schedule", "0 22-2 * * *"),
+        ["spec.postgres.backup.schedule", CRON_SCHEDULE_MESSAGE],
+        id="schedule-descending-range",
+    ),
+    pytest.param(
+        # Ordered as text, not as numbers: only the CEL rule, not the pattern, refuses it.
+        backup_field("schedule", "10-9 * * * *"),
+        ["spec.postgres.backup.schedule", CRON_SCHEDULE_MESSAGE],
+        id="schedule-range-descending-as-numbers",
+    ),
+    pytest.param(
+        backup_field("schedule", "0 3 * * MON-FRI"),
+        ["spec.postgres.backup.schedule", CRON_SCHEDULE_MESSAGE],
+        id="schedule-with-names",
+    ),
+    pytest.param(
+        backup_field("schedule", "@every 24h"),
+        ["spec.postgres.backup.schedule", CRON_SCHEDULE_MESSAGE],
+        id="schedule-every-macro",
+    ),
+    pytest.param(
+        backup_field("retention", "30"),
+        ["spec.postgres.backup.retention", RETENTION_MESSAGE],
+        id="retention-without-unit",
+    ),
+    pytest.param(
+        backup_field("retention", "1y"),
+        ["spec.postgres.backup.retention", RETENTION_MESSAGE],
+        id="retention-in-years",
+    ),
+    pytest.param(
+        backup_field("retention", "0d"),
+        ["spec.postgres.backup.retention", RETENTION_MESSAGE],
+        id="retention-zero",
+    ),
+    pytest.param(
+        backup_field("archiveTimeout", "30"),
+        ["spec.postgres.backup.archiveTimeout", ARCHIVE_TIMEOUT_MESSAGE],
+        id="archive-timeout-without-unit",
+    ),
+    pytest.param(
+        backup_field("archiveTimeout", "1s"),
+        ["spec.postgres.backup.archiveTimeout", ARCHIVE_TIMEOUT_MESSAGE],
+        id="archive-timeout-below-5s",
+    ),
+    pytest.param(
+        backup_field("archiveTimeout", "1h1s"),
+        ["spec.postgres.backup.archiveTimeout", ARCHIVE_TIMEOUT_MESSAGE],
+        id="archive-timeout-above-1h",
+    ),
+    pytest.param(
+        backup_field("archiveTimeout", "1500ms"),
+        ["spec.postgres.backup.archiveTimeout", ARCHIVE_TIMEOUT_MESSAGE],
+        id="archive-timeout-in-milliseconds",
+    ),
+    pytest.param(
+        with_field("spec.postgres.bootstrap", recovery(time="2026-01-31 14:05:00")),
+        ["spec.postgres.bootstrap.recovery.target.time", TIMESTAMP_MESSAGE],
+        id="target-time-not-rfc3339",
+    ),
+    pytest.param(
+        with_field("spec.postgres.bootstrap", recovery(time="2026-01-31T14:05:00")),
+        ["spec.postgres.bootstrap.recovery.target.time", TIMESTAMP_MESSAGE],
+        id="target-time-without-offset",
+    ),
+    pytest.param(
+        with_field("spec.postgres.bootstrap", recovery(time="2025-02-29T14:05:00Z")),
+        ["spec.postgres.bootstrap.recovery.target.time", TIMESTAMP_MESSAGE],
+        id="target-time-on-february-29-of-a-common-year",
+    ),
+    pytest.param(
+        with_field("spec.postgres.bootstrap", recovery(time="2026-06-31T14:05:00Z")),
+        ["spec.postgres.bootstrap.recovery.target.time", TIMESTAMP_MESSAGE],
+        id="target-time-on-june-31",
+    ),
+    pytest.param(
+        with_field("spec.postgres.bootstrap", recovery(lsn="3000060")),
+        ["spec.postgres.bootstrap.recovery.target.lsn", LSN_MESSAGE],
+        id="target-lsn-without-slash",
+    ),
+    pytest.param(
+        with_field("spec.postgres.bootstrap", recovery(lsn="123456789/0")),
+        ["spec.postgres.bootstrap.recovery.target.lsn", LSN_MESSAGE],
+        id="target-lsn-above-32-bits",
+    ),
+    pytest.param(
+        with_field("spec.postgres.bootstrap", recovery(time="2026-01-31T14:05:00Z", lsn="0/3000060")),
+        ["spec.postgres.bootstrap.recovery.target", RECOVERY_TARGET_MESSAGE],
+        id="target-time-and-lsn",
+    ),
+    pytest.param(
+        with_field(
+            "spec.postgres",
+            {"backup": store("s3://backups/shop"), "bootstrap": recovery("s3://backups/shop")},
+        ),
+        ["spec.postgres.backup.destination", RECOVERY_SOURCE_IS_DESTINATION_MESSAGE],
+        id="backup-into-the-recovery-source",
+    ),
+    pytest.param(
+        with_field(
+            "spec.postgres",
+            {
+                "backup": store("s3://backups/shop", writeToRecoverySource=False),
+                "bootstrap": recovery("s3://backups/shop"),
+            },
+        ),
+        ["spec.postgres.backup.destination", RECOVERY_SOURCE_IS_DESTINATION_MESSAGE],
+        id="backup-into-the-recovery-source-flag-false",
+    ),
+    pytest.param(
+        with_field("spec.postgres.bootstrap", {"recovery": {"source": store(schedule="@daily")}}),
+        ['unknown field "spec.postgres.bootstrap.recovery.source.schedule"'],
+        id="schedule-on-the-recovery-source",
+    ),
+]
+
+
 @pytest.mark.parametrize(
     ("mutate", "fragments"),
-    CREATE_CASES + FORMAT_CASES + REPLICA_CAP_CASES + NETWORK_POLICY_CASES + FAILOVER_CASES,
+    CREATE_CASES + FORMAT_CASES + REPLICA_CAP_CASES + NETWORK_POLICY_CASES + FAILOVER_CASES + BACKUP_CASES,
 )
 def test_bad_input_is_rejected_on_create_naming_the_field(
     cluster: LocalCluster, crd: None, namespace: str, mutate: Mutation, fragments: list[str]
@@ -657,6 +915,44 @@ def test_switchover_by_patch_and_scale_down_below_its_target(
     assert patch(cluster, namespace, {"postgres": {"readReplicas": 1, "switchover": None}}).returncode == 0
 
 
+def test_recovery_is_fixed_at_creation(cluster: LocalCluster, crd: None, namespace: str) -> None:
+    manifest = valid_manifest(namespace)
+    with_field("spec.postgres.bootstrap", recovery(time="2026-01-31T14:05:00Z"))(manifest)
+    kubectl_create(cluster, manifest).check_returncode()
+    for spec_patch in (
+        {"postgres": {"bootstrap": {"recovery": {"target": {"time": "2026-01-31T15:00:00Z"}}}}},
+        {"postgres": {"bootstrap": {"recovery": {"target": {"time": None, "lsn": "0/3000060"}}}}},
+        {"postgres": {"bootstrap": {"recovery": {"source": {"destination": "s3://backups/other"}}}}},
+        {"postgres": {"bootstrap": {"recovery": None}}},
+        {"postgres": {"bootstrap": None}},
+    ):
+        assert_rejected(
+            patch(cluster, namespace, spec_patch), "spec.postgres.bootstrap", RECOVERY_IMMUTABLE_MESSAGE
+        )
+    # The rest of the spec stays editable, backups included (to another path than the source).
+    accepted = {"postgres": {"readReplicas": 2, "backup": store("s3://backups/shop", schedule="@hourly")}}
+    result = patch(cluster, namespace, accepted)
+    assert result.returncode == 0, result.stderr
+    assert_rejected(
+        patch(cluster, namespace, {"postgres": {"backup": {"destination": "s3://backups/old"}}}),
+        "spec.postgres.backup.destination",
+        RECOVERY_SOURCE_IS_DESTINATION_MESSAGE,
+    )
+
+
+def test_recovery_cannot_be_added_after_creation(cluster: LocalCluster, crd: None, namespace: str) -> None:
+    create_stateful_backend(cluster, namespace)
+    for bootstrap in (recovery(), {}):
+        assert_rejected(
+            patch(cluster, namespace, {"postgres": {"bootstrap": bootstrap}}),
+            "spec.postgres.bootstrap",
+            RECOVERY_IMMUTABLE_MESSAGE,
+        )
+    # Backups may be turned on (and off) at any time.
+    assert patch(cluster, namespace, {"postgres": {"backup": store()}}).returncode == 0
+    assert patch(cluster, namespace, {"postgres": {"backup": None}}).returncode == 0
+
+
 # ---- accepted --------------------------------------------------------------------------------------------
 
 BOUNDARY_CASES = [
@@ -747,6 +1043,51 @@ BOUNDARY_CASES = [
     ),
     pytest.param(
         with_field("spec.networkPolicies", {"appIngressFrom": []}), id="network-ingress-from-nobody"
+    ),
+    pytest.param(
+        with_field(
+            "spec.postgres.backup",
+            store(
+                f"s3://{'b' * 63}/team-a/shop_db.v2",
+                endpointURL="https://[fd00::1]:65535/store",
+                region="eu-central-1",
+                credentials={
+                    "secretName": "shop-backup",
+                    "accessKeyIdKey": "access.key",
+                    "secretAccessKeyKey": "secret_key",
+                    "sessionTokenKey": "token",
+                },
+                ca={"secretName": "minio-ca", "key": "ca.pem"},
+                schedule="0,30 0-23/2 1-31 1-12 0-6",
+                retention="999d",
+                archiveTimeout="1h",
+            ),
+        ),
+        id="backup-at-its-bounds",
+    ),
+    pytest.param(backup_field("archiveTimeout", "5s"), id="archive-timeout-at-5s"),
+    pytest.param(backup_field("archiveTimeout", "59m60s"), id="archive-timeout-at-1h-in-minutes-and-seconds"),
+    pytest.param(backup_field("schedule", "@weekly"), id="schedule-macro"),
+    pytest.param(backup_field("schedule", "9-10 5-5 * * *"), id="schedule-ranges-ascending-as-numbers"),
+    pytest.param(with_field("spec.postgres.backup", store("s3://backups")), id="destination-bucket-only"),
+    pytest.param(
+        with_field("spec.postgres.bootstrap", recovery(time="2024-02-29T23:59:59.999999+14:00")),
+        id="target-time-on-a-leap-day",
+    ),
+    pytest.param(
+        with_field("spec.postgres.bootstrap", recovery(lsn="FFFFFFFF/ffffffff")), id="target-lsn-at-its-bound"
+    ),
+    pytest.param(with_field("spec.postgres.bootstrap", recovery()), id="target-latest"),
+    pytest.param(with_field("spec.postgres.bootstrap", {}), id="bootstrap-empty"),
+    pytest.param(
+        with_field(
+            "spec.postgres",
+            {
+                "backup": store("s3://backups/shop", writeToRecoverySource=True),
+                "bootstrap": recovery("s3://backups/shop"),
+            },
+        ),
+        id="backup-into-the-recovery-source-with-intent",
     ),
 ]
 
