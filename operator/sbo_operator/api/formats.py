@@ -289,11 +289,16 @@ def parse_duration(duration: str) -> timedelta:
 
 # ---- Prometheus --------------------------------------------------------------------------------------
 
-# A base URL: scheme, host (a name, an IPv4 or a bracketed IPv6 address), optional port and path.
-# No query or fragment: the client appends /api/v1/query to it.
-PROMETHEUS_URL_PATTERN = (
-    r"^https?://([a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?|\[[a-fA-F0-9:.]+\])(:[0-9]{1,5})?(/[^\s?#]*)?$"
-)
+
+def _http_url_pattern(port: str) -> str:
+    """An http(s) URL: scheme, host (a name, an IPv4 or a bracketed IPv6 address), optional port
+    matching ``port`` and path; no query or fragment."""
+    host = r"([a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?|\[[a-fA-F0-9:.]+\])"
+    return rf"^https?://{host}(:{port})?(/[^\s?#]*)?$"
+
+
+# A base URL, to which the client appends /api/v1/query.
+PROMETHEUS_URL_PATTERN = _http_url_pattern("[0-9]{1,5}")
 PROMETHEUS_URL_MESSAGE = (
     "url must be an http:// or https:// base URL with a host and no query, "
     "e.g. http://prometheus.monitoring.svc:9090"
@@ -336,11 +341,9 @@ S3Destination = Annotated[
     ),
 ]
 
-# The object store's URL: scheme, host (a name, an IPv4 or a bracketed IPv6 address), an optional
-# port within 1-65535 and an optional path; barman-cloud's S3 client is given it as --endpoint-url.
-_PORT = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
-_ENDPOINT_URL_PATTERN = (
-    rf"^https?://([a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?|\[[a-fA-F0-9:.]+\])(:{_PORT})?(/[^\s?#]*)?$"
+# The object store's URL, with a port within 1-65535; barman-cloud's S3 client gets it as --endpoint-url.
+_ENDPOINT_URL_PATTERN = _http_url_pattern(
+    "([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 )
 ENDPOINT_URL_MESSAGE = (
     "endpointURL must be an http:// or https:// URL with a host, an optional port from 1 to 65535 "
