@@ -509,66 +509,91 @@ FAILOVER_CASES = [
 
 
 # Backups and recovery (docs/backups.md): each format, with the field named and the fix.
+MALFORMED_BACKUP_FIELDS: dict[str, tuple[str, dict[str, Any]]] = {
+    # field: (message, {case id: value})
+    "destination": (
+        S3_DESTINATION_MESSAGE,
+        {
+            "destination-without-scheme": "backups/shop",
+            "destination-bucket-uppercase": "s3://Backups/shop",
+            "destination-bucket-too-short": "s3://ab/shop",
+            "destination-bucket-too-long": f"s3://{'b' * 64}/shop",
+            "destination-bucket-is-an-ip": "s3://10.0.0.1/shop",
+            "destination-bucket-with-adjacent-dots": "s3://back..ups/shop",
+            "destination-with-trailing-slash": "s3://backups/shop/",
+            "destination-with-dot-dot-segment": "s3://backups/../shop",
+        },
+    ),
+    "endpointURL": (
+        ENDPOINT_URL_MESSAGE,
+        {
+            "endpoint-without-scheme": "minio.storage.svc:9000",
+            "endpoint-port-out-of-range": "https://minio:70000",
+        },
+    ),
+    "region": (REGION_MESSAGE, {"region-with-spaces": "us east 1"}),
+    "schedule": (
+        CRON_SCHEDULE_MESSAGE,
+        {
+            "schedule-with-four-fields": "0 3 * *",
+            "schedule-with-seconds": "0 0 3 * * *",
+            "schedule-minute-out-of-range": "60 3 * * *",
+            "schedule-day-of-month-zero": "0 3 0 * *",
+            "schedule-day-of-week-seven": "0 3 * * 7",
+            "schedule-step-zero": "*/0 * * * *",
+            "schedule-descending-range": "0 22-2 * * *",
+            # Ordered as text, not as numbers: only the CEL rule, not the pattern, refuses it.
+            "schedule-range-descending-as-numbers": "10-9 * * * *",
+            "schedule-with-names": "0 3 * * MON-FRI",
+            "schedule-every-macro": "@every 24h",
+        },
+    ),
+    "retention": (
+        RETENTION_MESSAGE,
+        {"retention-without-unit": "30", "retention-in-years": "1y", "retention-zero": "0d"},
+    ),
+    "archiveTimeout": (
+        ARCHIVE_TIMEOUT_MESSAGE,
+        {
+            "archive-timeout-without-unit": "30",
+            "archive-timeout-below-5s": "1s",
+            "archive-timeout-above-1h": "1h1s",
+            "archive-timeout-in-milliseconds": "1500ms",
+        },
+    ),
+}
+MALFORMED_TARGETS: dict[str, tuple[str, dict[str, str]]] = {
+    "time": (
+        TIMESTAMP_MESSAGE,
+        {
+            "target-time-not-rfc3339": "2026-01-31 14:05:00",
+            "target-time-without-offset": "2026-01-31T14:05:00",
+            "target-time-on-february-29-of-a-common-year": "2025-02-29T14:05:00Z",
+            "target-time-on-june-31": "2026-06-31T14:05:00Z",
+        },
+    ),
+    "lsn": (LSN_MESSAGE, {"target-lsn-without-slash": "3000060", "target-lsn-above-32-bits": "123456789/0"}),
+}
+
 BACKUP_CASES = [
-    pytest.param(
-        with_field("spec.postgres.backup", store("backups/shop")),
-        ["spec.postgres.backup.destination", S3_DESTINATION_MESSAGE],
-        id="destination-without-scheme",
+    *(
+        pytest.param(backup_field(field, value), [f"spec.postgres.backup.{field}", message], id=case)
+        for field, (message, cases) in MALFORMED_BACKUP_FIELDS.items()
+        for case, value in cases.items()
     ),
-    pytest.param(
-        with_field("spec.postgres.backup", store("s3://Backups/shop")),
-        ["spec.postgres.backup.destination", S3_DESTINATION_MESSAGE],
-        id="destination-bucket-uppercase",
-    ),
-    pytest.param(
-        with_field("spec.postgres.backup", store("s3://ab/shop")),
-        ["spec.postgres.backup.destination", S3_DESTINATION_MESSAGE],
-        id="destination-bucket-too-short",
-    ),
-    pytest.param(
-        with_field("spec.postgres.backup", store(f"s3://{'b' * 64}/shop")),
-        ["spec.postgres.backup.destination", S3_DESTINATION_MESSAGE],
-        id="destination-bucket-too-long",
-    ),
-    pytest.param(
-        with_field("spec.postgres.backup", store("s3://10.0.0.1/shop")),
-        ["spec.postgres.backup.destination", S3_DESTINATION_MESSAGE],
-        id="destination-bucket-is-an-ip",
-    ),
-    pytest.param(
-        with_field("spec.postgres.backup", store("s3://back..ups/shop")),
-        ["spec.postgres.backup.destination", S3_DESTINATION_MESSAGE],
-        id="destination-bucket-with-adjacent-dots",
-    ),
-    pytest.param(
-        with_field("spec.postgres.backup", store("s3://backups/shop/")),
-        ["spec.postgres.backup.destination", S3_DESTINATION_MESSAGE],
-        id="destination-with-trailing-slash",
-    ),
-    pytest.param(
-        with_field("spec.postgres.backup", store("s3://backups/../shop")),
-        ["spec.postgres.backup.destination", S3_DESTINATION_MESSAGE],
-        id="destination-with-dot-dot-segment",
+    *(
+        pytest.param(
+            with_field("spec.postgres.bootstrap", recovery(**{field: value})),
+            [f"spec.postgres.bootstrap.recovery.target.{field}", message],
+            id=case,
+        )
+        for field, (message, cases) in MALFORMED_TARGETS.items()
+        for case, value in cases.items()
     ),
     pytest.param(
         with_field("spec.postgres.bootstrap", recovery("s3://backups/old shop")),
         ["spec.postgres.bootstrap.recovery.source.destination", S3_DESTINATION_MESSAGE],
         id="recovery-source-with-space",
-    ),
-    pytest.param(
-        backup_field("endpointURL", "minio.storage.svc:9000"),
-        ["spec.postgres.backup.endpointURL", ENDPOINT_URL_MESSAGE],
-        id="endpoint-without-scheme",
-    ),
-    pytest.param(
-        backup_field("endpointURL", "https://minio:70000"),
-        ["spec.postgres.backup.endpointURL", ENDPOINT_URL_MESSAGE],
-        id="endpoint-port-out-of-range",
-    ),
-    pytest.param(
-        backup_field("region", "us east 1"),
-        ["spec.postgres.backup.region", REGION_MESSAGE],
-        id="region-with-spaces",
     ),
     pytest.param(
         backup_field("credentials", {"secretName": "Shop Backup"}),
@@ -594,122 +619,6 @@ BACKUP_CASES = [
         with_field("spec.postgres.backup", {"credentials": {"secretName": "s"}}),
         ["spec.postgres.backup.destination", "Required value"],
         id="backup-without-destination",
-    ),
-    pytest.param(
-        backup_field("schedule", "0 3 * *"),
-        ["spec.postgres.backup.schedule", CRON_SCHEDULE_MESSAGE],
-        id="schedule-with-four-fields",
-    ),
-    pytest.param(
-        backup_field("schedule", "0 0 3 * * *"),
-        ["spec.postgres.backup.schedule", CRON_SCHEDULE_MESSAGE],
-        id="schedule-with-seconds",
-    ),
-    pytest.param(
-        backup_field("schedule", "60 3 * * *"),
-        ["spec.postgres.backup.schedule", CRON_SCHEDULE_MESSAGE],
-        id="schedule-minute-out-of-range",
-    ),
-    pytest.param(
-        backup_field("schedule", "0 3 0 * *"),
-        ["spec.postgres.backup.schedule", CRON_SCHEDULE_MESSAGE],
-        id="schedule-day-of-month-zero",
-    ),
-    pytest.param(
-        backup_field("schedule", "0 3 * * 7"),
-        ["spec.postgres.backup.schedule", CRON_SCHEDULE_MESSAGE],
-        id="schedule-day-of-week-seven",
-    ),
-    pytest.param(
-        backup_field("schedule", "*/0 * * * *"),
-        ["spec.postgres.backup.schedule", CRON_SCHEDULE_MESSAGE],
-        id="schedule-step-zero",
-    ),
-    pytest.param(
-        backup_field("schedule", "0 22-2 * * *"),
-        ["spec.postgres.backup.schedule", CRON_SCHEDULE_MESSAGE],
-        id="schedule-descending-range",
-    ),
-    pytest.param(
-        # Ordered as text, not as numbers: only the CEL rule, not the pattern, refuses it.
-        backup_field("schedule", "10-9 * * * *"),
-        ["spec.postgres.backup.schedule", CRON_SCHEDULE_MESSAGE],
-        id="schedule-range-descending-as-numbers",
-    ),
-    pytest.param(
-        backup_field("schedule", "0 3 * * MON-FRI"),
-        ["spec.postgres.backup.schedule", CRON_SCHEDULE_MESSAGE],
-        id="schedule-with-names",
-    ),
-    pytest.param(
-        backup_field("schedule", "@every 24h"),
-        ["spec.postgres.backup.schedule", CRON_SCHEDULE_MESSAGE],
-        id="schedule-every-macro",
-    ),
-    pytest.param(
-        backup_field("retention", "30"),
-        ["spec.postgres.backup.retention", RETENTION_MESSAGE],
-        id="retention-without-unit",
-    ),
-    pytest.param(
-        backup_field("retention", "1y"),
-        ["spec.postgres.backup.retention", RETENTION_MESSAGE],
-        id="retention-in-years",
-    ),
-    pytest.param(
-        backup_field("retention", "0d"),
-        ["spec.postgres.backup.retention", RETENTION_MESSAGE],
-        id="retention-zero",
-    ),
-    pytest.param(
-        backup_field("archiveTimeout", "30"),
-        ["spec.postgres.backup.archiveTimeout", ARCHIVE_TIMEOUT_MESSAGE],
-        id="archive-timeout-without-unit",
-    ),
-    pytest.param(
-        backup_field("archiveTimeout", "1s"),
-        ["spec.postgres.backup.archiveTimeout", ARCHIVE_TIMEOUT_MESSAGE],
-        id="archive-timeout-below-5s",
-    ),
-    pytest.param(
-        backup_field("archiveTimeout", "1h1s"),
-        ["spec.postgres.backup.archiveTimeout", ARCHIVE_TIMEOUT_MESSAGE],
-        id="archive-timeout-above-1h",
-    ),
-    pytest.param(
-        backup_field("archiveTimeout", "1500ms"),
-        ["spec.postgres.backup.archiveTimeout", ARCHIVE_TIMEOUT_MESSAGE],
-        id="archive-timeout-in-milliseconds",
-    ),
-    pytest.param(
-        with_field("spec.postgres.bootstrap", recovery(time="2026-01-31 14:05:00")),
-        ["spec.postgres.bootstrap.recovery.target.time", TIMESTAMP_MESSAGE],
-        id="target-time-not-rfc3339",
-    ),
-    pytest.param(
-        with_field("spec.postgres.bootstrap", recovery(time="2026-01-31T14:05:00")),
-        ["spec.postgres.bootstrap.recovery.target.time", TIMESTAMP_MESSAGE],
-        id="target-time-without-offset",
-    ),
-    pytest.param(
-        with_field("spec.postgres.bootstrap", recovery(time="2025-02-29T14:05:00Z")),
-        ["spec.postgres.bootstrap.recovery.target.time", TIMESTAMP_MESSAGE],
-        id="target-time-on-february-29-of-a-common-year",
-    ),
-    pytest.param(
-        with_field("spec.postgres.bootstrap", recovery(time="2026-06-31T14:05:00Z")),
-        ["spec.postgres.bootstrap.recovery.target.time", TIMESTAMP_MESSAGE],
-        id="target-time-on-june-31",
-    ),
-    pytest.param(
-        with_field("spec.postgres.bootstrap", recovery(lsn="3000060")),
-        ["spec.postgres.bootstrap.recovery.target.lsn", LSN_MESSAGE],
-        id="target-lsn-without-slash",
-    ),
-    pytest.param(
-        with_field("spec.postgres.bootstrap", recovery(lsn="123456789/0")),
-        ["spec.postgres.bootstrap.recovery.target.lsn", LSN_MESSAGE],
-        id="target-lsn-above-32-bits",
     ),
     pytest.param(
         with_field("spec.postgres.bootstrap", recovery(time="2026-01-31T14:05:00Z", lsn="0/3000060")),
