@@ -23,6 +23,7 @@ from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.labels import POSTGRES_ROLE_LABEL, PostgresRole
 from sbo_operator.builders.labels import Component as ComponentLabel
 from sbo_operator.builders.names import POSTGRES_PORT, ChildNames, child_names, service_host
+from sbo_operator.components.backup import backup_status
 from sbo_operator.components.base import (
     Component,
     GeneratedSecret,
@@ -183,6 +184,9 @@ class Postgres(Component):
         fields = PostgresStatus(
             primary_ready=primary_ready, ready_replicas=ready_replicas, instances=_instances(snapshot)
         )
+        if backend.spec.postgres.backup is not None or persisted_roles(snapshot).get("backup"):
+            # None once backups are off: the merge patch deletes it.
+            fields = fields.model_copy(update={"backup": backup_status(backend, snapshot)})
         if snapshot.roles is not None:
             fields = snapshot.roles.state.into_status(fields)
         return StatusFragment(

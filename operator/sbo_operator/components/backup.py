@@ -1,0 +1,164 @@
+"""The backups component: WAL archiving and base backups of PostgreSQL, and recovery from them.
+
+The instances themselves are wired by the PostgreSQL builders (``builders.backup``); this
+component lists the Secrets the object stores need (a missing one holds the StatefulSet back, and
+the condition names it), and reports: status.postgres.backup (through :func:`backup_status`,
+which the PostgreSQL component places) and the ``ContinuousArchiving`` condition, both from what
+the primary answered the operator's SQL probe (``postgres_backup.ArchiveState``). When no primary
+answered in this pass, what the status already shows stands: a probe gap is not a change.
+
+``ContinuousArchiving`` does not gate Ready: a backend whose archiving fails still serves; the
+condition and its alert say what to fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sbo_operator.api.conditions import ConditionState, ConditionStatus, ConditionType, Reason
+from sbo_operator.api.v1alpha1 import BackupStatus, BaseBackupStatus, ScalableBackend
+from sbo_operator.api.v1alpha1.backup import ObjectStoreSpec
+from sbo_operator.builders.images import DataServiceImages
+from sbo_operator.builders.labels import Component as ComponentLabel
+from sbo_operator.components.base import Component, Plan, StatusFragment
+from sbo_operator.postgres_backup import ArchiveState
+from sbo_operator.references import Reference
+from sbo_operator.snapshot import Snapshot
+
+__all__ = ["Backup", "archive_state", "backup_status", "store_references"]
+
+
+def store_references(field: str, store: ObjectStoreSpec) -> Iterator[Reference]:
+    """The Secret keys an object store's clients read: the access key, a token, a CA bundle."""
+    credentials = store.credentials
+    for key_field, key in (
+        ("accessKeyIdKey", credentials.access_key_id_key),
+        ("secretAccessKeyKey", credentials.secret_access_key_key),
+        ("sessionTokenKey", credentials.session_token_key),
+    ):
+        if key is not None:
+            yield Reference(f"{field}.credentials.{key_field}", "Secret", credentials.secret_name, key)
+    if store.ca is not None:
+        yield Reference(f"{field}.ca.key", "Secret", store.ca.secret_name, store.ca.key)
+
+
+def archive_state(snapshot: Snapshot) -> ArchiveState | None:
+    """What the primary (reachable, not in recovery) answered in this pass; None if none did."""
+    for _, probe in sorted(snapshot.probes.items()):
+        if probe.reachable and probe.in_recovery is False and probe.archive is not None:
+            return probe.archive
+    return None
+
+
+def _stored(snapshot: Snapshot) -> Mapping[str, Any]:
+    status = snapshot.backend.get("status") or {}
+    return (status.get("postgres") or {}).get("backup") or {}
+
+
+def _from_state(state: ArchiveState) -> BackupStatus:
+    record = state.last_backup
+    last = None
+    if record is not None:
+        last = BaseBackupStatus(
+            name=record.name,
+            started_at=record.started_at,
+            completed_at=record.completed_at,
+            begin_lsn=record.begin_lsn,
+            end_lsn=record.end_lsn,
+        )
+    return BackupStatus(
+        last_successful_backup=last,
+        first_recoverability_point=None if record is None else record.first_recoverability_point,
+        last_archived_wal=state.last_archived_wal,
+        last_archived_at=state.last_archived_at,
+        last_failed_wal=state.last_failed_wal,
+        last_failed_at=state.last_failed_at,
+    )
+
+
+def backup_status(backend: ScalableBackend, snapshot: Snapshot) -> BackupStatus | None:
+    """status.postgres.backup: from the primary's answer, else as stored; None without backups."""
+    if backend.spec.postgres.backup is None:
+        return None
+    state = archive_state(snapshot)
+    if state is not None:
+        return _from_state(state)
+    return BackupStatus.model_validate(_stored(snapshot))
+
+
+def _time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _reported_before(snapshot: Snapshot) -> bool:
+    conditions = (snapshot.backend.get("status") or {}).get("conditions") or ()
+    return any(c.get("type") == ConditionType.CONTINUOUS_ARCHIVING for c in conditions)
+
+
+def _archiving_condition(backend: ScalableBackend, snapshot: Snapshot) -> ConditionState | None:
+    backup = backend.spec.postgres.backup
+    if backup is None or not backend.spec.postgres.enabled:
+        if not _reported_before(snapshot):
+            return None  # never had backups: nothing to say
+        return ConditionState(
+            ConditionType.CONTINUOUS_ARCHIVING,
+            ConditionStatus.FALSE,
+            Reason.BACKUPS_DISABLED,
+            "spec.postgres.backup is not set: no WAL is archived and no base backup taken",
+        )
+    status = backup_status(backend, snapshot)
+    assert status is not None  # backups are on
+    if status.last_failed_at is not None and (
+        status.last_archived_at is None or status.last_failed_at > status.last_archived_at
+    ):
+        since = "nothing archived yet"
+        if status.last_archived_wal is not None and status.last_archived_at is not None:
+            since = f"last archived: {status.last_archived_wal} at {_time(status.last_archived_at)}"
+        return ConditionState(
+            ConditionType.CONTINUOUS_ARCHIVING,
+            ConditionStatus.FALSE,
+            Reason.ARCHIVING_FAILING,
+            f"archiving WAL {status.last_failed_wal} to {backup.destination} failed at "
+            f"{_time(status.last_failed_at)} ({since}); the primary's log has "
+            "barman-cloud-wal-archive's error (credentials, endpoint, bucket); WAL is kept until it succeeds",
+        )
+    if status.last_archived_wal is None:
+        return ConditionState(
+            ConditionType.CONTINUOUS_ARCHIVING,
+            ConditionStatus.UNKNOWN,
+            Reason.ARCHIVING_PENDING,
+            f"no WAL archived to {backup.destination} yet",
+        )
+    return ConditionState(
+        ConditionType.CONTINUOUS_ARCHIVING,
+        ConditionStatus.TRUE,
+        Reason.ARCHIVING,
+        f"WAL is archived to {backup.destination}",
+    )
+
+
+class Backup(Component):
+    label = ComponentLabel.BACKUP
+
+    def plan(self, backend: ScalableBackend, snapshot: Snapshot, *, images: DataServiceImages) -> Plan:
+        return Plan()
+
+    def references(self, backend: ScalableBackend) -> Iterator[Reference]:
+        postgres = backend.spec.postgres
+        if not postgres.enabled:
+            return
+        if postgres.backup is not None:
+            yield from store_references("spec.postgres.backup", postgres.backup)
+        if postgres.bootstrap is not None and postgres.bootstrap.recovery is not None:
+            source = postgres.bootstrap.recovery.source
+            yield from store_references("spec.postgres.bootstrap.recovery.source", source)
+
+    def status(
+        self, backend: ScalableBackend, snapshot: Snapshot, waiting: str | None
+    ) -> StatusFragment | None:
+        condition = _archiving_condition(backend, snapshot)
+        if condition is None:
+            return None
+        return StatusFragment(condition, gates_ready=False)
