@@ -98,6 +98,7 @@ class Reason(StrEnum):
     RECOVERING = "Recovering"
     RECOVERY_TARGET_UNREACHABLE = "RecoveryTargetUnreachable"
     RECOVERY_SOURCE_EMPTY = "RecoverySourceEmpty"  # no completed base backup in the source
+    RECOVERY_CHECK_FAILED = "RecoveryCheckFailed"  # the source could not be listed
     # The autoscaler
     DRY_RUN = "DryRun"
     FAILED_GET_METRICS = "FailedGetMetrics"

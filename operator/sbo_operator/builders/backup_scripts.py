@@ -13,7 +13,8 @@ Environment::
     SBO_BACKUP_SERVER_NAME      the folder under it for this database (barman's server name)
     SBO_BACKUP_ENDPOINT_URL     the store's URL, e.g. https://minio.storage.svc:9000  default: AWS S3
     SBO_BACKUP_COMPRESSION      gzip | bzip2 | snappy | none (snappy needs python3-snappy)   default gzip
-    SBO_BACKUP_RETENTION_DAYS   keep what a RECOVERY WINDOW OF N DAYS needs; unset keeps everything
+    SBO_BACKUP_RETENTION_WINDOW keep what a RECOVERY WINDOW OF <n> DAYS|WEEKS|MONTHS needs, e.g. "4 WEEKS"
+    SBO_BACKUP_RETENTION_DAYS   the same as SBO_BACKUP_RETENTION_WINDOW="<N> DAYS"; neither keeps everything
     SBO_RESTORE_SOURCE          s3://bucket/path to restore from                 restore, wal-restore
     SBO_RESTORE_SERVER_NAME     the server name the source's backups were taken under
     SBO_RESTORE_ENDPOINT_URL    the source store's URL                                 default: AWS S3
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 __all__ = [
     "BASE_BACKUP_SCRIPT",
+    "CHOOSE_BACKUP_QUOTED",
     "DEFAULT_ARCHIVE_TIMEOUT_SECONDS",
     "DEFAULT_SCRIPTS_DIR",
     "RESTORE_EXIT_BAD_CONFIGURATION",
@@ -141,25 +143,40 @@ BASE_BACKUP_SCRIPT = (
     + """\
 # Take a base backup of the server libpq's environment points at (PGHOST, PGPORT, PGUSER; the
 # local socket by default), running where its PGDATA is readable; then, when a retention is set,
-# delete the backups and WAL that a RECOVERY WINDOW OF N DAYS no longer needs.
+# delete the backups and WAL that the RECOVERY WINDOW no longer needs.
 """
     + _store_options(_DESTINATION, "SBO_BACKUP_ENDPOINT_URL")
     + """\
+retention="${SBO_BACKUP_RETENTION_WINDOW:-}"
 retention_days="${SBO_BACKUP_RETENTION_DAYS:-}"
 case "$retention_days" in
   '') ;;
   0 | *[!0-9]*) log "SBO_BACKUP_RETENTION_DAYS must be a whole number of days, at least 1"; exit 2 ;;
+  *)
+    if [ -n "$retention" ]; then
+      log "set SBO_BACKUP_RETENTION_WINDOW or SBO_BACKUP_RETENTION_DAYS, not both"; exit 2
+    fi
+    retention="$retention_days DAYS" ;;
 esac
+if [ -n "$retention" ]; then
+  count="${retention%% *}"
+  unit="${retention#* }"
+  case "$count" in '' | 0* | *[!0-9]*) unit=bad ;; esac
+  case "$unit" in
+    DAYS | WEEKS | MONTHS) ;;
+    *) log "SBO_BACKUP_RETENTION_WINDOW must be <n> DAYS, WEEKS or MONTHS with n at least 1"; exit 2 ;;
+  esac
+fi
 """
     + _COMPRESSION
     + """\
 log "base backup to $SBO_BACKUP_DESTINATION ($SBO_BACKUP_SERVER_NAME)"
 barman-cloud-backup "$@" --immediate-checkpoint "$SBO_BACKUP_DESTINATION" "$SBO_BACKUP_SERVER_NAME"
-if [ -n "$retention_days" ]; then
+if [ -n "$retention" ]; then
   set --
   if [ -n "${SBO_BACKUP_ENDPOINT_URL:-}" ]; then set -- --endpoint-url "$SBO_BACKUP_ENDPOINT_URL"; fi
-  log "applying the retention policy: RECOVERY WINDOW OF $retention_days DAYS"
-  barman-cloud-backup-delete "$@" --retention-policy "RECOVERY WINDOW OF $retention_days DAYS" \\
+  log "applying the retention policy: RECOVERY WINDOW OF $retention"
+  barman-cloud-backup-delete "$@" --retention-policy "RECOVERY WINDOW OF $count $unit" \\
     "$SBO_BACKUP_DESTINATION" "$SBO_BACKUP_SERVER_NAME"
 fi
 log "base backup done"
@@ -241,6 +258,8 @@ else:
 
 # The program inside single quotes in sh: each ' becomes '\'' (close, escaped quote, reopen).
 _CHOOSE_BACKUP_QUOTED = _CHOOSE_BACKUP.replace("'", "'\\''")
+# The same choice, for the operator's check of a recovery target before any instance exists.
+CHOOSE_BACKUP_QUOTED = _CHOOSE_BACKUP_QUOTED
 
 # The private server's one query, kept out of the script text so no linter mistakes it for built SQL.
 _IN_RECOVERY_QUERY = "SELECT pg_is_in_recovery()"

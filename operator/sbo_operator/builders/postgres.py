@@ -417,6 +417,7 @@ def build_postgres_statefulset(
         },
     }
     backup.wire_backup(backend, manifest["spec"]["template"]["spec"], scripts_dir=CONFIG_DIR)
+    backup.wire_recovery(backend, manifest["spec"]["template"]["spec"], scripts_dir=CONFIG_DIR)
     annotate_secret_uids(manifest["spec"]["template"], secret_uids)
     return manifest
 

@@ -20,14 +20,25 @@ from typing import Any
 from sbo_operator.api.conditions import ConditionState, ConditionStatus, ConditionType, Reason
 from sbo_operator.api.v1alpha1 import BackupStatus, BaseBackupStatus, ScalableBackend
 from sbo_operator.api.v1alpha1.backup import ObjectStoreSpec
+from sbo_operator.builders.backup import build_recovery_check_job
 from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.labels import Component as ComponentLabel
-from sbo_operator.components.base import Component, Plan, StatusFragment
+from sbo_operator.builders.names import child_names
+from sbo_operator.builders.postgres import CONFIG_DIR as POSTGRES_CONFIG_DIR
+from sbo_operator.components.base import Component, Plan, Problem, StatusFragment, present
 from sbo_operator.postgres_backup import ArchiveState
+from sbo_operator.recovery_check import RecoveryVerdict
 from sbo_operator.references import Reference
 from sbo_operator.snapshot import Snapshot
 
-__all__ = ["Backup", "archive_state", "backup_status", "store_references"]
+__all__ = [
+    "Backup",
+    "archive_state",
+    "backup_status",
+    "recovery_condition",
+    "recovery_hold",
+    "store_references",
+]
 
 
 def store_references(field: str, store: ObjectStoreSpec) -> Iterator[Reference]:
@@ -92,6 +103,49 @@ def _time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _verdict_message(backend: ScalableBackend, verdict: RecoveryVerdict) -> str:
+    """Why the target cannot be reached, and the fix (bootstrap is immutable)."""
+    recovery = backend.spec.postgres.bootstrap.recovery if backend.spec.postgres.bootstrap else None
+    source = recovery.source.destination if recovery else "the source"
+    if verdict.reason == Reason.RECOVERY_CHECK_FAILED:
+        return verdict.message
+    first = verdict.first_recoverability_point
+    if verdict.reason == Reason.RECOVERY_SOURCE_EMPTY:
+        fix = f"take a base backup into {source} first, then create a new ScalableBackend restoring from it"
+    elif first is not None:
+        fix = f"create a new ScalableBackend with a target at or after the first recoverability point {first}"
+    else:
+        fix = "create a new ScalableBackend with another target"
+    return f"{verdict.message}; {fix} (bootstrap is immutable)"
+
+
+def recovery_hold(backend: ScalableBackend, snapshot: Snapshot) -> str | None:
+    """Why the instances' StatefulSet is not created yet; None to go ahead.
+
+    Only before it exists: once created (restored, or restoring), nothing holds it again."""
+    postgres = backend.spec.postgres
+    if not postgres.enabled or postgres.bootstrap is None or postgres.bootstrap.recovery is None:
+        return None
+    if snapshot.child("StatefulSet", child_names(backend).postgres_instances) is not None:
+        return None
+    verdict = snapshot.recovery
+    if verdict is None:
+        return f"checking the recovery target against {postgres.bootstrap.recovery.source.destination}"
+    if verdict.recoverable:
+        return None
+    return _verdict_message(backend, verdict)
+
+
+def recovery_condition(backend: ScalableBackend, snapshot: Snapshot) -> ConditionState | None:
+    """PostgresReady while a restored backend's instances are held for the recovery check."""
+    hold = recovery_hold(backend, snapshot)
+    if hold is None:
+        return None
+    verdict = snapshot.recovery
+    reason = Reason.RECOVERING if verdict is None or verdict.reason is None else verdict.reason
+    return ConditionState(ConditionType.POSTGRES_READY, ConditionStatus.FALSE, reason, hold)
+
+
 def _reported_before(snapshot: Snapshot) -> bool:
     conditions = (snapshot.backend.get("status") or {}).get("conditions") or ()
     return any(c.get("type") == ConditionType.CONTINUOUS_ARCHIVING for c in conditions)
@@ -143,7 +197,15 @@ class Backup(Component):
     label = ComponentLabel.BACKUP
 
     def plan(self, backend: ScalableBackend, snapshot: Snapshot, *, images: DataServiceImages) -> Plan:
-        return Plan()
+        """The recovery check Job, while a restored backend's instances wait for its verdict."""
+        if recovery_hold(backend, snapshot) is None:
+            return Plan()  # not restoring, or past the check: a finished Job is deleted
+        job = build_recovery_check_job(backend, images=images, config_dir=POSTGRES_CONFIG_DIR)
+        verdict = snapshot.recovery
+        problems = []
+        if verdict is not None and verdict.reason is not None:
+            problems.append(Problem(verdict.reason, _verdict_message(backend, verdict)))
+        return Plan(manifests=present(job), problems=problems)
 
     def references(self, backend: ScalableBackend) -> Iterator[Reference]:
         postgres = backend.spec.postgres

@@ -23,7 +23,7 @@ from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.labels import POSTGRES_ROLE_LABEL, PostgresRole
 from sbo_operator.builders.labels import Component as ComponentLabel
 from sbo_operator.builders.names import POSTGRES_PORT, ChildNames, child_names, service_host
-from sbo_operator.components.backup import backup_status
+from sbo_operator.components.backup import backup_status, recovery_condition, recovery_hold
 from sbo_operator.components.base import (
     Component,
     GeneratedSecret,
@@ -141,7 +141,11 @@ class Postgres(Component):
         if backend.spec.postgres.enabled and not _migrated(persisted_roles(snapshot), names):
             # The old primary holds the data until an instance has it and is promoted.
             kept = frozenset(("StatefulSet", name) for name in legacy_statefulsets(backend, snapshot))
-        return Plan(manifests=manifests, kept=kept)
+        # A restored backend's instances wait for the verdict of its recovery check.
+        held = recovery_hold(backend, snapshot)
+        if held is not None:
+            manifests = [m for m in manifests if m["kind"] != "StatefulSet"]
+        return Plan(manifests=manifests, kept=kept, waiting=held)
 
     def secrets(self, backend: ScalableBackend) -> Sequence[GeneratedSecret]:
         if not backend.spec.postgres.enabled:
@@ -176,7 +180,7 @@ class Postgres(Component):
             and not pod["metadata"].get("deletionTimestamp")
             and pod_ready(pod)
         )
-        condition = _condition(
+        condition = recovery_condition(backend, snapshot) or _condition(
             snapshot, primary, primary_ready, ready_replicas, spec.read_replicas, instances
         )
         host = f"{service_host(names.postgres_read_write, namespace)}:{POSTGRES_PORT}"

@@ -101,7 +101,7 @@ def test_the_store_credentials_reach_only_the_postgres_containers_by_reference()
         assert variables["SBO_BACKUP_DESTINATION"]["value"] == "s3://backups/shop"
         assert variables["SBO_BACKUP_SERVER_NAME"]["value"] == BARMAN_SERVER_NAME
         assert variables["SBO_BACKUP_ENDPOINT_URL"]["value"] == "https://minio.storage.svc:9000"
-        assert variables["SBO_BACKUP_RETENTION_POLICY"]["value"] == "RECOVERY WINDOW OF 30 DAYS"
+        assert variables["SBO_BACKUP_RETENTION_WINDOW"]["value"] == "30 DAYS"
         assert {"name": "backup-ca", "mountPath": "/etc/sbo-backup-ca", "readOnly": True} in container[
             "volumeMounts"
         ]
@@ -137,3 +137,43 @@ def test_the_references_name_each_secret_key_and_its_field() -> None:
         ("spec.postgres.backup.credentials.secretAccessKeyKey", "shop-backup", "AWS_SECRET_ACCESS_KEY"),
         ("spec.postgres.backup.ca.key", "minio-ca", "ca.crt"),
     ]
+
+
+def test_each_instance_runs_a_restricted_backup_sidecar_that_reads_its_request_through_the_downward_api() -> (
+    None
+):
+    statefulset = present(build_postgres_statefulset(load_example("backups.yaml")))
+    pod = statefulset["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["postgres", "backup"]
+    sidecar = containers(statefulset)["backup"]
+    server = containers(statefulset)["postgres"]
+    assert sidecar["image"] == server["image"]
+    assert sidecar["command"] == ["sh", "/etc/sbo-postgres/backup-sidecar.sh"]
+    assert sidecar["securityContext"] == server["securityContext"]
+    assert not {"ports", "readinessProbe", "livenessProbe", "startupProbe", "lifecycle"} & set(sidecar)
+    variables = env(sidecar)
+    assert variables["SBO_BACKUP_REQUEST_FILE"]["value"] == "/etc/sbo-podinfo/backup-request"
+    assert variables["SBO_PG_ROLE_FILE"]["value"] == "/etc/sbo-podinfo/role"
+    assert variables["SBO_OPERATOR_USER"]["value"] == "sbo_operator"
+    assert variables["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "shop-backup"
+    assert not [name for name in variables if name.startswith(("SBO_REPLICATION_", "SBO_PRIMARY_"))], (
+        "the sidecar never streams: no replication password"
+    )
+    mounts = {m["name"]: m for m in sidecar["volumeMounts"]}
+    assert mounts["data"]["readOnly"] is True
+    assert set(mounts) == {"config", "data", "podinfo", "run", "tmp", "backup-ca"}
+    podinfo = next(v for v in pod["volumes"] if v["name"] == "podinfo")
+    assert {
+        "path": "backup-request",
+        "fieldRef": {"fieldPath": "metadata.annotations['sbo.dev/backup-request']"},
+    } in podinfo["downwardAPI"]["items"]
+    data = present(build_postgres_config_map(load_example("backups.yaml")))["data"]
+    assert "backup-sidecar.sh" in data
+    assert restricted_violations(pod) == []
+
+
+def test_a_backend_without_backups_has_no_sidecar_and_no_request_file() -> None:
+    pod = present(build_postgres_statefulset(backend_from({})))["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["postgres"]
+    podinfo = next(v for v in pod["volumes"] if v["name"] == "podinfo")
+    assert [item["path"] for item in podinfo["downwardAPI"]["items"]] == ["role"]

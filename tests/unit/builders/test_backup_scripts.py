@@ -316,3 +316,32 @@ def test_restore_refuses_an_unreachable_target_with_one_line_and_its_own_code(
     assert line.startswith("restore.sh: ")
     assert reason in line
     assert done.stdout == ""
+
+
+@pytest.mark.parametrize("window", ["4 WEEKS", "6 MONTHS", "30 DAYS"])
+def test_base_backup_applies_a_recovery_window_in_weeks_or_months(tmp_path: Path, window: str) -> None:
+    done = run_script(tmp_path, BASE_BACKUP_SCRIPT, {**DESTINATION, "SBO_BACKUP_RETENTION_WINDOW": window})
+    assert done.returncode == 0, done.stderr
+    assert calls(tmp_path)[-1][:3] == [
+        "barman-cloud-backup-delete",
+        "--retention-policy",
+        f"RECOVERY WINDOW OF {window}",
+    ]
+
+
+@pytest.mark.parametrize(
+    "window", ["0 DAYS", "4 YEARS", "4  WEEKS", "4 WEEKS; x", "WEEKS", "04 DAYS", "-1 DAYS"]
+)
+def test_base_backup_refuses_a_malformed_recovery_window_before_backing_up(
+    tmp_path: Path, window: str
+) -> None:
+    done = run_script(tmp_path, BASE_BACKUP_SCRIPT, {**DESTINATION, "SBO_BACKUP_RETENTION_WINDOW": window})
+    assert done.returncode == 2
+    assert "SBO_BACKUP_RETENTION_WINDOW" in done.stderr
+    assert calls(tmp_path) == []
+
+
+def test_base_backup_refuses_both_retention_variables(tmp_path: Path) -> None:
+    env = {**DESTINATION, "SBO_BACKUP_RETENTION_WINDOW": "4 WEEKS", "SBO_BACKUP_RETENTION_DAYS": "7"}
+    assert run_script(tmp_path, BASE_BACKUP_SCRIPT, env).returncode == 2
+    assert calls(tmp_path) == []
