@@ -264,3 +264,62 @@ def test_once_the_instances_exist_nothing_holds_them_again() -> None:
     result = planned(RESTORED, None, statefulset)
     assert "StatefulSet" in result["kinds"]
     assert "Job" not in result["kinds"]
+
+
+# ---- restore-instance.sh, against a stand-in restore.sh ----------------------------------------------
+
+
+def run_restore_instance(
+    tmp_path: Path, *, role: str, restore_exit: int, has_data: bool = False, timeout: float = 10
+) -> tuple[int | None, str, bool]:
+    """(exit code or None if still running at ``timeout``, stderr, whether restore.sh ran)."""
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    ran = tmp_path / "restore-ran"
+    (scripts / "restore.sh").write_text(f'#!/bin/sh\ntouch "{ran}"\nexit {restore_exit}\n')
+    pgdata = tmp_path / "pgdata"
+    if has_data:
+        pgdata.mkdir()
+        (pgdata / "PG_VERSION").write_text("15\n")
+    role_file = tmp_path / "role"
+    role_file.write_text(role)
+    script = tmp_path / "restore-instance.sh"
+    script.write_text(RESTORE_INSTANCE_SCRIPT)
+    env = {
+        "PATH": os.environ["PATH"],
+        "PGDATA": str(pgdata),
+        "SBO_PG_ROLE_FILE": str(role_file),
+        "SBO_BACKUP_SCRIPTS_DIR": str(scripts),
+    }
+    process = subprocess.Popen(["sh", str(script)], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+        code: int | None = process.returncode
+    except subprocess.TimeoutExpired:
+        process.terminate()  # SIGTERM, as at the pod's deletion: it ends at once, with its sleep
+        _, stderr = process.communicate(timeout=5)
+        code = None
+    return code, stderr, ran.exists()
+
+
+def test_the_primary_with_an_empty_pgdata_restores(tmp_path: Path) -> None:
+    code, stderr, ran = run_restore_instance(tmp_path, role="primary", restore_exit=0)
+    assert (code, ran) == (0, True), stderr
+
+
+@pytest.mark.parametrize(("role", "has_data"), [("replica", False), ("primary", True)])
+def test_a_replica_or_a_data_directory_restores_nothing(tmp_path: Path, role: str, has_data: bool) -> None:
+    code, stderr, ran = run_restore_instance(tmp_path, role=role, restore_exit=0, has_data=has_data)
+    assert (code, ran) == (0, False), stderr
+
+
+def test_an_unreachable_target_holds_instead_of_crash_looping(tmp_path: Path) -> None:
+    code, stderr, ran = run_restore_instance(tmp_path, role="primary", restore_exit=4, timeout=3)
+    assert ran
+    assert code is None, "still waiting: the init container does not exit, so no restart loop"
+    assert "cannot reach its target (exit 4" in stderr
+
+
+def test_another_failure_exits_to_be_retried(tmp_path: Path) -> None:
+    code, _, ran = run_restore_instance(tmp_path, role="primary", restore_exit=1)
+    assert (code, ran) == (1, True)

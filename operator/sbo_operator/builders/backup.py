@@ -378,7 +378,9 @@ RESTORE_INSTANCE_SCRIPT = r"""#!/bin/sh
 set -eu
 log() { printf 'restore-instance.sh: %s\n' "$*" >&2; }
 : "${PGDATA:?}" "${SBO_PG_ROLE_FILE:?}" "${SBO_BACKUP_SCRIPTS_DIR:?}"
-trap 'exit 143' TERM
+# As PID 1, sh ignores SIGTERM unless trapped: the pod's deletion ends the wait at once.
+sleeper=""
+trap 'if [ -n "$sleeper" ]; then kill "$sleeper" 2>/dev/null || true; fi; exit 143' TERM
 waited=0
 while :; do
   role="$({ tr -d '[:space:]' < "$SBO_PG_ROLE_FILE"; } 2>/dev/null || true)"
@@ -402,7 +404,11 @@ case "$status" in
   2 | 3 | 4 | 5)
     log "the restore cannot reach its target (exit $status, why above):" \
       "recreate the backend with another target"
-    while :; do sleep 3600 & wait $!; done ;;
+    while :; do
+      sleep 3600 &
+      sleeper=$!
+      wait "$sleeper" || true
+    done ;;
   *) exit "$status" ;;
 esac
 """
