@@ -33,10 +33,11 @@ SELECT last_archived_wal, last_archived_time, last_failed_wal, last_failed_time
 FROM pg_stat_archiver
 """
 
-# The newest completed backup, and the first recoverability point the sidecar saw after it; NULLs
-# while the sidecar has recorded none (to_regclass: the table may not exist yet).
+# The newest completed backup, and the first recoverability point the sidecar saw after it; none
+# while the sidecar has recorded none (to_regclass: the table may not exist yet). Newest of any
+# destination: the operator ignores one that is not its backend's (a restored database's).
 BACKUP_RECORD_QUERY = """
-SELECT name, started_at, completed_at, begin_lsn, end_lsn, first_recoverability_point
+SELECT name, started_at, completed_at, begin_lsn, end_lsn, first_recoverability_point, destination
 FROM sbo.base_backups
 ORDER BY completed_at DESC, name DESC
 LIMIT 1
@@ -52,6 +53,7 @@ class BaseBackupRecord:
     begin_lsn: str | None
     end_lsn: str | None
     first_recoverability_point: datetime | None
+    destination: str | None = None  # the archive it went to (a restored database keeps the source's rows)
 
 
 @dataclasses.dataclass(frozen=True)

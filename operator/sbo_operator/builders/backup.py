@@ -61,8 +61,10 @@ SIDECAR_SCRIPT_NAME = "backup-sidecar.sh"
 # The backup sidecar: every instance runs one; only the primary's acts. It polls its downward API
 # files and, for a request it has not handled, takes the base backup and records it in
 # sbo.base_backups on the primary (database postgres, as the postgres OS user over the socket),
-# where the operator's SQL probe reads it. A failed backup is logged and waits for the next
-# request: the alert on the last backup's age says so. Values reach psql as variables, never as SQL.
+# where the operator's SQL probe reads it. Rows name their destination: a database restored from
+# another backend's archive carries that backend's rows, which are not this backend's backups. A
+# failed backup is logged and waits for the next request: the alert on the last backup's age says
+# so. Values reach psql as variables, never as SQL.
 BACKUP_SIDECAR_SCRIPT = r"""#!/bin/sh
 set -eu
 log() { printf 'backup-sidecar.sh: %s\n' "$*" >&2; }
@@ -81,6 +83,7 @@ ensure_record_table() {
 CREATE SCHEMA IF NOT EXISTS sbo;
 CREATE TABLE IF NOT EXISTS sbo.base_backups (
   name text PRIMARY KEY,
+  destination text NOT NULL,
   request text,
   started_at timestamptz,
   completed_at timestamptz,
@@ -95,8 +98,8 @@ SQL
 }
 
 already_recorded() {
-  [ "$(sql -v request="$1" <<'SQL'
-SELECT count(*) FROM sbo.base_backups WHERE request = :'request';
+  [ "$(sql -v request="$1" -v destination="$SBO_BACKUP_DESTINATION" <<'SQL'
+SELECT count(*) FROM sbo.base_backups WHERE request = :'request' AND destination = :'destination';
 SQL
 )" != 0 ]
 }
@@ -131,12 +134,13 @@ record_backup() {
 $described
 DESCRIBED
   sql -v request="$request" -v name="$name" -v started="$started" -v completed="$completed" \
-    -v begin_lsn="$begin_lsn" -v end_lsn="$end_lsn" -v first="$first" <<'SQL'
+    -v begin_lsn="$begin_lsn" -v end_lsn="$end_lsn" -v first="$first" \
+    -v destination="$SBO_BACKUP_DESTINATION" <<'SQL'
 INSERT INTO sbo.base_backups
-  (name, request, started_at, completed_at, begin_lsn, end_lsn, first_recoverability_point)
-VALUES (:'name', :'request', :'started', :'completed', :'begin_lsn', :'end_lsn', :'first')
-ON CONFLICT (name) DO UPDATE SET request = EXCLUDED.request;
-UPDATE sbo.base_backups SET first_recoverability_point = :'first';
+  (name, destination, request, started_at, completed_at, begin_lsn, end_lsn, first_recoverability_point)
+VALUES (:'name', :'destination', :'request', :'started', :'completed', :'begin_lsn', :'end_lsn', :'first')
+ON CONFLICT (name) DO UPDATE SET destination = EXCLUDED.destination, request = EXCLUDED.request;
+UPDATE sbo.base_backups SET first_recoverability_point = :'first' WHERE destination = :'destination';
 SQL
   log "recorded base backup $name for request $request (first recoverability point $first)"
 }

@@ -68,8 +68,10 @@ def _stored(snapshot: Snapshot) -> Mapping[str, Any]:
     return (status.get("postgres") or {}).get("backup") or {}
 
 
-def _from_state(state: ArchiveState) -> BackupStatus:
+def _from_state(state: ArchiveState, destination: str) -> BackupStatus:
     record = state.last_backup
+    if record is not None and record.destination not in (None, destination):
+        record = None  # the recovery source's, restored with the data: not this backend's backup
     last = None
     if record is not None:
         last = BaseBackupStatus(
@@ -95,7 +97,7 @@ def backup_status(backend: ScalableBackend, snapshot: Snapshot) -> BackupStatus 
         return None
     state = archive_state(snapshot)
     if state is not None:
-        return _from_state(state)
+        return _from_state(state, backend.spec.postgres.backup.destination)
     return BackupStatus.model_validate(_stored(snapshot))
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from devkit.backup_rig import BackupRig
+from devkit.backup_rig import DESTINATION, BackupRig
 from devkit.postgres import PostgresServer
 from devkit.process import wait_until
 from sbo_operator.builders.backup import BACKUP_SIDECAR_SCRIPT, SIDECAR_SCRIPT_NAME
@@ -133,6 +133,7 @@ def test_the_primary_takes_each_request_once_and_the_operator_reads_the_record(
     state = probe(primary)
     assert state.last_backup is not None
     assert state.last_backup.name == name
+    assert state.last_backup.destination == DESTINATION
     assert state.last_backup.completed_at is not None
     assert state.last_backup.started_at is not None
     assert state.last_backup.started_at <= state.last_backup.completed_at

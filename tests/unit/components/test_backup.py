@@ -165,3 +165,17 @@ def test_archive_state_significance_ignores_each_new_segment() -> None:
     )
     assert failing.significant() != two.significant()
     assert dataclasses.replace(two, last_backup=BACKUP).significant() != two.significant()
+
+
+def test_a_backup_recorded_for_another_destination_is_not_this_backends() -> None:
+    """A database restored from another backend's archive carries that backend's record."""
+    theirs = dataclasses.replace(BACKUP, destination="s3://backups/elsewhere")
+    state = ArchiveState(
+        last_archived_wal="000000010000000000000003", last_archived_at=ARCHIVED, last_backup=theirs
+    )
+    status = status_of(example_body("backups.yaml"), {"shop-postgres-0": primary(state)})
+    assert status["postgres"]["backup"]["lastSuccessfulBackup"] is None
+    ours = dataclasses.replace(BACKUP, destination="s3://backups/shop")
+    state = dataclasses.replace(state, last_backup=ours)
+    status = status_of(example_body("backups.yaml"), {"shop-postgres-0": primary(state)})
+    assert status["postgres"]["backup"]["lastSuccessfulBackup"]["name"] == "20260131T030000"
