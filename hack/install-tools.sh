@@ -11,7 +11,8 @@
 #   hack/install-tools.sh keda-dir   print the directory KEDA's build lands in
 #   hack/install-tools.sh prometheus-sd   Prometheus with Kubernetes service discovery,
 #                                    only for make demo (not in "all")
-#   hack/install-tools.sh minio      MinIO, the S3-compatible store of the backup tests
+#   hack/install-tools.sh minio      MinIO, the S3-compatible store of the backup tests (and its
+#                                    node image, sbo.local/minio:<version>)
 #
 # "node" is the real node (kubelet, kube-proxy, containerd, runc, the CNI
 # plugins, CoreDNS and the pause/probe images); see docs/development.md.
@@ -273,7 +274,11 @@ install_servers() {
 # that "minio --version" prints, which is what decides a rebuild.
 install_minio() {
   need go "install Go (https://go.dev/doc/install) or the golang-go Debian package"
-  if has_version minio --version "$MINIO_VERSION"; then say "minio $MINIO_VERSION: already built"; return; fi
+  if has_version minio --version "$MINIO_VERSION"; then
+    say "minio $MINIO_VERSION: already built"
+    install_minio_image
+    return
+  fi
   mkdir -p "$bin_dir"
   rm -f "$bin_dir/minio"
   local module started
@@ -290,6 +295,24 @@ install_minio() {
   )
   has_version minio --version "$MINIO_VERSION" || die "the minio build in $bin_dir does not report $MINIO_VERSION"
   say "minio $MINIO_VERSION: built in $(( $(date +%s) - started ))s"
+  install_minio_image
+}
+
+# The same binary as a node image (sbo.local/minio:<version>), packed as pause and probe are, so
+# the real node's end-to-end tests run the store as a pod; up --real-node imports every archive.
+install_minio_image() {
+  need python3 "install Python 3"
+  local stamp
+  stamp="$(sha256sum < "$here/oci_image.py" | cut -c1-16)-minio-$MINIO_VERSION"
+  if [ "$(cat "$images_dir/minio.tar.stamp" 2>/dev/null)" = "$stamp" ]; then
+    say "minio image: already packed"
+    return
+  fi
+  mkdir -p "$images_dir"
+  python3 "$here/oci_image.py" --name "sbo.local/minio:$MINIO_VERSION" --out "$images_dir/minio.tar" \
+    --architecture "$(go env GOARCH)" --file "$bin_dir/minio:/minio" --entrypoint /minio
+  printf '%s\n' "$stamp" >"$images_dir/minio.tar.stamp"
+  say "minio image: packed into $images_dir/minio.tar"
 }
 
 # ---- the real node ---------------------------------------------------------------
