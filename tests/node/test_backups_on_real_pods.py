@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from devkit.cluster import LocalCluster, eventually
+from devkit.cluster import KubectlError, LocalCluster, eventually
 from devkit.operator_process import OperatorProcess
 from devkit.paths import REPO
 from devkit.real_pods import real_node_namespace
@@ -156,6 +156,12 @@ def psql(cluster: LocalCluster, name: str, sql: str, database: str = "app") -> l
 __all__ = ["operator", "real_cluster"]  # the fixtures this module uses, from the other module
 
 
+def archived_past(cluster: LocalCluster, name: str, segment: str) -> bool:
+    """The primary's archiver has archived ``segment`` or a later one (names sort by timeline, position)."""
+    [last] = psql(cluster, name, "SELECT coalesce(last_archived_wal, '-') FROM pg_stat_archiver;", "postgres")
+    return last != "-" and last >= segment
+
+
 def test_a_backend_backed_up_on_schedule_is_restored_into_a_second_one(
     real_cluster: LocalCluster, operator: OperatorProcess
 ) -> None:
@@ -186,13 +192,9 @@ def test_a_backend_backed_up_on_schedule_is_restored_into_a_second_one(
          "INSERT INTO kept SELECT g, 'row ' || g FROM generate_series(1, 100) g;")  # fmt: skip
     [segment] = psql(real_cluster, "shop", "SELECT pg_walfile_name(pg_switch_wal());", database="postgres")
 
-    def archived() -> bool:
-        [last] = psql(
-            real_cluster, "shop", "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver;", "postgres"
-        ) or [""]
-        return last >= segment
-
-    eventually(archived, timeout=120, what=f"WAL {segment} archived")
+    eventually(
+        lambda: archived_past(real_cluster, "shop", segment), timeout=120, what=f"WAL {segment} archived"
+    )
 
     restored_from = {"recovery": {"source": STORE, "target": {}}}
     real_cluster.apply(backend("copy", {"bootstrap": restored_from}))
@@ -203,3 +205,45 @@ def test_a_backend_backed_up_on_schedule_is_restored_into_a_second_one(
     print(f"backups figures: restore to Ready {time.monotonic() - started:.1f}s")
     jobs = [j["metadata"]["name"] for j in get_json(real_cluster, "jobs", namespace=NAMESPACE)["items"]]
     assert "copy-recovery-check" not in jobs, "the recovery check is gone once the instances exist"
+
+
+def test_after_a_failover_the_new_primary_archives_and_a_restore_misses_nothing(
+    real_cluster: LocalCluster, operator: OperatorProcess
+) -> None:
+    """Runs after the test above, on its backend "shop" (three instances)."""
+    old = primary(real_cluster, "shop")
+    psql(real_cluster, "shop", "INSERT INTO kept SELECT g, 'before' FROM generate_series(101, 200) g;")
+    [before] = psql(real_cluster, "shop", "SELECT pg_walfile_name(pg_switch_wal());", database="postgres")
+    eventually(
+        lambda: archived_past(real_cluster, "shop", before), timeout=120, what=f"WAL {before} archived"
+    )
+
+    real_cluster.kubectl("delete", "pod", "-n", NAMESPACE, old, "--grace-period=0", "--force")
+
+    def failed_over() -> str | None:
+        try:
+            new = primary(real_cluster, "shop")
+            ready = psql(real_cluster, "shop", "SELECT NOT pg_is_in_recovery();", database="postgres")
+        except (AssertionError, ValueError, KubectlError):
+            return None
+        return new if new != old and ready == ["t"] else None
+
+    new = eventually(failed_over, timeout=180, what="a new primary")
+    psql(real_cluster, "shop", "INSERT INTO kept SELECT g, 'after' FROM generate_series(201, 300) g;")
+    [after] = psql(real_cluster, "shop", "SELECT pg_walfile_name(pg_switch_wal());", database="postgres")
+    assert after[:8] != before[:8], f"the new primary {new} writes a new timeline"
+    eventually(lambda: archived_past(real_cluster, "shop", after), timeout=120, what=f"WAL {after} archived")
+    archiving = eventually(
+        lambda: (c := condition(real_cluster, "shop", "ContinuousArchiving")) and c["status"] == "True" and c,
+        timeout=120,
+        what="ContinuousArchiving True after the failover",
+    )
+    assert archiving["reason"] == "Archiving"
+
+    # The proof of no gap: a restore to the latest WAL replays both timelines through every segment.
+    real_cluster.apply(
+        backend("after-failover", {"bootstrap": {"recovery": {"source": STORE, "target": {}}}})
+    )
+    wait_ready(real_cluster, "after-failover")
+    rows = psql(real_cluster, "after-failover", "SELECT count(*), min(id), max(id) FROM kept;")
+    assert rows == ["300|1|300"], rows
