@@ -141,6 +141,10 @@ bench-app: tools venv ## Sample app under load: real Postgres primary+replica an
 bench-reconcile: tools venv ## N ScalableBackends to Ready vs a plain-client floor (N=100)
 	@$(PY) -m bench.reconcile --n $(or $(N),100)
 
+.PHONY: bench-backup
+bench-backup: tools venv ## About 1 GiB to MinIO and back with barman-cloud, vs pg_dump/pg_restore
+	@$(PY) -m bench.backup $(ARGS)
+
 .PHONY: bench-autoscale
 bench-autoscale: tools keda venv ## The operator, KEDA and the HPA on one load trace, measured
 	@$(PY) -m bench.autoscale $(ARGS)

@@ -11,6 +11,8 @@
 #   hack/install-tools.sh keda-dir   print the directory KEDA's build lands in
 #   hack/install-tools.sh prometheus-sd   Prometheus with Kubernetes service discovery,
 #                                    only for make demo (not in "all")
+#   hack/install-tools.sh minio      MinIO, the S3-compatible store of the backup tests (and its
+#                                    node image, sbo.local/minio:<version>)
 #
 # "node" is the real node (kubelet, kube-proxy, containerd, runc, the CNI
 # plugins, CoreDNS and the pause/probe images); see docs/development.md.
@@ -245,14 +247,15 @@ install_keda() {
   say "keda $KEDA_VERSION: built in $(( $(date +%s) - started ))s into $keda_dir"
 }
 
-# Debian's servers: PostgreSQL, Redis and Prometheus (with promtool).
+# Debian's servers: PostgreSQL, Redis and Prometheus (with promtool), and barman-cloud, which
+# the backup tests run against the machine's PostgreSQL as the pods run it.
 install_servers() {
   local pkgs=()
   if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
     pkgs+=(postgresql postgresql-contrib)
   fi
   mapfile -t -O "${#pkgs[@]}" pkgs < <(missing_packages redis-server=redis-server prometheus=prometheus wrk=wrk \
-    shellcheck=shellcheck openssl=openssl)
+    shellcheck=shellcheck openssl=openssl barman-cloud-wal-archive=barman-cli-cloud)
   if [ "${#pkgs[@]}" -gt 0 ]; then
     install_packages "${pkgs[@]}"
     # The Debian packages start system-wide daemons; the project runs its own
@@ -261,8 +264,55 @@ install_servers() {
       if command -v service >/dev/null 2>&1; then as_root service "$svc" stop >/dev/null 2>&1 || true; fi
     done
   else
-    say "servers: postgresql, redis-server and prometheus already installed"
+    say "servers: postgresql, redis-server, prometheus and barman-cli-cloud already installed"
   fi
+}
+
+# MinIO, the real S3-compatible store the backup tests and make bench-backup archive to.
+# It is built inside the downloaded module, so its go.mod and go.sum decide every
+# dependency (as MinIO's own Makefile does); the pseudo-version goes into the commit id
+# that "minio --version" prints, which is what decides a rebuild.
+install_minio() {
+  need go "install Go (https://go.dev/doc/install) or the golang-go Debian package"
+  if has_version minio --version "$MINIO_VERSION"; then
+    say "minio $MINIO_VERSION: already built"
+    install_minio_image
+    return
+  fi
+  mkdir -p "$bin_dir"
+  rm -f "$bin_dir/minio"
+  local module started
+  started="$(date +%s)"
+  say "minio $MINIO_VERSION: downloading github.com/minio/minio from the Go module proxy"
+  module="$(cd "$(mktemp -d)" && go mod download -json "github.com/minio/minio@$MINIO_VERSION" \
+    | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
+  [ -f "$module/go.mod" ] || die "could not download github.com/minio/minio@$MINIO_VERSION"
+  say "minio $MINIO_VERSION: compiling (about 4 minutes on a cold cache)"
+  (
+    cd "$module"
+    CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -tags kqueue \
+      -ldflags "-s -w -X github.com/minio/minio/cmd.CommitID=$MINIO_VERSION" -o "$bin_dir/minio" . >&2
+  )
+  has_version minio --version "$MINIO_VERSION" || die "the minio build in $bin_dir does not report $MINIO_VERSION"
+  say "minio $MINIO_VERSION: built in $(( $(date +%s) - started ))s"
+  install_minio_image
+}
+
+# The same binary as a node image (sbo.local/minio:<version>), packed as pause and probe are, so
+# the real node's end-to-end tests run the store as a pod; up --real-node imports every archive.
+install_minio_image() {
+  need python3 "install Python 3"
+  local stamp
+  stamp="$(sha256sum < "$here/oci_image.py" | cut -c1-16)-minio-$MINIO_VERSION"
+  if [ "$(cat "$images_dir/minio.tar.stamp" 2>/dev/null)" = "$stamp" ]; then
+    say "minio image: already packed"
+    return
+  fi
+  mkdir -p "$images_dir"
+  python3 "$here/oci_image.py" --name "sbo.local/minio:$MINIO_VERSION" --out "$images_dir/minio.tar" \
+    --architecture "$(go env GOARCH)" --file "$bin_dir/minio:/minio" --entrypoint /minio
+  printf '%s\n' "$stamp" >"$images_dir/minio.tar.stamp"
+  say "minio image: packed into $images_dir/minio.tar"
 }
 
 # ---- the real node ---------------------------------------------------------------
@@ -430,6 +480,7 @@ case "${1:-all}" in
   keda) install_keda ;;
   keda-dir) echo "$keda_dir" ;;
   prometheus-sd) install_prometheus_sd ;;
-  all) install_servers; install_go_tools; install_node ;;
-  *) die "unknown command '$1'; use one of: all, go-tools, servers, node, image-tools, keda, prometheus-sd, bin-dir, cni-dir, images-dir, keda-dir" ;;
+  minio) install_minio ;;
+  all) install_servers; install_go_tools; install_minio; install_node ;;
+  *) die "unknown command '$1'; use one of: all, go-tools, servers, node, image-tools, keda, prometheus-sd, minio, bin-dir, cni-dir, images-dir, keda-dir" ;;
 esac

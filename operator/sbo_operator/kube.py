@@ -244,12 +244,21 @@ class Kube:
     async def label_pod(self, namespace: str, name: str, uid: str, labels: dict[str, str]) -> bool:
         """Merge-patch a pod's labels, only if it is still the pod with that uid (a precondition:
         a pod recreated under the same name is not touched). False if it is gone or replaced."""
+        return await self._patch_pod_metadata(namespace, name, uid, {"labels": labels})
+
+    async def annotate_pod(self, namespace: str, name: str, uid: str, annotations: dict[str, str]) -> bool:
+        """Merge-patch a pod's annotations, as :meth:`label_pod` its labels."""
+        return await self._patch_pod_metadata(namespace, name, uid, {"annotations": annotations})
+
+    async def _patch_pod_metadata(
+        self, namespace: str, name: str, uid: str, metadata: dict[str, Any]
+    ) -> bool:
         resource = await self._resource("v1", "Pod")
         self._metrics.api_writes.labels(verb="patch", kind="Pod").inc()
         return await _unless_gone_or_replaced(
             self._dynamic.patch(
                 resource,
-                body={"metadata": {"uid": uid, "labels": labels}},
+                body={"metadata": {"uid": uid, **metadata}},
                 name=name,
                 namespace=namespace,
                 content_type=MERGE_PATCH_CONTENT_TYPE,

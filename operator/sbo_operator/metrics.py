@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -26,6 +27,9 @@ class OperatorMetrics:
     postgres_failing_over: Gauge
     postgres_primary_ready: Gauge
     postgres_replica_lag_bytes: Gauge
+    archiving_failing: Gauge
+    last_backup: Gauge
+    backup_scheduled: Gauge
     _condition_types: dict[tuple[str, str], set[str]] = dataclasses.field(default_factory=dict)
     _postgres_instances: dict[tuple[str, str], set[str]] = dataclasses.field(default_factory=dict)
     _postgres_backends: set[tuple[str, str]] = dataclasses.field(default_factory=set)
@@ -109,6 +113,25 @@ class OperatorMetrics:
                 ["namespace", "name", "instance"],
                 registry=registry,
             ),
+            archiving_failing=Gauge(
+                "sbo_postgres_archiving_failing",
+                "1 while the primary's last attempt to archive WAL to the object store failed, else 0; "
+                "only for backends with spec.postgres.backup.",
+                ["namespace", "name"],
+                registry=registry,
+            ),
+            last_backup=Gauge(
+                "sbo_postgres_last_backup_timestamp_seconds",
+                "When the newest base backup completed (Unix time); 0 before the first.",
+                ["namespace", "name"],
+                registry=registry,
+            ),
+            backup_scheduled=Gauge(
+                "sbo_postgres_backup_scheduled_timestamp_seconds",
+                "The schedule's latest time at or before now (Unix time): a backup newer than it is due.",
+                ["namespace", "name"],
+                registry=registry,
+            ),
         )
 
     def record_postgres(self, namespace: str, name: str, *, changing: bool, primary_ready: bool) -> None:
@@ -126,6 +149,20 @@ class OperatorMetrics:
         known.clear()
         known.update(lag_bytes)
 
+    def record_backups(
+        self, namespace: str, name: str, *, failing: bool, last_backup: float | None, scheduled: float
+    ) -> None:
+        """The backup gauges of one backend with backups on."""
+        self.archiving_failing.labels(namespace, name).set(1.0 if failing else 0.0)
+        self.last_backup.labels(namespace, name).set(last_backup or 0.0)
+        self.backup_scheduled.labels(namespace, name).set(scheduled)
+
+    def forget_backups(self, namespace: str, name: str) -> None:
+        """No backup series for a backend without backups (or deleted): no alert fires for it."""
+        for gauge in (self.archiving_failing, self.last_backup, self.backup_scheduled):
+            with contextlib.suppress(KeyError):  # never recorded
+                gauge.remove(namespace, name)
+
     def record_conditions(self, namespace: str, name: str, conditions: Iterable[Mapping[str, Any]]) -> None:
         """Set sbo_backend_condition from a status's conditions (kube-state-metrics style)."""
         types = self._condition_types.setdefault((namespace, name), set())
@@ -137,6 +174,7 @@ class OperatorMetrics:
 
     def forget_backend(self, namespace: str, name: str) -> None:
         """Drop a deleted backend's series, so that no alert fires for it."""
+        self.forget_backups(namespace, name)
         for type in self._condition_types.pop((namespace, name), set()):
             for status in CONDITION_STATUSES:
                 self.backend_condition.remove(namespace, name, type, status)

@@ -16,6 +16,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from sbo_operator.builders.names import POSTGRES_PORT
+from sbo_operator.postgres_backup import ArchiveState, read_archive_state
 
 __all__ = [
     "PROBE_QUERY",
@@ -70,10 +71,12 @@ class InstanceProbe:
     replay_lsn: int | None = None
     streaming: bool | None = None
     error: str | None = None  # why it is unreachable (logged at debug, never with the password)
+    archive: ArchiveState | None = None  # a primary's archiver and last base backup (postgres_backup)
 
-    def significant(self) -> tuple[bool, bool | None, int | None, bool | None]:
+    def significant(self) -> tuple[object, ...]:
         """What makes a new pass worth it when it changes (not the LSNs: they move with every write)."""
-        return (self.reachable, self.in_recovery, self.timeline, self.streaming)
+        archive = None if self.archive is None else self.archive.significant()
+        return (self.reachable, self.in_recovery, self.timeline, self.streaming, archive)
 
 
 UNREACHABLE = InstanceProbe(reachable=False)
@@ -100,6 +103,9 @@ async def probe_instance(host: str, credentials: Credentials) -> InstanceProbe:
             async with connection:
                 cursor = await connection.execute(PROBE_QUERY)
                 row = await cursor.fetchone()
+                archive = None
+                if row is not None and not row[0]:
+                    archive = await read_archive_state(connection)
     except (OSError, TimeoutError, psycopg.Error) as error:
         return InstanceProbe(reachable=False, error=type(error).__name__)
     if row is None:
@@ -112,6 +118,7 @@ async def probe_instance(host: str, credentials: Credentials) -> InstanceProbe:
         lsn=int(lsn) if lsn is not None else None,
         replay_lsn=int(replay_lsn) if replay_lsn is not None else None,
         streaming=bool(streaming),
+        archive=archive,
     )
 
 

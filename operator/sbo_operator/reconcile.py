@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from sbo_operator.api.conditions import Reason
 from sbo_operator.api.v1alpha1 import API_VERSION, KIND, ScalableBackend, ScalableBackendStatus
 from sbo_operator.autoscaler.scheduler import AutoscalerScheduler
+from sbo_operator.backup_schedule import record_backup_metrics, request_scheduled_backup
 from sbo_operator.builders import Manifest
 from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.secrets import MIN_RANDOM_BYTES
@@ -44,6 +45,7 @@ from sbo_operator.kube import ApplyConflict, ApplyRejected, Kube, ObjectGone
 from sbo_operator.metrics import OperatorMetrics
 from sbo_operator.postgres_failover import PostgresRoles
 from sbo_operator.postgres_roles import Phase
+from sbo_operator.recovery_check import read_recovery_verdict
 from sbo_operator.references import reference_problem
 from sbo_operator.refusals import refusal_problem
 from sbo_operator.snapshot import Snapshot
@@ -158,6 +160,9 @@ class Reconciler:
         # itself; here replicas always come from the spec.
         self.autoscaler.track(key, backend, body)
         missing = await self._missing_references(backend)
+        # A restored backend's StatefulSet waits for the verdict of its recovery check.
+        verdict = await read_recovery_verdict(self.kube, backend, snapshot)
+        snapshot = dataclasses.replace(snapshot, recovery=verdict)
         snapshot, created, refused = await self._create_missing_secrets(backend, body, snapshot)
         # No workload is applied that needs an object that is missing or that the API refused.
         desired = desired_state(backend, snapshot, {**missing, **refused}, images=self.images)
@@ -187,8 +192,12 @@ class Reconciler:
                 now=_now(),
             ),
         )
+        # The next scheduled base backup brings the backend back by itself.
+        now = datetime.now(UTC)
+        backup_due = await request_scheduled_backup(self.kube, backend, snapshot, now)
+        record_backup_metrics(self.metrics, backend, snapshot, now)
         if roles is None or self.roles is None:
-            return bool(problems), None
+            return bool(problems), backup_due
         self.metrics.record_postgres(
             key.namespace,
             key.name,
@@ -197,7 +206,8 @@ class Reconciler:
         )
         # Only now that the status holds the decided state: a restart resumes this very change.
         await self.roles.execute(key, backend, body, snapshot, roles)
-        return bool(problems), roles.requeue_seconds
+        requeues = [delay for delay in (roles.requeue_seconds, backup_due) if delay is not None]
+        return bool(problems), min(requeues) if requeues else None
 
     def _current_status(self, key: Key, body: dict[str, Any]) -> dict[str, Any]:
         """The backend's status: what this operator last wrote, until the watch brings it back."""

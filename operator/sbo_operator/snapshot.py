@@ -10,12 +10,15 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sbo_operator.api.v1alpha1 import KIND
 from sbo_operator.postgres_probe import InstanceProbe
 from sbo_operator.postgres_roles import Decision
 from sbo_operator.workqueue import Key
+
+if TYPE_CHECKING:
+    from sbo_operator.recovery_check import RecoveryVerdict
 
 LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
 KEPT_METADATA = (
@@ -111,7 +114,8 @@ def compact_pod(body: Mapping[str, Any]) -> dict[str, Any]:
     return kept
 
 
-POD_METADATA = ("name", "namespace", "uid", "labels", "ownerReferences", "deletionTimestamp")
+# annotations: the backup request the operator last left on the primary (backup_schedule).
+POD_METADATA = ("name", "namespace", "uid", "labels", "annotations", "ownerReferences", "deletionTimestamp")
 
 
 def pod_owner_key(body: Mapping[str, Any]) -> Key | None:
@@ -136,6 +140,8 @@ class Snapshot:
     pods: Mapping[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     roles: Decision | None = None
     probes: Mapping[str, InstanceProbe] = dataclasses.field(default_factory=dict)
+    # A restored backend's recovery check, once finished (recovery_check.RecoveryVerdict).
+    recovery: RecoveryVerdict | None = None
 
     def child(self, kind: str, name: str) -> dict[str, Any] | None:
         return self.children.get((kind, name))

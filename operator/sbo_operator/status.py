@@ -11,7 +11,7 @@ sent as null, so that the apiserver deletes it (``status_patch``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -63,6 +63,7 @@ def compute_status(
     are the stored conditions, whose lastTransitionTime is kept while their status holds.
     """
     components: list[ConditionState] = []
+    informational: set[ConditionType] = set()
     fields: dict[str, BaseModel | None] = {}
     endpoints: dict[str, str | None] = {}
     secrets: dict[str, str | None] = {}
@@ -72,12 +73,17 @@ def compute_status(
             continue
         problem = (held or {}).get(component.name)
         components.append(fragment.condition if problem is None else _held_condition(fragment, problem))
+        if not fragment.gates_ready:
+            informational.add(fragment.condition.type)
         fields.update(fragment.fields)
         endpoints.update(fragment.endpoints)
         secrets.update(fragment.secrets)
 
     report, autoscaler_conditions = _autoscaling(backend, autoscaling or {})
-    conditions = [*_summarise(components, applied=applied, problems=problems), *autoscaler_conditions]
+    conditions = [
+        *_summarise(components, applied=applied, problems=problems, informational=informational),
+        *autoscaler_conditions,
+    ]
     generation = backend.metadata.generation
     return ScalableBackendStatus(
         observed_generation=generation,
@@ -149,10 +155,16 @@ def _autoscaling(
 
 
 def _summarise(
-    components: list[ConditionState], *, applied: Sequence[str], problems: Sequence[Problem]
+    components: list[ConditionState],
+    *,
+    applied: Sequence[str],
+    problems: Sequence[Problem],
+    informational: Set[ConditionType] = frozenset(),
 ) -> list[ConditionState]:
-    """Ready, Reconciling and Stalled, followed by one condition per component."""
-    not_ready = [c for c in components if c.status != ConditionStatus.TRUE]
+    """Ready, Reconciling and Stalled, followed by one condition per component.
+
+    ``informational`` conditions are reported but do not hold Ready back."""
+    not_ready = [c for c in components if c.status != ConditionStatus.TRUE and c.type not in informational]
     if problems:
         first = problems[0]
         stalled = ConditionState(ConditionType.STALLED, ConditionStatus.TRUE, first.reason, first.message)

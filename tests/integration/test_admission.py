@@ -24,18 +24,26 @@ from devkit.cluster import LocalCluster, eventually
 from devkit.paths import REPO
 from sbo_operator.api.base import MAX_REPLICAS
 from sbo_operator.api.formats import (
+    ARCHIVE_TIMEOUT_MESSAGE,
     CONFIG_MAP_KEY_MESSAGE,
     CONTAINER_NAME_MESSAGE,
+    CRON_SCHEDULE_MESSAGE,
     DNS_SUBDOMAIN_MESSAGE,
     DURATION_MESSAGE,
+    ENDPOINT_URL_MESSAGE,
     ENV_NAME_MESSAGE,
     FIELD_PATH_MESSAGE,
     HTTP_PATH_MESSAGE,
     INGRESS_HOST_MESSAGE,
+    LSN_MESSAGE,
     METRIC_NAME_MESSAGE,
     PROMETHEUS_URL_MESSAGE,
     PROMQL_MESSAGE,
+    REGION_MESSAGE,
+    RETENTION_MESSAGE,
+    S3_DESTINATION_MESSAGE,
     SQL_IDENTIFIER_MESSAGE,
+    TIMESTAMP_MESSAGE,
 )
 from sbo_operator.api.v1alpha1 import (
     DIVISOR_MESSAGE,
@@ -45,6 +53,9 @@ from sbo_operator.api.v1alpha1 import (
     MAX_NAME_LENGTH,
     MAX_READ_REPLICAS,
     QUANTITY_MESSAGE,
+    RECOVERY_IMMUTABLE_MESSAGE,
+    RECOVERY_SOURCE_IS_DESTINATION_MESSAGE,
+    RECOVERY_TARGET_MESSAGE,
     REQUEST_ABOVE_LIMIT_MESSAGE,
     RESOURCE_NAME_MESSAGE,
     SWITCHOVER_ID_MESSAGE,
@@ -76,6 +87,18 @@ def worker(**changes: Any) -> dict[str, Any]:
 
 def env_from(**source: Any) -> list[dict[str, Any]]:
     return [{"name": "FROM_SOURCE", "valueFrom": source}]
+
+
+def store(destination: str = "s3://backups/shop", **fields: Any) -> dict[str, Any]:
+    return {"destination": destination, "credentials": {"secretName": "shop-backup"}, **fields}
+
+
+def recovery(destination: str = "s3://backups/old", **target: str) -> dict[str, Any]:
+    return {"recovery": {"source": store(destination), "target": target}}
+
+
+def backup_field(field: str, value: Any) -> Mutation:
+    return with_field("spec.postgres.backup", store(**{field: value}))
 
 
 def assert_rejected(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
@@ -485,9 +508,153 @@ FAILOVER_CASES = [
 ]
 
 
+# Backups and recovery (docs/backups.md): each format, with the field named and the fix.
+MALFORMED_BACKUP_FIELDS: dict[str, tuple[str, dict[str, Any]]] = {
+    # field: (message, {case id: value})
+    "destination": (
+        S3_DESTINATION_MESSAGE,
+        {
+            "destination-without-scheme": "backups/shop",
+            "destination-bucket-uppercase": "s3://Backups/shop",
+            "destination-bucket-too-short": "s3://ab/shop",
+            "destination-bucket-too-long": f"s3://{'b' * 64}/shop",
+            "destination-bucket-is-an-ip": "s3://10.0.0.1/shop",
+            "destination-bucket-with-adjacent-dots": "s3://back..ups/shop",
+            "destination-with-trailing-slash": "s3://backups/shop/",
+            "destination-with-dot-dot-segment": "s3://backups/../shop",
+        },
+    ),
+    "endpointURL": (
+        ENDPOINT_URL_MESSAGE,
+        {
+            "endpoint-without-scheme": "minio.storage.svc:9000",
+            "endpoint-port-out-of-range": "https://minio:70000",
+        },
+    ),
+    "region": (REGION_MESSAGE, {"region-with-spaces": "us east 1"}),
+    "schedule": (
+        CRON_SCHEDULE_MESSAGE,
+        {
+            "schedule-with-four-fields": "0 3 * *",
+            "schedule-with-seconds": "0 0 3 * * *",
+            "schedule-minute-out-of-range": "60 3 * * *",
+            "schedule-day-of-month-zero": "0 3 0 * *",
+            "schedule-day-of-week-seven": "0 3 * * 7",
+            "schedule-step-zero": "*/0 * * * *",
+            "schedule-descending-range": "0 22-2 * * *",
+            # Ordered as text, not as numbers: only the CEL rule, not the pattern, refuses it.
+            "schedule-range-descending-as-numbers": "10-9 * * * *",
+            "schedule-with-names": "0 3 * * MON-FRI",
+            "schedule-every-macro": "@every 24h",
+        },
+    ),
+    "retention": (
+        RETENTION_MESSAGE,
+        {"retention-without-unit": "30", "retention-in-years": "1y", "retention-zero": "0d"},
+    ),
+    "archiveTimeout": (
+        ARCHIVE_TIMEOUT_MESSAGE,
+        {
+            "archive-timeout-without-unit": "30",
+            "archive-timeout-below-5s": "1s",
+            "archive-timeout-above-1h": "1h1s",
+            "archive-timeout-in-milliseconds": "1500ms",
+        },
+    ),
+}
+MALFORMED_TARGETS: dict[str, tuple[str, dict[str, str]]] = {
+    "time": (
+        TIMESTAMP_MESSAGE,
+        {
+            "target-time-not-rfc3339": "2026-01-31 14:05:00",
+            "target-time-without-offset": "2026-01-31T14:05:00",
+            "target-time-on-february-29-of-a-common-year": "2025-02-29T14:05:00Z",
+            "target-time-on-june-31": "2026-06-31T14:05:00Z",
+        },
+    ),
+    "lsn": (LSN_MESSAGE, {"target-lsn-without-slash": "3000060", "target-lsn-above-32-bits": "123456789/0"}),
+}
+
+BACKUP_CASES = [
+    *(
+        pytest.param(backup_field(field, value), [f"spec.postgres.backup.{field}", message], id=case)
+        for field, (message, cases) in MALFORMED_BACKUP_FIELDS.items()
+        for case, value in cases.items()
+    ),
+    *(
+        pytest.param(
+            with_field("spec.postgres.bootstrap", recovery(**{field: value})),
+            [f"spec.postgres.bootstrap.recovery.target.{field}", message],
+            id=case,
+        )
+        for field, (message, cases) in MALFORMED_TARGETS.items()
+        for case, value in cases.items()
+    ),
+    pytest.param(
+        with_field("spec.postgres.bootstrap", recovery("s3://backups/old shop")),
+        ["spec.postgres.bootstrap.recovery.source.destination", S3_DESTINATION_MESSAGE],
+        id="recovery-source-with-space",
+    ),
+    pytest.param(
+        backup_field("credentials", {"secretName": "Shop Backup"}),
+        ["spec.postgres.backup.credentials.secretName", DNS_SUBDOMAIN_MESSAGE],
+        id="credentials-secret-name-malformed",
+    ),
+    pytest.param(
+        backup_field("credentials", {"secretName": "s", "secretAccessKeyKey": "..secret"}),
+        ["spec.postgres.backup.credentials.secretAccessKeyKey", CONFIG_MAP_KEY_MESSAGE],
+        id="credentials-key-escaping-the-volume",
+    ),
+    pytest.param(
+        backup_field("credentials", {"accessKeyIdKey": "id"}),
+        ["spec.postgres.backup.credentials.secretName", "Required value"],
+        id="credentials-without-secret-name",
+    ),
+    pytest.param(
+        backup_field("ca", {"secretName": "minio-ca", "key": "ca/crt"}),
+        ["spec.postgres.backup.ca.key", CONFIG_MAP_KEY_MESSAGE],
+        id="ca-key-with-slash",
+    ),
+    pytest.param(
+        with_field("spec.postgres.backup", {"credentials": {"secretName": "s"}}),
+        ["spec.postgres.backup.destination", "Required value"],
+        id="backup-without-destination",
+    ),
+    pytest.param(
+        with_field("spec.postgres.bootstrap", recovery(time="2026-01-31T14:05:00Z", lsn="0/3000060")),
+        ["spec.postgres.bootstrap.recovery.target", RECOVERY_TARGET_MESSAGE],
+        id="target-time-and-lsn",
+    ),
+    pytest.param(
+        with_field(
+            "spec.postgres",
+            {"backup": store("s3://backups/shop"), "bootstrap": recovery("s3://backups/shop")},
+        ),
+        ["spec.postgres.backup.destination", RECOVERY_SOURCE_IS_DESTINATION_MESSAGE],
+        id="backup-into-the-recovery-source",
+    ),
+    pytest.param(
+        with_field(
+            "spec.postgres",
+            {
+                "backup": store("s3://backups/shop", writeToRecoverySource=False),
+                "bootstrap": recovery("s3://backups/shop"),
+            },
+        ),
+        ["spec.postgres.backup.destination", RECOVERY_SOURCE_IS_DESTINATION_MESSAGE],
+        id="backup-into-the-recovery-source-flag-false",
+    ),
+    pytest.param(
+        with_field("spec.postgres.bootstrap", {"recovery": {"source": store(schedule="@daily")}}),
+        ['unknown field "spec.postgres.bootstrap.recovery.source.schedule"'],
+        id="schedule-on-the-recovery-source",
+    ),
+]
+
+
 @pytest.mark.parametrize(
     ("mutate", "fragments"),
-    CREATE_CASES + FORMAT_CASES + REPLICA_CAP_CASES + NETWORK_POLICY_CASES + FAILOVER_CASES,
+    CREATE_CASES + FORMAT_CASES + REPLICA_CAP_CASES + NETWORK_POLICY_CASES + FAILOVER_CASES + BACKUP_CASES,
 )
 def test_bad_input_is_rejected_on_create_naming_the_field(
     cluster: LocalCluster, crd: None, namespace: str, mutate: Mutation, fragments: list[str]
@@ -657,6 +824,44 @@ def test_switchover_by_patch_and_scale_down_below_its_target(
     assert patch(cluster, namespace, {"postgres": {"readReplicas": 1, "switchover": None}}).returncode == 0
 
 
+def test_recovery_is_fixed_at_creation(cluster: LocalCluster, crd: None, namespace: str) -> None:
+    manifest = valid_manifest(namespace)
+    with_field("spec.postgres.bootstrap", recovery(time="2026-01-31T14:05:00Z"))(manifest)
+    kubectl_create(cluster, manifest).check_returncode()
+    for spec_patch in (
+        {"postgres": {"bootstrap": {"recovery": {"target": {"time": "2026-01-31T15:00:00Z"}}}}},
+        {"postgres": {"bootstrap": {"recovery": {"target": {"time": None, "lsn": "0/3000060"}}}}},
+        {"postgres": {"bootstrap": {"recovery": {"source": {"destination": "s3://backups/other"}}}}},
+        {"postgres": {"bootstrap": {"recovery": None}}},
+        {"postgres": {"bootstrap": None}},
+    ):
+        assert_rejected(
+            patch(cluster, namespace, spec_patch), "spec.postgres.bootstrap", RECOVERY_IMMUTABLE_MESSAGE
+        )
+    # The rest of the spec stays editable, backups included (to another path than the source).
+    accepted = {"postgres": {"readReplicas": 2, "backup": store("s3://backups/shop", schedule="@hourly")}}
+    result = patch(cluster, namespace, accepted)
+    assert result.returncode == 0, result.stderr
+    assert_rejected(
+        patch(cluster, namespace, {"postgres": {"backup": {"destination": "s3://backups/old"}}}),
+        "spec.postgres.backup.destination",
+        RECOVERY_SOURCE_IS_DESTINATION_MESSAGE,
+    )
+
+
+def test_recovery_cannot_be_added_after_creation(cluster: LocalCluster, crd: None, namespace: str) -> None:
+    create_stateful_backend(cluster, namespace)
+    for bootstrap in (recovery(), {}):
+        assert_rejected(
+            patch(cluster, namespace, {"postgres": {"bootstrap": bootstrap}}),
+            "spec.postgres.bootstrap",
+            RECOVERY_IMMUTABLE_MESSAGE,
+        )
+    # Backups may be turned on (and off) at any time.
+    assert patch(cluster, namespace, {"postgres": {"backup": store()}}).returncode == 0
+    assert patch(cluster, namespace, {"postgres": {"backup": None}}).returncode == 0
+
+
 # ---- accepted --------------------------------------------------------------------------------------------
 
 BOUNDARY_CASES = [
@@ -747,6 +952,51 @@ BOUNDARY_CASES = [
     ),
     pytest.param(
         with_field("spec.networkPolicies", {"appIngressFrom": []}), id="network-ingress-from-nobody"
+    ),
+    pytest.param(
+        with_field(
+            "spec.postgres.backup",
+            store(
+                f"s3://{'b' * 63}/team-a/shop_db.v2",
+                endpointURL="https://[fd00::1]:65535/store",
+                region="eu-central-1",
+                credentials={
+                    "secretName": "shop-backup",
+                    "accessKeyIdKey": "access.key",
+                    "secretAccessKeyKey": "secret_key",
+                    "sessionTokenKey": "token",
+                },
+                ca={"secretName": "minio-ca", "key": "ca.pem"},
+                schedule="0,30 0-23/2 1-31 1-12 0-6",
+                retention="999d",
+                archiveTimeout="1h",
+            ),
+        ),
+        id="backup-at-its-bounds",
+    ),
+    pytest.param(backup_field("archiveTimeout", "5s"), id="archive-timeout-at-5s"),
+    pytest.param(backup_field("archiveTimeout", "59m60s"), id="archive-timeout-at-1h-in-minutes-and-seconds"),
+    pytest.param(backup_field("schedule", "@weekly"), id="schedule-macro"),
+    pytest.param(backup_field("schedule", "9-10 5-5 * * *"), id="schedule-ranges-ascending-as-numbers"),
+    pytest.param(with_field("spec.postgres.backup", store("s3://backups")), id="destination-bucket-only"),
+    pytest.param(
+        with_field("spec.postgres.bootstrap", recovery(time="2024-02-29T23:59:59.999999+14:00")),
+        id="target-time-on-a-leap-day",
+    ),
+    pytest.param(
+        with_field("spec.postgres.bootstrap", recovery(lsn="FFFFFFFF/ffffffff")), id="target-lsn-at-its-bound"
+    ),
+    pytest.param(with_field("spec.postgres.bootstrap", recovery()), id="target-latest"),
+    pytest.param(with_field("spec.postgres.bootstrap", {}), id="bootstrap-empty"),
+    pytest.param(
+        with_field(
+            "spec.postgres",
+            {
+                "backup": store("s3://backups/shop", writeToRecoverySource=True),
+                "bootstrap": recovery("s3://backups/shop"),
+            },
+        ),
+        id="backup-into-the-recovery-source-with-intent",
     ),
 ]
 

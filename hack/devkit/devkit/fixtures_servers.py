@@ -1,4 +1,4 @@
-"""pytest fixtures for real PostgreSQL and Redis servers on loopback.
+"""pytest fixtures for real PostgreSQL, Redis and object store (MinIO) servers on loopback.
 
 Use them with ``pytest_plugins = ["devkit.fixtures_servers"]`` in a conftest.py, or
 import the fixtures you need. Shared servers are session-scoped: tests that share them must
@@ -17,11 +17,13 @@ from typing import Any, TypeVar
 
 import pytest
 
+from devkit.object_store import MinioServer
 from devkit.postgres import PostgresServer, start_replica_of
 from devkit.process import ManagedProcess, ServerError
 from devkit.redis import RedisServer
 
 __all__ = [
+    "make_object_store",
     "make_postgres",
     "make_redis",
     "postgres_primary",
@@ -68,6 +70,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 MakePostgres = Callable[..., PostgresServer]
+MakeObjectStore = Callable[..., MinioServer]
 MakeRedis = Callable[..., RedisServer]
 
 
@@ -94,5 +97,19 @@ def make_redis(tmp_path: Path) -> Iterator[MakeRedis]:
 
         def make(**kwargs: Any) -> RedisServer:
             return owned.enter_context(_start_or_fail(lambda: RedisServer.start(tmp_path, **kwargs)))
+
+        yield make
+
+
+@pytest.fixture
+def make_object_store(tmp_path: Path) -> Iterator[MakeObjectStore]:
+    """Factory for MinIO stores this test owns, each with ``bucket`` made:
+    ``make_object_store(bucket="backups", tls=False)``. Stop and start them at will."""
+    with contextlib.ExitStack() as owned:
+
+        def make(*, bucket: str = "backups", tls: bool = False) -> MinioServer:
+            store = owned.enter_context(_start_or_fail(lambda: MinioServer.start(tmp_path, tls=tls)))
+            store.create_bucket(bucket)
+            return store
 
         yield make

@@ -182,6 +182,7 @@ class PostgresServer(ManagedProcess):
         settings: Mapping[str, str],
         run_as: _RunAs,
         primary: PostgresServer | None = None,
+        extra_env: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(name=f"postgres on port {port}", log_path=server_dir / "postgres.log")
         self.server_dir = server_dir
@@ -192,6 +193,7 @@ class PostgresServer(ManagedProcess):
         self.bindir = bindir
         self.settings = dict(settings)
         self.primary = primary
+        self.extra_env = dict(extra_env or {})
         self._run_as = run_as
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -203,12 +205,14 @@ class PostgresServer(ManagedProcess):
         *,
         settings: Mapping[str, str] | None = None,
         pg_stat_statements: bool = False,
+        extra_env: Mapping[str, str] | None = None,
         timeout: float = 60.0,
     ) -> PostgresServer:
         """initdb a new cluster under ``base_dir`` (or the system temp dir) and start it.
 
         ``settings`` are extra ``postgresql.conf`` parameters. ``pg_stat_statements`` preloads
-        the extension and creates it in the ``postgres`` database.
+        the extension and creates it in the ``postgres`` database. ``extra_env`` is added to the
+        server's environment, which its archive_command inherits (e.g. object store credentials).
         """
         bindir = find_postgres_bindir()
         run_as = _RunAs()
@@ -223,6 +227,7 @@ class PostgresServer(ManagedProcess):
             bindir=bindir,
             settings=merged,
             run_as=run_as,
+            extra_env=extra_env,
         )
         pwfile = server.server_dir / "pwfile"
         pwfile.write_text(server.password + "\n")
@@ -252,6 +257,23 @@ class PostgresServer(ManagedProcess):
             server.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         return server
 
+    @classmethod
+    def unstarted_copy_of(cls, source: PostgresServer, base_dir: Path | None = None) -> PostgresServer:
+        """A server for a copy of ``source``'s data that something else will make (a restore).
+
+        Its ``data_dir`` does not exist yet; its directory belongs to the user the servers run as,
+        so a script run with :meth:`popen_options` can create it. Then :meth:`start_again`.
+        Superuser and password are ``source``'s, as they come with the data.
+        """
+        return cls(
+            server_dir=_make_server_dir(base_dir, source._run_as, "sbo-pg-copy-"),
+            port=free_port(),
+            password=source.password,
+            bindir=source.bindir,
+            settings=DEFAULT_SETTINGS,
+            run_as=source._run_as,
+        )
+
     def start_again(self, timeout: float = 60.0) -> None:
         """Start the server process on the same port and data directory (after stop/kill)."""
         self.launch(timeout)
@@ -264,6 +286,9 @@ class PostgresServer(ManagedProcess):
 
     def working_dir(self) -> Path:
         return Path("/")
+
+    def environment(self) -> Mapping[str, str] | None:
+        return {**os.environ, **self.extra_env} if self.extra_env else None
 
     def popen_options(self) -> dict[str, Any]:
         return self._run_as.popen_kwargs()

@@ -26,6 +26,8 @@ class ConditionType(StrEnum):
     WORKER_READY = "WorkerReady"
     REDIS_READY = "RedisReady"
     POSTGRES_READY = "PostgresReady"
+    # WAL archiving to the object store (spec.postgres.backup).
+    CONTINUOUS_ARCHIVING = "ContinuousArchiving"
     # The autoscaler's, for the api; the worker's carry the "Worker" prefix.
     AUTOSCALING_ACTIVE = "AutoscalingActive"
     SCALING_LIMITED = "ScalingLimited"
@@ -84,6 +86,19 @@ class Reason(StrEnum):
     FAILOVER_CANDIDATE_LAGGING = "FailoverCandidateLagging"
     NO_FAILOVER_CANDIDATE = "NoFailoverCandidate"
     SWITCHOVER_REFUSED = "SwitchoverRefused"
+    # ContinuousArchiving: True Archiving; False for the others, Unknown before the first archived WAL.
+    ARCHIVING = "Archiving"
+    ARCHIVING_PENDING = "ArchivingPending"
+    ARCHIVING_FAILING = "ArchivingFailing"
+    BACKUPS_DISABLED = "BackupsDisabled"
+    CREDENTIALS_NOT_FOUND = "CredentialsNotFound"
+    BARMAN_CLOUD_MISSING = "BarmanCloudMissing"  # the PostgreSQL image cannot run barman-cloud
+    # Recovery (spec.postgres.bootstrap.recovery): what stops the restore, never a crash loop. A
+    # target before the first recoverability point or after the archive ends is unreachable.
+    RECOVERING = "Recovering"
+    RECOVERY_TARGET_UNREACHABLE = "RecoveryTargetUnreachable"
+    RECOVERY_SOURCE_EMPTY = "RecoverySourceEmpty"  # no completed base backup in the source
+    RECOVERY_CHECK_FAILED = "RecoveryCheckFailed"  # the source could not be listed
     # The autoscaler
     DRY_RUN = "DryRun"
     FAILED_GET_METRICS = "FailedGetMetrics"

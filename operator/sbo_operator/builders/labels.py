@@ -53,6 +53,7 @@ class Component(StrEnum):
     MIGRATIONS = "migrations"
     REDIS = "redis"
     POSTGRES = "postgres"
+    BACKUP = "backup"  # the PostgreSQL backups' own children (the recovery check Job)
 
 
 class PostgresRole(StrEnum):

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sbo_operator.api.v1alpha1 import MAX_READ_REPLICAS, ScalableBackend
-from sbo_operator.builders import Manifest
+from sbo_operator.builders import Manifest, backup
 from sbo_operator.builders.images import OFFICIAL_DATA_SERVICE_IMAGES, DataServiceImages
 from sbo_operator.builders.labels import (
     CONFIG_HASH_ANNOTATION,
@@ -96,11 +96,12 @@ def _config_files(backend: ScalableBackend) -> dict[str, str]:
     """The ConfigMap's files. synchronous_standby_names names every instance there can be, not
     only those of readReplicas now: scaling then changes no file, and so restarts no server."""
     postgres = backend.spec.postgres
-    return postgres_config_files(
+    files = postgres_config_files(
         postgres,
         instance_names=postgres_instance_names(backend, 1 + MAX_READ_REPLICAS),
         synchronous_standbys=postgres.synchronous.standbys,
     )
+    return backup.backup_config_files(backend, files, scripts_dir=CONFIG_DIR)
 
 
 def build_postgres_config_map(backend: ScalableBackend) -> Manifest | None:
@@ -415,6 +416,8 @@ def build_postgres_statefulset(
             ],
         },
     }
+    backup.wire_backup(backend, manifest["spec"]["template"]["spec"], scripts_dir=CONFIG_DIR)
+    backup.wire_recovery(backend, manifest["spec"]["template"]["spec"], scripts_dir=CONFIG_DIR)
     annotate_secret_uids(manifest["spec"]["template"], secret_uids)
     return manifest
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 from sbo_operator.api.v1alpha1 import ScalableBackend
 from sbo_operator.components.api import Api
+from sbo_operator.components.backup import Backup
 from sbo_operator.components.base import AutoscalingTarget, Component, GeneratedSecret
 from sbo_operator.components.migrations import Migrations
 from sbo_operator.components.postgres import Postgres
@@ -26,7 +27,7 @@ __all__ = [
     "required_references",
 ]
 
-COMPONENTS: tuple[Component, ...] = (Api(), Worker(), Migrations(), Redis(), Postgres())
+COMPONENTS: tuple[Component, ...] = (Api(), Worker(), Migrations(), Redis(), Postgres(), Backup())
 
 
 def generated_secrets(backend: ScalableBackend) -> Iterator[GeneratedSecret]:

@@ -93,6 +93,8 @@ class StatusFragment:
     fields: Mapping[str, BaseModel | None] = dataclasses.field(default_factory=dict)
     endpoints: Mapping[str, str | None] = dataclasses.field(default_factory=dict)
     secrets: Mapping[str, str | None] = dataclasses.field(default_factory=dict)
+    # False: the condition informs but does not hold Ready back (e.g. ContinuousArchiving).
+    gates_ready: bool = True
 
 
 class Component(abc.ABC):

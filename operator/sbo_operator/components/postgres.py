@@ -26,6 +26,7 @@ from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.labels import POSTGRES_ROLE_LABEL, PostgresRole
 from sbo_operator.builders.labels import Component as ComponentLabel
 from sbo_operator.builders.names import POSTGRES_PORT, ChildNames, child_names, service_host
+from sbo_operator.components.backup import backup_status, recovery_condition, recovery_hold
 from sbo_operator.components.base import (
     Component,
     GeneratedSecret,
@@ -200,7 +201,11 @@ class Postgres(Component):
             kept = frozenset(
                 ("StatefulSet", name) for name in legacy if primary is None or name != names.postgres_primary
             )
-        return Plan(manifests=manifests, kept=kept)
+        # A restored backend's instances wait for the verdict of its recovery check.
+        held = recovery_hold(backend, snapshot)
+        if held is not None:
+            manifests = [m for m in manifests if m["kind"] != "StatefulSet"]
+        return Plan(manifests=manifests, kept=kept, waiting=held)
 
     def secrets(self, backend: ScalableBackend) -> Sequence[GeneratedSecret]:
         if not backend.spec.postgres.enabled:
@@ -235,12 +240,17 @@ class Postgres(Component):
             and not pod["metadata"].get("deletionTimestamp")
             and pod_ready(pod)
         )
-        condition = _condition(snapshot, primary, ready, ready_replicas, spec.read_replicas, instances)
+        condition = recovery_condition(backend, snapshot) or _condition(
+            snapshot, primary, ready, ready_replicas, spec.read_replicas, instances
+        )
         host = f"{service_host(names.postgres_read_write, namespace)}:{POSTGRES_PORT}"
         read_only_host = f"{service_host(names.postgres_read_only, namespace)}:{POSTGRES_PORT}"
         fields = PostgresStatus(
             primary_ready=ready, ready_replicas=ready_replicas, instances=_instances(snapshot)
         )
+        if backend.spec.postgres.backup is not None or persisted_roles(snapshot).get("backup"):
+            # None once backups are off: the merge patch deletes it.
+            fields = fields.model_copy(update={"backup": backup_status(backend, snapshot)})
         if snapshot.roles is not None:
             fields = snapshot.roles.state.into_status(fields)
         return StatusFragment(

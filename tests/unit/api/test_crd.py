@@ -13,7 +13,14 @@ import yaml
 from sbo_operator.api import crd as crd_module
 from sbo_operator.api.base import MAX_REPLICAS
 from sbo_operator.api.crd import CRD_FILE_NAME, build_crd, render_crd_reference, render_crd_yaml
-from sbo_operator.api.v1alpha1 import IMAGE_PATTERN, MAX_NAME_LENGTH, MAX_READ_REPLICAS, QUANTITY_PATTERN
+from sbo_operator.api.v1alpha1 import (
+    IMAGE_PATTERN,
+    MAX_NAME_LENGTH,
+    MAX_READ_REPLICAS,
+    QUANTITY_PATTERN,
+    RECOVERY_IMMUTABLE_MESSAGE,
+    RECOVERY_SOURCE_IS_DESTINATION_MESSAGE,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -258,6 +265,39 @@ def test_storage_transition_rules() -> None:
 
 def test_postgres_version_is_immutable() -> None:
     assert any("self.version == oldSelf.version" in rule for rule in rules("spec.postgres"))
+
+
+def test_backup_and_recovery_rules_sit_on_postgres_which_holds_both() -> None:
+    found = {rule["message"]: rule for rule in at("spec.postgres")["x-kubernetes-validations"]}
+    immutable = found[RECOVERY_IMMUTABLE_MESSAGE]
+    assert immutable["fieldPath"] == ".bootstrap"
+    assert "oldSelf.bootstrap" in immutable["rule"]
+    same_path = found[RECOVERY_SOURCE_IS_DESTINATION_MESSAGE]
+    assert same_path["fieldPath"] == ".backup.destination"
+    assert "self.backup.writeToRecoverySource" in same_path["rule"]
+
+
+def test_backup_and_recovery_wire_names_and_defaults() -> None:
+    backup = at("spec.postgres.backup")
+    assert set(backup["required"]) == {"destination", "credentials"}
+    assert {"endpointURL", "writeToRecoverySource", "archiveTimeout"} <= set(backup["properties"])
+    assert at("spec.postgres.backup.schedule")["default"] == "0 3 * * *"
+    assert at("spec.postgres.backup.archiveTimeout")["default"] == "30s"
+    assert "default" not in at("spec.postgres.backup.retention")
+    assert at("spec.postgres.backup.credentials.accessKeyIdKey")["default"] == "AWS_ACCESS_KEY_ID"
+    source = at("spec.postgres.bootstrap.recovery.source")
+    assert not {"schedule", "retention", "archiveTimeout", "writeToRecoverySource"} & set(
+        source["properties"]
+    )
+    assert at("spec.postgres.bootstrap.recovery.target")["default"] == {}
+    assert set(at("status.postgres.backup.lastSuccessfulBackup")["properties"]) == {
+        "name",
+        "startedAt",
+        "completedAt",
+        "beginLSN",
+        "endLSN",
+    }
+    assert {"lastArchivedWAL", "lastFailedWAL"} <= set(at("status.postgres.backup")["properties"])
 
 
 def test_name_length_rule_at_the_top_level() -> None:

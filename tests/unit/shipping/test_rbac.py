@@ -106,6 +106,7 @@ KUBE_METHODS = {
     "patch_status": {"patch"},
     "patch_spec": {"patch"},
     "label_pod": {"patch"},  # the PostgreSQL role label
+    "annotate_pod": {"patch"},  # a scheduled base backup, asked of the primary
     "delete_pod": {"delete"},  # fencing a failed primary
     "close": set(),
 }

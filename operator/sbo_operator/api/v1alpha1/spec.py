@@ -1,4 +1,4 @@
-"""The ScalableBackend spec: the api, the worker, Redis, PostgreSQL and their storage.
+"""The ScalableBackend spec: the api, the worker, Redis, PostgreSQL, its backups and their storage.
 
 The invariant: every CEL rule here, including the transition rules (``oldSelf``, mirrored by
 :func:`check_spec_transition`), is mirrored by a validator raising the same message.
@@ -24,6 +24,13 @@ from sbo_operator.api.formats import (
     SqlIdentifier,
     StringFormat,
     parse_duration,
+)
+from sbo_operator.api.v1alpha1.backup import (
+    RECOVERY_IMMUTABLE_MESSAGE,
+    RECOVERY_SOURCE_IS_DESTINATION_MESSAGE,
+    BackupSpec,
+    BootstrapSpec,
+    recovery_source_is_destination,
 )
 from sbo_operator.api.v1alpha1.common import (
     CommandList,
@@ -277,6 +284,18 @@ _VERSION_IMMUTABLE_MESSAGE = (
 )
 
 
+# Recovery is read once, at creation: adding, changing or removing it later would promise a restore
+# that never happens (or hide the one that did).
+_BOOTSTRAP_IMMUTABLE_RULE = (
+    "has(self.bootstrap) == has(oldSelf.bootstrap)"
+    " && (!has(self.bootstrap) || self.bootstrap == oldSelf.bootstrap)"
+)
+_RECOVERY_SOURCE_RULE = (
+    "!has(self.backup) || !has(self.bootstrap) || !has(self.bootstrap.recovery)"
+    " || self.backup.destination != self.bootstrap.recovery.source.destination"
+    " || (has(self.backup.writeToRecoverySource) && self.backup.writeToRecoverySource)"
+)
+
 _SYNCHRONOUS_RULE = (
     "!has(self.synchronous) || !has(self.synchronous.standbys)"
     " || self.synchronous.standbys <= (has(self.readReplicas) ? self.readReplicas : 1)"
@@ -371,6 +390,16 @@ class PostgresSpec(ApiModel):
             {"rule": _VERSION_IMMUTABLE_RULE, "message": _VERSION_IMMUTABLE_MESSAGE, "fieldPath": ".version"},
             {"rule": _SYNCHRONOUS_RULE, "message": SYNCHRONOUS_STANDBYS_MESSAGE, "fieldPath": ".synchronous"},
             {"rule": _FAILOVER_LAG_RULE, "message": FAILOVER_LAG_MESSAGE, "fieldPath": ".maxFailoverLag"},
+            {
+                "rule": _RECOVERY_SOURCE_RULE,
+                "message": RECOVERY_SOURCE_IS_DESTINATION_MESSAGE,
+                "fieldPath": ".backup.destination",
+            },
+            {
+                "rule": _BOOTSTRAP_IMMUTABLE_RULE,
+                "message": RECOVERY_IMMUTABLE_MESSAGE,
+                "fieldPath": ".bootstrap",
+            },
         )
     )
 
@@ -427,6 +456,20 @@ class PostgresSpec(ApiModel):
         default=None,
         description="Move the primary to another instance, once per id. Absent: the operator decides.",
     )
+    backup: BackupSpec | None = Field(
+        default=None,
+        description=(
+            "Archive WAL continuously and take scheduled base backups to an S3-compatible object store "
+            "(barman-cloud, which the PostgreSQL image must carry). Absent: no backups."
+        ),
+    )
+    bootstrap: BootstrapSpec | None = Field(
+        default=None,
+        description=(
+            "How the database is created: from a backup (recovery) or empty. Read once, when the backend "
+            "is created; immutable. Absent: an empty database."
+        ),
+    )
 
     @property
     def failover_delay_duration(self) -> timedelta:
@@ -446,6 +489,8 @@ class PostgresSpec(ApiModel):
             raise ValueError(f"synchronous: {SYNCHRONOUS_STANDBYS_MESSAGE}")
         if parse_quantity(self.max_failover_lag) != int(parse_quantity(self.max_failover_lag)):
             raise ValueError(f"maxFailoverLag: {FAILOVER_LAG_MESSAGE}")
+        if recovery_source_is_destination(self.backup, self.bootstrap):
+            raise ValueError(f"backup.destination: {RECOVERY_SOURCE_IS_DESTINATION_MESSAGE}")
         return self
 
 
@@ -511,6 +556,8 @@ def check_spec_transition(old: ScalableBackendSpec, new: ScalableBackendSpec) ->
         _check_storage_transition("spec.redis.persistence", old.redis.persistence, new.redis.persistence)
     if old.postgres.version != new.postgres.version:
         raise ValueError(f"spec.postgres.version: {_VERSION_IMMUTABLE_MESSAGE}")
+    if old.postgres.bootstrap != new.postgres.bootstrap:
+        raise ValueError(f"spec.postgres.bootstrap: {RECOVERY_IMMUTABLE_MESSAGE}")
 
 
 def _check_storage_transition(path: str, old: StorageSpec, new: StorageSpec) -> None:

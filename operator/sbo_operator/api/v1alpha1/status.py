@@ -20,6 +20,8 @@ __all__ = [
     "UNOBSERVED_GENERATION",
     "ApiStatus",
     "BackendAutoscalingStatus",
+    "BackupStatus",
+    "BaseBackupStatus",
     "Condition",
     "Endpoints",
     "PostgresInstanceStatus",
@@ -109,6 +111,53 @@ class PostgresInstanceStatus(ApiModel):
     )
 
 
+# WAL file names (24 hex digits, or a .history, .partial or .backup file) and barman backup ids.
+_WAL_NAME_LENGTH = 64
+
+
+class BaseBackupStatus(ApiModel):
+    """One completed base backup, as barman-cloud recorded it."""
+
+    name: str = Field(max_length=253, description="barman's backup id, e.g. 20260131T030000.")
+    started_at: datetime | None = Field(default=None, description="When the backup began.")
+    completed_at: datetime | None = Field(default=None, description="When the backup completed.")
+    begin_lsn: str | None = Field(
+        default=None, alias="beginLSN", max_length=17, description="WAL position the backup began at."
+    )
+    end_lsn: str | None = Field(
+        default=None,
+        alias="endLSN",
+        max_length=17,
+        description="WAL position at which the backup is consistent: the earliest a restore from it reaches.",
+    )
+
+
+class BackupStatus(ApiModel):
+    """Where the backups stand: the last base backup, the recoverable range, the WAL archiver."""
+
+    last_successful_backup: BaseBackupStatus | None = Field(
+        default=None, description="The most recent base backup that completed."
+    )
+    first_recoverability_point: datetime | None = Field(
+        default=None,
+        description="The earliest time a restore can target: the end of the oldest base backup kept.",
+    )
+    last_archived_wal: str | None = Field(
+        default=None,
+        alias="lastArchivedWAL",
+        max_length=_WAL_NAME_LENGTH,
+        description="The last WAL file archived (pg_stat_archiver).",
+    )
+    last_archived_at: datetime | None = Field(default=None, description="When that file was archived.")
+    last_failed_wal: str | None = Field(
+        default=None,
+        alias="lastFailedWAL",
+        max_length=_WAL_NAME_LENGTH,
+        description="The last WAL file whose archiving failed (pg_stat_archiver).",
+    )
+    last_failed_at: datetime | None = Field(default=None, description="When archiving it failed.")
+
+
 class PostgresStatus(ApiModel):
     """Observed state of PostgreSQL, and the operator's record of who is primary."""
 
@@ -139,6 +188,9 @@ class PostgresStatus(ApiModel):
         default_factory=list,
         max_length=16,
         description="Every instance: its role, readiness, timeline and replication lag.",
+    )
+    backup: BackupStatus | None = Field(
+        default=None, description="Backups and WAL archiving, when spec.postgres.backup is set."
     )
 
 
