@@ -363,6 +363,9 @@ class Writer:
         if conn is not None:
             conn.close()
 
+    def wait_for_writes_after(self, moment: float) -> None:
+        wait_until(lambda: self.acknowledged[-1][1] > moment, timeout=60, what="writes on the new primary")
+
     def first_after(self, moment: float) -> float:
         return next(at for _, at in self.acknowledged if at > moment)
 
@@ -389,19 +392,23 @@ def stored_ids(instance: Instance) -> set[int]:
 
 
 def promote_most_advanced(cluster: Cluster, old: Instance) -> Instance:
-    """The operator's failover after ``old`` is fenced: -rw has no endpoint while it promotes."""
-    cluster.rw.point_at(None)
+    """The operator's failover after ``old`` is fenced (-rw has no endpoint while it promotes)."""
     standbys = cluster.others(old)
     probes = {standby.name: probe(standby) for standby in standbys}
     assert all(observed.in_recovery for observed in probes.values())
     target = max(standbys, key=lambda standby: (probes[standby.name].lsn, -standbys.index(standby)))
+    promote(cluster, target)
+    return target
+
+
+def promote(cluster: Cluster, target: Instance) -> None:
+    """pg_promote() as sbo_operator, then the labels, then -rw's endpoint: the new primary."""
     with target.operator() as conn:
         assert conn.execute("SELECT pg_promote()").fetchone() == (True,)
     for instance in cluster.instances:
         instance.set_role("primary" if instance is target else "replica")
     cluster.rw.point_at(target.port)
     cluster.primary = target
-    return target
 
 
 def assert_a_streaming_standby_of(standby: Instance, primary: Instance) -> None:
@@ -447,17 +454,17 @@ def test_failover_after_a_sigkill_and_the_old_primary_rejoins_rewound(
         assert old.server is not None
         killed_at = time.monotonic()
         old.server.kill()  # SIGKILL to the pod's processes, as a deletion with grace 0
-        # From here no process of the old primary exists: a later acknowledgement is the new one's.
-        gone_at = time.monotonic()
+        # Fenced: no process of the old primary exists, and the connections to it are cut (an
+        # answer it sent before it died is relayed no more): a later acknowledgement is the new one's.
+        cluster.rw.point_at(None)
+        fenced_at = time.monotonic()
         new = promote_most_advanced(cluster, old)
         promoted_at = time.monotonic()
-        wait_until(
-            lambda: writer.acknowledged[-1][1] > promoted_at, timeout=60, what="writes on the new primary"
-        )
+        writer.wait_for_writes_after(promoted_at)
     print(
-        f"\n[{synchronous_standbys} synchronous] SIGKILL -> processes gone: {gone_at - killed_at:.3f} s; "
+        f"\n[{synchronous_standbys} synchronous] SIGKILL -> fenced: {fenced_at - killed_at:.3f} s; "
         f"-> promoted: {promoted_at - killed_at:.3f} s; -> first acknowledged write on {new.name}: "
-        f"{writer.first_after(gone_at) - killed_at:.3f} s"
+        f"{writer.first_after(fenced_at) - killed_at:.3f} s"
     )
 
     # Every acknowledged commit is on the promoted server when a commit waits for a standby.
@@ -499,6 +506,7 @@ def test_switchover_after_a_fast_shutdown_loses_nothing_and_needs_no_rewind(
         cluster.rw.point_at(None, cut=False)
         os.kill(old.server.pid, signal.SIGINT)
         assert old.server.wait_exit(60) == 0
+        cluster.rw.point_at(None)
         stopped_at = time.monotonic()
         old.server.stop()
         controldata = subprocess.run(
@@ -516,16 +524,9 @@ def test_switchover_after_a_fast_shutdown_loses_nothing_and_needs_no_rewind(
         wait_until(
             lambda: probe(target).lsn > last_lsn, timeout=5, what="the shutdown checkpoint on the target"
         )
-        with target.operator() as conn:
-            assert conn.execute("SELECT pg_promote()").fetchone() == (True,)
-        for instance in cluster.instances:
-            instance.set_role("primary" if instance is target else "replica")
-        cluster.rw.point_at(target.port)
-        cluster.primary = target
+        promote(cluster, target)
         promoted_at = time.monotonic()
-        wait_until(
-            lambda: writer.acknowledged[-1][1] > promoted_at, timeout=60, what="writes on the new primary"
-        )
+        writer.wait_for_writes_after(promoted_at)
     print(
         f"\n[switchover] fast shutdown: {stopped_at - started_at:.3f} s; -> promoted: "
         f"{promoted_at - started_at:.3f} s; -> first acknowledged write: "
