@@ -145,7 +145,8 @@ class Instance:
         return Path(self.env["SBO_PG_ROLE_FILE"])
 
     def set_role(self, role: str) -> None:
-        self.role_file.write_text(role)
+        if "SBO_PG_ROLE_FILE" in self.env:  # a pod of the old shape has no role file
+            self.role_file.write_text(role)
 
     def _log(self, what: str) -> Path:
         self.runs += 1
@@ -238,21 +239,18 @@ def forwarder() -> Iterator[Forwarder]:
         rw.close()
 
 
-def start_cluster(box: Sandbox, rw: Forwarder, *, size: int = 3, synchronous_standbys: int = 0) -> Cluster:
-    """``size`` instances started as a Parallel StatefulSet starts them, before any label is set.
-
-    Every init container waits for a role, saying so; then the operator's bootstrap: instance 0
-    primary (and the -rw endpoint once it serves), the others replica: they clone and stream.
-    """
+def make_instances(
+    box: Sandbox, rw: Forwarder, names: list[str], *, synchronous_standbys: int = 0
+) -> list[Instance]:
+    """The pods' volumes, role files and env (each has what either role needs), not started."""
     sb = backend(
         postgres={
-            "readReplicas": size - 1,
+            "readReplicas": len(names) - 1,
             "database": "shop",
             "user": "shop_app",
             "storage": {"size": "1Gi"},
         }
     )
-    names = [f"shop-postgres-{ordinal}" for ordinal in range(size)]
     files = postgres_config_files(
         sb.spec.postgres, instance_names=names, synchronous_standbys=synchronous_standbys
     )
@@ -291,6 +289,17 @@ def start_cluster(box: Sandbox, rw: Forwarder, *, size: int = 3, synchronous_sta
         instances.append(
             Instance(name=name, port=int(env["SBO_PG_PORT"]), env=env, box=box, config_dir=config_dir)
         )
+    return instances
+
+
+def start_cluster(box: Sandbox, rw: Forwarder, *, size: int = 3, synchronous_standbys: int = 0) -> Cluster:
+    """``size`` instances started as a Parallel StatefulSet starts them, before any label is set.
+
+    Every init container waits for a role, saying so; then the operator's bootstrap: instance 0
+    primary (and the -rw endpoint once it serves), the others replica: they clone and stream.
+    """
+    names = [f"shop-postgres-{ordinal}" for ordinal in range(size)]
+    instances = make_instances(box, rw, names, synchronous_standbys=synchronous_standbys)
 
     # Every init container waits for its label, and says so.
     bootstraps = [instance.launch_bootstrap() for instance in instances]
@@ -363,6 +372,9 @@ class Writer:
         if conn is not None:
             conn.close()
 
+    def wait_for_writes_after(self, moment: float) -> None:
+        wait_until(lambda: self.acknowledged[-1][1] > moment, timeout=60, what="writes on the new primary")
+
     def first_after(self, moment: float) -> float:
         return next(at for _, at in self.acknowledged if at > moment)
 
@@ -389,19 +401,23 @@ def stored_ids(instance: Instance) -> set[int]:
 
 
 def promote_most_advanced(cluster: Cluster, old: Instance) -> Instance:
-    """The operator's failover after ``old`` is fenced: -rw has no endpoint while it promotes."""
-    cluster.rw.point_at(None)
+    """The operator's failover after ``old`` is fenced (-rw has no endpoint while it promotes)."""
     standbys = cluster.others(old)
     probes = {standby.name: probe(standby) for standby in standbys}
     assert all(observed.in_recovery for observed in probes.values())
     target = max(standbys, key=lambda standby: (probes[standby.name].lsn, -standbys.index(standby)))
+    promote(cluster, target)
+    return target
+
+
+def promote(cluster: Cluster, target: Instance) -> None:
+    """pg_promote() as sbo_operator, then the labels, then -rw's endpoint: the new primary."""
     with target.operator() as conn:
         assert conn.execute("SELECT pg_promote()").fetchone() == (True,)
     for instance in cluster.instances:
         instance.set_role("primary" if instance is target else "replica")
     cluster.rw.point_at(target.port)
     cluster.primary = target
-    return target
 
 
 def assert_a_streaming_standby_of(standby: Instance, primary: Instance) -> None:
@@ -426,6 +442,31 @@ def caught_up(standby: Instance, primary: Instance) -> None:
     )
 
 
+def assert_the_operator_may_do_its_part_and_no_more(primary: Instance) -> None:
+    """sbo_operator: set synchronous_standby_names and reload; not other settings, not app data."""
+    with primary.operator() as conn:
+        conn.execute("""ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 ("shop-postgres-9")'""")
+        assert conn.execute("SELECT pg_reload_conf()").fetchone() == (True,)
+        wait_until(
+            lambda: (
+                conn.execute("SHOW synchronous_standby_names").fetchone() == ('ANY 1 ("shop-postgres-9")',)
+            ),
+            timeout=10,
+            what="the reloaded setting",
+        )
+        conn.execute("ALTER SYSTEM RESET synchronous_standby_names")
+        conn.execute("SELECT pg_reload_conf()")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("ALTER SYSTEM SET work_mem = '1GB'")
+    with pytest.raises(psycopg.OperationalError, match=r"pg_hba\.conf rejects"):
+        connect(
+            primary.port,
+            user=OPERATOR_USER,
+            password=primary.env["SBO_OPERATOR_PASSWORD"],
+            dbname=primary.env["SBO_APP_DATABASE"],
+        )
+
+
 # ---- the scenarios ----------------------------------------------------------------------------------------
 
 
@@ -447,17 +488,17 @@ def test_failover_after_a_sigkill_and_the_old_primary_rejoins_rewound(
         assert old.server is not None
         killed_at = time.monotonic()
         old.server.kill()  # SIGKILL to the pod's processes, as a deletion with grace 0
-        # From here no process of the old primary exists: a later acknowledgement is the new one's.
-        gone_at = time.monotonic()
+        # Fenced: no process of the old primary exists, and the connections to it are cut (an
+        # answer it sent before it died is relayed no more): a later acknowledgement is the new one's.
+        cluster.rw.point_at(None)
+        fenced_at = time.monotonic()
         new = promote_most_advanced(cluster, old)
         promoted_at = time.monotonic()
-        wait_until(
-            lambda: writer.acknowledged[-1][1] > promoted_at, timeout=60, what="writes on the new primary"
-        )
+        writer.wait_for_writes_after(promoted_at)
     print(
-        f"\n[{synchronous_standbys} synchronous] SIGKILL -> processes gone: {gone_at - killed_at:.3f} s; "
+        f"\n[{synchronous_standbys} synchronous] SIGKILL -> fenced: {fenced_at - killed_at:.3f} s; "
         f"-> promoted: {promoted_at - killed_at:.3f} s; -> first acknowledged write on {new.name}: "
-        f"{writer.first_after(gone_at) - killed_at:.3f} s"
+        f"{writer.first_after(fenced_at) - killed_at:.3f} s"
     )
 
     # Every acknowledged commit is on the promoted server when a commit waits for a standby.
@@ -490,6 +531,7 @@ def test_switchover_after_a_fast_shutdown_loses_nothing_and_needs_no_rewind(
     cluster = start_cluster(sandbox, forwarder)
     old = cluster.primary
     target = cluster.instances[1]
+    assert_the_operator_may_do_its_part_and_no_more(old)
     with writer_for(cluster) as writer:
         time.sleep(1)
         # SetRole(old, replica): -rw loses its endpoint; then the pod's preStop: a fast shutdown,
@@ -499,6 +541,7 @@ def test_switchover_after_a_fast_shutdown_loses_nothing_and_needs_no_rewind(
         cluster.rw.point_at(None, cut=False)
         os.kill(old.server.pid, signal.SIGINT)
         assert old.server.wait_exit(60) == 0
+        cluster.rw.point_at(None)
         stopped_at = time.monotonic()
         old.server.stop()
         controldata = subprocess.run(
@@ -516,16 +559,9 @@ def test_switchover_after_a_fast_shutdown_loses_nothing_and_needs_no_rewind(
         wait_until(
             lambda: probe(target).lsn > last_lsn, timeout=5, what="the shutdown checkpoint on the target"
         )
-        with target.operator() as conn:
-            assert conn.execute("SELECT pg_promote()").fetchone() == (True,)
-        for instance in cluster.instances:
-            instance.set_role("primary" if instance is target else "replica")
-        cluster.rw.point_at(target.port)
-        cluster.primary = target
+        promote(cluster, target)
         promoted_at = time.monotonic()
-        wait_until(
-            lambda: writer.acknowledged[-1][1] > promoted_at, timeout=60, what="writes on the new primary"
-        )
+        writer.wait_for_writes_after(promoted_at)
     print(
         f"\n[switchover] fast shutdown: {stopped_at - started_at:.3f} s; -> promoted: "
         f"{promoted_at - started_at:.3f} s; -> first acknowledged write: "
@@ -576,3 +612,38 @@ def test_a_former_primary_that_cannot_be_rewound_is_kept_aside_and_cloned_afresh
     assert_a_streaming_standby_of(old, new)
     caught_up(old, new)
     assert stored_ids(old) == set(range(1, 1002))
+
+
+def test_migration_new_instances_clone_the_legacy_primary_and_take_over_by_switchover(
+    sandbox: Sandbox,  # noqa: F811
+    forwarder: Forwarder,
+) -> None:
+    """The old shape's primary (primary-bootstrap.sh, start.sh without a role file) with the
+    operator's env: the operator's login reaches the new instances with the clone, and a
+    switchover moves the primary to one of them."""
+    legacy, new = make_instances(sandbox, forwarder, ["shop-postgres-primary-0", "shop-postgres-0"])
+    del legacy.env["SBO_PG_ROLE_FILE"]  # the old StatefulSet's pod has no podinfo volume
+    sandbox.run(["sh", str(legacy.config_dir / "primary-bootstrap.sh")], legacy.env)
+    legacy.start()
+    forwarder.point_at(legacy.port)
+    with legacy.app() as conn:
+        conn.execute("CREATE TABLE orders (id bigint PRIMARY KEY)")
+        conn.execute("INSERT INTO orders SELECT generate_series(1, 10)")
+
+    new.set_role("replica")
+    assert "cloning the primary" in new.bootstrap()
+    new.start()
+    assert_a_streaming_standby_of(new, legacy)
+    assert probe(new).in_recovery  # as sbo_operator: its role came with the clone
+
+    # The switchover: the legacy primary stops (fast), the new instance is promoted.
+    assert legacy.server is not None
+    forwarder.point_at(None, cut=False)
+    os.kill(legacy.server.pid, signal.SIGINT)
+    assert legacy.server.wait_exit(60) == 0
+    legacy.server.stop()
+    cluster = Cluster(instances=[legacy, new], rw=forwarder, primary=legacy)
+    promote(cluster, new)
+    with new.app() as conn:
+        conn.execute("INSERT INTO orders VALUES (11)")
+    assert stored_ids(new) == set(range(1, 12))

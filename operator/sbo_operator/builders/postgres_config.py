@@ -195,44 +195,13 @@ PRIMARY_BOOTSTRAP_SCRIPT = (
     + _ENSURE_ROLES
 )
 
-_WAIT_FOR_PRIMARY = """
-until pg_isready -q -h "$SBO_PRIMARY_HOST" -p "$SBO_PRIMARY_PORT" -t 3; do
-  log "waiting for the primary at $SBO_PRIMARY_HOST:$SBO_PRIMARY_PORT"
-  sleep 2
-done
-"""
-
-REPLICA_BOOTSTRAP_SCRIPT = (
-    _PREAMBLE
-    + """
-# Wait for the primary, then clone it with pg_basebackup if this replica has no data yet.
-: "${SBO_PRIMARY_HOST:?}" "${SBO_PRIMARY_PORT:?}"
-: "${SBO_REPLICATION_USER:?}" "${SBO_REPLICATION_PASSWORD:?}"
-"""
-    + _WAIT_FOR_PRIMARY
-    + """
-if [ -s "$PGDATA/PG_VERSION" ]; then
-  log "$PGDATA already holds a data directory; streaming resumes from it"
-  exit 0
-fi
-prepare_empty_pgdata
-log "cloning the primary into $PGDATA"
-PGPASSWORD="$SBO_REPLICATION_PASSWORD" pg_basebackup --no-password \\
-  -h "$SBO_PRIMARY_HOST" -p "$SBO_PRIMARY_PORT" -U "$SBO_REPLICATION_USER" \\
-  -D "$PGDATA.new" --wal-method=stream --checkpoint=fast
-touch "$PGDATA.new/standby.signal"
-chmod 0700 "$PGDATA.new"
-mv "$PGDATA.new" "$PGDATA"
-log "cloned; the replica starts as a hot standby"
-"""
-)
-
-# The failover shape's functions, shared by instance-bootstrap.sh and start.sh: the role the
-# operator assigned, and making this instance a standby of whatever -rw points at.
-_INSTANCE_FUNCTIONS = """
-# The pod's role label, through the downward API: "primary", "replica" or empty (no label yet).
-assigned_role() {
-  tr -d '[:space:]' < "$SBO_PG_ROLE_FILE" 2>/dev/null || true
+# Both shapes' standbys: wait for the primary behind SBO_PRIMARY_HOST, clone it.
+_STANDBY_FUNCTIONS = """
+wait_for_primary() {
+  until pg_isready -q -h "$SBO_PRIMARY_HOST" -p "$SBO_PRIMARY_PORT" -t 3; do
+    log "waiting for the primary at $SBO_PRIMARY_HOST:$SBO_PRIMARY_PORT"
+    sleep 2
+  done
 }
 
 clone_primary() {
@@ -245,6 +214,33 @@ clone_primary() {
   chmod 0700 "$PGDATA.new"
   mv "$PGDATA.new" "$PGDATA"
   log "cloned; starting as a hot standby"
+}
+"""
+
+REPLICA_BOOTSTRAP_SCRIPT = (
+    _PREAMBLE
+    + _STANDBY_FUNCTIONS
+    + """
+# Wait for the primary, then clone it with pg_basebackup if this replica has no data yet.
+: "${SBO_PRIMARY_HOST:?}" "${SBO_PRIMARY_PORT:?}"
+: "${SBO_REPLICATION_USER:?}" "${SBO_REPLICATION_PASSWORD:?}"
+wait_for_primary
+if [ -s "$PGDATA/PG_VERSION" ]; then
+  log "$PGDATA already holds a data directory; streaming resumes from it"
+  exit 0
+fi
+clone_primary
+"""
+)
+
+# The failover shape's functions, shared by instance-bootstrap.sh and start.sh: the role the
+# operator assigned, and making this instance a standby of whatever -rw points at.
+_INSTANCE_FUNCTIONS = (
+    _STANDBY_FUNCTIONS
+    + """
+# The pod's role label, through the downward API: "primary", "replica" or empty (no label yet).
+assigned_role() {
+  tr -d '[:space:]' < "$SBO_PG_ROLE_FILE" 2>/dev/null || true
 }
 
 # A former primary may hold WAL the new primary never had: pg_rewind winds it back to where the
@@ -276,10 +272,7 @@ rewind_former_primary() {
 become_standby() {
   : "${SBO_PRIMARY_HOST:?}" "${SBO_PRIMARY_PORT:?}"
   : "${SBO_REPLICATION_USER:?}" "${SBO_REPLICATION_PASSWORD:?}"
-  until pg_isready -q -h "$SBO_PRIMARY_HOST" -p "$SBO_PRIMARY_PORT" -t 3; do
-    log "waiting for the primary at $SBO_PRIMARY_HOST:$SBO_PRIMARY_PORT"
-    sleep 2
-  done
+  wait_for_primary
   if [ ! -s "$PGDATA/PG_VERSION" ]; then
     clone_primary
   elif [ ! -f "$PGDATA/standby.signal" ]; then
@@ -289,6 +282,7 @@ become_standby() {
   fi
 }
 """
+)
 
 INSTANCE_BOOTSTRAP_SCRIPT = (
     _PREAMBLE
