@@ -135,20 +135,29 @@ class BackupRig:
             **runner.popen_options(),
         )
 
-    def base_backup(self, primary: PostgresServer, **env: str) -> subprocess.CompletedProcess[str]:
+    def base_backup(
+        self, primary: PostgresServer, *, timeout: float = 300, **env: str
+    ) -> subprocess.CompletedProcess[str]:
         libpq = {"PGHOST": "127.0.0.1", "PGPORT": str(primary.port), "PGUSER": "postgres"}
         libpq["PGPASSWORD"] = primary.password
-        done = self.run("base-backup.sh", {**self.store_env(), **libpq, **env}, runner=primary)
+        done = self.run(
+            "base-backup.sh", {**self.store_env(), **libpq, **env}, runner=primary, timeout=timeout
+        )
         if done.returncode != 0:
             raise ServerError(f"base-backup.sh failed ({done.returncode}):\n{done.stderr}")
         return done
 
     def restore(
-        self, source: PostgresServer, *, target_time: datetime | None = None, target_lsn: str | None = None
+        self,
+        source: PostgresServer,
+        *,
+        target_time: datetime | None = None,
+        target_lsn: str | None = None,
+        timeout: float = 300,
     ) -> tuple[subprocess.CompletedProcess[str], PostgresServer]:
         """Run restore.sh into a new server's (empty) data directory; the server is not started."""
         env, restored = self._restore_env(source, target_time, target_lsn)
-        return self.run("restore.sh", env, runner=source), restored
+        return self.run("restore.sh", env, runner=source, timeout=timeout), restored
 
     def run_in_background_restore(self, source: PostgresServer) -> RunningRestore:
         """restore.sh to latest, started and not waited for."""

@@ -26,7 +26,6 @@ import os
 import secrets
 import shutil
 import ssl
-import subprocess
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
@@ -37,6 +36,7 @@ import httpx
 
 from devkit.paths import tools_bin_dir
 from devkit.process import LOOPBACK, ManagedProcess, ServerError, free_port, port_accepts
+from devkit.prometheus import write_test_pki
 
 __all__ = ["MinioServer", "ServerError", "find_minio"]
 
@@ -70,31 +70,6 @@ def _ports() -> tuple[int, int]:
     )
 
 
-def _self_signed_tls(certs_dir: Path) -> Path:
-    """A CA and a server certificate for 127.0.0.1 signed by it, as MinIO's certs dir wants them.
-
-    Returns the CA certificate: what a client is given as its CA bundle (``AWS_CA_BUNDLE``).
-    """
-    ca_key, ca_crt = certs_dir / "ca.key", certs_dir / "ca.crt"
-    key, csr, crt = certs_dir / "private.key", certs_dir / "server.csr", certs_dir / "public.crt"
-    extensions = certs_dir / "server.ext"
-    extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n")
-    commands = [
-        ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-         "-subj", "/CN=sbo test object store CA", "-keyout", ca_key, "-out", ca_crt],
-        ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", csr],
-        ["x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial", "-days", "2",
-         "-extfile", extensions, "-out", crt],
-    ]  # fmt: skip
-    for args in commands:
-        done = subprocess.run(["openssl", *map(str, args)], capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise ServerError(f"openssl {args[0]} failed: {done.stderr.strip()}")
-    ca_key.unlink()
-    return ca_crt
-
-
 class MinioServer(ManagedProcess):
     """One ``minio server`` on 127.0.0.1 with a private data directory and generated credentials."""
 
@@ -114,8 +89,12 @@ class MinioServer(ManagedProcess):
         self.secret_key = secrets.token_urlsafe(32)
         self.ca_bundle: Path | None = None
         if tls:
+            # MinIO reads its certificate and key under these names from --certs-dir.
+            pki = write_test_pki(server_dir / "pki", name="minio")
             self.certs_dir.mkdir(mode=0o700)
-            self.ca_bundle = _self_signed_tls(self.certs_dir)
+            shutil.copyfile(pki.server_cert, self.certs_dir / "public.crt")
+            shutil.copyfile(pki.server_key, self.certs_dir / "private.key")
+            self.ca_bundle = pki.ca_cert
 
     @classmethod
     def start(cls, base_dir: Path | None = None, *, tls: bool = False, timeout: float = 60.0) -> MinioServer:
