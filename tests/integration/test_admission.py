@@ -60,6 +60,7 @@ from sbo_operator.api.v1alpha1 import (
     RESOURCE_NAME_MESSAGE,
     SWITCHOVER_ID_MESSAGE,
     SWITCHOVER_TO_MESSAGE,
+    SYNCHRONOUS_REQUIRED_MESSAGE,
     SYNCHRONOUS_STANDBYS_MESSAGE,
     PostgresSpec,
     ScalableBackend,
@@ -469,6 +470,11 @@ FAILOVER_CASES = [
         with_field("spec.postgres.synchronous", {"standbys": 2}),
         ["spec.postgres.synchronous", SYNCHRONOUS_STANDBYS_MESSAGE],
         id="more-synchronous-standbys-than-default-replicas",
+    ),
+    pytest.param(
+        with_field("spec.postgres", {"readReplicas": 1, "synchronous": {"standbys": 1, "required": False}}),
+        ["spec.postgres.synchronous", SYNCHRONOUS_REQUIRED_MESSAGE],
+        id="synchronous-not-required-is-not-supported-yet",
     ),
     pytest.param(
         with_field("spec.postgres.switchover", {"to": "cart-postgres-1", "id": "a"}),
@@ -881,7 +887,7 @@ BOUNDARY_CASES = [
                 "readReplicas": 2,
                 "failoverDelay": "1m30s",
                 "maxFailoverLag": 0,
-                "synchronous": {"standbys": 2, "required": False},
+                "synchronous": {"standbys": 2, "required": True},
                 "switchover": {"to": "shop-postgres-2", "id": "2026-01-01 move to the last instance"},
             },
         ),

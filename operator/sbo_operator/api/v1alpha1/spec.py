@@ -312,8 +312,20 @@ _FAILOVER_LAG_RULE = (
 FAILOVER_LAG_MESSAGE = "maxFailoverLag must be a whole number of bytes, e.g. 16Mi, 1Gi or 0"
 
 
+SYNCHRONOUS_REQUIRED_MESSAGE = (
+    "synchronous.required: false is not supported yet (the operator cannot lower the number of standbys a "
+    "commit waits for at runtime); remove it or set true"
+)
+
+
 class SynchronousSpec(ApiModel):
     """Synchronous replication: a commit returns once standbys hold it, not only the primary."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            {"rule": "!has(self.required) || self.required", "message": SYNCHRONOUS_REQUIRED_MESSAGE}
+        )
+    )
 
     standbys: int = Field(
         default=0,
@@ -328,9 +340,15 @@ class SynchronousSpec(ApiModel):
         default=True,
         description=(
             "true: while fewer standbys are connected, writes wait (no acknowledged commit is ever lost). "
-            "false: the operator waits only for the standbys connected (availability first)."
+            "false (not supported yet, refused): the operator would wait only for the standbys connected."
         ),
     )
+
+    @model_validator(mode="after")
+    def _check_cel_rules(self) -> SynchronousSpec:
+        if not self.required:
+            raise ValueError(SYNCHRONOUS_REQUIRED_MESSAGE)
+        return self
 
 
 SWITCHOVER_ID_MESSAGE = (

@@ -316,9 +316,15 @@ def test_max_failover_lag_is_a_whole_number_of_bytes(lag: Any, expected: int) ->
 
 
 def test_synchronous_standbys_may_equal_read_replicas() -> None:
-    body = manifest(postgres={"readReplicas": 2, "synchronous": {"standbys": 2, "required": False}})
+    body = manifest(postgres={"readReplicas": 2, "synchronous": {"standbys": 2, "required": True}})
     synchronous = ScalableBackend.model_validate(body).spec.postgres.synchronous
-    assert (synchronous.standbys, synchronous.required) == (2, False)
+    assert (synchronous.standbys, synchronous.required) == (2, True)
+
+
+def test_synchronous_required_false_is_refused_until_it_is_supported() -> None:
+    body = manifest(postgres={"readReplicas": 2, "synchronous": {"standbys": 1, "required": False}})
+    with pytest.raises(ValidationError, match="required: false is not supported yet"):
+        ScalableBackend.model_validate(body)
 
 
 @pytest.mark.parametrize("ordinal", [0, 1, 2])
