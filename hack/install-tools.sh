@@ -305,7 +305,7 @@ install_minio_image() {
   local stamp
   stamp="$(sha256sum < "$here/oci_image.py" | cut -c1-16)-minio-$MINIO_VERSION"
   if [ "$(cat "$images_dir/minio.tar.stamp" 2>/dev/null)" = "$stamp" ]; then
-    say "minio image: already packed"
+    say "minio image: already built"
     return
   fi
   mkdir -p "$images_dir"
