@@ -441,10 +441,11 @@ class Reconciler:
         if is_stored(patch, current):
             return
         log.info(
-            "%s/%s: status changed; Ready=%s",
+            "%s/%s: status changed; Ready=%s (%s)",
             meta["namespace"],
             meta["name"],
             _condition_status(patch, "Ready"),
+            _condition_summary(patch, "Ready"),
         )
         await self.kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], patch)
         stored = {name: value for name, value in current.items() if name not in patch}
@@ -478,6 +479,12 @@ def _event_target(backend: ScalableBackend) -> dict[str, Any]:
 
 def _condition_status(status: Mapping[str, Any], type: str) -> str:
     return next((c["status"] for c in status["conditions"] if c["type"] == type), "Unknown")
+
+
+def _condition_summary(status: Mapping[str, Any], type: str) -> str:
+    """"Reason: message" of a condition: the log says why, as the status does (never a secret)."""
+    found = next((c for c in status["conditions"] if c["type"] == type), None)
+    return f"{found.get('reason')}: {found.get('message')}" if found else "no condition"
 
 
 def _owned_by(obj: Mapping[str, Any], backend: ScalableBackend) -> bool:

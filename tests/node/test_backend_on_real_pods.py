@@ -43,6 +43,7 @@ from devkit.cluster import KubectlError, LocalCluster, eventually
 from devkit.failover_probe import CREATE_PROBE_TABLE, Probe, ProbeRecord
 from devkit.operator_process import OperatorProcess
 from devkit.paths import EXAMPLES, SAMPLE_APP
+from devkit.process import WaitTimeout
 from devkit.promtext import Labels, samples
 from devkit.real_pods import NODE_NAME, node_http_client, node_memory_mib, real_node_namespace
 from tests.node.test_real_node import probe_pod
@@ -318,6 +319,34 @@ def app(real_cluster: LocalCluster, backend: Backend) -> Iterator[App]:
         )
         assert token.status_code == 200, token.text
         yield App(http, service_url, {"Authorization": f"Bearer {token.json()['access_token']}"})
+
+
+def instance_logs(cluster: LocalCluster, pod: str) -> str:
+    """The tail of an instance's bootstrap and server logs (this run's and the previous one's): what
+    a timeout waiting for it to stream leaves for the reader."""
+    parts = []
+    for container, previous in (("bootstrap", False), ("postgres", True), ("postgres", False)):
+        args = ["logs", "-n", NAMESPACE, pod, "-c", container, "--tail=40"]
+        done = cluster.kubectl(*args, *(["--previous"] if previous else []), check=False)
+        label = f"{container}{' (previous)' if previous else ''}"
+        parts.append(f"--- {pod} {label}:\n{done.stdout}{done.stderr}")
+    return "\n".join(parts)
+
+
+def wait_streaming_from(cluster: LocalCluster, primary: str, standbys: list[str], what: str) -> None:
+    """Wait until exactly ``standbys`` stream from ``primary``; on timeout, say why with their logs."""
+    streaming = "SELECT application_name, state FROM pg_stat_replication ORDER BY 1"
+    try:
+        eventually(
+            lambda: psql(cluster, primary, streaming) == [[name, "streaming"] for name in sorted(standbys)],
+            timeout=120,
+            interval=2,
+            what=what,
+        )
+    except WaitTimeout as timeout:
+        seen = psql(cluster, primary, streaming)
+        logs = "\n".join(instance_logs(cluster, pod) for pod in standbys)
+        raise AssertionError(f"{timeout}\npg_stat_replication on {primary}: {seen}\n{logs}") from timeout
 
 
 def summary_of(title: str, description: str) -> str:
@@ -926,15 +955,11 @@ def test_a_deleted_primary_is_failed_over_without_losing_an_acknowledged_write(
     figures.values["failover_acknowledged_writes"] = len(found.acked)
 
     # The old primary rejoins as a replica streaming from the new one (rewound), never writable.
-    streaming = "SELECT application_name, state FROM pg_stat_replication ORDER BY 1"
-    eventually(
-        lambda: (
-            psql(real_cluster, new, streaming)
-            == [[name, "streaming"] for name in sorted({old, *replicas} - {new})]
-        ),
-        timeout=120,
-        interval=2,
-        what="the old primary and the other replica to stream from the new primary",
+    wait_streaming_from(
+        real_cluster,
+        new,
+        sorted({old, *replicas} - {new}),
+        "the old primary and the other replica to stream from the new primary",
     )
     assert psql(real_cluster, old, "SELECT pg_is_in_recovery()") == [["t"]]
     assert postgres_roles(real_cluster) == (new, sorted({old, *replicas} - {new}))
@@ -978,14 +1003,8 @@ def test_a_switchover_on_request_moves_the_primary_under_writes_once_per_id(
     wait_ready_at_current_generation(real_cluster)
     time.sleep(5)
     assert postgres_roles(real_cluster)[0] == target
-    streaming = "SELECT application_name, state FROM pg_stat_replication ORDER BY 1"
     others = sorted({old, *replicas} - {target})
-    eventually(
-        lambda: psql(real_cluster, target, streaming) == [[name, "streaming"] for name in others],
-        timeout=120,
-        interval=2,
-        what="the old primary to stream from the new one",
-    )
+    wait_streaming_from(real_cluster, target, others, "the old primary to stream from the new one")
 
 
 def test_kubectl_scale_adds_api_pods_that_serve(

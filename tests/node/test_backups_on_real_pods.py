@@ -211,6 +211,26 @@ def test_after_a_failover_the_new_primary_archives_and_a_restore_misses_nothing(
     real_cluster: LocalCluster, operator: OperatorProcess
 ) -> None:
     """Runs after the test above, on its backend "shop" (three instances)."""
+    # The local variant waits 30 s for a lost primary, and a deleted pod comes back sooner (it
+    # restarts in place, no failover): promote at once, as the failover tests do.
+    real_cluster.kubectl(
+        "patch",
+        "sb/shop",
+        "-n",
+        NAMESPACE,
+        "--type=merge",
+        "-p",
+        '{"spec":{"postgres":{"failoverDelay":"0s"}}}',
+    )
+    eventually(
+        lambda: (
+            (body := get_json(real_cluster, "sb", "shop", namespace=NAMESPACE))["metadata"]["generation"]
+            == (body.get("status") or {}).get("observedGeneration")
+        ),
+        timeout=60,
+        what="the operator to see failoverDelay 0s",
+    )
+    wait_ready(real_cluster, "shop")
     old = primary(real_cluster, "shop")
     psql(real_cluster, "shop", "INSERT INTO kept SELECT g, 'before' FROM generate_series(101, 200) g;")
     [before] = psql(real_cluster, "shop", "SELECT pg_walfile_name(pg_switch_wal());", database="postgres")
