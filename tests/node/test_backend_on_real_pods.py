@@ -1017,7 +1017,8 @@ LEGACY_NAMESPACE = "t-legacy-shape"
 # tests/unit/builders/golden/basic of the version with two PostgreSQL StatefulSets (main before the
 # failover work), kept as they were.
 LEGACY_SHAPE = Path(__file__).parent / "legacy_shape"
-LEGACY_KINDS = ("ConfigMap", "Secret", "Service", "StatefulSet")
+# Not its NetworkPolicy: the test's backend has networkPolicies off, as the old one had.
+LEGACY_KINDS = ("ConfigMap", "PodDisruptionBudget", "Secret", "Service", "StatefulSet")
 
 
 def legacy_postgres(namespace: str, uid: str) -> list[dict[str, Any]]:
@@ -1157,8 +1158,20 @@ def test_a_backend_of_the_old_shape_moves_to_the_instances_without_losing_a_row(
             sb = eventually(moved, timeout=480, interval=3, what="the move to the instances, Ready")
         except AssertionError:
             status = get_json(real_cluster, f"sb/{NAME}", namespace=LEGACY_NAMESPACE).get("status")
+            # Who owns each pod, and its role: a pod its StatefulSet released stays when scaled to 0.
+            owners = real_cluster.kubectl(
+                "get",
+                "pods",
+                "-n",
+                LEGACY_NAMESPACE,
+                "-o",
+                "custom-columns=NAME:.metadata.name,OWNER:.metadata.ownerReferences[0].name,"
+                "ROLE:.metadata.labels.sbo\\.dev/postgres-role,DELETING:.metadata.deletionTimestamp",
+                check=False,
+            ).stdout
             raise AssertionError(
                 f"{real_cluster.kubectl('get', 'pods,sts', '-n', LEGACY_NAMESPACE, '-o', 'wide').stdout}\n"
+                f"{owners}\n"
                 f"{json.dumps(status, indent=1)[-4000:]}\n"
                 f"{(tmp_path / 'operator.log').read_text()[-6000:]}"
             ) from None
@@ -1184,6 +1197,12 @@ def test_a_backend_of_the_old_shape_moves_to_the_instances_without_losing_a_row(
             for endpoint in item.get("endpoints") or []
         }
         assert targets == {new_primary}
+        disruption_budgets = {
+            item["metadata"]["name"]
+            for item in get_json(real_cluster, "pdb", namespace=LEGACY_NAMESPACE)["items"]
+        }
+        assert f"{NAME}-postgres" in disruption_budgets
+        assert not {f"{NAME}-postgres-primary", f"{NAME}-postgres-replica"} & disruption_budgets
         # The old claims are kept (Retain, as the old StatefulSets asked): the user deletes them.
         claims_after = {
             item["metadata"]["name"]: item["metadata"]["uid"]
