@@ -340,8 +340,13 @@ class _Election:
 
     def fence_actions(self, state: RolesState) -> list[Action]:
         """Stop what may still accept writes: the pod ``state`` fences, and a legacy old primary's
-        StatefulSet. A failover kills within a second; a switchover lets the old primary shut down
-        fast, which sends its last WAL to the standbys first."""
+        StatefulSet and pod. A failover kills within a second; a switchover lets the old primary
+        shut down fast, which sends its last WAL to the standbys first.
+
+        The legacy primary's pod is deleted, not left to its StatefulSet's scale-down: that
+        StatefulSet selects ``sbo.dev/postgres-role=primary``, so once labelled replica the pod is
+        released (orphaned) by it and a scale to 0 never removes it. The scale comes first, so
+        that the StatefulSet does not create it again."""
         failover = state.phase is Phase.FAILING_OVER
         actions: list[Action] = []
         old = self.by_name.get(state.current_primary) if state.current_primary is not None else None
@@ -351,7 +356,7 @@ class _Election:
             if instance.terminating or instance.pod_uid is None:
                 continue
             if _is_legacy_primary(instance) and instance.name == state.current_primary:
-                fenced = failover  # a switchover leaves it to the scale-down, a clean shutdown
+                fenced = True  # whatever its uid: its StatefulSet may have made it again
             else:
                 fenced = instance.pod_uid == state.fenced_pod_uid
             if fenced:

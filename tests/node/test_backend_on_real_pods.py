@@ -1032,6 +1032,211 @@ def test_kubectl_scale_adds_api_pods_that_serve(
     figures.values["node_memory_mib_four_api_pods"] = node_memory_mib(real_cluster.local_dir)
 
 
+LEGACY_NAMESPACE = "t-legacy-shape"
+# tests/unit/builders/golden/basic of the version with two PostgreSQL StatefulSets (main before the
+# failover work), kept as they were.
+LEGACY_SHAPE = Path(__file__).parent / "legacy_shape"
+# Not its NetworkPolicy: the test's backend has networkPolicies off, as the old one had.
+LEGACY_KINDS = ("ConfigMap", "PodDisruptionBudget", "Secret", "Service", "StatefulSet")
+
+
+def legacy_postgres(namespace: str, uid: str) -> list[dict[str, Any]]:
+    """The old operator's PostgreSQL children of ``shop`` (basic.yaml), owned by the backend with
+    ``uid``, running the local PostgreSQL 15 image."""
+    manifests = []
+    for path in sorted(LEGACY_SHAPE.glob("*-shop-postgres*.yaml")):
+        # The golden files' namespace is "demo": in metadata and in the -rw host the replicas use.
+        text = path.read_text().replace(".demo.svc", f".{namespace}.svc")
+        manifest: dict[str, Any] = yaml.safe_load(text)
+        if manifest["kind"] not in LEGACY_KINDS:
+            continue
+        manifest["metadata"]["namespace"] = namespace
+        for owner in manifest["metadata"].get("ownerReferences", []):
+            owner["uid"] = uid
+        if manifest["kind"] == "StatefulSet":
+            pod = manifest["spec"]["template"]["spec"]
+            for container in [*pod["initContainers"], *pod["containers"]]:
+                container["image"] = "sbo.local/postgres:15"
+        manifests.append(manifest)
+    return manifests
+
+
+@pytest.mark.timeout(1200)
+def test_a_backend_of_the_old_shape_moves_to_the_instances_without_losing_a_row(
+    real_cluster: LocalCluster, tmp_path: Path, figures: Figures
+) -> None:
+    """Issue 12: the old operator's manifests (its golden files) applied, rows written through -rw,
+    then the new operator: the backend is Ready on the instances, every row reads back through
+    -rw, the old StatefulSets and pods are gone and their claims kept (docs/operator.md)."""
+    # The backend as the old operator left it: its two StatefulSets running, rows written.
+    real_cluster.apply(real_node_namespace(LEGACY_NAMESPACE))
+    manifest = local_variant(LEGACY_NAMESPACE)
+    del manifest["spec"]["worker"], manifest["spec"]["networkPolicies"]
+    manifest["spec"]["postgres"]["failoverDelay"] = "0s"
+    manifest["spec"]["postgres"].pop("synchronous")
+    manifest["spec"]["api"]["replicas"] = 1
+    real_cluster.apply(manifest)
+    uid = get_json(real_cluster, f"sb/{NAME}", namespace=LEGACY_NAMESPACE)["metadata"]["uid"]
+    for child in legacy_postgres(LEGACY_NAMESPACE, uid):
+        real_cluster.apply(child, field_manager="scalable-backend-operator")
+    old_primary = f"{NAME}-postgres-primary-0"
+    old_pods = {old_primary, f"{NAME}-postgres-replica-0", f"{NAME}-postgres-replica-1"}
+    app = {
+        key: base64.b64decode(value).decode()
+        for key, value in get_json(real_cluster, f"secret/{NAME}-postgres-app", namespace=LEGACY_NAMESPACE)[
+            "data"
+        ].items()
+    }
+    read_write_host = f"{NAME}-postgres-rw.{LEGACY_NAMESPACE}.svc"
+
+    def psql(pod: str, sql: str, *, through_read_write: bool = False) -> list[list[str]]:
+        """As the app through the -rw Service's name (what the app uses), else on the pod's socket."""
+        command = ["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", SOCKET_DIR, "-d", "app"]
+        if through_read_write:
+            command = [
+                "env",
+                f"PGPASSWORD={app['password']}",
+                *command[:-4],
+                "-h",
+                read_write_host,
+                "-U",
+                app["username"],
+                "-d",
+                app["database"],
+            ]
+        args = ["exec", "-i", "-n", LEGACY_NAMESPACE, pod, "-c", "postgres", "--", *command]
+        out = real_cluster.kubectl(*args, input=sql, timeout=60).stdout
+        return [line.split("|") for line in out.splitlines() if line]
+
+    streaming = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+
+    def legacy_streaming() -> bool:
+        try:
+            return psql(old_primary, streaming) == [["2"]]
+        except KubectlError:
+            return False
+
+    try:
+        eventually(
+            legacy_streaming, timeout=300, interval=2, what="the old primary and two streaming replicas"
+        )
+    except AssertionError:
+        pods_now = real_cluster.kubectl("get", "pods,pvc", "-n", LEGACY_NAMESPACE, "-o", "wide", check=False)
+        events = real_cluster.kubectl("get", "events", "-n", LEGACY_NAMESPACE, check=False)
+        raise AssertionError(f"{pods_now.stdout}\n{events.stdout[-3000:]}") from None
+    # Through -rw from a replica's pod (a pod reaching itself through a Service needs hairpin).
+    client = f"{NAME}-postgres-replica-0"
+    psql(
+        client,
+        "CREATE TABLE moved (id int PRIMARY KEY, note text); "
+        "INSERT INTO moved SELECT i, md5(i::text) FROM generate_series(1, 1000) i",
+        through_read_write=True,
+    )
+    every_row = "SELECT id, note FROM moved ORDER BY id"
+    expected = psql(client, every_row, through_read_write=True)
+    assert len(expected) == 1000
+    claims_before = {
+        item["metadata"]["name"]: item["metadata"]["uid"]
+        for item in get_json(real_cluster, "pvc", namespace=LEGACY_NAMESPACE)["items"]
+    }
+    old_claims = {f"data-{pod}" for pod in old_pods}
+    assert old_claims <= claims_before.keys()
+
+    # The new operator takes over.
+    started = time.monotonic()
+    process = OperatorProcess(
+        kubeconfig=real_cluster.kubeconfig,
+        log_path=tmp_path / "operator.log",
+        env={"SBO_NAMESPACES": LEGACY_NAMESPACE, "SBO_RESYNC_SECONDS": "10", **LOCAL_DATA_SERVICE_IMAGES},
+    )
+    process.start()
+    try:
+
+        def moved() -> dict[str, Any] | None:
+            sb = get_json(real_cluster, f"sb/{NAME}", namespace=LEGACY_NAMESPACE)
+            postgres = (sb.get("status") or {}).get("postgres") or {}
+            statefulsets = {
+                item["metadata"]["name"]
+                for item in get_json(real_cluster, "statefulsets", namespace=LEGACY_NAMESPACE)["items"]
+            }
+            pod_names = {
+                item["metadata"]["name"]
+                for item in get_json(real_cluster, "pods", namespace=LEGACY_NAMESPACE)["items"]
+            }
+            done = (
+                postgres.get("phase") == "Stable"
+                and str(postgres.get("currentPrimary", "")).startswith(f"{NAME}-postgres-")
+                and not str(postgres.get("currentPrimary")).startswith(f"{NAME}-postgres-primary")
+                and not {f"{NAME}-postgres-primary", f"{NAME}-postgres-replica"} & statefulsets
+                and not old_pods & pod_names
+                and condition(sb, "Ready")["status"] == "True"
+            )
+            return sb if done else None
+
+        try:
+            sb = eventually(moved, timeout=480, interval=3, what="the move to the instances, Ready")
+        except AssertionError:
+            status = get_json(real_cluster, f"sb/{NAME}", namespace=LEGACY_NAMESPACE).get("status")
+            # Who owns each pod, and its role: a pod its StatefulSet released stays when scaled to 0.
+            owners = real_cluster.kubectl(
+                "get",
+                "pods",
+                "-n",
+                LEGACY_NAMESPACE,
+                "-o",
+                "custom-columns=NAME:.metadata.name,OWNER:.metadata.ownerReferences[0].name,"
+                "ROLE:.metadata.labels.sbo\\.dev/postgres-role,DELETING:.metadata.deletionTimestamp",
+                check=False,
+            ).stdout
+            raise AssertionError(
+                f"{real_cluster.kubectl('get', 'pods,sts', '-n', LEGACY_NAMESPACE, '-o', 'wide').stdout}\n"
+                f"{owners}\n"
+                f"{json.dumps(status, indent=1)[-4000:]}\n"
+                f"{(tmp_path / 'operator.log').read_text()[-6000:]}"
+            ) from None
+        figures.values["migration_seconds"] = round(time.monotonic() - started, 1)
+        new_primary = sb["status"]["postgres"]["currentPrimary"]
+        instances = get_json(real_cluster, f"statefulset/{NAME}-postgres", namespace=LEGACY_NAMESPACE)
+        assert instances["spec"]["selector"]["matchLabels"]["sbo.dev/postgres-shape"] == "instances"
+        # Every row, through -rw (from a standby's pod: a pod reaching itself through a Service
+        # needs hairpin traffic), which now reaches the new primary and only it.
+        client = next(name for name in sb["status"]["postgres"]["instances"] if name["name"] != new_primary)
+        assert psql(client["name"], every_row, through_read_write=True) == expected
+        assert psql(client["name"], "SELECT pg_is_in_recovery()", through_read_write=True) == [["f"]]
+        endpoints = get_json(
+            real_cluster,
+            "endpointslices",
+            "-l",
+            f"kubernetes.io/service-name={NAME}-postgres-rw",
+            namespace=LEGACY_NAMESPACE,
+        )
+        targets = {
+            endpoint["targetRef"]["name"]
+            for item in endpoints["items"]
+            for endpoint in item.get("endpoints") or []
+        }
+        assert targets == {new_primary}
+        disruption_budgets = {
+            item["metadata"]["name"]
+            for item in get_json(real_cluster, "pdb", namespace=LEGACY_NAMESPACE)["items"]
+        }
+        assert f"{NAME}-postgres" in disruption_budgets
+        assert not {f"{NAME}-postgres-primary", f"{NAME}-postgres-replica"} & disruption_budgets
+        # The old claims are kept (Retain, as the old StatefulSets asked): the user deletes them.
+        claims_after = {
+            item["metadata"]["name"]: item["metadata"]["uid"]
+            for item in get_json(real_cluster, "pvc", namespace=LEGACY_NAMESPACE)["items"]
+        }
+        assert {name: claims_before[name] for name in old_claims} == {
+            name: claims_after.get(name) for name in old_claims
+        }
+    finally:
+        process.stop()
+        real_cluster.kubectl(
+            "delete", "namespace", LEGACY_NAMESPACE, "--wait", "--timeout=180s", check=False, timeout=200
+        )
+
+
 def test_down_leaves_the_host_as_it_found_it(
     real_cluster: LocalCluster, backend: Backend, host_before: dict[str, Any], figures: Figures
 ) -> None:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from sbo_operator.api.conditions import Reason
 from sbo_operator.builders import api, postgres, redis, worker
 from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.components.base import Problem
 from sbo_operator.desired import FOUNDATION_KINDS, DesiredState, desired_state
+from sbo_operator.drift import with_applied_hash
 from sbo_operator.references import template_references
 from tests.unit.factories import (
     Body,
@@ -190,31 +194,69 @@ LEGACY = ("shop-postgres-primary", "shop-postgres-replica")
 
 
 @pytest.mark.parametrize(
-    "roles",
+    ("roles", "kept"),
     [
-        pytest.param({}, id="no-election-yet"),
-        pytest.param({"phase": "Stable", "currentPrimary": "shop-postgres-primary-0"}, id="legacy-primary"),
+        pytest.param({}, True, id="no-election-yet"),
+        pytest.param(
+            {"phase": "Stable", "currentPrimary": "shop-postgres-primary-0"}, True, id="legacy-primary"
+        ),
+        pytest.param(
+            {
+                "phase": "SwitchingOver",
+                "currentPrimary": "shop-postgres-primary-0",
+                "targetPrimary": "shop-postgres-0",
+            },
+            True,
+            id="switching-over-to-an-instance",
+        ),
+        pytest.param({"phase": "Stable", "currentPrimary": "shop-postgres-0"}, False, id="migrated"),
     ],
 )
-def test_a_backend_of_the_old_shape_keeps_running_as_it_is(roles: dict[str, str]) -> None:
-    """The move to the instances does not finish on a real cluster yet: the old StatefulSets run
-    untouched (neither applied nor deleted) and no instance is created beside them."""
+def test_the_old_shape_is_kept_untouched_until_an_instance_is_the_primary(
+    roles: dict[str, str], kept: bool
+) -> None:
     body = with_roles(example_body(), **roles)
     desired = plan(body, *(legacy_statefulset(name, 1) for name in LEGACY))
     obsolete = {(kind, name) for _, kind, name in desired.obsolete}
     for name in LEGACY:
         assert ("StatefulSet", name) not in keys(desired.workloads), "never applied: it runs as it is"
-        assert ("StatefulSet", name) not in obsolete, "never deleted"
-    assert ("StatefulSet", "shop-postgres") not in keys(desired.workloads)
-    assert ("StatefulSet", "shop-postgres") not in obsolete
-
-
-def test_once_an_instance_is_the_primary_the_old_shape_goes() -> None:
-    body = with_roles(example_body(), phase="Stable", currentPrimary="shop-postgres-0")
-    desired = plan(body, *(legacy_statefulset(name, 1) for name in LEGACY))
-    obsolete = {(kind, name) for _, kind, name in desired.obsolete}
-    assert {name for kind, name in obsolete if kind == "StatefulSet"} == set(LEGACY)
+        assert (("StatefulSet", name) in obsolete) is not kept
     assert ("StatefulSet", "shop-postgres") in keys(desired.workloads)
+
+
+LEGACY_SHAPE = Path(__file__).parents[1] / "node" / "legacy_shape"
+
+
+def test_the_old_primary_gets_the_operators_login_and_nothing_else_then_goes() -> None:
+    live = stored(yaml.safe_load((LEGACY_SHAPE / "StatefulSet-shop-postgres-primary.yaml").read_text()))
+    replicas = stored(yaml.safe_load((LEGACY_SHAPE / "StatefulSet-shop-postgres-replica.yaml").read_text()))
+    body = with_roles(example_body(), phase="Stable", currentPrimary="shop-postgres-primary-0")
+    desired = plan(body, live, replicas)
+    primary = workload(desired, "StatefulSet", "shop-postgres-primary")
+    assert primary is not None
+    assert workload(desired, "StatefulSet", "shop-postgres-replica") is None, "the replicas run as they are"
+    changed = copy.deepcopy(primary["spec"])
+    (init,) = changed["template"]["spec"]["initContainers"]
+    added = [variable for variable in init["env"] if variable["name"].startswith("SBO_OPERATOR_")]
+    assert added == [
+        {
+            "name": "SBO_OPERATOR_PASSWORD",
+            "valueFrom": {"secretKeyRef": {"name": "shop-postgres-operator", "key": "password"}},
+        },
+        {
+            "name": "SBO_OPERATOR_USER",
+            "valueFrom": {"secretKeyRef": {"name": "shop-postgres-operator", "key": "username"}},
+        },
+    ]
+    init["env"] = [variable for variable in init["env"] if variable not in added]
+    assert changed == live["spec"], "nothing else of the old primary changes"
+    # Once it has the login it is never applied again (the hand-over scales it to 0), nor deleted.
+    again = plan(body, stored(with_applied_hash(primary)), replicas)
+    assert workload(again, "StatefulSet", "shop-postgres-primary") is None
+    assert "shop-postgres-primary" not in {name for _, _, name in again.obsolete}
+    # Migrated: both old StatefulSets go.
+    done = plan(with_roles(example_body(), phase="Stable", currentPrimary="shop-postgres-1"), live, replicas)
+    assert {name for _, kind, name in done.obsolete if kind == "StatefulSet"} == set(LEGACY)
 
 
 @pytest.mark.parametrize(

@@ -550,13 +550,19 @@ def test_migration_waits_until_a_new_instance_has_every_byte() -> None:
     assert decision.requeue_seconds is not None
 
 
-def test_migration_switches_over_by_scaling_the_legacy_primary_to_zero() -> None:
+def test_migration_switches_over_by_scaling_the_legacy_primary_to_zero_and_deleting_its_pod() -> None:
     observed = [primary(LEGACY, legacy=True, lsn=5000), pod(P0, lsn=5000), pod(P1, lsn=4000)]
     decision = decide(observed, MIGRATING, policy(instances=(P0, P1), last_primary_lsn=4000), NOW)
     assert decision.state.phase is Phase.SWITCHING_OVER
     assert decision.state.target_primary == P0
     assert decision.state.fenced_pod_uid == f"uid-{LEGACY}"
-    assert list(decision.actions) == [SetRole(LEGACY, "replica"), ScaleLegacyPrimaryToZero(LEGACY)]
+    # Labelled replica, the pod leaves its StatefulSet's selector (role=primary): the scale to 0
+    # alone would never remove it. Deleted with its own grace: a fast shutdown sends the last WAL.
+    assert list(decision.actions) == [
+        SetRole(LEGACY, "replica"),
+        ScaleLegacyPrimaryToZero(LEGACY),
+        DeletePod(LEGACY, f"uid-{LEGACY}", None),
+    ]
 
 
 def test_migration_waits_for_the_legacy_primary_even_recreated_then_promotes() -> None:
@@ -565,7 +571,14 @@ def test_migration_waits_for_the_legacy_primary_even_recreated_then_promotes() -
     )
     recreated = primary(LEGACY, legacy=True, pod_uid="uid-again")
     waiting = decide([recreated, pod(P0), pod(P1)], state, policy(instances=(P0, P1)), NOW)
-    assert list(waiting.actions) == [SetRole(LEGACY, "replica"), ScaleLegacyPrimaryToZero(LEGACY)]
+    assert list(waiting.actions) == [
+        SetRole(LEGACY, "replica"),
+        ScaleLegacyPrimaryToZero(LEGACY),
+        DeletePod(LEGACY, "uid-again", None),
+    ]
+    terminating = primary(LEGACY, legacy=True, pod_uid="uid-again", terminating=True)
+    still = decide([terminating, pod(P0), pod(P1)], state, policy(instances=(P0, P1)), NOW)
+    assert Promote(P0) not in still.actions, "never while the old primary still answers"
     promoting = decide([pod(P0), pod(P1)], state, policy(instances=(P0, P1)), NOW)
     assert list(promoting.actions) == [Promote(P0)]
     done = decide(

@@ -18,6 +18,8 @@ __all__ = [
     "NAME_LABEL",
     "PART_OF_LABEL",
     "POSTGRES_ROLE_LABEL",
+    "POSTGRES_SHAPE_INSTANCES",
+    "POSTGRES_SHAPE_LABEL",
     "SECRET_UIDS_ANNOTATION",
     "Component",
     "PostgresRole",
@@ -35,6 +37,10 @@ COMPONENT_LABEL = "app.kubernetes.io/component"
 PART_OF_LABEL = "app.kubernetes.io/part-of"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 POSTGRES_ROLE_LABEL = "sbo.dev/postgres-role"
+# On the instances' StatefulSet's selector and pods only: the pods of the old two-StatefulSet shape
+# carry every other PostgreSQL label, and must not match the instances' selector while both run.
+POSTGRES_SHAPE_LABEL = "sbo.dev/postgres-shape"
+POSTGRES_SHAPE_INSTANCES = "instances"
 # A hash of the ConfigMap a pod template reads, so that a config change rolls the pods.
 CONFIG_HASH_ANNOTATION = "sbo.dev/config-hash"
 # The uids of the generated Secrets a pod template reads, so that a Secret created again (with new

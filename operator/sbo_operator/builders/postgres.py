@@ -8,9 +8,13 @@ unless the operator is told otherwise).
   ``bootstrap`` (``instance-bootstrap.sh``) waits for that label (a downward API file), then
   initialises or keeps the primary, or clones / rewinds a standby from ``-rw``; ``start.sh``
   runs the server in that role.
+  Its selector, its pods and its governing Service carry ``sbo.dev/postgres-shape=instances``,
+  which the pods of the old two-StatefulSet shape lack: while a backend moves from that shape
+  (``components.postgres``), neither StatefulSet's selector matches the other's pods.
 * Services ``-rw`` (the pod labelled primary) and ``-ro`` (the pods labelled replica; the primary
   while there are none, so DATABASE_READ_URL always works), Secrets ``-app`` and ``-operator``
-  (the operator's SQL login), ConfigMap ``-config``, and one PDB.
+  (the operator's SQL login), ConfigMap ``-config``, and one PDB. These, and the NetworkPolicy,
+  select by component and role only, so they reach the old shape's pods during the move too.
 
 Failing over is the operator's: it moves the label (see ``postgres_roles``). Synchronous
 replication, when asked for, is rendered into postgresql.conf with every instance's name.
@@ -28,6 +32,8 @@ from sbo_operator.builders.images import OFFICIAL_DATA_SERVICE_IMAGES, DataServi
 from sbo_operator.builders.labels import (
     CONFIG_HASH_ANNOTATION,
     POSTGRES_ROLE_LABEL,
+    POSTGRES_SHAPE_INSTANCES,
+    POSTGRES_SHAPE_LABEL,
     Component,
     PostgresRole,
     common_labels,
@@ -66,6 +72,7 @@ __all__ = [
     "build_postgres_secret",
     "build_postgres_statefulset",
     "postgres_instance_names",
+    "postgres_instance_selector_labels",
     "postgres_selector_labels",
 ]
 
@@ -85,6 +92,18 @@ def postgres_selector_labels(backend: ScalableBackend, role: PostgresRole) -> di
     """The labels selecting the primary's or the replicas' pods."""
     return dict(
         sorted({**selector_labels(backend, Component.POSTGRES), POSTGRES_ROLE_LABEL: role.value}.items())
+    )
+
+
+def postgres_instance_selector_labels(backend: ScalableBackend) -> dict[str, str]:
+    """The labels selecting the instances' pods, and no pod of the old two-StatefulSet shape."""
+    return dict(
+        sorted(
+            {
+                **selector_labels(backend, Component.POSTGRES),
+                POSTGRES_SHAPE_LABEL: POSTGRES_SHAPE_INSTANCES,
+            }.items()
+        )
     )
 
 
@@ -197,7 +216,7 @@ def build_postgres_headless_service(backend: ScalableBackend) -> Manifest | None
         return None
     return governing_service(
         metadata=_metadata(backend, child_names(backend).postgres_headless),
-        selector=selector_labels(backend, Component.POSTGRES),
+        selector=postgres_instance_selector_labels(backend),
         port_name="postgres",
         port=POSTGRES_PORT,
     )
@@ -349,8 +368,8 @@ def build_postgres_statefulset(
     server = _container(
         backend, name="postgres", script="start.sh", env=server_env, server=True, images=images
     )
-    selector = selector_labels(backend, Component.POSTGRES)
-    pod_labels = common_labels(backend, Component.POSTGRES)
+    selector = postgres_instance_selector_labels(backend)
+    pod_labels = {**common_labels(backend, Component.POSTGRES), **selector}
     claim_spec: dict[str, Any] = {
         "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": postgres.storage.size}},

@@ -14,13 +14,14 @@ status.postgres; this component only reads it. It keeps two promises while roles
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sbo_operator.api.conditions import ConditionState, ConditionStatus, ConditionType, Reason
 from sbo_operator.api.v1alpha1 import PostgresStatus, ScalableBackend
 from sbo_operator.api.v1alpha1.status import PostgresInstanceStatus
-from sbo_operator.builders import network_policies, postgres
+from sbo_operator.builders import Manifest, network_policies, postgres
 from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.labels import POSTGRES_ROLE_LABEL, PostgresRole
 from sbo_operator.builders.labels import Component as ComponentLabel
@@ -42,6 +43,7 @@ from sbo_operator.snapshot import Snapshot
 
 __all__ = [
     "Postgres",
+    "legacy_primary_with_operator_login",
     "legacy_statefulsets",
     "persisted_roles",
     "pod_ready",
@@ -97,6 +99,47 @@ def legacy_statefulsets(backend: ScalableBackend, snapshot: Snapshot) -> list[st
     ]
 
 
+def legacy_primary_with_operator_login(backend: ScalableBackend, snapshot: Snapshot) -> Manifest | None:
+    """The old shape's primary StatefulSet as it runs, its bootstrap given the operator's login
+    (``SBO_OPERATOR_USER``/``_PASSWORD``); None without one, without its bootstrap container, or
+    once it has the login."""
+    names = child_names(backend)
+    live = snapshot.child("StatefulSet", names.postgres_primary)
+    if live is None:
+        return None
+    spec = copy.deepcopy(live["spec"])
+    containers = ((spec.get("template") or {}).get("spec") or {}).get("initContainers") or []
+    init = next((container for container in containers if container.get("name") == "bootstrap"), None)
+    if init is None:
+        return None
+    login = {
+        "SBO_OPERATOR_PASSWORD": "password",
+        "SBO_OPERATOR_USER": "username",
+    }
+    if {variable["name"] for variable in init.get("env") or []} >= set(login):
+        # Applied once; never again: the election scales this StatefulSet to 0 when it hands
+        # over, and an apply from a snapshot the watch has not updated yet would undo that.
+        return None
+    env = [variable for variable in init.get("env") or [] if variable["name"] not in login]
+    env += [
+        {"name": name, "valueFrom": {"secretKeyRef": {"name": names.postgres_operator_secret, "key": key}}}
+        for name, key in login.items()
+    ]
+    init["env"] = sorted(env, key=lambda variable: str(variable["name"]))
+    metadata = live["metadata"]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {
+            "name": metadata["name"],
+            "namespace": metadata["namespace"],
+            "labels": dict(metadata.get("labels") or {}),
+            **({"ownerReferences": metadata["ownerReferences"]} if metadata.get("ownerReferences") else {}),
+        },
+        "spec": spec,
+    }
+
+
 def _ordinal(instance: str | None, prefix: str) -> int | None:
     if not instance or not instance.startswith(prefix):
         return None
@@ -147,15 +190,17 @@ class Postgres(Component):
             ),
         )
         kept: frozenset[tuple[str, str]] = frozenset()
-        legacy = legacy_statefulsets(backend, snapshot) if backend.spec.postgres.enabled else []
-        if legacy and not _migrated(persisted_roles(snapshot), names):
-            # A backend made by an operator of the old two-StatefulSet shape. The move to the
-            # instances does not finish on a real cluster yet (docs/operator.md, "Backends created
-            # before failover"), so the old shape runs as it is, without failover, rather than
-            # stall half-way with -rw pointing nowhere: no instance is created and nothing of it
-            # is applied.
-            manifests = [manifest for manifest in manifests if manifest["kind"] != "StatefulSet"]
-            kept = frozenset(("StatefulSet", name) for name in legacy)
+        if backend.spec.postgres.enabled and not _migrated(persisted_roles(snapshot), names):
+            # The old primary holds the data until an instance has it and is promoted. It runs
+            # as it is, but for the operator's login: its bootstrap creates that role once it
+            # has the Secret, so the operator can probe it and the instances cloned from it.
+            legacy = legacy_statefulsets(backend, snapshot)
+            primary = legacy_primary_with_operator_login(backend, snapshot)
+            if primary is not None:
+                manifests.append(primary)
+            kept = frozenset(
+                ("StatefulSet", name) for name in legacy if primary is None or name != names.postgres_primary
+            )
         # A restored backend's instances wait for the verdict of its recovery check.
         held = recovery_hold(backend, snapshot)
         if held is not None:

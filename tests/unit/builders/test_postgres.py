@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from sbo_operator.builders.network_policies import build_postgres_network_policy
 from sbo_operator.builders.postgres import (
     build_postgres_config_map,
     build_postgres_headless_service,
@@ -153,8 +156,47 @@ def test_headless_service_and_pdb_cover_every_instance() -> None:
     assert headless["metadata"]["name"] == "shop-postgres-headless"
     assert headless["spec"]["clusterIP"] == "None"
     assert headless["spec"]["selector"] == selector
-    assert pdb["spec"]["selector"]["matchLabels"] == selector
+    # The PDB also covers the old shape's pods while a backend moves from it (no shape label).
+    assert selector.items() >= pdb["spec"]["selector"]["matchLabels"].items()
+    assert "sbo.dev/postgres-shape" not in pdb["spec"]["selector"]["matchLabels"]
     assert pdb["spec"]["maxUnavailable"] == 1
+
+
+LEGACY_SHAPE = Path(__file__).parents[2] / "node" / "legacy_shape"
+
+
+def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return selector.items() <= labels.items()
+
+
+@pytest.mark.parametrize("legacy", ["primary", "replica"])
+def test_the_instances_and_the_old_shape_select_only_their_own_pods(legacy: str) -> None:
+    """While a backend moves from the two StatefulSets, neither shape's StatefulSet selects the
+    other's pods, whatever role label a pod carries; -rw, -ro and the NetworkPolicy reach both."""
+    backend = backend_from({"postgres": {"readReplicas": 2}})
+    instances = present(build_postgres_statefulset(backend))
+    old = yaml.safe_load((LEGACY_SHAPE / f"StatefulSet-shop-postgres-{legacy}.yaml").read_text())
+    old_pod = old["spec"]["template"]["metadata"]["labels"]
+    for role in ("primary", "replica"):
+        instance_pod = {**instances["spec"]["template"]["metadata"]["labels"], "sbo.dev/postgres-role": role}
+        relabelled_old_pod = {**old_pod, "sbo.dev/postgres-role": role}
+        assert not _matches(instances["spec"]["selector"]["matchLabels"], relabelled_old_pod)
+        assert not _matches(
+            old["spec"]["selector"]["matchLabels"], {**instance_pod, "sbo.dev/postgres-role": "x"}
+        )
+        assert _matches(instances["spec"]["selector"]["matchLabels"], instance_pod)
+        service = present(
+            (build_postgres_read_write_service if role == "primary" else build_postgres_read_only_service)(
+                backend
+            )
+        )
+        assert _matches(service["spec"]["selector"], instance_pod)
+        assert _matches(service["spec"]["selector"], relabelled_old_pod)
+    policy = present(build_postgres_network_policy(backend))
+    assert _matches(policy["spec"]["podSelector"]["matchLabels"], old_pod)
+    assert _matches(
+        policy["spec"]["podSelector"]["matchLabels"], instances["spec"]["template"]["metadata"]["labels"]
+    )
 
 
 @pytest.mark.parametrize(("retain", "policy"), [(True, "Retain"), (False, "Delete")])
