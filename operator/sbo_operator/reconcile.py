@@ -482,7 +482,7 @@ def _condition_status(status: Mapping[str, Any], type: str) -> str:
 
 
 def _condition_summary(status: Mapping[str, Any], type: str) -> str:
-    """"Reason: message" of a condition: the log says why, as the status does (never a secret)."""
+    """The condition's reason and message: the log says why, as the status does (never a secret)."""
     found = next((c for c in status["conditions"] if c["type"] == type), None)
     return f"{found.get('reason')}: {found.get('message')}" if found else "no condition"
 
