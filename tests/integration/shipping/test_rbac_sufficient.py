@@ -81,7 +81,8 @@ def chart_install(cluster: LocalCluster, helm: Helm) -> Iterator[tuple[str, str,
     """
     core = client.CoreV1Api(cluster.api)
     release_namespace = f"sbo-system-{secrets.token_hex(3)}"
-    watched = f"rbac-proof-{secrets.token_hex(3)}"  # outside the e2e operator's t-* pattern
+    # Served by no other operator: outside the e2e operator's t-* and the nested run's rbac-*.
+    watched = f"sa-proof-{secrets.token_hex(3)}"
     for name in (release_namespace, watched):
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=RESTRICTED)))
     release = release_name()
