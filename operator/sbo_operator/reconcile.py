@@ -9,7 +9,8 @@
 
 So a steady state sends no write request at all. A stalled backend is looked at again after a
 delay that doubles up to a minute: what unblocks it (a Secret created, a quota raised) sends
-no event the operator watches.
+no event the operator watches. A child's name that someone else's object holds is checked at
+each look with a read, not applied again: a stalled backend is a steady state too.
 """
 
 from __future__ import annotations
@@ -99,12 +100,17 @@ class Reconciler:
         self._gone: dict[Key, str] = {}
         self._reported_problems: dict[Key, set[tuple[Reason, str]]] = {}
         self._stalled_passes: dict[Key, int] = {}
+        # Children (kind, name) whose name another owner holds, per backend. Until it is free, a
+        # read checks it: an apply would be refused with a conflict on every pass, and a backend
+        # stalled on it would never stop writing.
+        self._names_taken: dict[Key, set[tuple[str, str]]] = {}
 
     def forget(self, key: Key) -> None:
         self._written_status.pop(key, None)
         self._gone.pop(key, None)
         self._reported_problems.pop(key, None)
         self._stalled_passes.pop(key, None)
+        self._names_taken.pop(key, None)
         if self.roles is not None:
             self.roles.forget(key)
         self.metrics.forget_backend(key.namespace, key.name)
@@ -166,7 +172,7 @@ class Reconciler:
         snapshot, created, refused = await self._create_missing_secrets(backend, body, snapshot)
         # No workload is applied that needs an object that is missing or that the API refused.
         desired = desired_state(backend, snapshot, {**missing, **refused}, images=self.images)
-        applied, problems = await self._converge(backend, body, snapshot, desired, created)
+        applied, problems = await self._converge(key, backend, body, snapshot, desired, created)
         problems = [*desired.problems, *missing.values(), *refused.values(), *problems]
         self._post_problem_events(key, body, problems)
         # The election decides from the status as last written (the watch may lag behind it).
@@ -254,6 +260,7 @@ class Reconciler:
 
     async def _converge(
         self,
+        key: Key,
         backend: ScalableBackend,
         body: dict[str, Any],
         snapshot: Snapshot,
@@ -268,7 +275,7 @@ class Reconciler:
         drifted: list[str] = []
         for wave in (desired.foundation, desired.workloads):
             results = await asyncio.gather(
-                *(self._apply_if_needed(backend, snapshot, manifest) for manifest in wave)
+                *(self._apply_if_needed(key, backend, snapshot, manifest) for manifest in wave)
             )
             for manifest, (reason, problem) in zip(wave, results, strict=True):
                 what = f"{manifest['kind']} {manifest['metadata']['name']}"
@@ -300,7 +307,7 @@ class Reconciler:
         return applied, problems
 
     async def _apply_if_needed(
-        self, backend: ScalableBackend, snapshot: Snapshot, manifest: Manifest
+        self, key: Key, backend: ScalableBackend, snapshot: Snapshot, manifest: Manifest
     ) -> tuple[ApplyReason | None, Problem | None]:
         stamped = with_applied_hash(manifest)
         kind, name = manifest["kind"], manifest["metadata"]["name"]
@@ -308,6 +315,12 @@ class Reconciler:
         if reason is None:
             return None, None
         kube = self.kube
+        names_taken = self._names_taken.get(key, set())
+        if reason is ApplyReason.MISSING and (kind, name) in names_taken:
+            existing = await kube.get(manifest["apiVersion"], kind, backend.metadata.namespace, name)
+            if existing is not None and not _owned_by(existing, backend):
+                return None, _name_taken_problem(backend, kind, name)
+            names_taken.discard((kind, name))  # freed, or ours: applied as any missing child
         actual = snapshot.child(kind, name)
         if kind == "StatefulSet" and actual is not None:
             grow = claim_templates_changed(manifest, actual)
@@ -327,11 +340,8 @@ class Reconciler:
             if existing is not None and _owned_by(existing, backend):
                 await kube.apply(stamped, force=True)  # ours; the watch had not caught up
                 return reason, None
-            return None, Problem(
-                Reason.CHILD_OWNED_ELSEWHERE,
-                f"{kind} {backend.metadata.namespace}/{name} already exists and is not managed by this "
-                "ScalableBackend; delete or rename it, or rename the ScalableBackend",
-            )
+            self._names_taken.setdefault(key, set()).add((kind, name))
+            return None, _name_taken_problem(backend, kind, name)
         except ApplyRejected as error:
             return None, self._refusal(backend, "apply", kind, name, error)
         return reason, None
@@ -485,6 +495,14 @@ def _condition_summary(status: Mapping[str, Any], type: str) -> str:
     """The condition's reason and message: the log says why, as the status does (never a secret)."""
     found = next((c for c in status["conditions"] if c["type"] == type), None)
     return f"{found.get('reason')}: {found.get('message')}" if found else "no condition"
+
+
+def _name_taken_problem(backend: ScalableBackend, kind: str, name: str) -> Problem:
+    return Problem(
+        Reason.CHILD_OWNED_ELSEWHERE,
+        f"{kind} {backend.metadata.namespace}/{name} already exists and is not managed by this "
+        "ScalableBackend; delete or rename it, or rename the ScalableBackend",
+    )
 
 
 def _owned_by(obj: Mapping[str, Any], backend: ScalableBackend) -> bool:

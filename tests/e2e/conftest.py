@@ -141,3 +141,15 @@ def quiet_writes(operator: OperatorProcess, seconds: float) -> float:
     before = operator.writes()
     time.sleep(seconds)
     return operator.writes() - before
+
+
+def writes_during(operator: OperatorProcess, seconds: float) -> dict[str, float]:
+    """The write requests the operator sent during `seconds` of observation, by kind and verb."""
+    before = operator.metric_samples("sbo_api_writes_total")
+    time.sleep(seconds)
+    after = operator.metric_samples("sbo_api_writes_total")
+    return {
+        labels: count - before.get(labels, 0)
+        for labels, count in after.items()
+        if count != before.get(labels, 0)
+    }

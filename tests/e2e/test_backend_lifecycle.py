@@ -12,7 +12,15 @@ from kubernetes import client
 
 from devkit.cluster import LocalCluster, eventually
 from devkit.operator_process import OperatorProcess
-from tests.e2e.conftest import basic_backend, condition, get_backend, quiet_writes, wait_ready
+from tests.e2e.conftest import (
+    basic_backend,
+    condition,
+    get_backend,
+    quiet_writes,
+    stalled,
+    wait_ready,
+    writes_during,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -295,13 +303,7 @@ def test_service_owned_by_someone_else_stalls_with_a_reason(
 ) -> None:
     cluster.kubectl("create", "service", "clusterip", "shop-api", "--tcp=8080:8080", "-n", namespace)
     cluster.apply(basic_backend(namespace))
-
-    def stalled() -> dict[str, Any] | None:
-        backend = get_backend(cluster, namespace)
-        conditions = {c["type"]: c for c in backend.get("status", {}).get("conditions", [])}
-        return conditions.get("Stalled") if conditions.get("Stalled", {}).get("status") == "True" else None
-
-    stall = eventually(stalled, what="the Stalled condition")
+    stall = eventually(lambda: stalled(cluster, namespace), what="the Stalled condition")
     assert stall["reason"] == "ChildOwnedElsewhere"
     assert "Service" in stall["message"]
     assert "shop-api" in stall["message"]
@@ -315,6 +317,36 @@ def test_service_owned_by_someone_else_stalls_with_a_reason(
 
     # Once the user removes the stranger, the operator converges.
     cluster.kubectl("delete", "svc/shop-api", "-n", namespace)
+    wait_ready(cluster, namespace)
+
+
+def test_a_name_taken_by_someone_else_is_read_not_applied_again_until_it_is_free(
+    cluster: LocalCluster, solo: tuple[str, OperatorProcess]
+) -> None:
+    """The stranger's deletion sends no event the operator watches, so each look (a resync every
+    5 s here) checks the name with a read: another apply would be refused with a conflict, a write
+    on every pass of an otherwise steady state."""
+    namespace, operator = solo
+    cluster.kubectl(
+        "create", "configmap", "shop-redis-config", "--from-literal=redis.conf=# not the operator's",
+        "-n", namespace,
+    )  # fmt: skip
+    cluster.apply(basic_backend(namespace))
+    stall = eventually(lambda: stalled(cluster, namespace), what="the Stalled condition")
+    assert stall["reason"] == "ChildOwnedElsewhere"
+    assert f"ConfigMap {namespace}/shop-redis-config" in stall["message"]
+
+    def nothing_written_across_two_resyncs() -> bool:
+        written = writes_during(operator, 12)
+        assert not written, f"written while stalled: {written}"
+        return True
+
+    # The rest converges as far as it can; then nothing is written.
+    eventually(nothing_written_across_two_resyncs, timeout=90, what="no writes while stalled")
+    data = json.loads(cluster.kubectl("get", "cm/shop-redis-config", "-n", namespace, "-o", "json").stdout)
+    assert data["data"] == {"redis.conf": "# not the operator's"}, "the stranger's ConfigMap is untouched"
+
+    cluster.kubectl("delete", "cm/shop-redis-config", "-n", namespace)
     wait_ready(cluster, namespace)
 
 

@@ -12,7 +12,7 @@ from kubernetes import client
 
 from devkit.cluster import LocalCluster, eventually
 from devkit.operator_process import OperatorProcess
-from tests.e2e.conftest import basic_backend, condition, stalled, wait_ready
+from tests.e2e.conftest import basic_backend, condition, stalled, wait_ready, writes_during
 
 pytestmark = pytest.mark.e2e
 
@@ -74,12 +74,5 @@ def test_backups_wait_for_the_store_secret_then_the_primary_is_asked_at_each_tic
     # Between ticks the annotation is not written again.
     seconds_to_next_tick = 60 - time.gmtime().tm_sec
     if seconds_to_next_tick > 15:
-        before = operator.metric_samples("sbo_api_writes_total")
-        time.sleep(10)
-        after = operator.metric_samples("sbo_api_writes_total")
-        written = {
-            labels: after[labels] - before.get(labels, 0)
-            for labels in after
-            if after[labels] != before.get(labels, 0)
-        }
+        written = writes_during(operator, 10)
         assert not written, f"no write between ticks, but: {written}"

@@ -349,3 +349,46 @@ async def test_a_refused_secret_is_a_stalled_condition_not_a_crash_loop(
     assert not {"deployments", "statefulsets", "jobs"} & applied
     assert not [record for record in caplog.records if record.exc_info], "no traceback for a refusal"
     assert metrics.registry.get_sample_value("sbo_reconciles_total", {"result": "ok"}) == 3
+
+
+async def test_a_name_someone_else_holds_is_read_at_each_look_not_applied_again(
+    apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
+) -> None:
+    """The stranger's deletion is no event the operator watches: each look reads the name, where
+    another apply would be refused with a conflict, a write on every pass of a steady state."""
+    apiserver[kmock.method.PATCH, BACKENDS] << BACKEND_ECHO
+    name = "shop-redis-config"
+    stranger = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "demo"}}
+    conflict = kmock.KubernetesError(status=409, reason="Conflict", message="conflict with kubectl")
+    not_found = kmock.KubernetesError(status=404, reason="NotFound", message="not found")
+    taken = {"by_a_stranger": True}
+    config_map = (kmock.resource("v1/configmaps"), kmock.name(name))
+    apiserver[kmock.method.PATCH, *config_map] << (
+        lambda request: conflict if taken["by_a_stranger"] else request.data
+    )
+    apiserver[kmock.method.GET, *config_map] << (
+        lambda request: stranger if taken["by_a_stranger"] else not_found
+    )
+    body = example_body()
+    cluster = Cluster(body, [c for c in applied_stack(body) if c["metadata"]["name"] != name])
+    reconciler = reconciler_for(kube, metrics, cluster)
+    config_map_path = f"/api/v1/namespaces/demo/configmaps/{name}"
+
+    with kopf_events():
+        await reconciler.reconcile(KEY)
+        cluster.body = {**body, "status": merge_patch({}, written_status(apiserver))}  # the watch's echo
+        await reconciler.reconcile(KEY)
+        await reconciler.reconcile(KEY)
+        assert writes(apiserver) == [("PATCH", config_map_path), ("PATCH", STATUS_PATH)], (
+            "one refused apply, then only reads"
+        )
+        stalled = next(c for c in written_status(apiserver)["conditions"] if c["type"] == "Stalled")
+        assert (stalled["status"], stalled["reason"]) == ("True", "ChildOwnedElsewhere")
+        assert f"ConfigMap demo/{name}" in stalled["message"]
+
+        # The stranger is deleted: the next look applies the ConfigMap and the backend converges.
+        taken["by_a_stranger"] = False
+        await reconciler.reconcile(KEY)
+    assert writes(apiserver)[2:] == [("PATCH", config_map_path), ("PATCH", STATUS_PATH)]
+    last = json.loads([r for r in apiserver if r.url.path == STATUS_PATH][-1].text)["status"]
+    assert next(c for c in last["conditions"] if c["type"] == "Stalled")["status"] == "False"
