@@ -254,12 +254,14 @@ def decide(instances: Sequence[Instance], state: RolesState, policy: Policy, now
             return Decision(state=state)  # PostgreSQL disabled: nothing to elect
         state = election.bootstrap(state)
     if state.phase in (Phase.FAILING_OVER, Phase.SWITCHING_OVER):
-        return election.continue_change(state)
-    decision = election.stable(state)
+        decision = election.continue_change(state)
+    else:
+        decision = election.stable(state)
     setting = synchronous_setting(instances, decision.state, policy)
     if setting is None:
         return decision
-    return dataclasses.replace(decision, actions=(*decision.actions, setting))
+    # First: a promoted primary gets its value before its label sends -rw's writes to it.
+    return dataclasses.replace(decision, actions=(setting, *decision.actions))
 
 
 def streaming_standbys(primary: str, streaming: Sequence[str] | None, names: Sequence[str]) -> int | None:

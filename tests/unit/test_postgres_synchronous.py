@@ -138,11 +138,11 @@ def test_nothing_is_set_without_a_writable_primary_probed_in_a_stable_state(
     assert setting(primary_instance, policy(1, False), state) is None
 
 
-def test_decide_lowers_the_standbys_after_its_other_actions() -> None:
+def test_decide_lowers_the_standbys_before_its_other_actions() -> None:
     observed = [primary(any_of(1), ()), instance(P1, role_label=None), instance(P2)]
     decision = decide(observed, STABLE, policy(1, False), NOW)
     assert decision.state == STABLE
-    assert decision.actions == (SetRole(P1, "replica"), SetSynchronousStandbyNames(P0, ""))
+    assert decision.actions == (SetSynchronousStandbyNames(P0, ""), SetRole(P1, "replica"))
 
 
 def test_decide_sets_a_promoted_primary_whose_copied_auto_conf_disagrees() -> None:
@@ -153,6 +153,27 @@ def test_decide_sets_a_promoted_primary_whose_copied_auto_conf_disagrees() -> No
     state = dataclasses.replace(STABLE, current_primary=P1)
     decision = decide([old, promoted, instance(P2)], state, policy(1, True), NOW)
     assert SetSynchronousStandbyNames(P1, any_of(1)) in decision.actions
+
+
+@pytest.mark.parametrize("required", [True, False])
+def test_the_pass_that_ends_a_failover_sets_the_value_before_it_labels_the_new_primary(
+    required: bool,
+) -> None:
+    """The copied value is corrected before -rw sends writes to the promoted instance: with
+    ``required`` it waits for a standby again; without, it is asynchronous until they stream."""
+    promoted = dataclasses.replace(primary("", ()), name=P1, role_label="replica", timeline=2)
+    gone = instance(P0, exists=False, pod_uid=None, ready=False, unready_since=NOW, reachable=False)
+    changing = RolesState(
+        phase=Phase.FAILING_OVER, current_primary=P0, target_primary=P1, timeline=1, since=NOW
+    )
+    decision = decide([gone, promoted, instance(P2, streaming=False)], changing, policy(1, required), NOW)
+    assert (decision.state.phase, decision.state.current_primary) == (Phase.STABLE, P1)
+    labelled = decision.actions.index(SetRole(P1, "primary"))
+    if required:
+        assert decision.actions[0] == SetSynchronousStandbyNames(P1, any_of(1))
+        assert labelled > 0
+    else:
+        assert not any(isinstance(action, SetSynchronousStandbyNames) for action in decision.actions)
 
 
 def test_decide_promotes_without_touching_the_setting() -> None:
