@@ -6,9 +6,10 @@ seen on the primary (the lag bound of a failover is measured against it).
 
 A task probes every tracked instance every ``postgres_probe_seconds``, off the reconcile path,
 and enqueues a backend only when something that matters to the election changed (reachable, in
-recovery, timeline, streaming), never for WAL positions alone: an idle or busy backend costs no
-reconcile and no API write. During a change, and whenever its primary is down, the reconciler
-asks for fresh probes itself (:meth:`PostgresMonitor.refresh`).
+recovery, timeline, streaming; on the primary its synchronous_standby_names and which standbys
+stream from it, which synchronous.required false follows), never for WAL positions alone: an
+idle or busy backend costs no reconcile and no API write. During a change, and whenever its
+primary is down, the reconciler asks for fresh probes itself (:meth:`PostgresMonitor.refresh`).
 
 Only addresses within ``postgres_probe_networks`` are ever connected to.
 """
