@@ -27,7 +27,6 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,6 +45,7 @@ from tests.node.test_backend_on_real_pods import (
     psql,
     wait_ready_at_current_generation,
 )
+from tests.node.test_postgres_faults import postgres_host_processes
 
 pytestmark = pytest.mark.node
 
@@ -131,25 +131,6 @@ def timed_write(cluster: LocalCluster, run: str, row_id: int, timeout: float) ->
     return result
 
 
-def postgres_host_pids(pod_uid: str) -> list[int]:
-    """Host pids of every ``postgres`` process in the pod's cgroup (the postmaster and its children)."""
-    markers = (f"pod{pod_uid}", f"pod{pod_uid.replace('-', '_')}")
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if not any(marker in (entry / "cgroup").read_text() for marker in markers):
-                continue
-            name = (entry / "comm").read_text().strip()
-        except OSError:  # the process exited meanwhile
-            continue
-        if name == "postgres":
-            found.append(int(entry.name))
-    assert found, f"no postgres process in pod {pod_uid}"
-    return found
-
-
 class StoppedStandby:
     """The standby's processes SIGSTOPped and its walsender on the primary terminated, until exit."""
 
@@ -159,7 +140,8 @@ class StoppedStandby:
 
     def __enter__(self) -> StoppedStandby:
         uid = get_json(self.cluster, "pod", self.standby, namespace=NAMESPACE)["metadata"]["uid"]
-        self.pids = postgres_host_pids(uid)
+        self.pids = sorted(postgres_host_processes(uid))
+        assert self.pids, f"no postgres process in pod {self.standby}"
         for pid in self.pids:
             os.kill(pid, signal.SIGSTOP)
         psql(
