@@ -32,6 +32,7 @@ from sbo_operator.postgres_roles import (
     RolesState,
     ScaleLegacyPrimaryToZero,
     SetRole,
+    SetSynchronousStandbyNames,
     decide,
 )
 from sbo_operator.snapshot import Snapshot
@@ -118,6 +119,19 @@ class PostgresRoles:
                 promoted = await self.monitor.promote(key, action.instance)
                 log.info("%s: promoted %s: %s", key, action.instance, "done" if promoted else "not yet")
                 await self.monitor.refresh(key)
+            elif isinstance(action, SetSynchronousStandbyNames):
+                done = await self.monitor.set_synchronous_standby_names(key, action.instance, action.value)
+                log.info(
+                    "%s: synchronous_standby_names on %s = %r%s",
+                    key,
+                    action.instance,
+                    action.value,
+                    "" if done else " failed",
+                )
+                # Another pass: its status shows the value the primary reports now (this pass's
+                # status was written before the change).
+                await self.monitor.refresh(key)
+                self.monitor.on_change(key)
 
     async def _scale_legacy_primary_to_zero(self, key: Key, backend: ScalableBackend) -> None:
         name = child_names(backend).postgres_primary

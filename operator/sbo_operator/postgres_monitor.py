@@ -6,9 +6,10 @@ seen on the primary (the lag bound of a failover is measured against it).
 
 A task probes every tracked instance every ``postgres_probe_seconds``, off the reconcile path,
 and enqueues a backend only when something that matters to the election changed (reachable, in
-recovery, timeline, streaming), never for WAL positions alone: an idle or busy backend costs no
-reconcile and no API write. During a change, and whenever its primary is down, the reconciler
-asks for fresh probes itself (:meth:`PostgresMonitor.refresh`).
+recovery, timeline, streaming; on the primary its synchronous_standby_names and which standbys
+stream from it, which synchronous.required false follows), never for WAL positions alone: an
+idle or busy backend costs no reconcile and no API write. During a change, and whenever its
+primary is down, the reconciler asks for fresh probes itself (:meth:`PostgresMonitor.refresh`).
 
 Only addresses within ``postgres_probe_networks`` are ever connected to.
 """
@@ -36,6 +37,7 @@ from sbo_operator.postgres_probe import (
     lag_bytes,
     probe_instance,
     promote_instance,
+    set_synchronous_standby_names,
 )
 from sbo_operator.postgres_roles import Instance
 from sbo_operator.snapshot import Snapshot
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 
 Probe = Callable[[str, Credentials], Awaitable[InstanceProbe]]
 Promote = Callable[[str, Credentials], Awaitable[bool]]
+SetSynchronous = Callable[[str, Credentials, str], Awaitable[bool]]
 
 
 @dataclasses.dataclass
@@ -73,6 +76,7 @@ class PostgresMonitor:
         metrics: OperatorMetrics | None = None,
         probe: Probe = probe_instance,
         promote: Promote = promote_instance,
+        set_synchronous: SetSynchronous = set_synchronous_standby_names,
     ) -> None:
         self.kube = kube
         self.networks = networks
@@ -81,6 +85,7 @@ class PostgresMonitor:
         self.metrics = metrics
         self._probe = probe
         self._promote = promote
+        self._set_synchronous = set_synchronous
         self._tracked: dict[Key, _Tracked] = {}
 
     def forget(self, key: Key) -> None:
@@ -140,14 +145,23 @@ class PostgresMonitor:
             await self._probe_backend(key, tracked)
 
     async def promote(self, key: Key, name: str) -> bool:
+        reached = await self._reach(key, name, "promote")
+        return reached is not None and await self._promote(*reached)
+
+    async def set_synchronous_standby_names(self, key: Key, name: str, value: str) -> bool:
+        reached = await self._reach(key, name, "set synchronous_standby_names on")
+        return reached is not None and await self._set_synchronous(*reached, value)
+
+    async def _reach(self, key: Key, name: str, what: str) -> tuple[str, Credentials] | None:
+        """The instance's address and the operator's login, for an action on it."""
         tracked = self._tracked.get(key)
         if tracked is None or name not in tracked.addresses:
-            log.warning("%s: cannot promote %s: its address is unknown", key, name)
-            return False
+            log.warning("%s: cannot %s %s: its address is unknown", key, what, name)
+            return None
         credentials = await self._credentials(tracked)
         if credentials is None:
-            return False
-        return await self._promote(tracked.addresses[name], credentials)
+            return None
+        return tracked.addresses[name], credentials
 
     async def _credentials(self, tracked: _Tracked) -> Credentials | None:
         if tracked.credentials is None:
@@ -260,6 +274,8 @@ def instances_of(
                 lsn=probe.lsn,
                 replay_lsn=probe.replay_lsn,
                 streaming=probe.streaming,
+                synchronous_standby_names=probe.synchronous_standby_names,
+                streaming_standbys=probe.streaming_standbys,
             )
         )
     return instances

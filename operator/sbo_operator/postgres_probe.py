@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from sbo_operator.builders.names import POSTGRES_PORT
@@ -25,6 +26,7 @@ __all__ = [
     "lag_bytes",
     "probe_instance",
     "promote_instance",
+    "set_synchronous_standby_names",
 ]
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,11 @@ SELECT
     THEN (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint
     ELSE (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint
   END AS replay_lsn,
-  EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming') AS streaming
+  EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming') AS streaming,
+  current_setting('synchronous_standby_names') AS synchronous_standby_names,
+  CASE WHEN NOT pg_is_in_recovery()
+    THEN ARRAY(SELECT DISTINCT application_name FROM pg_stat_replication WHERE state = 'streaming' ORDER BY 1)
+  END AS streaming_standbys
 """
 
 
@@ -72,20 +78,31 @@ class InstanceProbe:
     streaming: bool | None = None
     error: str | None = None  # why it is unreachable (logged at debug, never with the password)
     archive: ArchiveState | None = None  # a primary's archiver and last base backup (postgres_backup)
+    synchronous_standby_names: str | None = None  # its setting now (SHOW synchronous_standby_names)
+    streaming_standbys: tuple[str, ...] | None = None  # a primary's: application_names streaming from it
 
     def significant(self) -> tuple[object, ...]:
-        """What makes a new pass worth it when it changes (not the LSNs: they move with every write)."""
+        """What makes a new pass worth it when it changes (not the LSNs: they move with every write).
+        A standby that starts or stops streaming changes its primary's ``streaming_standbys``."""
         archive = None if self.archive is None else self.archive.significant()
-        return (self.reachable, self.in_recovery, self.timeline, self.streaming, archive)
+        return (
+            self.reachable,
+            self.in_recovery,
+            self.timeline,
+            self.streaming,
+            archive,
+            self.synchronous_standby_names,
+            self.streaming_standbys,
+        )
 
 
 UNREACHABLE = InstanceProbe(reachable=False)
 
 
-def _conninfo(host: str, credentials: Credentials) -> str:
+def _conninfo(host: str, credentials: Credentials, port: int) -> str:
     return make_conninfo(
         host=host,
-        port=POSTGRES_PORT,
+        port=port,
         user=credentials.user,
         password=credentials.password,
         dbname="postgres",
@@ -95,11 +112,13 @@ def _conninfo(host: str, credentials: Credentials) -> str:
     )
 
 
-async def probe_instance(host: str, credentials: Credentials) -> InstanceProbe:
+async def probe_instance(host: str, credentials: Credentials, port: int = POSTGRES_PORT) -> InstanceProbe:
     """Ask the instance at ``host`` for its role, timeline, WAL positions and streaming state."""
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS + QUERY_TIMEOUT_SECONDS):
-            connection = await psycopg.AsyncConnection.connect(_conninfo(host, credentials), autocommit=True)
+            connection = await psycopg.AsyncConnection.connect(
+                _conninfo(host, credentials, port), autocommit=True
+            )
             async with connection:
                 cursor = await connection.execute(PROBE_QUERY)
                 row = await cursor.fetchone()
@@ -110,7 +129,7 @@ async def probe_instance(host: str, credentials: Credentials) -> InstanceProbe:
         return InstanceProbe(reachable=False, error=type(error).__name__)
     if row is None:
         return InstanceProbe(reachable=False, error="no row")
-    in_recovery, timeline, lsn, replay_lsn, streaming = row
+    in_recovery, timeline, lsn, replay_lsn, streaming, standby_names, standbys = row
     return InstanceProbe(
         reachable=True,
         in_recovery=bool(in_recovery),
@@ -119,14 +138,18 @@ async def probe_instance(host: str, credentials: Credentials) -> InstanceProbe:
         replay_lsn=int(replay_lsn) if replay_lsn is not None else None,
         streaming=bool(streaming),
         archive=archive,
+        synchronous_standby_names=standby_names,
+        streaming_standbys=tuple(standbys) if standbys is not None else None,
     )
 
 
-async def promote_instance(host: str, credentials: Credentials) -> bool:
+async def promote_instance(host: str, credentials: Credentials, port: int = POSTGRES_PORT) -> bool:
     """``SELECT pg_promote(true, 10)``: True once the instance left recovery."""
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS + PROMOTE_WAIT_SECONDS + QUERY_TIMEOUT_SECONDS):
-            connection = await psycopg.AsyncConnection.connect(_conninfo(host, credentials), autocommit=True)
+            connection = await psycopg.AsyncConnection.connect(
+                _conninfo(host, credentials, port), autocommit=True
+            )
             async with connection:
                 cursor = await connection.execute("SELECT pg_promote(true, %s)", (PROMOTE_WAIT_SECONDS,))
                 row = await cursor.fetchone()
@@ -134,6 +157,28 @@ async def promote_instance(host: str, credentials: Credentials) -> bool:
         log.warning("promoting the PostgreSQL instance at %s failed: %s", host, error)
         return False
     return bool(row and row[0])
+
+
+async def set_synchronous_standby_names(
+    host: str, credentials: Credentials, value: str, port: int = POSTGRES_PORT
+) -> bool:
+    """``ALTER SYSTEM SET synchronous_standby_names`` then ``pg_reload_conf()`` on the primary at
+    ``host``; True once both ran. Commits waiting for standbys no longer asked for return."""
+    statement = sql.SQL("ALTER SYSTEM SET synchronous_standby_names = {}").format(sql.Literal(value))
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS + QUERY_TIMEOUT_SECONDS):
+            connection = await psycopg.AsyncConnection.connect(
+                _conninfo(host, credentials, port), autocommit=True
+            )
+            async with connection:
+                await connection.execute(statement)
+                await connection.execute("SELECT pg_reload_conf()")
+    except (OSError, TimeoutError, psycopg.Error) as error:
+        log.warning(
+            "setting synchronous_standby_names on the PostgreSQL primary at %s failed: %s", host, error
+        )
+        return False
+    return True
 
 
 def lag_bytes(probes: Mapping[str, InstanceProbe]) -> dict[str, int]:

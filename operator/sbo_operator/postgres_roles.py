@@ -11,18 +11,26 @@ what it decided before (``status.postgres``), and returns the next state with th
 order. The caller persists ``Decision.state`` in the status BEFORE it executes any action, so an
 operator restarted in the middle of a change resumes that same change and never promotes a
 second instance.
+
+The same pass keeps synchronous replication as the spec asks (:func:`synchronous_setting`): the
+primary's ``synchronous_standby_names`` waits for ``standbys`` of them, or with ``required:
+false`` only for as many as stream (none: asynchronous), and it is changed only when the value the
+primary reports differs, so a steady state sends nothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sbo_operator.api.conditions import Reason
-from sbo_operator.api.v1alpha1 import ScalableBackend, postgres_instance_name
+from sbo_operator.api.v1alpha1 import MAX_READ_REPLICAS, ScalableBackend, postgres_instance_name
 from sbo_operator.api.v1alpha1.status import PostgresPhase, PostgresStatus
 from sbo_operator.builders.labels import PostgresRole
+from sbo_operator.builders.postgres import postgres_instance_names
+from sbo_operator.builders.postgres_config import synchronous_standby_names
 
 __all__ = [
     "Action",
@@ -37,8 +45,13 @@ __all__ = [
     "RolesState",
     "ScaleLegacyPrimaryToZero",
     "SetRole",
+    "SetSynchronousStandbyNames",
     "SwitchoverRequest",
     "decide",
+    "streaming_standbys",
+    "synchronous_count",
+    "synchronous_setting",
+    "synchronous_wait",
 ]
 
 
@@ -64,6 +77,9 @@ class Instance:
     lsn: int | None = None  # what it holds: pg_current_wal_lsn() on a primary, receive LSN on a standby
     replay_lsn: int | None = None
     streaming: bool | None = None  # a standby's WAL receiver is streaming
+    # On a primary: its synchronous_standby_names now, and the application_names streaming from it.
+    synchronous_standby_names: str | None = None
+    streaming_standbys: tuple[str, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +99,10 @@ class Policy:
     max_failover_lag_bytes: int | None  # spec.postgres.maxFailoverLag; None: no bound
     switchover: SwitchoverRequest | None  # spec.postgres.switchover
     last_primary_lsn: int | None = None  # the newest LSN the operator saw on the primary (memory)
+    # spec.postgres.synchronous, and every instance name there can be (the ConfigMap's list).
+    synchronous_standbys: int = 0
+    synchronous_required: bool = True
+    synchronous_names: Sequence[str] = ()
 
     @classmethod
     def for_backend(cls, backend: ScalableBackend, last_primary_lsn: int | None = None) -> Policy:
@@ -98,6 +118,9 @@ class Policy:
             max_failover_lag_bytes=postgres.max_failover_lag_bytes,
             switchover=SwitchoverRequest(to=request.to, id=request.id) if request is not None else None,
             last_primary_lsn=last_primary_lsn,
+            synchronous_standbys=postgres.synchronous.standbys,
+            synchronous_required=postgres.synchronous.required,
+            synchronous_names=tuple(postgres_instance_names(backend, 1 + MAX_READ_REPLICAS)),
         )
 
 
@@ -183,7 +206,15 @@ class RoleProblem:
     message: str
 
 
-Action = SetRole | DeletePod | ScaleLegacyPrimaryToZero | Promote
+@dataclasses.dataclass(frozen=True)
+class SetSynchronousStandbyNames:
+    """On the primary: ALTER SYSTEM SET synchronous_standby_names = <value>, then reload."""
+
+    instance: str
+    value: str
+
+
+Action = SetRole | DeletePod | ScaleLegacyPrimaryToZero | Promote | SetSynchronousStandbyNames
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,8 +254,69 @@ def decide(instances: Sequence[Instance], state: RolesState, policy: Policy, now
             return Decision(state=state)  # PostgreSQL disabled: nothing to elect
         state = election.bootstrap(state)
     if state.phase in (Phase.FAILING_OVER, Phase.SWITCHING_OVER):
-        return election.continue_change(state)
-    return election.stable(state)
+        decision = election.continue_change(state)
+    else:
+        decision = election.stable(state)
+    setting = synchronous_setting(instances, decision.state, policy)
+    if setting is None:
+        return decision
+    # First: a promoted primary gets its value before its label sends -rw's writes to it.
+    return dataclasses.replace(decision, actions=(setting, *decision.actions))
+
+
+def streaming_standbys(primary: str, streaming: Sequence[str] | None, names: Sequence[str]) -> int | None:
+    """How many of ``names``, other than ``primary``, are among ``streaming`` (the application_names
+    streaming from it); None when the primary was not probed."""
+    if streaming is None:
+        return None
+    return len((set(streaming) & set(names)) - {primary})
+
+
+def synchronous_count(value: str | None) -> int | None:
+    """The standbys a synchronous_standby_names value waits for (0: empty); None if not ours."""
+    if value is None:
+        return None
+    if not value.strip():
+        return 0
+    match = re.fullmatch(r"ANY (\d+) \(.*\)", value.strip())
+    return int(match.group(1)) if match else None
+
+
+def synchronous_wait(standbys: int, required: bool, streaming: int) -> int:
+    """How many standbys a commit should wait for: ``standbys`` when required (writes wait for
+    the missing ones), else no more than are streaming (0: asynchronous)."""
+    return standbys if required else min(standbys, streaming)
+
+
+def synchronous_setting(
+    instances: Sequence[Instance], state: RolesState, policy: Policy
+) -> SetSynchronousStandbyNames | None:
+    """The change the primary's synchronous_standby_names needs, if any.
+
+    Only while roles are stable and the primary answered as a primary (a promoted standby whose
+    postgresql.auto.conf holds a value copied from an older primary is corrected on the first
+    pass that sees it writable). Every value names all the instances, as the ConfigMap does, so
+    with ``required`` the wanted value is the ConfigMap's and a fresh primary needs nothing.
+    """
+    if state.phase is not Phase.STABLE or state.current_primary is None or not policy.synchronous_names:
+        return None
+    primary = next((i for i in instances if i.name == state.current_primary), None)
+    if (
+        primary is None
+        or primary.legacy
+        or not primary.reachable
+        or primary.in_recovery is not False
+        or primary.synchronous_standby_names is None
+    ):
+        return None
+    streaming = streaming_standbys(primary.name, primary.streaming_standbys, policy.synchronous_names)
+    if streaming is None:
+        return None
+    wait_for = synchronous_wait(policy.synchronous_standbys, policy.synchronous_required, streaming)
+    wanted = synchronous_standby_names(policy.synchronous_names, wait_for)
+    if primary.synchronous_standby_names == wanted:
+        return None
+    return SetSynchronousStandbyNames(instance=primary.name, value=wanted)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -60,7 +60,6 @@ from sbo_operator.api.v1alpha1 import (
     RESOURCE_NAME_MESSAGE,
     SWITCHOVER_ID_MESSAGE,
     SWITCHOVER_TO_MESSAGE,
-    SYNCHRONOUS_REQUIRED_MESSAGE,
     SYNCHRONOUS_STANDBYS_MESSAGE,
     PostgresSpec,
     ScalableBackend,
@@ -472,9 +471,9 @@ FAILOVER_CASES = [
         id="more-synchronous-standbys-than-default-replicas",
     ),
     pytest.param(
-        with_field("spec.postgres", {"readReplicas": 1, "synchronous": {"standbys": 1, "required": False}}),
-        ["spec.postgres.synchronous", SYNCHRONOUS_REQUIRED_MESSAGE],
-        id="synchronous-not-required-is-not-supported-yet",
+        with_field("spec.postgres", {"readReplicas": 1, "synchronous": {"standbys": 2, "required": False}}),
+        ["spec.postgres.synchronous", SYNCHRONOUS_STANDBYS_MESSAGE],
+        id="more-synchronous-standbys-than-replicas-even-when-not-required",
     ),
     pytest.param(
         with_field("spec.postgres.switchover", {"to": "cart-postgres-1", "id": "a"}),
@@ -898,6 +897,10 @@ BOUNDARY_CASES = [
         id="switchover-to-the-only-instance",
     ),
     pytest.param(with_field("spec.postgres.maxFailoverLag", "1e3"), id="failover-lag-with-exponent"),
+    pytest.param(
+        with_field("spec.postgres", {"readReplicas": 1, "synchronous": {"standbys": 1, "required": False}}),
+        id="synchronous-standbys-not-required",
+    ),
     pytest.param(
         with_field(
             "spec.api.autoscaling",

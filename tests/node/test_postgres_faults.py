@@ -124,10 +124,8 @@ def converged(cluster: LocalCluster, timeout: float = 180) -> tuple[str, list[st
     return primary, replicas
 
 
-def postmaster_host_pid(pod_uid: str) -> int:
-    """The host pid of the postmaster in the pod: the ``postgres`` process in the pod's cgroup
-    whose parent is not a postgres process. (``kill -9 1`` inside the container does nothing:
-    the kernel protects a pid namespace's init from signals sent from inside it.)"""
+def postgres_host_processes(pod_uid: str) -> dict[int, int]:
+    """Host pid -> parent pid of every ``postgres`` process in the pod's cgroup."""
     markers = (f"pod{pod_uid}", f"pod{pod_uid.replace('-', '_')}")
     candidates: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
@@ -143,6 +141,14 @@ def postmaster_host_pid(pod_uid: str) -> int:
             continue
         if fields.get("Name", "").strip() == "postgres":
             candidates[int(entry.name)] = int(fields["PPid"])
+    return candidates
+
+
+def postmaster_host_pid(pod_uid: str) -> int:
+    """The host pid of the postmaster in the pod: the ``postgres`` process in the pod's cgroup
+    whose parent is not a postgres process. (``kill -9 1`` inside the container does nothing:
+    the kernel protects a pid namespace's init from signals sent from inside it.)"""
+    candidates = postgres_host_processes(pod_uid)
     postmasters = [pid for pid, parent in candidates.items() if parent not in candidates]
     assert len(postmasters) == 1, f"one postmaster in pod {pod_uid}: {candidates}"
     return postmasters[0]

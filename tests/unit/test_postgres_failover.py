@@ -30,6 +30,7 @@ from tests.unit.conftest import BACKEND_ECHO, kopf_events, writes
 from tests.unit.factories import (
     Body,
     Manifest,
+    edited,
     example_body,
     merge_patch,
     parse,
@@ -57,11 +58,12 @@ POD_ECHO = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}}
 
 
 class Instances:
-    """What each instance answers (by pod IP), and the promotions asked of it."""
+    """What each instance answers (by pod IP), and the promotions and settings asked of it."""
 
     def __init__(self, answers: dict[str, InstanceProbe]) -> None:
         self.answers = answers
         self.promoted: list[str] = []
+        self.set_to: list[tuple[str, str]] = []  # (host, synchronous_standby_names)
 
     async def probe(self, host: str, credentials: Credentials) -> InstanceProbe:
         assert credentials == Credentials("sbo_operator", "not-a-real-password")
@@ -72,6 +74,12 @@ class Instances:
         self.answers[host] = InstanceProbe(
             reachable=True, in_recovery=False, timeline=2, lsn=200, replay_lsn=200, streaming=False
         )
+        return True
+
+    async def set_synchronous(self, host: str, credentials: Credentials, value: str) -> bool:
+        """The primary's ALTER SYSTEM SET synchronous_standby_names and reload, applied at once."""
+        self.set_to.append((host, value))
+        self.answers[host] = dataclasses.replace(self.answers[host], synchronous_standby_names=value)
         return True
 
 
@@ -117,6 +125,7 @@ def reconciler_with_roles(
         on_change=lambda key: None,
         probe=instances.probe,
         promote=instances.promote,
+        set_synchronous=instances.set_synchronous,
     )
     reconciler.roles = PostgresRoles(kube=kube, monitor=monitor)
     return reconciler
@@ -408,3 +417,98 @@ async def test_the_monitor_reports_each_instances_lag_and_forgets_a_deleted_back
     assert await monitor._probe_backend(KEY, monitor._tracked[KEY])
     monitor.forget(KEY)
     assert lag("shop-postgres-0") is None
+
+
+# ---- synchronous replication, required: false ------------------------------------------------------
+
+
+ANY_1 = (
+    'ANY 1 ("shop-postgres-0", "shop-postgres-1", "shop-postgres-2", "shop-postgres-3", '
+    '"shop-postgres-4", "shop-postgres-5")'
+)
+
+
+def synchronous_primary(setting: str, *streaming: str) -> InstanceProbe:
+    return dataclasses.replace(PRIMARY, synchronous_standby_names=setting, streaming_standbys=streaming)
+
+
+@pytest.mark.parametrize("required", [False, True])
+async def test_the_standbys_a_commit_waits_for_follow_those_streaming_only_when_not_required(
+    apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics, required: bool
+) -> None:
+    serve(apiserver)
+    body = edited(
+        example_body(),
+        lambda spec: spec["postgres"].update(synchronous={"standbys": 1, "required": required}),
+    )
+    body = {
+        **body,
+        "status": {"postgres": {"phase": "Stable", "currentPrimary": "shop-postgres-0", "timeline": 1}},
+    }
+    cluster = Cluster(body, applied_stack(body), pods("primary", "replica", "replica"))
+    streaming = {ip(1): standby(100), ip(2): standby(100)}
+    instances = Instances(
+        {ip(0): synchronous_primary(ANY_1, "shop-postgres-1", "shop-postgres-2"), **streaming}
+    )
+    reconciler = reconciler_with_roles(kube, metrics, cluster, instances)
+    enqueued: list[Key] = []
+    monitor = reconciler.roles.monitor  # type: ignore[union-attr]
+    monitor.on_change = enqueued.append
+
+    async def reconcile() -> dict[str, Any]:
+        before = len(status_writes(apiserver))
+        await reconciler.reconcile(KEY)
+        if len(status_writes(apiserver)) > before:
+            cluster.body = {
+                **body,
+                "status": merge_patch(cluster.body["status"], status_writes(apiserver)[-1]),
+            }
+        synchronous: dict[str, Any] = cluster.body["status"]["postgres"]["synchronous"]
+        return synchronous
+
+    with kopf_events():
+        unprobed = await reconcile()  # the first pass starts tracking; the monitor's round probes
+        assert unprobed == {
+            "standbys": 1,
+            "required": required,
+            "message": "the primary has not been probed yet",
+        }
+        await monitor.refresh(KEY)
+        first = await reconcile()
+        assert (first["streaming"], first["waitingFor"]) == (2, 1)
+        assert first["message"] == "waiting for 1 of 1 synchronous standbys: 2 streaming"
+        writes_before = len(writes(apiserver))
+        for _ in range(2):
+            await reconcile()
+        assert instances.set_to == [], "steady: nothing sent to PostgreSQL"
+        assert len(writes(apiserver)) == writes_before, "steady: nothing sent to the API"
+
+        # Both standbys stop streaming: the monitor sees the primary's list change and enqueues.
+        instances.answers = {ip(0): synchronous_primary(ANY_1)}
+        assert await monitor._probe_backend(KEY, monitor._tracked[KEY])
+        down = await reconcile()
+        if required:
+            assert instances.set_to == [], "required: commits keep waiting"
+            assert (down["streaming"], down["waitingFor"]) == (0, 1)
+            assert "commits wait until enough stream again (required: true)" in down["message"]
+        else:
+            assert instances.set_to == [(ip(0), "")], "asynchronous while none streams"
+            assert enqueued == [KEY], "another pass reports the value applied"
+            lowered = await reconcile()
+            assert (lowered["streaming"], lowered["waitingFor"]) == (0, 0)
+            assert "lowered while fewer stream (required: false)" in lowered["message"]
+
+        # One is back: with required false the primary waits for it again.
+        instances.answers = {
+            ip(0): dataclasses.replace(instances.answers[ip(0)], streaming_standbys=("shop-postgres-2",)),
+            ip(2): standby(100),
+        }
+        await monitor.refresh(KEY)
+        back = await reconcile()
+        if not required:
+            assert instances.set_to == [(ip(0), ""), (ip(0), ANY_1)]
+            back = await reconcile()
+        assert (back["streaming"], back["waitingFor"]) == (1, 1)
+        writes_before, set_before = len(writes(apiserver)), len(instances.set_to)
+        await reconcile()
+        assert (len(writes(apiserver)), len(instances.set_to)) == (writes_before, set_before)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sbo_operator.api.v1alpha1 import ScalableBackend
+from sbo_operator.api.v1alpha1 import MAX_READ_REPLICAS, ScalableBackend
 from sbo_operator.postgres_roles import (
     FAILOVER_GRACE_SECONDS,
     DeletePod,
@@ -105,6 +105,7 @@ def test_the_policy_of_a_backend() -> None:
                     "failoverDelay": "1m30s",
                     "maxFailoverLag": "1Mi",
                     "switchover": {"to": P2, "id": "move-1"},
+                    "synchronous": {"standbys": 1, "required": False},
                 },
             },
         }
@@ -115,6 +116,10 @@ def test_the_policy_of_a_backend() -> None:
         max_failover_lag_bytes=MiB,
         switchover=SwitchoverRequest(to=P2, id="move-1"),
         last_primary_lsn=7,
+        synchronous_standbys=1,
+        synchronous_required=False,
+        # Every instance there can be, as the ConfigMap's synchronous_standby_names names them.
+        synchronous_names=tuple(f"shop-postgres-{ordinal}" for ordinal in range(1 + MAX_READ_REPLICAS)),
     )
 
 

@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sbo_operator.api.conditions import ConditionState, ConditionStatus, ConditionType, Reason
-from sbo_operator.api.v1alpha1 import PostgresStatus, ScalableBackend
-from sbo_operator.api.v1alpha1.status import PostgresInstanceStatus
+from sbo_operator.api.v1alpha1 import MAX_READ_REPLICAS, PostgresStatus, ScalableBackend
+from sbo_operator.api.v1alpha1.status import PostgresInstanceStatus, SynchronousStatus
 from sbo_operator.builders import Manifest, network_policies, postgres
 from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.labels import POSTGRES_ROLE_LABEL, PostgresRole
@@ -37,7 +37,7 @@ from sbo_operator.components.base import (
 )
 from sbo_operator.credentials import secret_uids
 from sbo_operator.postgres_probe import lag_bytes
-from sbo_operator.postgres_roles import Phase
+from sbo_operator.postgres_roles import Phase, streaming_standbys, synchronous_count, synchronous_wait
 from sbo_operator.progress import Progress, statefulset_progress
 from sbo_operator.snapshot import Snapshot
 
@@ -251,6 +251,9 @@ class Postgres(Component):
         if backend.spec.postgres.backup is not None or persisted_roles(snapshot).get("backup"):
             # None once backups are off: the merge patch deletes it.
             fields = fields.model_copy(update={"backup": backup_status(backend, snapshot)})
+        if spec.synchronous.standbys or persisted_roles(snapshot).get("synchronous"):
+            # None once synchronous replication is off: the merge patch deletes it.
+            fields = fields.model_copy(update={"synchronous": _synchronous(backend, snapshot, primary)})
         if snapshot.roles is not None:
             fields = snapshot.roles.state.into_status(fields)
         return StatusFragment(
@@ -278,6 +281,39 @@ def _instances(snapshot: Snapshot) -> list[PostgresInstanceStatus]:
             )
         )
     return instances[:MAX_REPORTED_INSTANCES]
+
+
+def _synchronous(
+    backend: ScalableBackend, snapshot: Snapshot, primary: Mapping[str, Any] | None
+) -> SynchronousStatus | None:
+    """What the primary's commits wait for now, from its last probe (postgres_roles keeps it)."""
+    wanted = backend.spec.postgres.synchronous
+    if not wanted.standbys:
+        return None
+    name = primary["metadata"]["name"] if primary is not None else None
+    probe = snapshot.probes.get(name) if name is not None else None
+    if name is None or probe is None or not probe.reachable or probe.in_recovery is not False:
+        return SynchronousStatus(
+            standbys=wanted.standbys, required=wanted.required, message="the primary has not been probed yet"
+        )
+    names = postgres.postgres_instance_names(backend, 1 + MAX_READ_REPLICAS)
+    streaming = streaming_standbys(name, probe.streaming_standbys, names) or 0
+    waiting_for = synchronous_count(probe.synchronous_standby_names)
+    message = f"waiting for {waiting_for} of {wanted.standbys} synchronous standbys: {streaming} streaming"
+    if wanted.required and streaming < wanted.standbys:
+        message += "; commits wait until enough stream again (required: true)"
+    elif not wanted.required and waiting_for is not None and waiting_for < wanted.standbys:
+        message += "; lowered while fewer stream (required: false)"
+    target = synchronous_wait(wanted.standbys, wanted.required, streaming)
+    if waiting_for != target:
+        message += f"; changing to {target}"
+    return SynchronousStatus(
+        standbys=wanted.standbys,
+        required=wanted.required,
+        streaming=streaming,
+        waiting_for=waiting_for,
+        message=message,
+    )
 
 
 def _condition(

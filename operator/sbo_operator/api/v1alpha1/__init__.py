@@ -83,7 +83,6 @@ from sbo_operator.api.v1alpha1.spec import (
     RESERVED_POSTGRES_USERS,
     SWITCHOVER_ID_MESSAGE,
     SWITCHOVER_TO_MESSAGE,
-    SYNCHRONOUS_REQUIRED_MESSAGE,
     SYNCHRONOUS_STANDBYS_MESSAGE,
     ApiSpec,
     EvictionPolicy,
@@ -116,6 +115,7 @@ from sbo_operator.api.v1alpha1.status import (
     RedisStatus,
     ScalableBackendStatus,
     SecretNames,
+    SynchronousStatus,
     WorkerStatus,
 )
 
@@ -155,7 +155,6 @@ __all__ = [
     "SWITCHOVER_ID_MESSAGE",
     "SWITCHOVER_TO_MESSAGE",
     "SWITCHOVER_TO_RULE",
-    "SYNCHRONOUS_REQUIRED_MESSAGE",
     "SYNCHRONOUS_STANDBYS_MESSAGE",
     "UNOBSERVED_GENERATION",
     "VERSION",
@@ -208,6 +207,7 @@ __all__ = [
     "StorageSpec",
     "SwitchoverSpec",
     "SynchronousSpec",
+    "SynchronousStatus",
     "WorkerSpec",
     "WorkerStatus",
     "check_spec_transition",

@@ -312,20 +312,8 @@ _FAILOVER_LAG_RULE = (
 FAILOVER_LAG_MESSAGE = "maxFailoverLag must be a whole number of bytes, e.g. 16Mi, 1Gi or 0"
 
 
-SYNCHRONOUS_REQUIRED_MESSAGE = (
-    "synchronous.required: false is not supported yet (the operator cannot lower the number of standbys a "
-    "commit waits for at runtime); remove it or set true"
-)
-
-
 class SynchronousSpec(ApiModel):
     """Synchronous replication: a commit returns once standbys hold it, not only the primary."""
-
-    model_config = ConfigDict(
-        json_schema_extra=cel_rules(
-            {"rule": "!has(self.required) || self.required", "message": SYNCHRONOUS_REQUIRED_MESSAGE}
-        )
-    )
 
     standbys: int = Field(
         default=0,
@@ -340,15 +328,10 @@ class SynchronousSpec(ApiModel):
         default=True,
         description=(
             "true: while fewer standbys are connected, writes wait (no acknowledged commit is ever lost). "
-            "false (not supported yet, refused): the operator would wait only for the standbys connected."
+            "false: while fewer are streaming, the operator lowers the number a commit waits for to those "
+            "streaming (none: asynchronous), and raises it again when they return (availability first)."
         ),
     )
-
-    @model_validator(mode="after")
-    def _check_cel_rules(self) -> SynchronousSpec:
-        if not self.required:
-            raise ValueError(SYNCHRONOUS_REQUIRED_MESSAGE)
-        return self
 
 
 SWITCHOVER_ID_MESSAGE = (

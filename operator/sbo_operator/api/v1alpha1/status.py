@@ -30,6 +30,7 @@ __all__ = [
     "RedisStatus",
     "ScalableBackendStatus",
     "SecretNames",
+    "SynchronousStatus",
     "WorkerStatus",
 ]
 
@@ -109,6 +110,25 @@ class PostgresInstanceStatus(ApiModel):
         ge=0,
         description="Bytes of WAL it has not replayed yet: the primary's position minus its replay position.",
     )
+
+
+class SynchronousStatus(ApiModel):
+    """Synchronous replication as the primary applies it now (spec.postgres.synchronous)."""
+
+    standbys: int = Field(default=0, ge=0, description="The standbys the spec asks a commit to wait for.")
+    required: bool = Field(default=True, description="spec.postgres.synchronous.required.")
+    streaming: int | None = Field(
+        default=None, ge=0, description="Standbys streaming from the primary at the last probe."
+    )
+    waiting_for: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "The standbys a commit waits for now, as the primary reports it (0: asynchronous). Below "
+            "standbys only with required: false, while fewer stream."
+        ),
+    )
+    message: str = Field(default="", max_length=1024, description="The same in words.")
 
 
 # WAL file names (24 hex digits, or a .history, .partial or .backup file) and barman backup ids.
@@ -191,6 +211,9 @@ class PostgresStatus(ApiModel):
     )
     backup: BackupStatus | None = Field(
         default=None, description="Backups and WAL archiving, when spec.postgres.backup is set."
+    )
+    synchronous: SynchronousStatus | None = Field(
+        default=None, description="Synchronous replication, when spec.postgres.synchronous.standbys > 0."
     )
 
 

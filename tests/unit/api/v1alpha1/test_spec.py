@@ -321,9 +321,15 @@ def test_synchronous_standbys_may_equal_read_replicas() -> None:
     assert (synchronous.standbys, synchronous.required) == (2, True)
 
 
-def test_synchronous_required_false_is_refused_until_it_is_supported() -> None:
+def test_synchronous_standbys_may_be_not_required() -> None:
     body = manifest(postgres={"readReplicas": 2, "synchronous": {"standbys": 1, "required": False}})
-    with pytest.raises(ValidationError, match="required: false is not supported yet"):
+    synchronous = ScalableBackend.model_validate(body).spec.postgres.synchronous
+    assert (synchronous.standbys, synchronous.required) == (1, False)
+
+
+def test_synchronous_standbys_above_read_replicas_are_refused_even_when_not_required() -> None:
+    body = manifest(postgres={"readReplicas": 1, "synchronous": {"standbys": 2, "required": False}})
+    with pytest.raises(ValidationError, match="must not exceed readReplicas"):
         ScalableBackend.model_validate(body)
 
 
