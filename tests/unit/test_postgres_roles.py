@@ -11,6 +11,7 @@ import pytest
 from sbo_operator.api.v1alpha1 import MAX_READ_REPLICAS, ScalableBackend
 from sbo_operator.postgres_roles import (
     FAILOVER_GRACE_SECONDS,
+    FENCE_POLL_SECONDS,
     DeletePod,
     Instance,
     Phase,
@@ -237,11 +238,13 @@ def test_default_delay_fails_over_as_soon_as_the_primary_is_unready() -> None:
     assert decision.state.phase is Phase.FAILING_OVER
 
 
-def test_failover_of_a_primary_whose_pod_is_gone_deletes_nothing() -> None:
+def test_failover_of_a_primary_whose_pod_is_gone_deletes_nothing_and_promotes_at_once() -> None:
+    # Nothing to fence: the pass that starts the change takes its next step too.
     decision = decide([gone(P0, 1), pod(P1), pod(P2)], STABLE, policy(), NOW)
     assert decision.state.target_primary == P1
     assert decision.state.fenced_pod_uid is None
-    assert list(decision.actions) == []
+    assert list(decision.actions) == [Promote(P1)]
+    assert [event.reason for event in decision.events] == ["FailingOver"]
 
 
 @pytest.mark.parametrize(
@@ -341,7 +344,20 @@ def test_waits_while_the_fenced_pod_still_answers() -> None:
     observed = [primary(P0, terminating=True, role_label="replica"), pod(P1), pod(P2)]
     decision = decide(observed, failing_over(), policy(), NOW)
     assert list(decision.actions) == []
-    assert decision.requeue_seconds is not None
+    # No event says when its server stops: the fence is looked at again soon.
+    assert decision.requeue_seconds == FENCE_POLL_SECONDS
+
+
+@pytest.mark.parametrize("phase", [Phase.FAILING_OVER, Phase.SWITCHING_OVER])
+def test_waits_while_the_fenced_server_is_shutting_down(phase: Phase) -> None:
+    # It refuses connections ("the database system is shutting down") but its walsenders may
+    # still be sending the last WAL: the target must not be promoted before it has all of it.
+    shutting_down = down(P0, 1, terminating=True, role_label="replica", shutting_down=True)
+    decision = decide([shutting_down, pod(P1), pod(P2)], failing_over(phase=phase), policy(), NOW)
+    assert list(decision.actions) == []
+    assert decision.requeue_seconds == FENCE_POLL_SECONDS
+    gone_now = decide([gone(P0, 1), pod(P1), pod(P2)], failing_over(phase=phase), policy(), NOW)
+    assert list(gone_now.actions) == [Promote(P1)]
 
 
 @pytest.mark.parametrize(
@@ -432,6 +448,7 @@ def test_switchover_is_accepted() -> None:
     )
     # A fast shutdown (the pod's grace period) sends the last WAL to the standbys.
     assert list(decision.actions) == [SetRole(P0, "replica"), DeletePod(P0, f"uid-{P0}", None)]
+    assert decision.requeue_seconds == FENCE_POLL_SECONDS
     assert [(event.type, event.reason) for event in decision.events] == [("Normal", "SwitchingOver")]
 
 

@@ -56,6 +56,7 @@ def instances(draw: st.DrawFn, name: str, now: datetime) -> Instance:
         timeline=draw(st.integers(1, 3)) if reachable else None,
         lsn=draw(st.integers(0, 100)) if reachable else None,
         streaming=draw(st.booleans()) if reachable else None,
+        shutting_down=not reachable and draw(st.booleans()),
     )
 
 
@@ -116,10 +117,12 @@ def down_for(observed: list[Instance], name: str, now: datetime) -> timedelta | 
 
 
 def old_primary_may_write(observed: list[Instance], state: RolesState) -> bool:
+    """The old primary may still accept writes or still be sending its last WAL."""
     for instance in observed:
         fenced = instance.pod_uid is not None and instance.pod_uid == state.fenced_pod_uid
         legacy_old = instance.legacy and instance.name == state.current_primary
-        if instance.exists and (fenced or legacy_old) and (not instance.terminating or instance.reachable):
+        silent = instance.terminating and not instance.reachable and not instance.shutting_down
+        if instance.exists and (fenced or legacy_old) and not silent:
             return True
     return False
 
