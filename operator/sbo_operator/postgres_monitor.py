@@ -11,6 +11,12 @@ stream from it, which synchronous.required false follows), never for WAL positio
 idle or busy backend costs no reconcile and no API write. During a change, and whenever its
 primary is down, the reconciler asks for fresh probes itself (:meth:`PostgresMonitor.refresh`).
 
+A terminating pod's server never starts again (the kubelet restarts no container of a pod being
+deleted). So once it answered "shutting down", a probe of it is bounded to
+``STOPPING_PROBE_SECONDS``, and once it is seen stopped (refused, or unanswered after shutting
+down) it is not probed again: the address of a pod whose sandbox is gone answers nothing, and a
+probe of it would hold a failover's pass for the whole connect timeout.
+
 Only addresses within ``postgres_probe_networks`` are ever connected to.
 """
 
@@ -31,6 +37,7 @@ from sbo_operator.builders.names import child_names
 from sbo_operator.kube import Kube
 from sbo_operator.metrics import OperatorMetrics
 from sbo_operator.postgres_probe import (
+    REFUSED,
     UNREACHABLE,
     Credentials,
     InstanceProbe,
@@ -51,6 +58,10 @@ Probe = Callable[[str, Credentials], Awaitable[InstanceProbe]]
 Promote = Callable[[str, Credentials], Awaitable[bool]]
 SetSynchronous = Callable[[str, Credentials, str], Awaitable[bool]]
 
+# A server shutting down answers a new connection at once ("shutting down") until it has stopped.
+STOPPING_PROBE_SECONDS = 0.5
+STOPPED = InstanceProbe(reachable=False, error="Stopped")
+
 
 @dataclasses.dataclass
 class _Tracked:
@@ -59,6 +70,10 @@ class _Tracked:
     namespace: str
     secret: str  # the operator's login
     addresses: dict[str, str]  # instance -> pod IP (only those the operator may connect to)
+    terminating: dict[str, str] = dataclasses.field(default_factory=dict)  # instance -> pod uid
+    # Terminating pods (by uid) whose server was seen shutting down, and seen stopped.
+    stopping: set[str] = dataclasses.field(default_factory=set)
+    stopped: set[str] = dataclasses.field(default_factory=set)
     probes: dict[str, InstanceProbe] = dataclasses.field(default_factory=dict)
     down_since: dict[str, datetime] = dataclasses.field(default_factory=dict)
     last_primary_lsn: int | None = None
@@ -126,6 +141,14 @@ class PostgresMonitor:
                 addresses=addresses,
             )
         tracked.addresses = addresses
+        tracked.terminating = {
+            name: pod["metadata"]["uid"]
+            for name, pod in snapshot.pods.items()
+            if name in addresses and pod["metadata"].get("deletionTimestamp")
+        }
+        live = set(tracked.terminating.values())
+        tracked.stopping &= live
+        tracked.stopped &= live
         tracked.probes = {name: probe for name, probe in tracked.probes.items() if name in addresses}
 
     def down_since(self, key: Key, name: str, down: bool, now: datetime) -> datetime | None:
@@ -185,8 +208,9 @@ class PostgresMonitor:
             results = [UNREACHABLE for _ in names]
         else:
             results = list(
-                await asyncio.gather(*(self._probe(tracked.addresses[name], credentials) for name in names))
+                await asyncio.gather(*(self._probe_one(tracked, name, credentials) for name in names))
             )
+            self._remember_stopping(tracked, names, results)
         changed = False
         for name, result in zip(names, results, strict=True):
             before = tracked.probes.get(name)
@@ -199,6 +223,30 @@ class PostgresMonitor:
         if self.metrics is not None:
             self.metrics.record_replica_lag(key.namespace, key.name, lag_bytes(tracked.probes))
         return changed
+
+    async def _probe_one(self, tracked: _Tracked, name: str, credentials: Credentials) -> InstanceProbe:
+        uid = tracked.terminating.get(name)
+        if uid in tracked.stopped:
+            return STOPPED
+        if uid not in tracked.stopping:
+            return await self._probe(tracked.addresses[name], credentials)
+        try:
+            async with asyncio.timeout(STOPPING_PROBE_SECONDS):
+                return await self._probe(tracked.addresses[name], credentials)
+        except TimeoutError:
+            return InstanceProbe(reachable=False, error="TimeoutError")
+
+    @staticmethod
+    def _remember_stopping(tracked: _Tracked, names: list[str], results: list[InstanceProbe]) -> None:
+        """Which terminating pods' servers shut down, and which have stopped (see the module)."""
+        for name, result in zip(names, results, strict=True):
+            uid = tracked.terminating.get(name)
+            if uid is None or result.reachable:
+                continue
+            if result.shutting_down:
+                tracked.stopping.add(uid)
+            elif result.error == REFUSED or uid in tracked.stopping:
+                tracked.stopped.add(uid)
 
     async def run(self) -> None:
         """Forever: probe every tracked backend; enqueue those whose instances changed."""
@@ -274,6 +322,7 @@ def instances_of(
                 lsn=probe.lsn,
                 replay_lsn=probe.replay_lsn,
                 streaming=probe.streaming,
+                shutting_down=probe.shutting_down,
                 synchronous_standby_names=probe.synchronous_standby_names,
                 streaming_standbys=probe.streaming_standbys,
             )

@@ -8,19 +8,27 @@ kmock plays the apiserver and records every request; the instances' SQL answers 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import json
 from typing import Any
 
 import kmock
+import psycopg
 import pytest
 
 from sbo_operator.kube import Kube
 from sbo_operator.metrics import OperatorMetrics
 from sbo_operator.postgres_failover import PostgresRoles
-from sbo_operator.postgres_monitor import PostgresMonitor, instances_of
-from sbo_operator.postgres_probe import Credentials, InstanceProbe
+from sbo_operator.postgres_monitor import STOPPING_PROBE_SECONDS, PostgresMonitor, instances_of
+from sbo_operator.postgres_probe import (
+    REFUSED,
+    SHUTTING_DOWN,
+    Credentials,
+    InstanceProbe,
+    unreachable_reason,
+)
 from sbo_operator.postgres_roles import Decision, DeletePod, Phase, Promote, RoleEvent, RolesState, SetRole
 from sbo_operator.reconcile import Reconciler
 from sbo_operator.settings import OperatorSettings
@@ -415,6 +423,159 @@ async def test_the_monitor_reports_each_instances_lag_and_forgets_a_deleted_back
     assert await monitor._probe_backend(KEY, monitor._tracked[KEY])
     monitor.forget(KEY)
     assert lag("shop-postgres-0") is None
+
+
+async def test_a_successful_promotion_wakes_the_backend_for_its_label_at_once(
+    kube: Kube, apiserver: kmock.KubernetesScaffold
+) -> None:
+    serve(apiserver)
+    instances = Instances({ip(1): standby(100)})
+    woken: list[Key] = []
+    monitor = PostgresMonitor(
+        kube=kube,
+        networks=OperatorSettings(postgres_probe_networks="198.18.0.0/16").postgres_probe_networks,
+        interval_seconds=60,
+        on_change=woken.append,
+        probe=instances.probe,
+        promote=instances.promote,
+    )
+    roles = PostgresRoles(kube=kube, monitor=monitor)
+    body = example_body()
+    current = snapshot(body, pods=pods(None, "replica"))
+    monitor.track(KEY, parse(body), current)
+    decision = Decision(state=RolesState(phase=Phase.FAILING_OVER), actions=(Promote("shop-postgres-1"),))
+    with kopf_events():
+        await roles.execute(KEY, parse(body), body, current, decision)
+    assert instances.promoted == [ip(1)]
+    assert woken == [KEY], "the next pass (the label) runs now, not at the next poll"
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        pytest.param(
+            psycopg.OperationalError(
+                'connection failed: connection to server at "198.18.0.10", port 5432 failed: '
+                "FATAL:  the database system is shutting down"
+            ),
+            SHUTTING_DOWN,
+            id="shutting-down",
+        ),
+        pytest.param(
+            psycopg.OperationalError(
+                'connection failed: connection to server at "198.18.0.10", port 5432 failed: '
+                "Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?"
+            ),
+            REFUSED,
+            id="refused",
+        ),
+        pytest.param(ConnectionRefusedError(111, "Connection refused"), REFUSED, id="refused-oserror"),
+        pytest.param(
+            psycopg.OperationalError("connection failed: FATAL:  password authentication failed"),
+            "OperationalError",
+            id="other",
+        ),
+        pytest.param(TimeoutError(), "TimeoutError", id="timeout"),
+    ],
+)
+def test_why_an_instance_did_not_answer(error: BaseException, reason: str) -> None:
+    assert unreachable_reason(error) == reason
+    assert InstanceProbe(reachable=False, error=reason).shutting_down is (reason == SHUTTING_DOWN)
+
+
+async def test_a_terminating_server_once_stopped_is_not_probed_again(
+    kube: Kube, apiserver: kmock.KubernetesScaffold
+) -> None:
+    """The fenced primary shuts down, then stops; its pod's address may then answer nothing at all
+    (its sandbox gone): a probe would hold the pass for the connect timeout (2 s, seen on the real
+    node after each promotion). Once seen shutting down, a probe of it is bounded; once stopped,
+    it is not probed again. A new pod under the same name is probed as any other."""
+    serve(apiserver)
+    asked: list[str] = []
+    answers: dict[str, InstanceProbe | None] = {
+        ip(0): InstanceProbe(reachable=False, error=SHUTTING_DOWN),
+        ip(1): standby(100),
+    }
+
+    async def probe(host: str, credentials: Credentials) -> InstanceProbe:
+        asked.append(host)
+        answer = answers[host]
+        if answer is None:
+            await asyncio.sleep(60)  # an address nobody answers at: the connect timeout
+            raise AssertionError("a probe of a stopping server is bounded")
+        return answer
+
+    monitor = PostgresMonitor(
+        kube=kube,
+        networks=OperatorSettings(postgres_probe_networks="198.18.0.0/16").postgres_probe_networks,
+        interval_seconds=60,
+        on_change=lambda key: None,
+        probe=probe,
+    )
+    body = example_body()
+    old = postgres_pod("shop-postgres-0", role="replica", ip=ip(0), terminating=True)
+    terminating = snapshot(body, pods=[old, postgres_pod("shop-postgres-1", role="replica", ip=ip(1))])
+    monitor.track(KEY, parse(body), terminating)
+    await monitor.refresh(KEY)
+    assert monitor.probes(KEY)["shop-postgres-0"].shutting_down
+
+    answers[ip(0)] = None  # stopped, and its sandbox gone
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await monitor.refresh(KEY)
+    assert loop.time() - started < STOPPING_PROBE_SECONDS + 0.5
+    stopped = monitor.probes(KEY)["shop-postgres-0"]
+    assert not stopped.reachable
+    assert not stopped.shutting_down
+
+    asked.clear()
+    await monitor.refresh(KEY)
+    assert asked == [ip(1)], "a stopped server in a terminating pod is not asked again"
+    [silent] = [
+        i
+        for i in instances_of(parse(body), terminating, [], monitor.probes(KEY), lambda *_: None)
+        if i.name == "shop-postgres-0"
+    ]
+    assert (silent.terminating, silent.reachable, silent.shutting_down) == (True, False, False)
+
+    # The StatefulSet's new pod under the same name (another uid) is probed again.
+    recreated = postgres_pod("shop-postgres-0", role=None, ip=ip(0))
+    recreated["metadata"]["uid"] = "uid-shop-postgres-0-again"
+    answers[ip(0)] = standby(100)
+    monitor.track(
+        KEY,
+        parse(body),
+        snapshot(body, pods=[recreated, postgres_pod("shop-postgres-1", role="replica", ip=ip(1))]),
+    )
+    asked.clear()
+    await monitor.refresh(KEY)
+    assert sorted(asked) == [ip(0), ip(1)]
+    assert monitor.probes(KEY)["shop-postgres-0"].reachable
+
+
+async def test_a_terminating_server_that_refuses_is_stopped_at_once(
+    kube: Kube, apiserver: kmock.KubernetesScaffold
+) -> None:
+    serve(apiserver)
+    asked: list[str] = []
+
+    async def probe(host: str, credentials: Credentials) -> InstanceProbe:
+        asked.append(host)
+        return InstanceProbe(reachable=False, error=REFUSED)
+
+    monitor = PostgresMonitor(
+        kube=kube,
+        networks=OperatorSettings(postgres_probe_networks="198.18.0.0/16").postgres_probe_networks,
+        interval_seconds=60,
+        on_change=lambda key: None,
+        probe=probe,
+    )
+    body = example_body()
+    old = postgres_pod("shop-postgres-0", role="replica", ip=ip(0), terminating=True)
+    monitor.track(KEY, parse(body), snapshot(body, pods=[old]))
+    await monitor.refresh(KEY)
+    await monitor.refresh(KEY)
+    assert asked == [ip(0)]
 
 
 # ---- synchronous replication, required: false ------------------------------------------------------
