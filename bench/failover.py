@@ -6,17 +6,24 @@ A control plane of its own with the real node (``hack/cluster.sh up --real-node`
 examples/basic.yaml on the local images (``make images``): a primary and two read replicas,
 ``failoverDelay: 0s``. A writer inserts numbered rows through -rw and logs each acknowledged id; a
 sampler asks -rw every 100 ms which server answered and whether it is writable
-(devkit.failover_probe, the code the node tests use). Four runs, one fault each, 8 s into a
+(devkit.failover_probe, the code the node tests use). Six runs, one fault each, 8 s into a
 writer of ``--seconds``:
 
-* ``async_failover``, ``async_switchover``: asynchronous replication (the default);
-* ``sync_failover``, ``sync_switchover``: ``synchronous: {standbys: 1, required: true}``.
+* ``async_failover``, ``async_switchover``, ``async_frozen_primary``: asynchronous replication
+  (the default);
+* ``sync_failover``, ``sync_switchover``, ``sync_frozen_primary``: ``synchronous: {standbys: 1,
+  required: true}``.
 
 A failover's fault is the primary's pod deleted with grace 0; a switchover's is
-``spec.postgres.switchover`` to the first replica. Per run: ``write_outage_seconds`` (the longest
-wait between two acknowledged writes from the fault on: for a deleted primary, the last write
-acknowledged before the fault to the first after; a switchover's writes go on until the old
-primary stops, then wait), ``acknowledged_writes_lost`` (ids
+``spec.postgres.switchover`` to the first replica. A deleted pod still stops its postgres with a
+fast shutdown, which sends the last WAL to the standbys, so those runs cannot lose a write: a
+frozen primary's fault first SIGSTOPs every postgres process of its pod from the host (a hung
+server or node: its walsenders send nothing more), then deletes the pod with grace 0, so the
+standbys miss whatever WAL they had not received. Asynchronous, that is the data-loss window
+the replication accepts; synchronous, no acknowledged write may be lost. Per run:
+``write_outage_seconds`` (the longest wait between two acknowledged writes from the fault on: for
+a deleted primary, the last write acknowledged before the fault to the first after; a
+switchover's writes go on until the old primary stops, then wait), ``acknowledged_writes_lost`` (ids
 acknowledged but absent from the new primary), ``two_primaries_observed`` (-rw reached a writable
 server after another had taken over). Then the issue's targets as booleans. Between runs the
 backend settles: Stable, Ready, every replica streaming from the primary.
@@ -29,9 +36,12 @@ Run it alone on the machine (the real node is a host-wide singleton): ``flock
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
+import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -46,7 +56,7 @@ from devkit.cluster import LocalCluster, eventually
 from devkit.failover_probe import CREATE_PROBE_TABLE, Probe
 from devkit.operator_process import OperatorProcess
 from devkit.paths import EXAMPLES
-from devkit.real_pods import real_node_namespace
+from devkit.real_pods import postgres_host_processes, real_node_namespace
 from devkit.records import BENCHMARKS_DOC, record_json_result
 
 NAMESPACE = "bench-failover"
@@ -195,6 +205,36 @@ def delete_primary_pod(bench: Bench) -> Callable[[str, list[str]], None]:
     return fault
 
 
+def freeze_and_delete_primary_pod(bench: Bench) -> Callable[[str, list[str]], None]:
+    """SIGSTOP every postgres process of the primary's pod (found on the host by its cgroup),
+    then delete the pod with grace 0: its last WAL never leaves. The kubelet's SIGKILL ends the
+    stopped processes; a SIGCONT afterwards only wakes any that would have outlived it."""
+
+    def fault(old: str, _: list[str]) -> None:
+        uid = bench.json(f"pod/{old}")["metadata"]["uid"]
+        pids = sorted(postgres_host_processes(uid))
+        if not pids:
+            raise RuntimeError(f"no postgres process of pod {old} on this host")
+        try:
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+            bench.cluster.kubectl(
+                "delete", "pod", old, "-n", NAMESPACE, "--grace-period=0", "--force", "--wait=false"
+            )
+            eventually(
+                lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids),
+                timeout=60,
+                interval=0.5,
+                what=f"the frozen processes of {old} killed",
+            )
+        finally:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+
+    return fault
+
+
 def switch_over(bench: Bench, run: str) -> Callable[[str, list[str]], None]:
     def fault(_: str, replicas: list[str]) -> None:
         request = {"spec": {"postgres": {"switchover": {"to": replicas[0], "id": run}}}}
@@ -237,6 +277,8 @@ def measure(cluster: LocalCluster, seconds: float) -> dict[str, Any]:
         runs[f"{mode}_failover"] = run_once(bench, f"{mode}_failover", delete_primary_pod(bench), seconds)
         switchover = f"{mode}_switchover"
         runs[switchover] = run_once(bench, switchover, switch_over(bench, switchover), seconds)
+        frozen = f"{mode}_frozen_primary"
+        runs[frozen] = run_once(bench, frozen, freeze_and_delete_primary_pod(bench), seconds)
     return runs
 
 
@@ -255,7 +297,8 @@ def summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 outage_within(f"{m}_switchover", SWITCHOVER_OUTAGE_TARGET) for m in ("async", "sync")
             ),
             "no_acknowledged_write_lost_sync": all(
-                runs[f"sync_{kind}"]["acknowledged_writes_lost"] == 0 for kind in ("failover", "switchover")
+                runs[f"sync_{kind}"]["acknowledged_writes_lost"] == 0
+                for kind in ("failover", "switchover", "frozen_primary")
             ),
             "never_two_primaries": not any(run.get("two_primaries_observed") for run in runs.values()),
         },
@@ -286,6 +329,9 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=30.0, help="each run's writer (the fault at 8 s)")
     parser.add_argument("--no-record", action="store_true", help="print the JSON line only")
+    parser.add_argument(
+        "--operator-log", type=Path, help="keep the operator's log there (its timeline of each change)"
+    )
     args = parser.parse_args()
     started, load_before = datetime.now(UTC), os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-failover-") as tmp:
@@ -315,6 +361,8 @@ def main() -> None:
         finally:
             operator.stop()
             cluster.stop()
+            if args.operator_log is not None and operator.log_path.exists():
+                shutil.copyfile(operator.log_path, args.operator_log)
     result = {"started": started.isoformat(timespec="seconds"), **summary(runs)}
     print(json.dumps(result))
     if not args.no_record:
