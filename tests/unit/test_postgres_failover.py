@@ -12,6 +12,7 @@ import asyncio
 import base64
 import dataclasses
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kmock
@@ -425,20 +426,31 @@ async def test_the_monitor_reports_each_instances_lag_and_forgets_a_deleted_back
     assert lag("shop-postgres-0") is None
 
 
+def probing(
+    kube: Kube,
+    probe: Callable[[str, Credentials], Awaitable[InstanceProbe]],
+    *,
+    on_change: Callable[[Key], None] = lambda key: None,
+    **hooks: Any,
+) -> PostgresMonitor:
+    """A monitor of the pods in 198.18.0.0/16 that asks ``probe`` (``hooks``: promote, ...)."""
+    networks = OperatorSettings(postgres_probe_networks="198.18.0.0/16").postgres_probe_networks
+    return PostgresMonitor(
+        kube=kube, networks=networks, interval_seconds=60, on_change=on_change, probe=probe, **hooks
+    )
+
+
+def terminating_old_primary() -> Manifest:
+    return postgres_pod("shop-postgres-0", role="replica", ip=ip(0), terminating=True)
+
+
 async def test_a_successful_promotion_wakes_the_backend_for_its_label_at_once(
     kube: Kube, apiserver: kmock.KubernetesScaffold
 ) -> None:
     serve(apiserver)
     instances = Instances({ip(1): standby(100)})
     woken: list[Key] = []
-    monitor = PostgresMonitor(
-        kube=kube,
-        networks=OperatorSettings(postgres_probe_networks="198.18.0.0/16").postgres_probe_networks,
-        interval_seconds=60,
-        on_change=woken.append,
-        probe=instances.probe,
-        promote=instances.promote,
-    )
+    monitor = probing(kube, instances.probe, on_change=woken.append, promote=instances.promote)
     roles = PostgresRoles(kube=kube, monitor=monitor)
     body = example_body()
     current = snapshot(body, pods=pods(None, "replica"))
@@ -505,15 +517,9 @@ async def test_a_terminating_server_once_stopped_is_not_probed_again(
             raise AssertionError("a probe of a stopping server is bounded")
         return answer
 
-    monitor = PostgresMonitor(
-        kube=kube,
-        networks=OperatorSettings(postgres_probe_networks="198.18.0.0/16").postgres_probe_networks,
-        interval_seconds=60,
-        on_change=lambda key: None,
-        probe=probe,
-    )
+    monitor = probing(kube, probe)
     body = example_body()
-    old = postgres_pod("shop-postgres-0", role="replica", ip=ip(0), terminating=True)
+    old = terminating_old_primary()
     terminating = snapshot(body, pods=[old, postgres_pod("shop-postgres-1", role="replica", ip=ip(1))])
     monitor.track(KEY, parse(body), terminating)
     await monitor.refresh(KEY)
@@ -563,15 +569,9 @@ async def test_a_terminating_server_that_refuses_is_stopped_at_once(
         asked.append(host)
         return InstanceProbe(reachable=False, error=REFUSED)
 
-    monitor = PostgresMonitor(
-        kube=kube,
-        networks=OperatorSettings(postgres_probe_networks="198.18.0.0/16").postgres_probe_networks,
-        interval_seconds=60,
-        on_change=lambda key: None,
-        probe=probe,
-    )
+    monitor = probing(kube, probe)
     body = example_body()
-    old = postgres_pod("shop-postgres-0", role="replica", ip=ip(0), terminating=True)
+    old = terminating_old_primary()
     monitor.track(KEY, parse(body), snapshot(body, pods=[old]))
     await monitor.refresh(KEY)
     await monitor.refresh(KEY)
