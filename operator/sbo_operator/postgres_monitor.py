@@ -13,9 +13,10 @@ primary is down, the reconciler asks for fresh probes itself (:meth:`PostgresMon
 
 A terminating pod's server never starts again (the kubelet restarts no container of a pod being
 deleted). So once it answered "shutting down", a probe of it is bounded to
-``STOPPING_PROBE_SECONDS``, and once it is seen stopped (refused, or unanswered after shutting
-down) it is not probed again: the address of a pod whose sandbox is gone answers nothing, and a
-probe of it would hold a failover's pass for the whole connect timeout.
+``STOPPING_PROBE_SECONDS``, and once it is seen stopped (refused, or unanswered: within the connect
+timeout, or within that bound after shutting down) it is not probed again: the address of a pod
+whose sandbox is gone answers nothing, and a probe of it would hold each pass of a failover for
+the whole connect timeout. (The election already counts such a probe as silence.)
 
 Only addresses within ``postgres_probe_networks`` are ever connected to.
 """
@@ -38,6 +39,7 @@ from sbo_operator.kube import Kube
 from sbo_operator.metrics import OperatorMetrics
 from sbo_operator.postgres_probe import (
     REFUSED,
+    TIMED_OUT,
     UNREACHABLE,
     Credentials,
     InstanceProbe,
@@ -234,7 +236,7 @@ class PostgresMonitor:
             async with asyncio.timeout(STOPPING_PROBE_SECONDS):
                 return await self._probe(tracked.addresses[name], credentials)
         except TimeoutError:
-            return InstanceProbe(reachable=False, error="TimeoutError")
+            return InstanceProbe(reachable=False, error=TIMED_OUT)
 
     @staticmethod
     def _remember_stopping(tracked: _Tracked, names: list[str], results: list[InstanceProbe]) -> None:
@@ -245,7 +247,7 @@ class PostgresMonitor:
                 continue
             if result.shutting_down:
                 tracked.stopping.add(uid)
-            elif result.error == REFUSED or uid in tracked.stopping:
+            elif result.error in (REFUSED, TIMED_OUT) or uid in tracked.stopping:
                 tracked.stopped.add(uid)
 
     async def run(self) -> None:

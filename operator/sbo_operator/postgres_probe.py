@@ -23,6 +23,7 @@ __all__ = [
     "PROBE_QUERY",
     "REFUSED",
     "SHUTTING_DOWN",
+    "TIMED_OUT",
     "Credentials",
     "InstanceProbe",
     "lag_bytes",
@@ -41,6 +42,7 @@ SHUTTING_DOWN_MESSAGE = "the database system is shutting down"
 # Why an instance did not answer, when it matters to the election (InstanceProbe.error).
 SHUTTING_DOWN = "ShuttingDown"
 REFUSED = "ConnectionRefused"  # nothing listens: the server is not running
+TIMED_OUT = "TimedOut"  # no answer within the connect timeout (or the probe's bound)
 QUERY_TIMEOUT_SECONDS = 3.0
 PROMOTE_WAIT_SECONDS = 10  # pg_promote(wait => true, wait_seconds => 10)
 
@@ -159,8 +161,10 @@ async def probe_instance(host: str, credentials: Credentials, port: int = POSTGR
 
 
 def unreachable_reason(error: BaseException) -> str:
-    """SHUTTING_DOWN or REFUSED when the error says so, else the error's type."""
+    """SHUTTING_DOWN, REFUSED or TIMED_OUT when the error says so, else the error's type."""
     text = str(error)
+    if isinstance(error, psycopg.errors.ConnectionTimeout | TimeoutError):
+        return TIMED_OUT
     if isinstance(error, psycopg.OperationalError):
         if SHUTTING_DOWN_MESSAGE in text:
             return SHUTTING_DOWN

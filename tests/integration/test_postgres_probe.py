@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import time
 
 import pytest
@@ -20,12 +19,13 @@ import pytest
 from devkit.process import wait_until
 from sbo_operator.builders.postgres_config import OPERATOR_USER
 from sbo_operator.postgres_probe import REFUSED, SHUTTING_DOWN, Credentials, InstanceProbe, probe_instance
-from tests.integration.test_data_services_config import LOOPBACK, Sandbox, postgres_bindir
+from tests.integration.test_data_services_config import LOOPBACK, Sandbox
 from tests.integration.test_postgres_failover_scripts import (
     Forwarder,
     forwarder,  # noqa: F401 - the fixture, shared
     probe,
     sandbox,  # noqa: F401 - the fixture, shared
+    shutdown_checkpoint,
     start_cluster,
 )
 from tests.integration.test_postgres_failover_scripts import Instance as Server
@@ -36,19 +36,6 @@ pytestmark = pytest.mark.integration
 def operator_probe(server: Server) -> InstanceProbe:
     credentials = Credentials(OPERATOR_USER, server.env["SBO_OPERATOR_PASSWORD"])
     return asyncio.run(probe_instance(LOOPBACK, credentials, port=server.port))
-
-
-def shutdown_checkpoint(server: Server) -> int:
-    controldata = subprocess.run(
-        [str(postgres_bindir() / "pg_controldata"), str(server.pgdata)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert "Database cluster state:               shut down" in controldata
-    line = next(line for line in controldata.splitlines() if line.startswith("Latest checkpoint location"))
-    high, low = line.split()[-1].split("/")
-    return (int(high, 16) << 32) + int(low, 16)
 
 
 def test_a_server_shutting_down_says_so_until_its_standby_has_the_last_wal(

@@ -26,6 +26,7 @@ from sbo_operator.postgres_monitor import STOPPING_PROBE_SECONDS, PostgresMonito
 from sbo_operator.postgres_probe import (
     REFUSED,
     SHUTTING_DOWN,
+    TIMED_OUT,
     Credentials,
     InstanceProbe,
     unreachable_reason,
@@ -487,7 +488,10 @@ async def test_a_successful_promotion_wakes_the_backend_for_its_label_at_once(
             "OperationalError",
             id="other",
         ),
-        pytest.param(TimeoutError(), "TimeoutError", id="timeout"),
+        pytest.param(TimeoutError(), TIMED_OUT, id="timeout"),
+        pytest.param(
+            psycopg.errors.ConnectionTimeout("connection timeout expired"), TIMED_OUT, id="connect-timeout"
+        ),
     ],
 )
 def test_why_an_instance_did_not_answer(error: BaseException, reason: str) -> None:
@@ -559,15 +563,16 @@ async def test_a_terminating_server_once_stopped_is_not_probed_again(
     assert monitor.probes(KEY)["shop-postgres-0"].reachable
 
 
-async def test_a_terminating_server_that_refuses_is_stopped_at_once(
-    kube: Kube, apiserver: kmock.KubernetesScaffold
+@pytest.mark.parametrize("error", [REFUSED, TIMED_OUT])
+async def test_a_terminating_server_that_refuses_or_never_answers_is_stopped_at_once(
+    kube: Kube, apiserver: kmock.KubernetesScaffold, error: str
 ) -> None:
     serve(apiserver)
     asked: list[str] = []
 
     async def probe(host: str, credentials: Credentials) -> InstanceProbe:
         asked.append(host)
-        return InstanceProbe(reachable=False, error=REFUSED)
+        return InstanceProbe(reachable=False, error=error)
 
     monitor = probing(kube, probe)
     body = example_body()
@@ -576,6 +581,25 @@ async def test_a_terminating_server_that_refuses_is_stopped_at_once(
     await monitor.refresh(KEY)
     await monitor.refresh(KEY)
     assert asked == [ip(0)]
+
+
+async def test_a_terminating_server_that_refuses_the_operators_login_is_asked_again(
+    kube: Kube, apiserver: kmock.KubernetesScaffold
+) -> None:
+    """Another error (a password refused, too many clients) comes from a running server."""
+    serve(apiserver)
+    asked: list[str] = []
+
+    async def probe(host: str, credentials: Credentials) -> InstanceProbe:
+        asked.append(host)
+        return InstanceProbe(reachable=False, error="OperationalError")
+
+    monitor = probing(kube, probe)
+    body = example_body()
+    monitor.track(KEY, parse(body), snapshot(body, pods=[terminating_old_primary()]))
+    await monitor.refresh(KEY)
+    await monitor.refresh(KEY)
+    assert asked == [ip(0), ip(0)]
 
 
 # ---- synchronous replication, required: false ------------------------------------------------------
