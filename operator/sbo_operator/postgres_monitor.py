@@ -212,7 +212,7 @@ class PostgresMonitor:
             results = list(
                 await asyncio.gather(*(self._probe_one(tracked, name, credentials) for name in names))
             )
-            self._remember_stopping(tracked, names, results)
+            self._remember_stopping(key, tracked, names, results)
         changed = False
         for name, result in zip(names, results, strict=True):
             before = tracked.probes.get(name)
@@ -239,15 +239,20 @@ class PostgresMonitor:
             return InstanceProbe(reachable=False, error=TIMED_OUT)
 
     @staticmethod
-    def _remember_stopping(tracked: _Tracked, names: list[str], results: list[InstanceProbe]) -> None:
+    def _remember_stopping(
+        key: Key, tracked: _Tracked, names: list[str], results: list[InstanceProbe]
+    ) -> None:
         """Which terminating pods' servers shut down, and which have stopped (see the module)."""
         for name, result in zip(names, results, strict=True):
             uid = tracked.terminating.get(name)
-            if uid is None or result.reachable:
+            if uid is None or result.reachable or uid in tracked.stopped:
                 continue
             if result.shutting_down:
+                if uid not in tracked.stopping:
+                    log.info("%s: the server of terminating pod %s is shutting down", key, name)
                 tracked.stopping.add(uid)
             elif result.error in (REFUSED, TIMED_OUT) or uid in tracked.stopping:
+                log.info("%s: the server of terminating pod %s has stopped (%s)", key, name, result.error)
                 tracked.stopped.add(uid)
 
     async def run(self) -> None:
