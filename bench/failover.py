@@ -171,6 +171,7 @@ def run_once(
     probe = Probe(bench.cluster, NAMESPACE, bench.writer_pod(), run=run, seconds=seconds).start()
     time.sleep(FAULT_AFTER)
     at = time.time()
+    log(f"{run}: the fault at {datetime.fromtimestamp(at, UTC):%H:%M:%S.%f}"[:-3])
     fault(old, replicas)
     record = probe.join()
     eventually(
