@@ -193,6 +193,10 @@ def run_once(
         "rw_samples": len(record.samples),
         "new_primary": new,
     }
+    gap = record.longest_write_gap(at)
+    if gap is not None:
+        stopped, resumed = (f"{datetime.fromtimestamp(t, UTC):%H:%M:%S.%f}"[:-3] for t in gap)
+        log(f"{run}: writes acknowledged until {stopped}, again from {resumed}")
     log(f"{run}: {json.dumps(result)}")
     return result
 
