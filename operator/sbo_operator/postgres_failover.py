@@ -78,6 +78,7 @@ class PostgresRoles:
             desired,
             self.monitor.probes(key),
             lambda name, down: self.monitor.down_since(key, name, down, now),
+            self.monitor.vanished_pod_uids(key),
         )
         policy = Policy.for_backend(backend, last_primary_lsn=self.monitor.last_primary_lsn(key))
         return decide(instances, state, policy, now)

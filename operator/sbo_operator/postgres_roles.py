@@ -80,6 +80,9 @@ class Instance:
     # Unreachable, but its server answered "shutting down": a fast shutdown is still sending the
     # last WAL to the standbys (they have all of it only once the server is gone).
     shutting_down: bool = False
+    # Earlier pods of this name deleted from the API with no grace (never seen terminating), whose
+    # server the operator has not yet seen stopped: the kubelet may still be stopping it.
+    vanished_pod_uids: tuple[str, ...] = ()
     # On a primary: its synchronous_standby_names now, and the application_names streaming from it.
     synchronous_standby_names: str | None = None
     streaming_standbys: tuple[str, ...] | None = None
@@ -410,8 +413,11 @@ class _Election:
     def fenced_pod_present(self, state: RolesState) -> bool:
         """The old primary may still accept writes, or still be sending its last WAL: the pod
         this change fenced (or, for a legacy primary, any pod its StatefulSet runs) exists and is
-        not a terminating, silent one. A server that answers "shutting down" is not silent yet:
-        promoting the target before its walsenders have sent everything would lose that tail."""
+        not a terminating, silent one, or it was deleted with no grace and its server was not seen
+        stopped yet. A server that answers "shutting down" is not silent yet: promoting the target
+        before its walsenders have sent everything would lose that tail."""
+        if any(state.fenced_pod_uid in instance.vanished_pod_uids for instance in self.by_name.values()):
+            return True
         for instance in self.existing:
             fenced = instance.pod_uid is not None and instance.pod_uid == state.fenced_pod_uid
             legacy_old = _is_legacy_primary(instance) and instance.name == state.current_primary
@@ -547,7 +553,11 @@ class _Election:
     ) -> Decision:
         old = state.current_primary
         old_instance = self.by_name.get(old) if old is not None else None
-        fenced = old_instance.pod_uid if old_instance is not None and old_instance.exists else None
+        fenced = None
+        if old_instance is not None and old_instance.exists:
+            fenced = old_instance.pod_uid
+        elif old_instance is not None and old_instance.vanished_pod_uids:
+            fenced = old_instance.vanished_pod_uids[-1]  # deleted with no grace: it may still run
         state = dataclasses.replace(
             state,
             phase=Phase.FAILING_OVER if failover else Phase.SWITCHING_OVER,

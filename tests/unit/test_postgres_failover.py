@@ -22,7 +22,12 @@ import pytest
 from sbo_operator.kube import Kube
 from sbo_operator.metrics import OperatorMetrics
 from sbo_operator.postgres_failover import PostgresRoles
-from sbo_operator.postgres_monitor import STOPPING_PROBE_SECONDS, PostgresMonitor, instances_of
+from sbo_operator.postgres_monitor import (
+    STOPPING_PROBE_SECONDS,
+    VANISHED_PROBE_SECONDS,
+    PostgresMonitor,
+    instances_of,
+)
 from sbo_operator.postgres_probe import (
     REFUSED,
     SHUTTING_DOWN,
@@ -304,6 +309,36 @@ async def test_a_lost_primary_is_failed_over_to_the_most_advanced_standby(
     assert "Failover" in reasons
 
 
+async def test_a_primary_deleted_with_no_grace_is_promoted_over_only_once_its_server_stopped(
+    apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
+) -> None:
+    """``kubectl delete pod --grace-period=0 --force``: the pod leaves the API at once, while the
+    kubelet is still stopping its server, which may still commit (and, synchronous, have a standby
+    acknowledge) writes the target would never receive. The operator keeps asking its address."""
+    serve(apiserver)
+    body = example_body()
+    stable = {"phase": "Stable", "currentPrimary": "shop-postgres-0", "timeline": 1}
+    body = {**body, "status": {"postgres": stable}}
+    cluster = Cluster(body, applied_stack(body), pods("primary", "replica", "replica"))
+    instances = Instances({ip(0): PRIMARY, ip(1): standby(100), ip(2): standby(90)})
+    reconciler = reconciler_with_roles(kube, metrics, cluster, instances)
+    with kopf_events():
+        await reconciler.reconcile(KEY)  # stable: the monitor knows the primary's pod
+        cluster.pods = pods(None, "replica", "replica", missing=frozenset({0}))
+        requeue = await reconciler.reconcile(KEY)
+        assert status_writes(apiserver)[-1]["postgres"]["phase"] == "FailingOver"
+        assert instances.promoted == [], "its server still answers"
+        assert requeue is not None
+        assert requeue <= 0.25
+        cluster.body = {**body, "status": merge_patch(body["status"], status_writes(apiserver)[-1])}
+        instances.answers[ip(0)] = InstanceProbe(reachable=False, error=SHUTTING_DOWN)
+        await reconciler.reconcile(KEY)
+        assert instances.promoted == [], "its fast shutdown may still be sending WAL"
+        instances.answers[ip(0)] = InstanceProbe(reachable=False, error=REFUSED)
+        await reconciler.reconcile(KEY)
+        assert instances.promoted == [ip(1)]
+
+
 async def test_actions_carry_the_pods_uid_and_a_failover_deletes_with_grace_zero(
     apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
 ) -> None:
@@ -581,6 +616,44 @@ async def test_a_terminating_server_that_refuses_or_never_answers_is_stopped_at_
     await monitor.refresh(KEY)
     await monitor.refresh(KEY)
     assert asked == [ip(0)]
+
+
+async def test_the_monitor_follows_a_pod_deleted_with_no_grace_until_its_server_stopped(
+    kube: Kube, apiserver: kmock.KubernetesScaffold
+) -> None:
+    serve(apiserver)
+    answers = {ip(0): PRIMARY, ip(1): standby(100)}
+    hangs: set[str] = set()
+
+    async def probe(host: str, credentials: Credentials) -> InstanceProbe:
+        if host in hangs:
+            await asyncio.sleep(60)  # the address of a sandbox that is gone: no answer
+        return answers[host]
+
+    monitor = probing(kube, probe)
+    body = example_body()
+    both = pods("primary", "replica")
+    monitor.track(KEY, parse(body), snapshot(body, pods=both))
+    assert monitor.vanished_pod_uids(KEY) == {}
+    monitor.track(KEY, parse(body), snapshot(body, pods=both[1:]))  # deleted with no grace
+    await monitor.refresh(KEY)
+    assert monitor.vanished_pod_uids(KEY) == {"shop-postgres-0": ("uid-shop-postgres-0",)}, "it answers"
+    hangs.add(ip(0))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await monitor.refresh(KEY)
+    assert loop.time() - started < VANISHED_PROBE_SECONDS + 0.5
+    assert monitor.vanished_pod_uids(KEY) == {}, "no answer within the bound: stopped"
+
+    # A pod seen terminating was stopped by the kubelet before it left the API.
+    monitor.track(KEY, parse(body), snapshot(body, pods=[terminating_old_primary(), *both[1:]]))
+    monitor.track(KEY, parse(body), snapshot(body, pods=both[1:]))
+    assert monitor.vanished_pod_uids(KEY) == {}
+    # A pod whose address another pod holds now is gone for good.
+    monitor.track(KEY, parse(body), snapshot(body, pods=both))
+    reused = postgres_pod("shop-postgres-2", role=None, ip=ip(0))
+    monitor.track(KEY, parse(body), snapshot(body, pods=[both[1], reused]))
+    assert monitor.vanished_pod_uids(KEY) == {}
 
 
 async def test_a_terminating_server_that_refuses_the_operators_login_is_asked_again(

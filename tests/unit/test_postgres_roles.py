@@ -375,6 +375,24 @@ def test_promotes_the_target_once_the_fenced_pod_is_gone(old: Instance) -> None:
     assert not any(isinstance(action, SetRole) and action.role == "primary" for action in decision.actions)
 
 
+def test_a_primary_deleted_with_no_grace_is_fenced_until_its_server_has_stopped() -> None:
+    """Its pod vanished from the API at once, but the kubelet is still stopping its server: a
+    promotion now could take writes (and, synchronous, commits a standby acknowledged) the target
+    never receives. The change waits for the monitor to see that server stopped."""
+    vanished = gone(P0, 0.2)
+    vanished = dataclasses.replace(vanished, vanished_pod_uids=(f"uid-{P0}",))
+    decision = decide([vanished, pod(P1), pod(P2)], STABLE, policy(), NOW)
+    assert decision.state == failing_over(since=NOW)
+    assert list(decision.actions) == []
+    assert decision.requeue_seconds == FENCE_POLL_SECONDS
+    recreated = down(P0, 0.5, pod_uid="uid-recreated", role_label=None, vanished_pod_uids=(f"uid-{P0}",))
+    assert list(decide([recreated, pod(P1), pod(P2)], decision.state, policy(), NOW).actions) == [
+        SetRole(P0, "replica")
+    ]
+    stopped = [dataclasses.replace(recreated, vanished_pod_uids=()), pod(P1), pod(P2)]
+    assert Promote(P1) in decide(stopped, decision.state, policy(), NOW).actions
+
+
 def test_promoted_target_is_labelled_primary_and_the_change_ends() -> None:
     observed = [gone(P0, 3), primary(P1, role_label="replica", timeline=2), pod(P2, role_label=None)]
     decision = decide(observed, failing_over(), policy(), NOW)

@@ -57,6 +57,7 @@ def instances(draw: st.DrawFn, name: str, now: datetime) -> Instance:
         lsn=draw(st.integers(0, 100)) if reachable else None,
         streaming=draw(st.booleans()) if reachable else None,
         shutting_down=not reachable and draw(st.booleans()),
+        vanished_pod_uids=(f"uid-{name}-9",) if draw(st.integers(0, 4)) == 0 else (),
     )
 
 
@@ -92,7 +93,11 @@ def states(draw: st.DrawFn) -> RolesState:
         phase=phase,
         current_primary=draw(names) if phase is not Phase.BOOTSTRAP else None,
         target_primary=draw(names) if in_change else None,
-        fenced_pod_uid=draw(st.sampled_from([None, *(f"uid-{n}-0" for n in NAMES)])) if in_change else None,
+        fenced_pod_uid=(
+            draw(st.sampled_from([None, *(f"uid-{n}-{i}" for n in NAMES for i in (0, 9))]))
+            if in_change
+            else None
+        ),
         timeline=draw(st.one_of(st.none(), st.integers(1, 3))),
         switchover_id=draw(st.sampled_from([None, "a", "b"])),
         since=T0 - timedelta(seconds=draw(st.integers(0, 60))) if in_change else None,
@@ -118,6 +123,8 @@ def down_for(observed: list[Instance], name: str, now: datetime) -> timedelta | 
 
 def old_primary_may_write(observed: list[Instance], state: RolesState) -> bool:
     """The old primary may still accept writes or still be sending its last WAL."""
+    if any(state.fenced_pod_uid in instance.vanished_pod_uids for instance in observed):
+        return True
     for instance in observed:
         fenced = instance.pod_uid is not None and instance.pod_uid == state.fenced_pod_uid
         legacy_old = instance.legacy and instance.name == state.current_primary
