@@ -413,9 +413,13 @@ class _Election:
     def fenced_pod_present(self, state: RolesState) -> bool:
         """The old primary may still accept writes, or still be sending its last WAL: the pod
         this change fenced (or, for a legacy primary, any pod its StatefulSet runs) exists and is
-        not a terminating, silent one, or it was deleted with no grace and its server was not seen
-        stopped yet. A server that answers "shutting down" is not silent yet: promoting the target
-        before its walsenders have sent everything would lose that tail."""
+        not a terminating, silent one, or a pod of the old primary (or the fenced one) was deleted
+        with no grace and its server was not seen stopped yet. A server that answers "shutting
+        down" is not silent yet: promoting the target before its walsenders have sent everything
+        would lose that tail."""
+        old = self.by_name.get(state.current_primary) if state.current_primary is not None else None
+        if old is not None and old.vanished_pod_uids:
+            return True  # its server may still run, whatever pod has its name now
         if any(state.fenced_pod_uid in instance.vanished_pod_uids for instance in self.by_name.values()):
             return True
         for instance in self.existing:

@@ -393,6 +393,24 @@ def test_a_primary_deleted_with_no_grace_is_fenced_until_its_server_has_stopped(
     assert Promote(P1) in decide(stopped, decision.state, policy(), NOW).actions
 
 
+def test_a_recreated_old_primary_is_fenced_and_its_vanished_server_waited_for() -> None:
+    # The StatefulSet made the pod again before the operator looked: that pod is fenced (it could
+    # start as a primary), and the server of the one deleted with no grace is waited for too.
+    recreated = down(P0, 0.5, pod_uid="uid-recreated", role_label=None, vanished_pod_uids=(f"uid-{P0}",))
+    decision = decide([recreated, pod(P1), pod(P2)], STABLE, policy(), NOW)
+    assert decision.state == failing_over(fenced_pod_uid="uid-recreated", since=NOW)
+    assert list(decision.actions) == [
+        SetRole(P0, "replica"),
+        DeletePod(P0, "uid-recreated", FAILOVER_GRACE_SECONDS),
+    ]
+    recreated_gone = gone(P0, 1)
+    waiting = dataclasses.replace(recreated_gone, vanished_pod_uids=(f"uid-{P0}",))
+    assert list(decide([waiting, pod(P1), pod(P2)], decision.state, policy(), NOW).actions) == []
+    assert list(decide([recreated_gone, pod(P1), pod(P2)], decision.state, policy(), NOW).actions) == [
+        Promote(P1)
+    ]
+
+
 def test_promoted_target_is_labelled_primary_and_the_change_ends() -> None:
     observed = [gone(P0, 3), primary(P1, role_label="replica", timeline=2), pod(P2, role_label=None)]
     decision = decide(observed, failing_over(), policy(), NOW)

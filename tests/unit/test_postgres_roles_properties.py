@@ -123,7 +123,11 @@ def down_for(observed: list[Instance], name: str, now: datetime) -> timedelta | 
 
 def old_primary_may_write(observed: list[Instance], state: RolesState) -> bool:
     """The old primary may still accept writes or still be sending its last WAL."""
-    if any(state.fenced_pod_uid in instance.vanished_pod_uids for instance in observed):
+    if any(
+        state.fenced_pod_uid in instance.vanished_pod_uids
+        or (instance.name == state.current_primary and instance.vanished_pod_uids)
+        for instance in observed
+    ):
         return True
     for instance in observed:
         fenced = instance.pod_uid is not None and instance.pod_uid == state.fenced_pod_uid
