@@ -15,12 +15,13 @@ writer of ``--seconds``:
   required: true}``.
 
 A failover's fault is the primary's pod deleted with grace 0; a switchover's is
-``spec.postgres.switchover`` to the first replica. A deleted pod still stops its postgres with a
-fast shutdown, which sends the last WAL to the standbys, so those runs cannot lose a write: a
-frozen primary's fault first SIGSTOPs every postgres process of its pod from the host (a hung
-server or node: its walsenders send nothing more), then deletes the pod with grace 0, so the
-standbys miss whatever WAL they had not received. Asynchronous, that is the data-loss window
-the replication accepts; synchronous, no acknowledged write may be lost. Per run:
+``spec.postgres.switchover`` to the first replica. The kubelet still stops a deleted pod's
+postgres, and its shutdown sends the WAL it has to the standbys, so those runs hardly exercise the
+asynchronous data-loss window: a frozen primary's fault first SIGSTOPs every postgres process of
+its pod from the host (a hung server or node: its walsenders send nothing more), then deletes the
+pod with grace 0, so the standbys miss whatever WAL they had not received. Asynchronous, that is
+the data-loss window the replication accepts; synchronous, no acknowledged write may be lost. Per
+run:
 ``write_outage_seconds`` (the longest wait between two acknowledged writes from the fault on: for
 a deleted primary, the last write acknowledged before the fault to the first after; a
 switchover's writes go on until the old primary stops, then wait), ``acknowledged_writes_lost`` (ids
