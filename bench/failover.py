@@ -20,12 +20,12 @@ postgres, and its shutdown sends the WAL it has to the standbys, so those runs h
 asynchronous data-loss window: a frozen primary's fault first SIGSTOPs every postgres process of
 its pod from the host (a hung server or node: its walsenders send nothing more), then deletes the
 pod with grace 0, so the standbys miss whatever WAL they had not received. Asynchronous, that is
-the data-loss window the replication accepts; synchronous, no acknowledged write may be lost. Per
-run:
-``write_outage_seconds`` (the longest wait between two acknowledged writes from the fault on: for
-a deleted primary, the last write acknowledged before the fault to the first after; a
-switchover's writes go on until the old primary stops, then wait), ``acknowledged_writes_lost`` (ids
-acknowledged but absent from the new primary), ``two_primaries_observed`` (-rw reached a writable
+the data-loss window the replication accepts; synchronous, no acknowledged write may be lost.
+
+Per run: ``write_outage_seconds`` (the longest wait between two acknowledged writes from the
+fault on: for a deleted primary, the last write acknowledged before the fault to the first after;
+a switchover's writes go on until the old primary stops, then wait), ``acknowledged_writes_lost``
+(ids acknowledged but absent from the new primary), ``two_primaries_observed`` (-rw reached a writable
 server after another had taken over). Then the issue's targets as booleans. Between runs the
 backend settles: Stable, Ready, every replica streaming from the primary.
 
