@@ -259,14 +259,14 @@ class PostgresMonitor:
             return False
         credentials = await self._credentials(tracked)
         names = sorted(tracked.addresses)
-        vanished = sorted(tracked.vanished)
+        vanished = sorted(tracked.vanished.items())  # a copy: another round may end one meanwhile
         changed = False
         if credentials is None:
             results = [UNREACHABLE for _ in names]
         else:
             answers = await asyncio.gather(
-                *(self._probe_one(tracked, name, credentials) for name in names),
-                *(self._probe_vanished(tracked, uid, credentials) for uid in vanished),
+                *(self._probe_one(tracked, name, tracked.addresses[name], credentials) for name in names),
+                *(self._probe_vanished(tracked, uid, pod, credentials) for uid, pod in vanished),
             )
             results = list(answers[: len(names)])
             ending = [
@@ -274,13 +274,12 @@ class PostgresMonitor:
                 for name, result in zip(names, results, strict=True)
             ]
             ending += [
-                (uid, f"{tracked.vanished[uid].name} (deleted)", result)
-                for uid, result in zip(vanished, answers[len(names) :], strict=True)
+                (uid, f"{pod.name} (deleted)", result)
+                for (uid, pod), result in zip(vanished, answers[len(names) :], strict=True)
             ]
             self._remember_stopping(key, tracked, ending)
-            for uid in vanished:
-                if uid in tracked.stopped:
-                    del tracked.vanished[uid]
+            for uid, _ in vanished:
+                if uid in tracked.stopped and tracked.vanished.pop(uid, None) is not None:
                     changed = True
         for name, result in zip(names, results, strict=True):
             before = tracked.probes.get(name)
@@ -294,16 +293,20 @@ class PostgresMonitor:
             self.metrics.record_replica_lag(key.namespace, key.name, lag_bytes(tracked.probes))
         return changed
 
-    async def _probe_one(self, tracked: _Tracked, name: str, credentials: Credentials) -> InstanceProbe:
+    async def _probe_one(
+        self, tracked: _Tracked, name: str, address: str, credentials: Credentials
+    ) -> InstanceProbe:
         uid = tracked.terminating.get(name)
         if uid in tracked.stopped:
             return STOPPED
         bound = STOPPING_PROBE_SECONDS if uid in tracked.stopping else None
-        return await self._bounded_probe(tracked.addresses[name], credentials, bound)
+        return await self._bounded_probe(address, credentials, bound)
 
-    async def _probe_vanished(self, tracked: _Tracked, uid: str, credentials: Credentials) -> InstanceProbe:
+    async def _probe_vanished(
+        self, tracked: _Tracked, uid: str, pod: _Pod, credentials: Credentials
+    ) -> InstanceProbe:
         bound = STOPPING_PROBE_SECONDS if uid in tracked.stopping else VANISHED_PROBE_SECONDS
-        return await self._bounded_probe(tracked.vanished[uid].address, credentials, bound)
+        return await self._bounded_probe(pod.address, credentials, bound)
 
     async def _bounded_probe(
         self, address: str, credentials: Credentials, bound: float | None
