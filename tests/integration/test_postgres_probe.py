@@ -1,10 +1,10 @@
 """The operator's probe of a server that shuts down, on real servers (loopback).
 
 A fenced primary counts as stopped only once it no longer says "shutting down": until then its
-fast shutdown may still be sending the last WAL to the standbys. Here the standby is SIGSTOPped,
-so the primary's walsender cannot finish and its fast shutdown waits: the probe must say
-SHUTTING_DOWN all that time, and REFUSED once the standby woke, took the last WAL and the primary
-exited; by then the standby holds the primary's shutdown checkpoint.
+shutdown may still be sending the last WAL to the standbys. Here a session keeps the primary in a
+smart shutdown (SIGTERM) for as long as the test wants: the probe must say SHUTTING_DOWN all that
+time, and REFUSED once the session ended and the server exited; by then the standby holds the
+primary's shutdown checkpoint.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def operator_probe(server: Server) -> InstanceProbe:
     return asyncio.run(probe_instance(LOOPBACK, credentials, port=server.port))
 
 
-def test_a_server_shutting_down_says_so_until_its_standby_has_the_last_wal(
+def test_a_server_shutting_down_says_so_until_it_has_stopped(
     sandbox: Sandbox,  # noqa: F811
     forwarder: Forwarder,  # noqa: F811
 ) -> None:
@@ -48,16 +48,14 @@ def test_a_server_shutting_down_says_so_until_its_standby_has_the_last_wal(
     assert standby.server is not None
     assert operator_probe(primary).reachable
 
-    os.killpg(standby.server.pid, signal.SIGSTOP)
-    try:
-        os.kill(primary.server.pid, signal.SIGINT)  # the pod's preStop: a fast shutdown
+    with primary.app() as session:
+        os.kill(primary.server.pid, signal.SIGTERM)  # a smart shutdown waits for the session
         wait_until(lambda: operator_probe(primary).error == SHUTTING_DOWN, timeout=10, what="shutting down")
         time.sleep(1)
         answer = operator_probe(primary)
         assert (answer.reachable, answer.error, answer.shutting_down) == (False, SHUTTING_DOWN, True)
-        assert primary.server.running, "its walsender waits for the stopped standby"
-    finally:
-        os.killpg(standby.server.pid, signal.SIGCONT)
+        assert primary.server.running
+        session.execute("SELECT 1")
 
     assert primary.server.wait_exit(60) == 0
     answer = operator_probe(primary)
