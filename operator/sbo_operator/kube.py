@@ -339,11 +339,12 @@ def apply_patch_body(manifest: dict[str, Any]) -> str:
 
 async def _unless_gone_or_replaced(request: Awaitable[Any]) -> bool:
     """True once a write guarded by a uid precondition is done; False if the object is gone (404)
-    or another one has its name now (409)."""
+    or another one has its name now: 409 for a delete's precondition, 422 for a patch naming the
+    old uid (the API server answers that metadata.uid is immutable)."""
     try:
         await request
     except ApiException as error:
-        if error.status in (404, 409):
+        if error.status in (404, 409) or _uid_differs(error):
             return False
         if refused := _refused(error):
             raise refused from error
@@ -366,6 +367,17 @@ def _namespace_terminating(error: ApiException) -> bool:
         return False
     # A StatusCause's type is serialized as "reason".
     return any(cause.get("reason") == "NamespaceTerminating" for cause in details.get("causes") or [])
+
+
+def _uid_differs(error: ApiException) -> bool:
+    """A patch's metadata.uid is not the object's: it was replaced under the same name."""
+    if error.status != 422:
+        return False
+    try:
+        details = json.loads(error.body or "").get("details") or {}
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return any(cause.get("field") == "metadata.uid" for cause in details.get("causes") or [])
 
 
 def _reason(error: ApiException) -> str:
