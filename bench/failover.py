@@ -53,7 +53,7 @@ from typing import Any
 
 import yaml
 
-from devkit.cluster import LocalCluster, eventually
+from devkit.cluster import KubectlError, LocalCluster, eventually
 from devkit.failover_probe import CREATE_PROBE_TABLE, Probe
 from devkit.operator_process import OperatorProcess
 from devkit.paths import EXAMPLES
@@ -112,8 +112,8 @@ class Bench:
                 continue
             role = pod["metadata"]["labels"].get(ROLE_LABEL)
             (primary if role == "primary" else replicas).append(pod["metadata"]["name"])
-        (only,) = primary
-        return only, sorted(replicas)
+        assert len(primary) == 1, f"one pod labelled primary, not {primary}"
+        return primary[0], sorted(replicas)
 
     def psql(self, pod: str, sql: str, **variables: str) -> list[str]:
         """Lines of ``sql``'s output in ``pod``'s server (superuser, unix socket, the app's database).
@@ -124,38 +124,35 @@ class Bench:
         args = ["exec", "-i", "-n", NAMESPACE, pod, "-c", "postgres", "--", *command]
         return self.cluster.kubectl(*args, input=sql, timeout=60).stdout.splitlines()
 
-    def ready_at_generation(self, timeout: float = 600) -> None:
-        def ready() -> bool:
-            sb = self.json(f"sb/{NAME}")
-            status = sb.get("status", {})
-            conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
-            return (
-                status.get("observedGeneration") == sb["metadata"]["generation"]
-                and conditions.get("Ready") == "True"
-            )
+    def ready(self) -> bool:
+        sb = self.json(f"sb/{NAME}")
+        status = sb.get("status", {})
+        conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
+        return bool(
+            status.get("observedGeneration") == sb["metadata"]["generation"]
+            and conditions.get("Ready") == "True"
+        )
 
-        eventually(ready, timeout=timeout, interval=1, what="the backend Ready at its generation")
+    def ready_at_generation(self, timeout: float = 600) -> None:
+        eventually(self.ready, timeout=timeout, interval=1, what="the backend Ready at its generation")
 
     def settled(self, timeout: float = 300) -> str:
-        """Stable, Ready, every replica streaming from the primary: the next run starts even."""
-        eventually(
-            lambda: self.postgres_status().get("phase") == "Stable",
-            timeout=timeout,
-            interval=1,
-            what="status.postgres Stable",
-        )
-        self.ready_at_generation(timeout)
-        primary, replicas = self.roles()
-        eventually(
-            lambda: (
-                [line.split("|") for line in self.psql(primary, STREAMING)]
-                == [[name, "streaming"] for name in replicas]
-            ),
-            timeout=timeout,
-            interval=2,
-            what=f"{replicas} streaming from {primary}",
-        )
-        return primary
+        """Stable, Ready, one pod labelled primary and every replica streaming from it, all seen in
+        one look: the next run starts even. (A rollout may still replace the primary's pod after
+        the status said Stable and Ready: then, for a moment, no pod is labelled primary.)"""
+
+        def even() -> str:
+            assert self.postgres_status().get("phase") == "Stable", "not Stable"
+            assert self.ready(), "not Ready at its generation"
+            primary, replicas = self.roles()
+            try:
+                streaming = [line.split("|") for line in self.psql(primary, STREAMING)]
+            except KubectlError as error:
+                raise AssertionError(f"{primary} did not answer: {error}") from error
+            assert streaming == [[name, "streaming"] for name in replicas], f"{primary}: {streaming}"
+            return primary
+
+        return str(eventually(even, timeout=timeout, interval=1, what="the backend settled"))
 
     def writer_pod(self) -> str:
         pods = self.json("pods", "-l", f"app.kubernetes.io/instance={NAME},app.kubernetes.io/component=api")
