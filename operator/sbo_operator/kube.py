@@ -359,25 +359,24 @@ def _yaml_escape(match: re.Match[str]) -> str:
 
 def _namespace_terminating(error: ApiException) -> bool:
     """The NamespaceLifecycle admission's answer to a create in a namespace being deleted."""
-    if error.status != 403:
-        return False
-    try:
-        details = json.loads(error.body or "").get("details") or {}
-    except (TypeError, ValueError, AttributeError):
-        return False
     # A StatusCause's type is serialized as "reason".
-    return any(cause.get("reason") == "NamespaceTerminating" for cause in details.get("causes") or [])
+    return error.status == 403 and any(
+        cause.get("reason") == "NamespaceTerminating" for cause in _causes(error)
+    )
 
 
 def _uid_differs(error: ApiException) -> bool:
     """A patch's metadata.uid is not the object's: it was replaced under the same name."""
-    if error.status != 422:
-        return False
+    return error.status == 422 and any(cause.get("field") == "metadata.uid" for cause in _causes(error))
+
+
+def _causes(error: ApiException) -> list[dict[str, Any]]:
+    """The StatusCauses in the API server's answer (none if it has no Status body)."""
     try:
         details = json.loads(error.body or "").get("details") or {}
+        return [cause for cause in details.get("causes") or [] if isinstance(cause, dict)]
     except (TypeError, ValueError, AttributeError):
-        return False
-    return any(cause.get("field") == "metadata.uid" for cause in details.get("causes") or [])
+        return []
 
 
 def _reason(error: ApiException) -> str:

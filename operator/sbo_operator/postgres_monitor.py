@@ -19,8 +19,9 @@ whose sandbox is gone answers nothing, and a probe of it would hold each pass of
 the whole connect timeout. (The election already counts such a probe as silence.)
 
 A pod deleted with no grace (``--grace-period=0 --force``) leaves the API at once, while the
-kubelet is still stopping its server. The monitor keeps the address of such a pod (one that was
-not terminating when last seen) and asks it, bounded by ``VANISHED_PROBE_SECONDS``, until its
+kubelet is still stopping its server (the informer may show it terminating for a moment first).
+The monitor keeps the address of any pod that left the API before its server was seen stopped,
+and asks it, bounded by ``VANISHED_PROBE_SECONDS``, until its
 server has stopped, at most ``VANISHED_SECONDS`` or until another pod holds that address: until
 then the election sees it in ``Instance.vanished_pod_uids`` and does not promote over it.
 
@@ -176,7 +177,7 @@ class PostgresMonitor:
         tracked.probes = {name: probe for name, probe in tracked.probes.items() if name in addresses}
 
     def _follow_vanished(self, tracked: _Tracked, snapshot: Snapshot) -> None:
-        """Pods gone from the API without having been seen terminating (see the module)."""
+        """Pods gone from the API before their server was seen stopped (see the module)."""
         now = time.monotonic()
         seen = {
             pod["metadata"]["uid"]: _Pod(
@@ -186,7 +187,7 @@ class PostgresMonitor:
             if self._allowed(pod["status"].get("podIP"))
         }
         for uid, pod in tracked.seen.items():
-            if uid not in seen and not pod.terminating:
+            if uid not in seen and uid not in tracked.stopped:
                 tracked.vanished.setdefault(uid, dataclasses.replace(pod, since=now))
         tracked.seen = seen
         in_use = {pod.address for pod in seen.values()}

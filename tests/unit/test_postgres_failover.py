@@ -645,9 +645,15 @@ async def test_the_monitor_follows_a_pod_deleted_with_no_grace_until_its_server_
     assert loop.time() - started < VANISHED_PROBE_SECONDS + 0.5
     assert monitor.vanished_pod_uids(KEY) == {}, "no answer within the bound: stopped"
 
-    # A pod seen terminating was stopped by the kubelet before it left the API.
-    monitor.track(KEY, parse(body), snapshot(body, pods=[terminating_old_primary(), *both[1:]]))
+    # Seen terminating first (a forced delete may show that for a moment): followed the same way.
+    hangs.clear()
+    again = terminating_old_primary()
+    again["metadata"]["uid"] = "uid-shop-postgres-0-again"
+    monitor.track(KEY, parse(body), snapshot(body, pods=[again, *both[1:]]))
     monitor.track(KEY, parse(body), snapshot(body, pods=both[1:]))
+    assert monitor.vanished_pod_uids(KEY) == {"shop-postgres-0": ("uid-shop-postgres-0-again",)}
+    answers[ip(0)] = InstanceProbe(reachable=False, error=REFUSED)
+    await monitor.refresh(KEY)
     assert monitor.vanished_pod_uids(KEY) == {}
     # A pod whose address another pod holds now is gone for good.
     monitor.track(KEY, parse(body), snapshot(body, pods=both))
