@@ -6,18 +6,26 @@ A control plane of its own with the real node (``hack/cluster.sh up --real-node`
 examples/basic.yaml on the local images (``make images``): a primary and two read replicas,
 ``failoverDelay: 0s``. A writer inserts numbered rows through -rw and logs each acknowledged id; a
 sampler asks -rw every 100 ms which server answered and whether it is writable
-(devkit.failover_probe, the code the node tests use). Four runs, one fault each, 8 s into a
+(devkit.failover_probe, the code the node tests use). Six runs, one fault each, 8 s into a
 writer of ``--seconds``:
 
-* ``async_failover``, ``async_switchover``: asynchronous replication (the default);
-* ``sync_failover``, ``sync_switchover``: ``synchronous: {standbys: 1, required: true}``.
+* ``async_failover``, ``async_switchover``, ``async_frozen_primary``: asynchronous replication
+  (the default);
+* ``sync_failover``, ``sync_switchover``, ``sync_frozen_primary``: ``synchronous: {standbys: 1,
+  required: true}``.
 
 A failover's fault is the primary's pod deleted with grace 0; a switchover's is
-``spec.postgres.switchover`` to the first replica. Per run: ``write_outage_seconds`` (the longest
-wait between two acknowledged writes from the fault on: for a deleted primary, the last write
-acknowledged before the fault to the first after; a switchover's writes go on until the old
-primary stops, then wait), ``acknowledged_writes_lost`` (ids
-acknowledged but absent from the new primary), ``two_primaries_observed`` (-rw reached a writable
+``spec.postgres.switchover`` to the first replica. The kubelet still stops a deleted pod's
+postgres, and its shutdown sends the WAL it has to the standbys, so those runs hardly exercise the
+asynchronous data-loss window: a frozen primary's fault first SIGSTOPs every postgres process of
+its pod from the host (a hung server or node: its walsenders send nothing more), then deletes the
+pod with grace 0, so the standbys miss whatever WAL they had not received. Asynchronous, that is
+the data-loss window the replication accepts; synchronous, no acknowledged write may be lost.
+
+Per run: ``write_outage_seconds`` (the longest wait between two acknowledged writes from the
+fault on: for a deleted primary, the last write acknowledged before the fault to the first after;
+a switchover's writes go on until the old primary stops, then wait), ``acknowledged_writes_lost``
+(ids acknowledged but absent from the new primary), ``two_primaries_observed`` (-rw reached a writable
 server after another had taken over). Then the issue's targets as booleans. Between runs the
 backend settles: Stable, Ready, every replica streaming from the primary.
 
@@ -29,9 +37,12 @@ Run it alone on the machine (the real node is a host-wide singleton): ``flock
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
+import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -42,11 +53,11 @@ from typing import Any
 
 import yaml
 
-from devkit.cluster import LocalCluster, eventually
+from devkit.cluster import KubectlError, LocalCluster, eventually
 from devkit.failover_probe import CREATE_PROBE_TABLE, Probe
 from devkit.operator_process import OperatorProcess
 from devkit.paths import EXAMPLES
-from devkit.real_pods import real_node_namespace
+from devkit.real_pods import postgres_host_processes, real_node_namespace
 from devkit.records import BENCHMARKS_DOC, record_json_result
 
 NAMESPACE = "bench-failover"
@@ -101,8 +112,8 @@ class Bench:
                 continue
             role = pod["metadata"]["labels"].get(ROLE_LABEL)
             (primary if role == "primary" else replicas).append(pod["metadata"]["name"])
-        (only,) = primary
-        return only, sorted(replicas)
+        assert len(primary) == 1, f"one pod labelled primary, not {primary}"
+        return primary[0], sorted(replicas)
 
     def psql(self, pod: str, sql: str, **variables: str) -> list[str]:
         """Lines of ``sql``'s output in ``pod``'s server (superuser, unix socket, the app's database).
@@ -113,38 +124,35 @@ class Bench:
         args = ["exec", "-i", "-n", NAMESPACE, pod, "-c", "postgres", "--", *command]
         return self.cluster.kubectl(*args, input=sql, timeout=60).stdout.splitlines()
 
-    def ready_at_generation(self, timeout: float = 600) -> None:
-        def ready() -> bool:
-            sb = self.json(f"sb/{NAME}")
-            status = sb.get("status", {})
-            conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
-            return (
-                status.get("observedGeneration") == sb["metadata"]["generation"]
-                and conditions.get("Ready") == "True"
-            )
+    def ready(self) -> bool:
+        sb = self.json(f"sb/{NAME}")
+        status = sb.get("status", {})
+        conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
+        return bool(
+            status.get("observedGeneration") == sb["metadata"]["generation"]
+            and conditions.get("Ready") == "True"
+        )
 
-        eventually(ready, timeout=timeout, interval=1, what="the backend Ready at its generation")
+    def ready_at_generation(self, timeout: float = 600) -> None:
+        eventually(self.ready, timeout=timeout, interval=1, what="the backend Ready at its generation")
 
     def settled(self, timeout: float = 300) -> str:
-        """Stable, Ready, every replica streaming from the primary: the next run starts even."""
-        eventually(
-            lambda: self.postgres_status().get("phase") == "Stable",
-            timeout=timeout,
-            interval=1,
-            what="status.postgres Stable",
-        )
-        self.ready_at_generation(timeout)
-        primary, replicas = self.roles()
-        eventually(
-            lambda: (
-                [line.split("|") for line in self.psql(primary, STREAMING)]
-                == [[name, "streaming"] for name in replicas]
-            ),
-            timeout=timeout,
-            interval=2,
-            what=f"{replicas} streaming from {primary}",
-        )
-        return primary
+        """Stable, Ready, one pod labelled primary and every replica streaming from it, all seen in
+        one look: the next run starts even. (A rollout may still replace the primary's pod after
+        the status said Stable and Ready: then, for a moment, no pod is labelled primary.)"""
+
+        def even() -> str:
+            assert self.postgres_status().get("phase") == "Stable", "not Stable"
+            assert self.ready(), "not Ready at its generation"
+            primary, replicas = self.roles()
+            try:
+                streaming = [line.split("|") for line in self.psql(primary, STREAMING)]
+            except KubectlError as error:
+                raise AssertionError(f"{primary} did not answer: {error}") from error
+            assert streaming == [[name, "streaming"] for name in replicas], f"{primary}: {streaming}"
+            return primary
+
+        return str(eventually(even, timeout=timeout, interval=1, what="the backend settled"))
 
     def writer_pod(self) -> str:
         pods = self.json("pods", "-l", f"app.kubernetes.io/instance={NAME},app.kubernetes.io/component=api")
@@ -161,6 +169,7 @@ def run_once(
     probe = Probe(bench.cluster, NAMESPACE, bench.writer_pod(), run=run, seconds=seconds).start()
     time.sleep(FAULT_AFTER)
     at = time.time()
+    log(f"{run}: the fault at {datetime.fromtimestamp(at, UTC):%H:%M:%S.%f}"[:-3])
     fault(old, replicas)
     record = probe.join()
     eventually(
@@ -182,6 +191,10 @@ def run_once(
         "rw_samples": len(record.samples),
         "new_primary": new,
     }
+    gap = record.longest_write_gap(at)
+    if gap is not None:
+        stopped, resumed = (f"{datetime.fromtimestamp(t, UTC):%H:%M:%S.%f}"[:-3] for t in gap)
+        log(f"{run}: writes acknowledged until {stopped}, again from {resumed}")
     log(f"{run}: {json.dumps(result)}")
     return result
 
@@ -191,6 +204,36 @@ def delete_primary_pod(bench: Bench) -> Callable[[str, list[str]], None]:
         bench.cluster.kubectl(
             "delete", "pod", old, "-n", NAMESPACE, "--grace-period=0", "--force", "--wait=false"
         )
+
+    return fault
+
+
+def freeze_and_delete_primary_pod(bench: Bench) -> Callable[[str, list[str]], None]:
+    """SIGSTOP every postgres process of the primary's pod (found on the host by its cgroup),
+    then delete the pod with grace 0: its last WAL never leaves. The kubelet's SIGKILL ends the
+    stopped processes; a SIGCONT afterwards only wakes any that would have outlived it."""
+
+    def fault(old: str, _: list[str]) -> None:
+        uid = bench.json(f"pod/{old}")["metadata"]["uid"]
+        pids = sorted(postgres_host_processes(uid))
+        if not pids:
+            raise RuntimeError(f"no postgres process of pod {old} on this host")
+        try:
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+            bench.cluster.kubectl(
+                "delete", "pod", old, "-n", NAMESPACE, "--grace-period=0", "--force", "--wait=false"
+            )
+            eventually(
+                lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids),
+                timeout=60,
+                interval=0.5,
+                what=f"the frozen processes of {old} killed",
+            )
+        finally:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
 
     return fault
 
@@ -237,6 +280,8 @@ def measure(cluster: LocalCluster, seconds: float) -> dict[str, Any]:
         runs[f"{mode}_failover"] = run_once(bench, f"{mode}_failover", delete_primary_pod(bench), seconds)
         switchover = f"{mode}_switchover"
         runs[switchover] = run_once(bench, switchover, switch_over(bench, switchover), seconds)
+        frozen = f"{mode}_frozen_primary"
+        runs[frozen] = run_once(bench, frozen, freeze_and_delete_primary_pod(bench), seconds)
     return runs
 
 
@@ -255,7 +300,8 @@ def summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 outage_within(f"{m}_switchover", SWITCHOVER_OUTAGE_TARGET) for m in ("async", "sync")
             ),
             "no_acknowledged_write_lost_sync": all(
-                runs[f"sync_{kind}"]["acknowledged_writes_lost"] == 0 for kind in ("failover", "switchover")
+                runs[f"sync_{kind}"]["acknowledged_writes_lost"] == 0
+                for kind in ("failover", "switchover", "frozen_primary")
             ),
             "never_two_primaries": not any(run.get("two_primaries_observed") for run in runs.values()),
         },
@@ -286,6 +332,9 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=30.0, help="each run's writer (the fault at 8 s)")
     parser.add_argument("--no-record", action="store_true", help="print the JSON line only")
+    parser.add_argument(
+        "--operator-log", type=Path, help="keep the operator's log there (its timeline of each change)"
+    )
     args = parser.parse_args()
     started, load_before = datetime.now(UTC), os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-failover-") as tmp:
@@ -315,6 +364,8 @@ def main() -> None:
         finally:
             operator.stop()
             cluster.stop()
+            if args.operator_log is not None and operator.log_path.exists():
+                shutil.copyfile(operator.log_path, args.operator_log)
     result = {"started": started.isoformat(timespec="seconds"), **summary(runs)}
     print(json.dumps(result))
     if not args.no_record:

@@ -339,11 +339,12 @@ def apply_patch_body(manifest: dict[str, Any]) -> str:
 
 async def _unless_gone_or_replaced(request: Awaitable[Any]) -> bool:
     """True once a write guarded by a uid precondition is done; False if the object is gone (404)
-    or another one has its name now (409)."""
+    or another one has its name now: 409 for a delete's precondition, 422 for a patch naming the
+    old uid (the API server answers that metadata.uid is immutable)."""
     try:
         await request
     except ApiException as error:
-        if error.status in (404, 409):
+        if error.status in (404, 409) or _uid_differs(error):
             return False
         if refused := _refused(error):
             raise refused from error
@@ -358,14 +359,24 @@ def _yaml_escape(match: re.Match[str]) -> str:
 
 def _namespace_terminating(error: ApiException) -> bool:
     """The NamespaceLifecycle admission's answer to a create in a namespace being deleted."""
-    if error.status != 403:
-        return False
+    # A StatusCause's type is serialized as "reason".
+    return error.status == 403 and any(
+        cause.get("reason") == "NamespaceTerminating" for cause in _causes(error)
+    )
+
+
+def _uid_differs(error: ApiException) -> bool:
+    """A patch's metadata.uid is not the object's: it was replaced under the same name."""
+    return error.status == 422 and any(cause.get("field") == "metadata.uid" for cause in _causes(error))
+
+
+def _causes(error: ApiException) -> list[dict[str, Any]]:
+    """The StatusCauses in the API server's answer (none if it has no Status body)."""
     try:
         details = json.loads(error.body or "").get("details") or {}
+        return [cause for cause in details.get("causes") or [] if isinstance(cause, dict)]
     except (TypeError, ValueError, AttributeError):
-        return False
-    # A StatusCause's type is serialized as "reason".
-    return any(cause.get("reason") == "NamespaceTerminating" for cause in details.get("causes") or [])
+        return []
 
 
 def _reason(error: ApiException) -> str:

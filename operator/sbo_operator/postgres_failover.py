@@ -78,6 +78,7 @@ class PostgresRoles:
             desired,
             self.monitor.probes(key),
             lambda name, down: self.monitor.down_since(key, name, down, now),
+            self.monitor.vanished_pod_uids(key),
         )
         policy = Policy.for_backend(backend, last_primary_lsn=self.monitor.last_primary_lsn(key))
         return decide(instances, state, policy, now)
@@ -119,6 +120,10 @@ class PostgresRoles:
                 promoted = await self.monitor.promote(key, action.instance)
                 log.info("%s: promoted %s: %s", key, action.instance, "done" if promoted else "not yet")
                 await self.monitor.refresh(key)
+                if promoted:
+                    # The next step (its label, which gives -rw its endpoint) at once, not at
+                    # the next poll: writes wait for it.
+                    self.monitor.on_change(key)
             elif isinstance(action, SetSynchronousStandbyNames):
                 done = await self.monitor.set_synchronous_standby_names(key, action.instance, action.value)
                 log.info(

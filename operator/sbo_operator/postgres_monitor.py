@@ -11,6 +11,20 @@ stream from it, which synchronous.required false follows), never for WAL positio
 idle or busy backend costs no reconcile and no API write. During a change, and whenever its
 primary is down, the reconciler asks for fresh probes itself (:meth:`PostgresMonitor.refresh`).
 
+A terminating pod's server never starts again (the kubelet restarts no container of a pod being
+deleted). So once it answered "shutting down", a probe of it is bounded to
+``STOPPING_PROBE_SECONDS``, and once it is seen stopped (refused, or unanswered: within the connect
+timeout, or within that bound after shutting down) it is not probed again: the address of a pod
+whose sandbox is gone answers nothing, and a probe of it would hold each pass of a failover for
+the whole connect timeout. (The election already counts such a probe as silence.)
+
+A pod deleted with no grace (``--grace-period=0 --force``) leaves the API at once, while the
+kubelet is still stopping its server (the informer may show it terminating for a moment first).
+The monitor keeps the address of any pod that left the API before its server was seen stopped,
+and asks it, bounded by ``VANISHED_PROBE_SECONDS``, until its
+server has stopped, at most ``VANISHED_SECONDS`` or until another pod holds that address: until
+then the election sees it in ``Instance.vanished_pod_uids`` and does not promote over it.
+
 Only addresses within ``postgres_probe_networks`` are ever connected to.
 """
 
@@ -20,6 +34,7 @@ import asyncio
 import base64
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from ipaddress import IPv4Network, IPv6Network, ip_address
@@ -31,6 +46,8 @@ from sbo_operator.builders.names import child_names
 from sbo_operator.kube import Kube
 from sbo_operator.metrics import OperatorMetrics
 from sbo_operator.postgres_probe import (
+    REFUSED,
+    TIMED_OUT,
     UNREACHABLE,
     Credentials,
     InstanceProbe,
@@ -51,6 +68,22 @@ Probe = Callable[[str, Credentials], Awaitable[InstanceProbe]]
 Promote = Callable[[str, Credentials], Awaitable[bool]]
 SetSynchronous = Callable[[str, Credentials, str], Awaitable[bool]]
 
+# A server shutting down answers a new connection at once ("shutting down") until it has stopped.
+STOPPING_PROBE_SECONDS = 0.5
+# A pod deleted with no grace: a running server answers a connection within milliseconds; an
+# address whose sandbox is gone answers nothing.
+VANISHED_PROBE_SECONDS = 1.0
+VANISHED_SECONDS = 60.0
+STOPPED = InstanceProbe(reachable=False, error="Stopped")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Pod:
+    name: str
+    address: str
+    terminating: bool
+    since: float = 0.0  # (monotonic) when it left the API, for a vanished one
+
 
 @dataclasses.dataclass
 class _Tracked:
@@ -59,6 +92,12 @@ class _Tracked:
     namespace: str
     secret: str  # the operator's login
     addresses: dict[str, str]  # instance -> pod IP (only those the operator may connect to)
+    terminating: dict[str, str] = dataclasses.field(default_factory=dict)  # instance -> pod uid
+    seen: dict[str, _Pod] = dataclasses.field(default_factory=dict)  # uid -> pod, at the last look
+    vanished: dict[str, _Pod] = dataclasses.field(default_factory=dict)  # deleted with no grace
+    # Terminating or vanished pods (by uid) whose server was seen shutting down, and seen stopped.
+    stopping: set[str] = dataclasses.field(default_factory=set)
+    stopped: set[str] = dataclasses.field(default_factory=set)
     probes: dict[str, InstanceProbe] = dataclasses.field(default_factory=dict)
     down_since: dict[str, datetime] = dataclasses.field(default_factory=dict)
     last_primary_lsn: int | None = None
@@ -126,7 +165,47 @@ class PostgresMonitor:
                 addresses=addresses,
             )
         tracked.addresses = addresses
+        tracked.terminating = {
+            name: pod["metadata"]["uid"]
+            for name, pod in snapshot.pods.items()
+            if name in addresses and pod["metadata"].get("deletionTimestamp")
+        }
+        self._follow_vanished(tracked, snapshot)
+        ending = set(tracked.terminating.values()) | set(tracked.vanished)
+        tracked.stopping &= ending
+        tracked.stopped &= ending
         tracked.probes = {name: probe for name, probe in tracked.probes.items() if name in addresses}
+
+    def _follow_vanished(self, tracked: _Tracked, snapshot: Snapshot) -> None:
+        """Pods gone from the API before their server was seen stopped (see the module)."""
+        now = time.monotonic()
+        seen = {
+            pod["metadata"]["uid"]: _Pod(
+                name, pod["status"]["podIP"], bool(pod["metadata"].get("deletionTimestamp"))
+            )
+            for name, pod in snapshot.pods.items()
+            if self._allowed(pod["status"].get("podIP"))
+        }
+        for uid, pod in tracked.seen.items():
+            if uid not in seen and uid not in tracked.stopped:
+                tracked.vanished.setdefault(uid, dataclasses.replace(pod, since=now))
+        tracked.seen = seen
+        in_use = {pod.address for pod in seen.values()}
+        tracked.vanished = {
+            uid: pod
+            for uid, pod in tracked.vanished.items()
+            if pod.address not in in_use and now - pod.since < VANISHED_SECONDS and uid not in tracked.stopped
+        }
+
+    def vanished_pod_uids(self, key: Key) -> dict[str, tuple[str, ...]]:
+        """Per instance, its pods deleted with no grace whose server was not seen stopped yet."""
+        tracked = self._tracked.get(key)
+        found: dict[str, tuple[str, ...]] = {}
+        if tracked is None:
+            return found
+        for uid, pod in sorted(tracked.vanished.items(), key=lambda item: item[1].since):
+            found[pod.name] = (*found.get(pod.name, ()), uid)
+        return found
 
     def down_since(self, key: Key, name: str, down: bool, now: datetime) -> datetime | None:
         """Since when the instance has been down (first seen so by this operator); None while up."""
@@ -177,17 +256,32 @@ class PostgresMonitor:
 
     async def _probe_backend(self, key: Key, tracked: _Tracked) -> bool:
         """Probe its instances; True if something that matters to the election changed."""
-        if not tracked.addresses:
+        if not tracked.addresses and not tracked.vanished:
             return False
         credentials = await self._credentials(tracked)
         names = sorted(tracked.addresses)
+        vanished = sorted(tracked.vanished.items())  # a copy: another round may end one meanwhile
+        changed = False
         if credentials is None:
             results = [UNREACHABLE for _ in names]
         else:
-            results = list(
-                await asyncio.gather(*(self._probe(tracked.addresses[name], credentials) for name in names))
+            answers = await asyncio.gather(
+                *(self._probe_one(tracked, name, tracked.addresses[name], credentials) for name in names),
+                *(self._probe_vanished(tracked, uid, pod, credentials) for uid, pod in vanished),
             )
-        changed = False
+            results = list(answers[: len(names)])
+            ending = [
+                (tracked.terminating.get(name), name, result)
+                for name, result in zip(names, results, strict=True)
+            ]
+            ending += [
+                (uid, f"{pod.name} (deleted)", result)
+                for (uid, pod), result in zip(vanished, answers[len(names) :], strict=True)
+            ]
+            self._remember_stopping(key, tracked, ending)
+            for uid, _ in vanished:
+                if uid in tracked.stopped and tracked.vanished.pop(uid, None) is not None:
+                    changed = True
         for name, result in zip(names, results, strict=True):
             before = tracked.probes.get(name)
             changed |= before is None or before.significant() != result.significant()
@@ -199,6 +293,49 @@ class PostgresMonitor:
         if self.metrics is not None:
             self.metrics.record_replica_lag(key.namespace, key.name, lag_bytes(tracked.probes))
         return changed
+
+    async def _probe_one(
+        self, tracked: _Tracked, name: str, address: str, credentials: Credentials
+    ) -> InstanceProbe:
+        uid = tracked.terminating.get(name)
+        if uid in tracked.stopped:
+            return STOPPED
+        bound = STOPPING_PROBE_SECONDS if uid in tracked.stopping else None
+        return await self._bounded_probe(address, credentials, bound)
+
+    async def _probe_vanished(
+        self, tracked: _Tracked, uid: str, pod: _Pod, credentials: Credentials
+    ) -> InstanceProbe:
+        bound = STOPPING_PROBE_SECONDS if uid in tracked.stopping else VANISHED_PROBE_SECONDS
+        return await self._bounded_probe(pod.address, credentials, bound)
+
+    async def _bounded_probe(
+        self, address: str, credentials: Credentials, bound: float | None
+    ) -> InstanceProbe:
+        if bound is None:
+            return await self._probe(address, credentials)
+        try:
+            async with asyncio.timeout(bound):
+                return await self._probe(address, credentials)
+        except TimeoutError:
+            return InstanceProbe(reachable=False, error=TIMED_OUT)
+
+    @staticmethod
+    def _remember_stopping(
+        key: Key, tracked: _Tracked, ending: list[tuple[str | None, str, InstanceProbe]]
+    ) -> None:
+        """Which terminating or vanished pods' servers shut down, and which have stopped (see
+        the module); ``ending``: (pod uid or None, what to call it, its probe)."""
+        for uid, name, result in ending:
+            if uid is None or result.reachable or uid in tracked.stopped:
+                continue
+            if result.shutting_down:
+                if uid not in tracked.stopping:
+                    log.info("%s: the server of pod %s is shutting down", key, name)
+                tracked.stopping.add(uid)
+            elif result.error in (REFUSED, TIMED_OUT) or uid in tracked.stopping:
+                log.info("%s: the server of pod %s has stopped (%s)", key, name, result.error)
+                tracked.stopped.add(uid)
 
     async def run(self) -> None:
         """Forever: probe every tracked backend; enqueue those whose instances changed."""
@@ -227,9 +364,12 @@ def instances_of(
     desired: list[str],
     probes: Mapping[str, InstanceProbe],
     down_since: Callable[[str, bool], datetime | None],
+    vanished: Mapping[str, tuple[str, ...]] | None = None,
 ) -> list[Instance]:
     """The election's view: every pod of the backend's PostgreSQL (legacy ones too) and every
-    desired instance, with its last probe. ``down_since(name, down)``: the monitor's memory."""
+    desired instance, with its last probe. ``down_since(name, down)`` and ``vanished`` (pods
+    deleted with no grace whose server may still run, by instance): the monitor's memory."""
+    vanished = vanished or {}
     names = child_names(backend)
     legacy_prefixes = (f"{names.postgres_primary}-", f"{names.postgres_replica}-")
     instances = []
@@ -247,6 +387,7 @@ def instances_of(
                     unready_since=down_since(name, True),
                     role_label=None,
                     legacy=name.startswith(legacy_prefixes),
+                    vanished_pod_uids=vanished.get(name, ()),
                 )
             )
             continue
@@ -274,6 +415,8 @@ def instances_of(
                 lsn=probe.lsn,
                 replay_lsn=probe.replay_lsn,
                 streaming=probe.streaming,
+                shutting_down=probe.shutting_down,
+                vanished_pod_uids=vanished.get(name, ()),
                 synchronous_standby_names=probe.synchronous_standby_names,
                 streaming_standbys=probe.streaming_standbys,
             )

@@ -21,17 +21,28 @@ from sbo_operator.postgres_backup import ArchiveState, read_archive_state
 
 __all__ = [
     "PROBE_QUERY",
+    "REFUSED",
+    "SHUTTING_DOWN",
+    "TIMED_OUT",
     "Credentials",
     "InstanceProbe",
     "lag_bytes",
     "probe_instance",
     "promote_instance",
     "set_synchronous_standby_names",
+    "unreachable_reason",
 ]
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 2
+# What a server says to a new connection while it shuts down (lc_messages is 'C' in our
+# postgresql.conf): it refuses sessions, but its walsenders may still be sending the last WAL.
+SHUTTING_DOWN_MESSAGE = "the database system is shutting down"
+# Why an instance did not answer, when it matters to the election (InstanceProbe.error).
+SHUTTING_DOWN = "ShuttingDown"
+REFUSED = "ConnectionRefused"  # nothing listens: the server is not running
+TIMED_OUT = "TimedOut"  # no answer within the connect timeout (or the probe's bound)
 QUERY_TIMEOUT_SECONDS = 3.0
 PROMOTE_WAIT_SECONDS = 10  # pg_promote(wait => true, wait_seconds => 10)
 
@@ -76,10 +87,15 @@ class InstanceProbe:
     lsn: int | None = None
     replay_lsn: int | None = None
     streaming: bool | None = None
-    error: str | None = None  # why it is unreachable (logged at debug, never with the password)
+    # Why it is unreachable: SHUTTING_DOWN, REFUSED or the error's type (never with the password).
+    error: str | None = None
     archive: ArchiveState | None = None  # a primary's archiver and last base backup (postgres_backup)
     synchronous_standby_names: str | None = None  # its setting now (SHOW synchronous_standby_names)
     streaming_standbys: tuple[str, ...] | None = None  # a primary's: application_names streaming from it
+
+    @property
+    def shutting_down(self) -> bool:
+        return self.error == SHUTTING_DOWN
 
     def significant(self) -> tuple[object, ...]:
         """What makes a new pass worth it when it changes (not the LSNs: they move with every write).
@@ -87,6 +103,7 @@ class InstanceProbe:
         archive = None if self.archive is None else self.archive.significant()
         return (
             self.reachable,
+            self.shutting_down,
             self.in_recovery,
             self.timeline,
             self.streaming,
@@ -126,7 +143,7 @@ async def probe_instance(host: str, credentials: Credentials, port: int = POSTGR
                 if row is not None and not row[0]:
                     archive = await read_archive_state(connection)
     except (OSError, TimeoutError, psycopg.Error) as error:
-        return InstanceProbe(reachable=False, error=type(error).__name__)
+        return InstanceProbe(reachable=False, error=unreachable_reason(error))
     if row is None:
         return InstanceProbe(reachable=False, error="no row")
     in_recovery, timeline, lsn, replay_lsn, streaming, standby_names, standbys = row
@@ -141,6 +158,21 @@ async def probe_instance(host: str, credentials: Credentials, port: int = POSTGR
         synchronous_standby_names=standby_names,
         streaming_standbys=tuple(standbys) if standbys is not None else None,
     )
+
+
+def unreachable_reason(error: BaseException) -> str:
+    """SHUTTING_DOWN, REFUSED or TIMED_OUT when the error says so, else the error's type."""
+    text = str(error)
+    if isinstance(error, psycopg.errors.ConnectionTimeout | TimeoutError):
+        return TIMED_OUT
+    if isinstance(error, psycopg.OperationalError):
+        if SHUTTING_DOWN_MESSAGE in text:
+            return SHUTTING_DOWN
+        if "Connection refused" in text:
+            return REFUSED
+    if isinstance(error, ConnectionRefusedError):
+        return REFUSED
+    return type(error).__name__
 
 
 async def promote_instance(host: str, credentials: Credentials, port: int = POSTGRES_PORT) -> bool:

@@ -77,6 +77,12 @@ class Instance:
     lsn: int | None = None  # what it holds: pg_current_wal_lsn() on a primary, receive LSN on a standby
     replay_lsn: int | None = None
     streaming: bool | None = None  # a standby's WAL receiver is streaming
+    # Unreachable, but its server answered "shutting down": a fast shutdown is still sending the
+    # last WAL to the standbys (they have all of it only once the server is gone).
+    shutting_down: bool = False
+    # Earlier pods of this name deleted from the API with no grace (never seen terminating), whose
+    # server the operator has not yet seen stopped: the kubelet may still be stopping it.
+    vanished_pod_uids: tuple[str, ...] = ()
     # On a primary: its synchronous_standby_names now, and the application_names streaming from it.
     synchronous_standby_names: str | None = None
     streaming_standbys: tuple[str, ...] | None = None
@@ -236,8 +242,11 @@ class Decision:
 # while the old primary may still accept writes. With a grace period the pod object stays until the
 # kubelet reports its containers stopped (SIGKILL after this second), and only then is it gone.
 FAILOVER_GRACE_SECONDS = 1
-# How often to look again while a change runs (fencing, promotion) and while something blocks one.
+# How often to look again while a change runs (promotion) and while something blocks one.
 CHANGE_POLL_SECONDS = 1.0
+# While the old primary shuts down: writes wait from its last commit until the promotion, and no
+# event says when its server has stopped (the kubelet reports it only later), so look often.
+FENCE_POLL_SECONDS = 0.25
 BLOCKED_POLL_SECONDS = 5.0
 _LEGACY_PRIMARY_SUFFIX = "-postgres-primary-0"
 
@@ -402,12 +411,22 @@ class _Election:
         return _Candidate(standbys[0], self.lag(standbys[0], current))
 
     def fenced_pod_present(self, state: RolesState) -> bool:
-        """The old primary may still accept writes: the pod this change fenced (or, for a legacy
-        primary, any pod its StatefulSet runs) exists and is not a terminating, silent one."""
+        """The old primary may still accept writes, or still be sending its last WAL: the pod
+        this change fenced (or, for a legacy primary, any pod its StatefulSet runs) exists and is
+        not a terminating, silent one, or a pod of the old primary (or the fenced one) was deleted
+        with no grace and its server was not seen stopped yet. A server that answers "shutting
+        down" is not silent yet: promoting the target before its walsenders have sent everything
+        would lose that tail."""
+        old = self.by_name.get(state.current_primary) if state.current_primary is not None else None
+        if old is not None and old.vanished_pod_uids:
+            return True  # its server may still run, whatever pod has its name now
+        if any(state.fenced_pod_uid in instance.vanished_pod_uids for instance in self.by_name.values()):
+            return True
         for instance in self.existing:
             fenced = instance.pod_uid is not None and instance.pod_uid == state.fenced_pod_uid
             legacy_old = _is_legacy_primary(instance) and instance.name == state.current_primary
-            if (fenced or legacy_old) and (not instance.terminating or instance.reachable):
+            silent = instance.terminating and not instance.reachable and not instance.shutting_down
+            if (fenced or legacy_old) and not silent:
                 return True
         return False
 
@@ -538,7 +557,11 @@ class _Election:
     ) -> Decision:
         old = state.current_primary
         old_instance = self.by_name.get(old) if old is not None else None
-        fenced = old_instance.pod_uid if old_instance is not None and old_instance.exists else None
+        fenced = None
+        if old_instance is not None and old_instance.exists:
+            fenced = old_instance.pod_uid
+        elif old_instance is not None and old_instance.vanished_pod_uids:
+            fenced = old_instance.vanished_pod_uids[-1]  # deleted with no grace: it may still run
         state = dataclasses.replace(
             state,
             phase=Phase.FAILING_OVER if failover else Phase.SWITCHING_OVER,
@@ -547,16 +570,18 @@ class _Election:
             since=self.now,
             switchover_id=switchover_id if switchover_id is not None else state.switchover_id,
         )
-        # The target stays labelled replica until promoted, so -rw has no endpoint meanwhile.
-        actions = self.label_actions(None) + self.fence_actions(state)
         reason = Reason.FAILING_OVER if failover else Reason.SWITCHING_OVER
         event = RoleEvent(
             "Warning" if failover else "Normal", reason, f"{old} -> {target}: the primary {why}"
         )
-        return Decision(state, actions, [event], requeue_seconds=CHANGE_POLL_SECONDS)
+        # The first step at once: fence the old primary, or promote the target if its pod is gone.
+        first = self.continue_change(state)
+        return dataclasses.replace(first, events=(event, *first.events))
 
     def continue_change(self, state: RolesState) -> Decision:
-        """Fence the old primary, promote the target, then label it: one step per pass."""
+        """Fence the old primary, promote the target, then label it: one step per pass.
+
+        The target stays labelled replica until promoted, so -rw has no endpoint meanwhile."""
         failover = state.phase is Phase.FAILING_OVER
         events: list[RoleEvent] = []
         problem: RoleProblem | None = None
@@ -609,7 +634,7 @@ class _Election:
         actions = self.label_actions(None)
         if self.fenced_pod_present(state):
             actions += self.fence_actions(state)
-            return Decision(state, actions, events, problem, requeue_seconds=CHANGE_POLL_SECONDS)
+            return Decision(state, actions, events, problem, requeue_seconds=FENCE_POLL_SECONDS)
         if not target.reachable or target.in_recovery is not False:
             if target.reachable and target.in_recovery is True:
                 actions.append(Promote(target.name))

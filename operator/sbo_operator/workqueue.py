@@ -64,10 +64,18 @@ class WorkQueue:
         self._enqueue(key)
 
     def add_after(self, key: Key, delay: float) -> None:
-        """Enqueue later, unless an earlier look at the key is already pending."""
-        if key in self._requeue_timers or key in self._backoffs:
+        """Enqueue after ``delay`` seconds, unless a look at the key is pending sooner.
+
+        The earliest wins, as in client-go's delaying queue: a pass that asks to look again in
+        0.25 s is not held back by an earlier pass's 1 s (a failure backoff still holds it)."""
+        if key in self._backoffs:
             return
         loop = asyncio.get_running_loop()
+        pending = self._requeue_timers.get(key)
+        if pending is not None:
+            if pending.when() <= loop.time() + delay:
+                return
+            pending.cancel()
 
         def fire() -> None:
             self._requeue_timers.pop(key, None)

@@ -214,6 +214,20 @@ def probe(instance: Instance) -> Probe:
     return Probe(in_recovery=row[0], lsn=row[1], timeline=row[2] or 0)
 
 
+def shutdown_checkpoint(instance: Instance) -> int:
+    """The LSN of the checkpoint a clean shutdown of the stopped ``instance`` wrote last."""
+    controldata = subprocess.run(
+        [str(postgres_bindir() / "pg_controldata"), str(instance.pgdata)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "Database cluster state:               shut down" in controldata
+    line = next(line for line in controldata.splitlines() if line.startswith("Latest checkpoint location"))
+    high, low = line.split()[-1].split("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
 def streaming_standbys(primary: Instance) -> set[str]:
     with primary.operator() as conn:
         rows = conn.execute("SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'")
@@ -544,18 +558,7 @@ def test_switchover_after_a_fast_shutdown_loses_nothing_and_needs_no_rewind(
         cluster.rw.point_at(None)
         stopped_at = time.monotonic()
         old.server.stop()
-        controldata = subprocess.run(
-            [str(postgres_bindir() / "pg_controldata"), str(old.pgdata)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        assert "Database cluster state:               shut down" in controldata
-        checkpoint = next(
-            line for line in controldata.splitlines() if line.startswith("Latest checkpoint location")
-        )
-        high, low = checkpoint.split()[-1].split("/")
-        last_lsn = (int(high, 16) << 32) + int(low, 16)
+        last_lsn = shutdown_checkpoint(old)
         wait_until(
             lambda: probe(target).lsn > last_lsn, timeout=5, what="the shutdown checkpoint on the target"
         )

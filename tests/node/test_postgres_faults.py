@@ -20,7 +20,6 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -29,6 +28,7 @@ from kubernetes import client
 from devkit.cluster import LocalCluster, eventually
 from devkit.failover_probe import CREATE_PROBE_TABLE, Probe, ProbeRecord
 from devkit.operator_process import OperatorProcess
+from devkit.real_pods import postgres_host_processes
 from tests.node import test_backend_on_real_pods as real_pods
 from tests.node.test_backend_on_real_pods import (
     NAME,
@@ -122,26 +122,6 @@ def converged(cluster: LocalCluster, timeout: float = 180) -> tuple[str, list[st
         assert psql(cluster, replica, "SELECT pg_is_in_recovery()") == [["t"]], replica
     wait_ready(cluster, timeout=int(timeout))
     return primary, replicas
-
-
-def postgres_host_processes(pod_uid: str) -> dict[int, int]:
-    """Host pid -> parent pid of every ``postgres`` process in the pod's cgroup."""
-    markers = (f"pod{pod_uid}", f"pod{pod_uid.replace('-', '_')}")
-    candidates: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if not any(marker in (entry / "cgroup").read_text() for marker in markers):
-                continue
-            fields = dict(
-                line.split(":\t", 1) for line in (entry / "status").read_text().splitlines() if ":\t" in line
-            )
-        except OSError:  # the process exited meanwhile
-            continue
-        if fields.get("Name", "").strip() == "postgres":
-            candidates[int(entry.name)] = int(fields["PPid"])
-    return candidates
 
 
 def postmaster_host_pid(pod_uid: str) -> int:

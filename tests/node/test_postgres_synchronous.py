@@ -33,6 +33,7 @@ import pytest
 
 from devkit.cluster import LocalCluster, eventually
 from devkit.failover_probe import CREATE_PROBE_TABLE
+from devkit.real_pods import postgres_host_processes
 from tests.node import test_backend_on_real_pods as real_pods
 from tests.node.test_backend_on_real_pods import (
     NAME,
@@ -45,7 +46,6 @@ from tests.node.test_backend_on_real_pods import (
     psql,
     wait_ready_at_current_generation,
 )
-from tests.node.test_postgres_faults import postgres_host_processes
 
 pytestmark = pytest.mark.node
 

@@ -136,3 +136,37 @@ async def test_every_write_maps_refusals_with_their_http_status(
         with pytest.raises(ApplyRejected, match=f"the server says {reason}") as error:
             await write
         assert error.value.code == status
+
+
+def uid_refusal(field: str) -> kmock.KubernetesError:
+    """The API server's answer to a merge patch whose metadata.uid is not the pod's (the pod was
+    replaced under its name), as seen on the real node; another field: another refusal."""
+    return kmock.KubernetesError(
+        status=422,
+        reason="Invalid",
+        message=f'Pod "shop-postgres-0" is invalid: {field}: Invalid value: "uid-old": field is immutable',
+        details={
+            "name": "shop-postgres-0",
+            "kind": "Pod",
+            "causes": [{"reason": "FieldValueInvalid", "message": "field is immutable", "field": field}],
+        },
+    )
+
+
+async def test_a_label_for_a_replaced_pod_is_not_applied_and_is_no_error(
+    apiserver: kmock.KubernetesScaffold, kube: Kube
+) -> None:
+    pods = apiserver[kmock.method.PATCH, kmock.resource("v1/pods"), kmock.name("shop-postgres-0")]
+    pods << uid_refusal("metadata.uid")
+    assert not await kube.label_pod(
+        "demo", "shop-postgres-0", "uid-old", {"sbo.dev/postgres-role": "replica"}
+    )
+
+
+async def test_a_label_refused_for_another_field_is_a_refusal(
+    apiserver: kmock.KubernetesScaffold, kube: Kube
+) -> None:
+    pods = apiserver[kmock.method.PATCH, kmock.resource("v1/pods"), kmock.name("shop-postgres-0")]
+    pods << uid_refusal("metadata.labels")
+    with pytest.raises(ApplyRejected):
+        await kube.label_pod("demo", "shop-postgres-0", "uid-old", {"sbo.dev/postgres-role": "replica"})

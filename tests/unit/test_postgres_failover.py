@@ -8,19 +8,34 @@ kmock plays the apiserver and records every request; the instances' SQL answers 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kmock
+import psycopg
 import pytest
 
 from sbo_operator.kube import Kube
 from sbo_operator.metrics import OperatorMetrics
 from sbo_operator.postgres_failover import PostgresRoles
-from sbo_operator.postgres_monitor import PostgresMonitor, instances_of
-from sbo_operator.postgres_probe import Credentials, InstanceProbe
+from sbo_operator.postgres_monitor import (
+    STOPPING_PROBE_SECONDS,
+    VANISHED_PROBE_SECONDS,
+    PostgresMonitor,
+    instances_of,
+)
+from sbo_operator.postgres_probe import (
+    REFUSED,
+    SHUTTING_DOWN,
+    TIMED_OUT,
+    Credentials,
+    InstanceProbe,
+    unreachable_reason,
+)
 from sbo_operator.postgres_roles import Decision, DeletePod, Phase, Promote, RoleEvent, RolesState, SetRole
 from sbo_operator.reconcile import Reconciler
 from sbo_operator.settings import OperatorSettings
@@ -262,12 +277,10 @@ async def test_a_lost_primary_is_failed_over_to_the_most_advanced_standby(
         assert failing_over["postgres"]["targetPrimary"] == "shop-postgres-2"
         assert postgres_condition(failing_over)[:2] == ("False", "FailingOver")
         assert "shop-postgres-0 -> shop-postgres-2" in postgres_condition(failing_over)[2]
-        assert instances.promoted == [], "nothing promoted in the pass that records the change"
-
-        # The watch brings the status back; the old pod is gone, so the target is promoted.
-        cluster.body = {**body, "status": merge_patch(body["status"], failing_over)}
-        await reconciler.reconcile(KEY)
+        # The old pod is gone, so nothing is left to fence: the pass that records the change
+        # (its status written first) promotes the target at once.
         assert instances.promoted == [ip(2)]
+        cluster.body = {**body, "status": merge_patch(body["status"], failing_over)}
 
         # The probe after the promotion shows it writable: it is labelled primary, and Stable.
         cluster.body = {**body, "status": merge_patch(cluster.body["status"], status_writes(apiserver)[-1])}
@@ -294,6 +307,36 @@ async def test_a_lost_primary_is_failed_over_to_the_most_advanced_standby(
     assert instances.promoted == [ip(2)], "promoted once"
     assert "FailingOver" in reasons
     assert "Failover" in reasons
+
+
+async def test_a_primary_deleted_with_no_grace_is_promoted_over_only_once_its_server_stopped(
+    apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
+) -> None:
+    """``kubectl delete pod --grace-period=0 --force``: the pod leaves the API at once, while the
+    kubelet is still stopping its server, which may still commit (and, synchronous, have a standby
+    acknowledge) writes the target would never receive. The operator keeps asking its address."""
+    serve(apiserver)
+    body = example_body()
+    stable = {"phase": "Stable", "currentPrimary": "shop-postgres-0", "timeline": 1}
+    body = {**body, "status": {"postgres": stable}}
+    cluster = Cluster(body, applied_stack(body), pods("primary", "replica", "replica"))
+    instances = Instances({ip(0): PRIMARY, ip(1): standby(100), ip(2): standby(90)})
+    reconciler = reconciler_with_roles(kube, metrics, cluster, instances)
+    with kopf_events():
+        await reconciler.reconcile(KEY)  # stable: the monitor knows the primary's pod
+        cluster.pods = pods(None, "replica", "replica", missing=frozenset({0}))
+        requeue = await reconciler.reconcile(KEY)
+        assert status_writes(apiserver)[-1]["postgres"]["phase"] == "FailingOver"
+        assert instances.promoted == [], "its server still answers"
+        assert requeue is not None
+        assert requeue <= 0.25
+        cluster.body = {**body, "status": merge_patch(body["status"], status_writes(apiserver)[-1])}
+        instances.answers[ip(0)] = InstanceProbe(reachable=False, error=SHUTTING_DOWN)
+        await reconciler.reconcile(KEY)
+        assert instances.promoted == [], "its fast shutdown may still be sending WAL"
+        instances.answers[ip(0)] = InstanceProbe(reachable=False, error=REFUSED)
+        await reconciler.reconcile(KEY)
+        assert instances.promoted == [ip(1)]
 
 
 async def test_actions_carry_the_pods_uid_and_a_failover_deletes_with_grace_zero(
@@ -417,6 +460,225 @@ async def test_the_monitor_reports_each_instances_lag_and_forgets_a_deleted_back
     assert await monitor._probe_backend(KEY, monitor._tracked[KEY])
     monitor.forget(KEY)
     assert lag("shop-postgres-0") is None
+
+
+def probing(
+    kube: Kube,
+    probe: Callable[[str, Credentials], Awaitable[InstanceProbe]],
+    *,
+    on_change: Callable[[Key], None] = lambda key: None,
+    **hooks: Any,
+) -> PostgresMonitor:
+    """A monitor of the pods in 198.18.0.0/16 that asks ``probe`` (``hooks``: promote, ...)."""
+    networks = OperatorSettings(postgres_probe_networks="198.18.0.0/16").postgres_probe_networks
+    return PostgresMonitor(
+        kube=kube, networks=networks, interval_seconds=60, on_change=on_change, probe=probe, **hooks
+    )
+
+
+def terminating_old_primary() -> Manifest:
+    return postgres_pod("shop-postgres-0", role="replica", ip=ip(0), terminating=True)
+
+
+async def test_a_successful_promotion_wakes_the_backend_for_its_label_at_once(
+    kube: Kube, apiserver: kmock.KubernetesScaffold
+) -> None:
+    serve(apiserver)
+    instances = Instances({ip(1): standby(100)})
+    woken: list[Key] = []
+    monitor = probing(kube, instances.probe, on_change=woken.append, promote=instances.promote)
+    roles = PostgresRoles(kube=kube, monitor=monitor)
+    body = example_body()
+    current = snapshot(body, pods=pods(None, "replica"))
+    monitor.track(KEY, parse(body), current)
+    decision = Decision(state=RolesState(phase=Phase.FAILING_OVER), actions=(Promote("shop-postgres-1"),))
+    with kopf_events():
+        await roles.execute(KEY, parse(body), body, current, decision)
+    assert instances.promoted == [ip(1)]
+    assert woken == [KEY], "the next pass (the label) runs now, not at the next poll"
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        pytest.param(
+            psycopg.OperationalError(
+                'connection failed: connection to server at "198.18.0.10", port 5432 failed: '
+                "FATAL:  the database system is shutting down"
+            ),
+            SHUTTING_DOWN,
+            id="shutting-down",
+        ),
+        pytest.param(
+            psycopg.OperationalError(
+                'connection failed: connection to server at "198.18.0.10", port 5432 failed: '
+                "Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?"
+            ),
+            REFUSED,
+            id="refused",
+        ),
+        pytest.param(ConnectionRefusedError(111, "Connection refused"), REFUSED, id="refused-oserror"),
+        pytest.param(
+            psycopg.OperationalError("connection failed: FATAL:  password authentication failed"),
+            "OperationalError",
+            id="other",
+        ),
+        pytest.param(TimeoutError(), TIMED_OUT, id="timeout"),
+        pytest.param(
+            psycopg.errors.ConnectionTimeout("connection timeout expired"), TIMED_OUT, id="connect-timeout"
+        ),
+    ],
+)
+def test_why_an_instance_did_not_answer(error: BaseException, reason: str) -> None:
+    assert unreachable_reason(error) == reason
+    assert InstanceProbe(reachable=False, error=reason).shutting_down is (reason == SHUTTING_DOWN)
+
+
+async def test_a_terminating_server_once_stopped_is_not_probed_again(
+    kube: Kube, apiserver: kmock.KubernetesScaffold
+) -> None:
+    """The fenced primary shuts down, then stops; its pod's address may then answer nothing at all
+    (its sandbox gone): a probe would hold the pass for the connect timeout (2 s, seen on the real
+    node after each promotion). Once seen shutting down, a probe of it is bounded; once stopped,
+    it is not probed again. A new pod under the same name is probed as any other."""
+    serve(apiserver)
+    asked: list[str] = []
+    answers: dict[str, InstanceProbe | None] = {
+        ip(0): InstanceProbe(reachable=False, error=SHUTTING_DOWN),
+        ip(1): standby(100),
+    }
+
+    async def probe(host: str, credentials: Credentials) -> InstanceProbe:
+        asked.append(host)
+        answer = answers[host]
+        if answer is None:
+            await asyncio.sleep(60)  # an address nobody answers at: the connect timeout
+            raise AssertionError("a probe of a stopping server is bounded")
+        return answer
+
+    monitor = probing(kube, probe)
+    body = example_body()
+    old = terminating_old_primary()
+    terminating = snapshot(body, pods=[old, postgres_pod("shop-postgres-1", role="replica", ip=ip(1))])
+    monitor.track(KEY, parse(body), terminating)
+    await monitor.refresh(KEY)
+    assert monitor.probes(KEY)["shop-postgres-0"].shutting_down
+
+    answers[ip(0)] = None  # stopped, and its sandbox gone
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await monitor.refresh(KEY)
+    assert loop.time() - started < STOPPING_PROBE_SECONDS + 0.5
+    stopped = monitor.probes(KEY)["shop-postgres-0"]
+    assert not stopped.reachable
+    assert not stopped.shutting_down
+
+    asked.clear()
+    await monitor.refresh(KEY)
+    assert asked == [ip(1)], "a stopped server in a terminating pod is not asked again"
+    [silent] = [
+        i
+        for i in instances_of(parse(body), terminating, [], monitor.probes(KEY), lambda *_: None)
+        if i.name == "shop-postgres-0"
+    ]
+    assert (silent.terminating, silent.reachable, silent.shutting_down) == (True, False, False)
+
+    # The StatefulSet's new pod under the same name (another uid) is probed again.
+    recreated = postgres_pod("shop-postgres-0", role=None, ip=ip(0))
+    recreated["metadata"]["uid"] = "uid-shop-postgres-0-again"
+    answers[ip(0)] = standby(100)
+    monitor.track(
+        KEY,
+        parse(body),
+        snapshot(body, pods=[recreated, postgres_pod("shop-postgres-1", role="replica", ip=ip(1))]),
+    )
+    asked.clear()
+    await monitor.refresh(KEY)
+    assert sorted(asked) == [ip(0), ip(1)]
+    assert monitor.probes(KEY)["shop-postgres-0"].reachable
+
+
+@pytest.mark.parametrize("error", [REFUSED, TIMED_OUT])
+async def test_a_terminating_server_that_refuses_or_never_answers_is_stopped_at_once(
+    kube: Kube, apiserver: kmock.KubernetesScaffold, error: str
+) -> None:
+    serve(apiserver)
+    asked: list[str] = []
+
+    async def probe(host: str, credentials: Credentials) -> InstanceProbe:
+        asked.append(host)
+        return InstanceProbe(reachable=False, error=error)
+
+    monitor = probing(kube, probe)
+    body = example_body()
+    old = terminating_old_primary()
+    monitor.track(KEY, parse(body), snapshot(body, pods=[old]))
+    await monitor.refresh(KEY)
+    await monitor.refresh(KEY)
+    assert asked == [ip(0)]
+
+
+async def test_the_monitor_follows_a_pod_deleted_with_no_grace_until_its_server_stopped(
+    kube: Kube, apiserver: kmock.KubernetesScaffold
+) -> None:
+    serve(apiserver)
+    answers = {ip(0): PRIMARY, ip(1): standby(100)}
+    hangs: set[str] = set()
+
+    async def probe(host: str, credentials: Credentials) -> InstanceProbe:
+        if host in hangs:
+            await asyncio.sleep(60)  # the address of a sandbox that is gone: no answer
+        return answers[host]
+
+    monitor = probing(kube, probe)
+    body = example_body()
+    both = pods("primary", "replica")
+    monitor.track(KEY, parse(body), snapshot(body, pods=both))
+    assert monitor.vanished_pod_uids(KEY) == {}
+    monitor.track(KEY, parse(body), snapshot(body, pods=both[1:]))  # deleted with no grace
+    await monitor.refresh(KEY)
+    assert monitor.vanished_pod_uids(KEY) == {"shop-postgres-0": ("uid-shop-postgres-0",)}, "it answers"
+    hangs.add(ip(0))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await monitor.refresh(KEY)
+    assert loop.time() - started < VANISHED_PROBE_SECONDS + 0.5
+    assert monitor.vanished_pod_uids(KEY) == {}, "no answer within the bound: stopped"
+
+    # Seen terminating first (a forced delete may show that for a moment): followed the same way.
+    hangs.clear()
+    again = terminating_old_primary()
+    again["metadata"]["uid"] = "uid-shop-postgres-0-again"
+    monitor.track(KEY, parse(body), snapshot(body, pods=[again, *both[1:]]))
+    monitor.track(KEY, parse(body), snapshot(body, pods=both[1:]))
+    assert monitor.vanished_pod_uids(KEY) == {"shop-postgres-0": ("uid-shop-postgres-0-again",)}
+    answers[ip(0)] = InstanceProbe(reachable=False, error=REFUSED)
+    await monitor.refresh(KEY)
+    assert monitor.vanished_pod_uids(KEY) == {}
+    # A pod whose address another pod holds now is gone for good.
+    monitor.track(KEY, parse(body), snapshot(body, pods=both))
+    reused = postgres_pod("shop-postgres-2", role=None, ip=ip(0))
+    monitor.track(KEY, parse(body), snapshot(body, pods=[both[1], reused]))
+    assert monitor.vanished_pod_uids(KEY) == {}
+
+
+async def test_a_terminating_server_that_refuses_the_operators_login_is_asked_again(
+    kube: Kube, apiserver: kmock.KubernetesScaffold
+) -> None:
+    """Another error (a password refused, too many clients) comes from a running server."""
+    serve(apiserver)
+    asked: list[str] = []
+
+    async def probe(host: str, credentials: Credentials) -> InstanceProbe:
+        asked.append(host)
+        return InstanceProbe(reachable=False, error="OperationalError")
+
+    monitor = probing(kube, probe)
+    body = example_body()
+    monitor.track(KEY, parse(body), snapshot(body, pods=[terminating_old_primary()]))
+    await monitor.refresh(KEY)
+    await monitor.refresh(KEY)
+    assert asked == [ip(0), ip(0)]
 
 
 # ---- synchronous replication, required: false ------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 from sbo_operator.api.v1alpha1 import MAX_READ_REPLICAS, ScalableBackend
 from sbo_operator.postgres_roles import (
     FAILOVER_GRACE_SECONDS,
+    FENCE_POLL_SECONDS,
     DeletePod,
     Instance,
     Phase,
@@ -237,11 +238,13 @@ def test_default_delay_fails_over_as_soon_as_the_primary_is_unready() -> None:
     assert decision.state.phase is Phase.FAILING_OVER
 
 
-def test_failover_of_a_primary_whose_pod_is_gone_deletes_nothing() -> None:
+def test_failover_of_a_primary_whose_pod_is_gone_deletes_nothing_and_promotes_at_once() -> None:
+    # Nothing to fence: the pass that starts the change takes its next step too.
     decision = decide([gone(P0, 1), pod(P1), pod(P2)], STABLE, policy(), NOW)
     assert decision.state.target_primary == P1
     assert decision.state.fenced_pod_uid is None
-    assert list(decision.actions) == []
+    assert list(decision.actions) == [Promote(P1)]
+    assert [event.reason for event in decision.events] == ["FailingOver"]
 
 
 @pytest.mark.parametrize(
@@ -341,7 +344,20 @@ def test_waits_while_the_fenced_pod_still_answers() -> None:
     observed = [primary(P0, terminating=True, role_label="replica"), pod(P1), pod(P2)]
     decision = decide(observed, failing_over(), policy(), NOW)
     assert list(decision.actions) == []
-    assert decision.requeue_seconds is not None
+    # No event says when its server stops: the fence is looked at again soon.
+    assert decision.requeue_seconds == FENCE_POLL_SECONDS
+
+
+@pytest.mark.parametrize("phase", [Phase.FAILING_OVER, Phase.SWITCHING_OVER])
+def test_waits_while_the_fenced_server_is_shutting_down(phase: Phase) -> None:
+    # It refuses connections ("the database system is shutting down") but its walsenders may
+    # still be sending the last WAL: the target must not be promoted before it has all of it.
+    shutting_down = down(P0, 1, terminating=True, role_label="replica", shutting_down=True)
+    decision = decide([shutting_down, pod(P1), pod(P2)], failing_over(phase=phase), policy(), NOW)
+    assert list(decision.actions) == []
+    assert decision.requeue_seconds == FENCE_POLL_SECONDS
+    gone_now = decide([gone(P0, 1), pod(P1), pod(P2)], failing_over(phase=phase), policy(), NOW)
+    assert list(gone_now.actions) == [Promote(P1)]
 
 
 @pytest.mark.parametrize(
@@ -357,6 +373,42 @@ def test_promotes_the_target_once_the_fenced_pod_is_gone(old: Instance) -> None:
     assert decision.state == failing_over()
     assert Promote(P1) in decision.actions
     assert not any(isinstance(action, SetRole) and action.role == "primary" for action in decision.actions)
+
+
+def test_a_primary_deleted_with_no_grace_is_fenced_until_its_server_has_stopped() -> None:
+    """Its pod vanished from the API at once, but the kubelet is still stopping its server: a
+    promotion now could take writes (and, synchronous, commits a standby acknowledged) the target
+    never receives. The change waits for the monitor to see that server stopped."""
+    vanished = gone(P0, 0.2)
+    vanished = dataclasses.replace(vanished, vanished_pod_uids=(f"uid-{P0}",))
+    decision = decide([vanished, pod(P1), pod(P2)], STABLE, policy(), NOW)
+    assert decision.state == failing_over(since=NOW)
+    assert list(decision.actions) == []
+    assert decision.requeue_seconds == FENCE_POLL_SECONDS
+    recreated = down(P0, 0.5, pod_uid="uid-recreated", role_label=None, vanished_pod_uids=(f"uid-{P0}",))
+    assert list(decide([recreated, pod(P1), pod(P2)], decision.state, policy(), NOW).actions) == [
+        SetRole(P0, "replica")
+    ]
+    stopped = [dataclasses.replace(recreated, vanished_pod_uids=()), pod(P1), pod(P2)]
+    assert Promote(P1) in decide(stopped, decision.state, policy(), NOW).actions
+
+
+def test_a_recreated_old_primary_is_fenced_and_its_vanished_server_waited_for() -> None:
+    # The StatefulSet made the pod again before the operator looked: that pod is fenced (it could
+    # start as a primary), and the server of the one deleted with no grace is waited for too.
+    recreated = down(P0, 0.5, pod_uid="uid-recreated", role_label=None, vanished_pod_uids=(f"uid-{P0}",))
+    decision = decide([recreated, pod(P1), pod(P2)], STABLE, policy(), NOW)
+    assert decision.state == failing_over(fenced_pod_uid="uid-recreated", since=NOW)
+    assert list(decision.actions) == [
+        SetRole(P0, "replica"),
+        DeletePod(P0, "uid-recreated", FAILOVER_GRACE_SECONDS),
+    ]
+    recreated_gone = gone(P0, 1)
+    waiting = dataclasses.replace(recreated_gone, vanished_pod_uids=(f"uid-{P0}",))
+    assert list(decide([waiting, pod(P1), pod(P2)], decision.state, policy(), NOW).actions) == []
+    assert list(decide([recreated_gone, pod(P1), pod(P2)], decision.state, policy(), NOW).actions) == [
+        Promote(P1)
+    ]
 
 
 def test_promoted_target_is_labelled_primary_and_the_change_ends() -> None:
@@ -432,6 +484,7 @@ def test_switchover_is_accepted() -> None:
     )
     # A fast shutdown (the pod's grace period) sends the last WAL to the standbys.
     assert list(decision.actions) == [SetRole(P0, "replica"), DeletePod(P0, f"uid-{P0}", None)]
+    assert decision.requeue_seconds == FENCE_POLL_SECONDS
     assert [(event.type, event.reason) for event in decision.events] == [("Normal", "SwitchingOver")]
 
 

@@ -56,6 +56,8 @@ def instances(draw: st.DrawFn, name: str, now: datetime) -> Instance:
         timeline=draw(st.integers(1, 3)) if reachable else None,
         lsn=draw(st.integers(0, 100)) if reachable else None,
         streaming=draw(st.booleans()) if reachable else None,
+        shutting_down=not reachable and draw(st.booleans()),
+        vanished_pod_uids=(f"uid-{name}-9",) if draw(st.integers(0, 4)) == 0 else (),
     )
 
 
@@ -91,7 +93,11 @@ def states(draw: st.DrawFn) -> RolesState:
         phase=phase,
         current_primary=draw(names) if phase is not Phase.BOOTSTRAP else None,
         target_primary=draw(names) if in_change else None,
-        fenced_pod_uid=draw(st.sampled_from([None, *(f"uid-{n}-0" for n in NAMES)])) if in_change else None,
+        fenced_pod_uid=(
+            draw(st.sampled_from([None, *(f"uid-{n}-{i}" for n in NAMES for i in (0, 9))]))
+            if in_change
+            else None
+        ),
         timeline=draw(st.one_of(st.none(), st.integers(1, 3))),
         switchover_id=draw(st.sampled_from([None, "a", "b"])),
         since=T0 - timedelta(seconds=draw(st.integers(0, 60))) if in_change else None,
@@ -116,10 +122,18 @@ def down_for(observed: list[Instance], name: str, now: datetime) -> timedelta | 
 
 
 def old_primary_may_write(observed: list[Instance], state: RolesState) -> bool:
+    """The old primary may still accept writes or still be sending its last WAL."""
+    if any(
+        state.fenced_pod_uid in instance.vanished_pod_uids
+        or (instance.name == state.current_primary and instance.vanished_pod_uids)
+        for instance in observed
+    ):
+        return True
     for instance in observed:
         fenced = instance.pod_uid is not None and instance.pod_uid == state.fenced_pod_uid
         legacy_old = instance.legacy and instance.name == state.current_primary
-        if instance.exists and (fenced or legacy_old) and (not instance.terminating or instance.reachable):
+        silent = instance.terminating and not instance.reachable and not instance.shutting_down
+        if instance.exists and (fenced or legacy_old) and not silent:
             return True
     return False
 

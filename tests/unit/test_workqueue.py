@@ -212,3 +212,31 @@ async def test_requeue_after_looks_again_later() -> None:
     queue.add(SHOP)
     await run_workers(queue, reconcile, seconds=0.3)
     assert calls == 2
+
+
+def test_the_earliest_requeue_wins() -> None:
+    """A pass asking to look again sooner than a pending requeue is not held back by it (a
+    failover polls its fencing every 0.25 s after a pass that asked for 1 s); a later one
+    does not postpone the earlier."""
+    attempts: list[float] = []
+
+    async def main(loop: asyncio.AbstractEventLoop) -> None:
+        queue = WorkQueue()
+        delays = iter([1.0, 0.25, 5.0])
+
+        async def reconcile(key: Key) -> float | None:
+            attempts.append(loop.time())
+            return next(delays, None)
+
+        async def events() -> None:
+            await asyncio.sleep(0.1)
+            queue.add(SHOP)  # a pod event: runs now, and asks for 0.25 s while 1 s is pending
+            await asyncio.sleep(0.05)
+            queue.add(SHOP)  # another: asks for 5 s while 0.25 s is pending
+
+        queue.add(SHOP)
+        loop.create_task(events())
+        await run_workers_until(loop, queue, reconcile, until=10)
+
+    in_virtual_time(main)
+    assert [round(t, 3) for t in attempts] == [0, 0.1, 0.15, 0.35]

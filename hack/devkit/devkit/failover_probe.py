@@ -104,11 +104,17 @@ class ProbeRecord:
         one side of it). For a deleted primary this is the last acknowledged write before the
         fault to the first after it; a switchover's writes go on for a moment after its request
         (the fault) until the old primary stops, and the gap that follows is the outage."""
+        gap = self.longest_write_gap(fault)
+        return None if gap is None else round(gap[1] - gap[0], 2)
+
+    def longest_write_gap(self, fault: float) -> tuple[float, float] | None:
+        """The two acknowledgements around :meth:`write_outage_seconds`'s wait (epoch seconds)."""
         times = [at for _, at in self.acked]
         if not any(at < fault for at in times) or not any(at >= fault for at in times):
             return None
-        return round(
-            max(later - earlier for earlier, later in itertools.pairwise(times) if later >= fault), 2
+        return max(
+            ((earlier, later) for earlier, later in itertools.pairwise(times) if later >= fault),
+            key=lambda gap: gap[1] - gap[0],
         )
 
     def writable_servers_in_order(self) -> list[str]:

@@ -1,5 +1,6 @@
 """Workloads on the real node (hack/real-node.sh) as tests see them: steering them onto it,
-reaching their pods and Services from the host, and what the node's daemons cost in memory.
+reaching their pods and Services from the host, finding a pod's processes on the host, and what
+the node's daemons cost in memory.
 
 Invariant: nothing here changes the node or its workloads' specs. Workloads are steered by their
 namespace only (the PodNodeSelector and PodTolerationRestriction admission plugins, which
@@ -95,3 +96,23 @@ def node_memory_mib(local_dir: Path) -> dict[str, float]:
     memory["shims"] = round(sum(shims) * 1024 / MIB, 1)
     memory["shim_count"] = len(shims)
     return memory
+
+
+def postgres_host_processes(pod_uid: str) -> dict[int, int]:
+    """Host pid -> parent pid of every ``postgres`` process in the pod's cgroup."""
+    markers = (f"pod{pod_uid}", f"pod{pod_uid.replace('-', '_')}")
+    candidates: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if not any(marker in (entry / "cgroup").read_text() for marker in markers):
+                continue
+            fields = dict(
+                line.split(":\t", 1) for line in (entry / "status").read_text().splitlines() if ":\t" in line
+            )
+        except OSError:  # the process exited meanwhile
+            continue
+        if fields.get("Name", "").strip() == "postgres":
+            candidates[int(entry.name)] = int(fields["PPid"])
+    return candidates
