@@ -192,6 +192,23 @@ wait_for_prefetch() {  # until no live fetch of $1 is under way (a dead fetcher'
   done
 }
 
+# wal-restore.sh --prefetch NAME (restore.sh, while the base backup downloads): start fetching
+# NAME, the backup's first segment, and the ones after it; wait for none of them.
+if [ "$wal_name" = --prefetch ]; then
+  if [ -n "$spool" ] && [ "$ahead" -gt 0 ] && is_segment "$wal_dest"; then
+    mkdir -p "$spool"
+    next="$wal_dest"
+    prefetch "$next"
+    count=1
+    while [ "$count" -lt "$ahead" ]; do
+      next="$(next_segment "$next")"
+      prefetch "$next"
+      count=$((count + 1))
+    done
+  fi
+  exit 0
+fi
+
 if [ -n "$spool" ] && [ "$ahead" -gt 0 ] && is_segment "$wal_name"; then
   mkdir -p "$spool"
   next="$wal_name"
@@ -349,6 +366,14 @@ _IN_RECOVERY_QUERY = "SELECT pg_is_in_recovery()"
 # The private server's one query, kept out of the script text so no linter mistakes it for built SQL.
 _IN_RECOVERY_QUERY = "SELECT pg_is_in_recovery()"
 
+# Reads barman-cloud-backup-list's JSON on stdin; prints the first WAL segment of backup argv[1].
+_FIRST_WAL = """\
+import json, sys
+backups = json.load(sys.stdin)["backups_list"]
+print(next((b.get("begin_wal") or "" for b in backups if b.get("backup_id") == sys.argv[1]), ""))
+"""
+_FIRST_WAL_QUOTED = _FIRST_WAL.replace("'", "'\\''")
+
 RESTORE_SCRIPT = (
     _HEAD
     + f"""\
@@ -392,6 +417,9 @@ SBO_WAL_PREFETCH="${{SBO_WAL_PREFETCH:-4}}"
 export SBO_WAL_PREFETCH_DIR SBO_WAL_PREFETCH
 rm -rf "$PGDATA.new" "$SBO_WAL_PREFETCH_DIR"
 log "restoring backup $backup_id of $SBO_RESTORE_SOURCE ($SBO_RESTORE_SERVER_NAME), target $target"
+# The backup's first WAL segments download alongside it (a listing without begin_wal: no head start).
+first_wal="$(printf '%s' "$listing" | python3 -c '{_FIRST_WAL_QUOTED}' "$backup_id")" || first_wal=
+sh "$scripts_dir/wal-restore.sh" --prefetch "${{first_wal:-none}}" || true
 barman-cloud-restore "$@" "$SBO_RESTORE_SOURCE" "$SBO_RESTORE_SERVER_NAME" "$backup_id" "$PGDATA.new" >&2
 log "base backup downloaded and unpacked; starting the recovery server"
 chmod 0700 "$PGDATA.new"

@@ -216,7 +216,7 @@ def wal_store_stand_in(tmp_path: Path, archived: list[str], failing: frozenset[s
 
 
 def wal_restore(
-    tmp_path: Path, bin_dir: Path, name: str, ahead: int | str = 2
+    tmp_path: Path, bin_dir: Path, name: str, ahead: int | str = 2, dest: str = "pg_wal/RECOVERYXLOG"
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
     """wal-restore.sh NAME pg_wal/RECOVERYXLOG with a spool, as restore.sh runs it; then waits
     until no background fetch is under way."""
@@ -231,7 +231,7 @@ def wal_restore(
         "SBO_WAL_PREFETCH": str(ahead),
     }
     done = subprocess.run(
-        ["sh", str(script), name, "pg_wal/RECOVERYXLOG"],
+        ["sh", str(script), name, dest],
         env=env, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip
     deadline = time.monotonic() + 30
@@ -297,6 +297,30 @@ def test_wal_restore_prefetches_nothing_for_a_file_that_is_not_a_segment(tmp_pat
     done, _ = wal_restore(tmp_path, bin_dir, name)
     assert done.returncode == 0, done.stderr
     assert fetched(tmp_path) == [name]
+
+
+def test_wal_restore_prefetch_mode_starts_the_backups_first_segments_and_waits_for_none(
+    tmp_path: Path,
+) -> None:
+    """restore.sh's head start while the base backup downloads: SEGMENT and the next one."""
+    archived = [SEGMENT, "000000010000000000000005", "000000010000000000000006"]
+    bin_dir = wal_store_stand_in(tmp_path, archived)
+    done, spool = wal_restore(tmp_path, bin_dir, "--prefetch", dest=SEGMENT)
+    assert done.returncode == 0, done.stderr
+    assert sorted(path.name for path in spool.iterdir()) == archived[:2]
+    assert not (tmp_path / "pg_wal/RECOVERYXLOG").exists()
+    # The recovery's request for it is then served from the spool.
+    done, spool = wal_restore(tmp_path, bin_dir, SEGMENT)
+    assert (tmp_path / "pg_wal/RECOVERYXLOG").read_text() == f"wal {SEGMENT}"
+    assert fetched(tmp_path) == archived
+
+
+@pytest.mark.parametrize("first", ["none", "00000002.history"])
+def test_wal_restore_prefetch_mode_without_a_segment_fetches_nothing(tmp_path: Path, first: str) -> None:
+    bin_dir = wal_store_stand_in(tmp_path, [SEGMENT])
+    done, _ = wal_restore(tmp_path, bin_dir, "--prefetch", dest=first)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "fetches.log").exists()
 
 
 def test_wal_restore_refuses_a_malformed_prefetch_count_by_aborting_recovery(tmp_path: Path) -> None:
