@@ -192,32 +192,30 @@ wait_for_prefetch() {  # until no live fetch of $1 is under way (a dead fetcher'
   done
 }
 
+prefetch_after() {  # start fetching the $2 segments that follow $1
+  next="$1"
+  count=0
+  while [ "$count" -lt "$2" ]; do
+    next="$(next_segment "$next")"
+    prefetch "$next"
+    count=$((count + 1))
+  done
+}
+
 # wal-restore.sh --prefetch NAME (restore.sh, while the base backup downloads): start fetching
 # NAME, the backup's first segment, and the ones after it; wait for none of them.
 if [ "$wal_name" = --prefetch ]; then
   if [ -n "$spool" ] && [ "$ahead" -gt 0 ] && is_segment "$wal_dest"; then
     mkdir -p "$spool"
-    next="$wal_dest"
-    prefetch "$next"
-    count=1
-    while [ "$count" -lt "$ahead" ]; do
-      next="$(next_segment "$next")"
-      prefetch "$next"
-      count=$((count + 1))
-    done
+    prefetch "$wal_dest"
+    prefetch_after "$wal_dest" $((ahead - 1))
   fi
   exit 0
 fi
 
 if [ -n "$spool" ] && [ "$ahead" -gt 0 ] && is_segment "$wal_name"; then
   mkdir -p "$spool"
-  next="$wal_name"
-  count=0
-  while [ "$count" -lt "$ahead" ]; do
-    next="$(next_segment "$next")"
-    prefetch "$next"
-    count=$((count + 1))
-  done
+  prefetch_after "$wal_name" "$ahead"
   wait_for_prefetch "$wal_name"
   if [ -f "$spool/$wal_name" ]; then
     mv -f "$spool/$wal_name" "$wal_dest"
