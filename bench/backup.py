@@ -6,12 +6,14 @@ scripts of builders/backup_scripts.py run exactly as the pods run them (devkit.b
 
 1. A database of about ``--size-gib`` GiB (1 by default): one table, a bigint primary key and
    64 characters of md5 text a row, loaded in one transaction, and its WAL archived.
-2. The base backup: base-backup.sh (barman-cloud-backup, gzip), timed.
+2. The base backup: base-backup.sh (barman-cloud-backup, ``--compression``: none by default, as
+   spec.postgres.backup.compression), timed, and the bytes it takes in the store.
 3. The data-loss window at the default archive timeout: on an otherwise idle server, one row is
    committed at a random moment, then the store is polled (every 0.2 s) until the WAL segment
    holding that commit is an object there. ``--window-samples`` times.
 4. The restore: restore.sh to latest into an empty data directory (download, WAL replay,
-   promotion), timed; the row count is checked.
+   promotion), timed, and broken down by phase from the timestamps of its log and of the recovery
+   server's; the row count is checked.
 5. The same data through pg_dump -Fc and pg_restore --jobs 2 into a fresh server (the approach
    of charts that ship a dump CronJob), each timed; the row count is checked.
 
@@ -119,10 +121,80 @@ def dump_and_restore(primary: PostgresServer, work: Path) -> dict[str, Any]:
     }
 
 
+# restore.sh's own lines ("2026-12-07T15:20:01.123Z restore.sh: ...") and the recovery server's
+# (log_line_prefix '%m [%p] ': "2026-12-07 15:20:01.123 UTC [42] LOG:  ...") mark the phases.
+_SCRIPT_MARKS = {
+    "restoring backup": "backup_chosen",
+    "base backup downloaded": "downloaded",
+    "promoted; stopping": "promotion_seen",
+    "restored and promoted": "done",
+}
+_SERVER_MARKS = {
+    "redo starts at": "redo_started",
+    "redo done at": "redo_done",
+    "database system is ready to accept connections": "promoted",
+}
+
+# Each phase as (name, the mark it starts at, the mark it ends at), in order.
+_PHASES = [
+    ("list_and_choose", "started", "backup_chosen"),
+    ("download_and_unpack", "backup_chosen", "downloaded"),
+    ("server_start_to_redo", "downloaded", "redo_started"),
+    ("wal_fetch_and_replay", "redo_started", "redo_done"),
+    ("end_of_recovery_checkpoint_and_promotion", "redo_done", "promoted"),
+    ("promotion_noticed", "promoted", "promotion_seen"),
+    ("shutdown_and_move", "promotion_seen", "done"),
+]
+
+
+def _script_time(line: str) -> datetime | None:
+    stamp = line.split(" ", 1)[0]
+    try:
+        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _server_time(line: str) -> datetime | None:
+    try:
+        return datetime.strptime(line[:27], "%Y-%m-%d %H:%M:%S.%f UTC").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def restore_phases(started: datetime, stderr: str, recovery_log: str) -> dict[str, Any]:
+    """Seconds per phase of one restore, from the timestamps in its logs (not from guesses)."""
+    marks: dict[str, datetime] = {"started": started}
+    for line in stderr.splitlines():
+        moment = _script_time(line)
+        for text, mark in _SCRIPT_MARKS.items():
+            if moment is not None and text in line:
+                marks.setdefault(mark, moment)
+    fetched = 0
+    for line in recovery_log.splitlines():
+        moment = _server_time(line)
+        fetched += "restored log file" in line
+        for text, mark in _SERVER_MARKS.items():
+            if moment is not None and text in line:
+                marks.setdefault(mark, moment)
+    phases: dict[str, Any] = {}
+    for name, begin, end in _PHASES:
+        if begin in marks and end in marks:
+            phases[name] = round((marks[end] - marks[begin]).total_seconds(), 2)
+    phases["wal_files_restored"] = fetched
+    return phases
+
+
+def stored_bytes(store: MinioServer, prefix: str) -> int:
+    """Bytes on the store's disk under ``prefix`` (MinIO's object parts and metadata)."""
+    root = store.data_dir / BUCKET / prefix
+    return sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="sbo-bench-backup-"))
     store = MinioServer.start(work)
-    rig = BackupRig.create(store)
+    rig = BackupRig.create(store, compression=args.compression)
     try:
         store.create_bucket(BUCKET)
         primary = rig.start_primary()
@@ -131,14 +203,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         catch_up_seconds, _ = timed(lambda: rig.wait_archived(primary, timeout=1800))
         backup_seconds, _ = timed(lambda: rig.base_backup(primary, timeout=SCRIPT_TIMEOUT_SECONDS))
         backup_keys = store.list_keys(BUCKET, "shop/postgres/base/")
+        backup_bytes = stored_bytes(store, "shop/postgres/base")
         windows = data_loss_window(rig, primary, args.window_samples, args.seed)
         rig.wait_archived(primary)
         (rows,) = primary.execute("SELECT count(*) FROM payload")[0]
+        restore_started = datetime.now(UTC)
         restore_seconds, (done, restored) = timed(
             lambda: rig.restore(primary, timeout=SCRIPT_TIMEOUT_SECONDS)
         )
         if done.returncode != 0:
             raise RuntimeError(f"restore.sh failed ({done.returncode}): {done.stderr}")
+        recovery_log = (restored.server_dir / "restore-recovery.log").read_text(errors="replace")
+        phases = restore_phases(restore_started, done.stderr, recovery_log)
         restored.start_again()
         (restored_rows,) = restored.execute("SELECT count(*) FROM payload")[0]
         restored.destroy()
@@ -157,7 +233,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "archive_catch_up_after_load_seconds": catch_up_seconds,
         "base_backup_seconds": backup_seconds,
         "base_backup_objects": len(backup_keys),
+        "base_backup_stored_bytes": backup_bytes,
+        "compression": args.compression,
         "restore_seconds": restore_seconds,
+        "restore_phases_seconds": phases,
         "rows_after_restore": restored_rows,
         "archive_timeout_seconds": DEFAULT_ARCHIVE_TIMEOUT_SECONDS,
         "data_loss_window_seconds": windows,
@@ -178,6 +257,12 @@ def main() -> None:
     parser.add_argument("--size-gib", type=float, default=1.0, help="size of the database to back up")
     parser.add_argument(
         "--window-samples", type=int, default=4, help="commits timed until they are in the store"
+    )
+    parser.add_argument(
+        "--compression",
+        choices=["gzip", "bzip2", "snappy", "none"],
+        default="none",
+        help="SBO_BACKUP_COMPRESSION for archiving and the base backup (default: the spec's, none)",
     )
     parser.add_argument("--seed", type=int, default=13, help="seed of the commits' random moments")
     parser.add_argument("--no-record", action="store_true", help="do not update docs/benchmarks.md")

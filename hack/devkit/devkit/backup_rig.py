@@ -54,16 +54,18 @@ class BackupRig:
     store: MinioServer
     scripts_dir: Path
     archive_timeout_seconds: int = 30
+    # SBO_BACKUP_COMPRESSION for archiving and base backups; None leaves the scripts' default.
+    compression: str | None = None
     owned: list[PostgresServer] = field(default_factory=list)
 
     @classmethod
-    def create(cls, store: MinioServer) -> BackupRig:
+    def create(cls, store: MinioServer, *, compression: str | None = None) -> BackupRig:
         scripts_dir = Path(tempfile.mkdtemp(prefix="sbo-bk-scripts-"))
         scripts_dir.chmod(0o755)
         for name, text in backup_script_files().items():
             (scripts_dir / name).write_text(text)
             (scripts_dir / name).chmod(0o644)
-        return cls(store=store, scripts_dir=scripts_dir)
+        return cls(store=store, scripts_dir=scripts_dir, compression=compression)
 
     # ---- environments -----------------------------------------------------------------------
 
@@ -85,6 +87,7 @@ class BackupRig:
             "SBO_BACKUP_DESTINATION": DESTINATION,
             "SBO_BACKUP_SERVER_NAME": SERVER_NAME,
             "SBO_BACKUP_ENDPOINT_URL": self.store.endpoint_url,
+            **({"SBO_BACKUP_COMPRESSION": self.compression} if self.compression is not None else {}),
         }
 
     def restore_env(self) -> dict[str, str]:

@@ -220,6 +220,7 @@ def archive_env(backup: BackupSpec, *, scripts_dir: str) -> list[dict[str, Any]]
         {"name": "SBO_BACKUP_DESTINATION", "value": backup.destination},
         {"name": "SBO_BACKUP_SCRIPTS_DIR", "value": scripts_dir},
         {"name": "SBO_BACKUP_SERVER_NAME", "value": BARMAN_SERVER_NAME},
+        {"name": "SBO_BACKUP_COMPRESSION", "value": backup.compression.value},
         *object_store_env(backup, ca_dir=BACKUP_CA_DIR),
     ]
     if backup.endpoint_url is not None:

@@ -68,6 +68,16 @@ def test_backups_archive_every_segment_with_the_scripts_within_the_archive_timeo
     assert {name: data[name] for name in backup_script_files()} == backup_script_files()
 
 
+@pytest.mark.parametrize(("compression", "expected"), [(None, "none"), ("gzip", "gzip"), ("bzip2", "bzip2")])
+def test_archiving_and_base_backups_compress_as_the_spec_says_and_not_at_all_by_default(
+    compression: str | None, expected: str
+) -> None:
+    store = STORE if compression is None else {**STORE, "compression": compression}
+    statefulset = present(build_postgres_statefulset(backend_from({"postgres": {"backup": store}})))
+    for name, container in containers(statefulset).items():
+        assert env(container)["SBO_BACKUP_COMPRESSION"]["value"] == expected, name
+
+
 def test_a_restored_backend_without_backups_gets_the_scripts_but_archives_nothing() -> None:
     spec = {"postgres": {"bootstrap": {"recovery": {"source": STORE}}}}
     data = present(build_postgres_config_map(backend_from(spec)))["data"]

@@ -11,6 +11,7 @@ same path, recovery fixed at creation) sit on PostgresSpec, which holds both.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -35,6 +36,7 @@ __all__ = [
     "RECOVERY_IMMUTABLE_MESSAGE",
     "RECOVERY_SOURCE_IS_DESTINATION_MESSAGE",
     "RECOVERY_TARGET_MESSAGE",
+    "BackupCompression",
     "BackupSpec",
     "BootstrapSpec",
     "ObjectStoreCa",
@@ -100,6 +102,19 @@ class ObjectStoreSpec(ApiModel):
     )
 
 
+class BackupCompression(StrEnum):
+    """How base backups and WAL segments are compressed in the store (barman-cloud's options).
+
+    none restores and backs up fastest (measured in docs/benchmarks.md, "Backups"); gzip and bzip2
+    store fewer bytes for more CPU on both sides. barman's snappy is left out: the image has no
+    python3-snappy.
+    """
+
+    NONE = "none"
+    GZIP = "gzip"
+    BZIP2 = "bzip2"
+
+
 class BackupSpec(ObjectStoreSpec):
     """Continuous WAL archiving and scheduled base backups with barman-cloud."""
 
@@ -122,6 +137,13 @@ class BackupSpec(ObjectStoreSpec):
         description=(
             "PostgreSQL's archive_timeout, 5s to 1h: while anything is written, a WAL segment is closed "
             "and archived at least this often, which bounds the commits lost with the primary's volume."
+        ),
+    )
+    compression: BackupCompression = Field(
+        default=BackupCompression.NONE,
+        description=(
+            "How base backups and WAL are compressed in the store: none (the fastest backup and "
+            "restore), gzip or bzip2 (fewer bytes stored, more CPU). A restore reads any of them."
         ),
     )
     write_to_recovery_source: bool = Field(
