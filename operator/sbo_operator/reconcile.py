@@ -104,6 +104,9 @@ class Reconciler:
         # read checks it: an apply would be refused with a conflict on every pass, and a backend
         # stalled on it would never stop writing.
         self._names_taken: dict[Key, set[tuple[str, str]]] = {}
+        # The uids of children deleted, per backend, until the watch reports them gone: a pass
+        # before that sees them still there and would delete them again.
+        self._deleted: dict[Key, set[str]] = {}
 
     def forget(self, key: Key) -> None:
         self._written_status.pop(key, None)
@@ -111,6 +114,7 @@ class Reconciler:
         self._reported_problems.pop(key, None)
         self._stalled_passes.pop(key, None)
         self._names_taken.pop(key, None)
+        self._deleted.pop(key, None)
         if self.roles is not None:
             self.roles.forget(key)
         self.metrics.forget_backend(key.namespace, key.name)
@@ -289,13 +293,23 @@ class Reconciler:
                     applied.append(f"restored {what}")
                     drifted.append(what)
 
+        present = {child["metadata"].get("uid") for child in snapshot.children.values()}
+        deleted = self._deleted.setdefault(key, set())
+        deleted &= present
         for api_version, kind, name in desired.obsolete:
+            uid = (snapshot.child(kind, name) or {}).get("metadata", {}).get("uid")
+            if uid is not None and uid in deleted:
+                continue  # deleted by an earlier pass; the watch has not said so yet
             try:
                 await kube.delete(api_version, kind, backend.metadata.namespace, name)
             except ApplyRejected as error:
                 problems.append(self._refusal(backend, "delete", kind, name, error))
                 continue
+            if uid is not None:
+                deleted.add(uid)
             applied.append(f"deleted {kind} {name}")
+        if not deleted:
+            del self._deleted[key]
 
         if applied:
             log.info("%s/%s: %s", backend.metadata.namespace, backend.metadata.name, "; ".join(applied))

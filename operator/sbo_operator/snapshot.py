@@ -115,7 +115,17 @@ def compact_pod(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # annotations: the backup request the operator last left on the primary (backup_schedule).
-POD_METADATA = ("name", "namespace", "uid", "labels", "annotations", "ownerReferences", "deletionTimestamp")
+# resourceVersion: whether a label or a deletion the operator sent has come back through the watch.
+POD_METADATA = (
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "deletionTimestamp",
+)
 
 
 def pod_owner_key(body: Mapping[str, Any]) -> Key | None:

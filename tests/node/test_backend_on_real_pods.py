@@ -1230,6 +1230,11 @@ def test_a_backend_of_the_old_shape_moves_to_the_instances_without_losing_a_row(
         assert {name: claims_before[name] for name in old_claims} == {
             name: claims_after.get(name) for name in old_claims
         }
+        # Each of the move's writes once, however many passes ran while the old primary shut
+        # down (every FENCE_POLL_SECONDS) and before the watch showed the StatefulSets gone.
+        writes = process.metric_samples("sbo_api_writes_total")
+        assert writes.get('{kind="StatefulSet",verb="patch"}') == 1, "the old primary scaled to 0 once"
+        assert writes.get('{kind="StatefulSet",verb="delete"}') == 2, "each old StatefulSet deleted once"
     finally:
         process.stop()
         real_cluster.kubectl(
