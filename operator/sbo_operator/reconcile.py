@@ -22,7 +22,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubernetes.aio.client.exceptions import ApiException
@@ -49,7 +49,7 @@ from sbo_operator.postgres_roles import Phase
 from sbo_operator.recovery_check import read_recovery_verdict
 from sbo_operator.references import reference_problem
 from sbo_operator.refusals import refusal_problem
-from sbo_operator.snapshot import Snapshot
+from sbo_operator.snapshot import ARCHIVE_STATUS_INTERVAL, Snapshot
 from sbo_operator.status import (
     compute_status,
     invalid_spec_problem,
@@ -84,8 +84,10 @@ class Reconciler:
         snapshots: Callable[[Key], Snapshot | None],
         images: DataServiceImages,
         roles: PostgresRoles | None = None,
+        archive_status_interval: timedelta = ARCHIVE_STATUS_INTERVAL,
     ) -> None:
         self.kube = kube
+        self.archive_status_interval = archive_status_interval
         self.roles = roles  # the PostgreSQL election; None: no roles are ever changed
         self.images = images
         self.metrics = metrics
@@ -172,7 +174,9 @@ class Reconciler:
         missing = await self._missing_references(backend)
         # A restored backend's StatefulSet waits for the verdict of its recovery check.
         verdict = await read_recovery_verdict(self.kube, backend, snapshot)
-        snapshot = dataclasses.replace(snapshot, recovery=verdict)
+        snapshot = dataclasses.replace(
+            snapshot, recovery=verdict, archive_status_interval=self.archive_status_interval
+        )
         snapshot, created, refused = await self._create_missing_secrets(backend, body, snapshot)
         # No workload is applied that needs an object that is missing or that the API refused.
         desired = desired_state(backend, snapshot, {**missing, **refused}, images=self.images)
