@@ -20,7 +20,7 @@ from croniter import croniter  # type: ignore[import-untyped]
 
 from sbo_operator.api.v1alpha1 import ScalableBackend
 from sbo_operator.builders.backup import BACKUP_REQUEST_ANNOTATION
-from sbo_operator.components.backup import backup_status
+from sbo_operator.components.backup import archiving_failing, exact_backup_status
 from sbo_operator.components.postgres import primary_pod
 from sbo_operator.kube import Kube
 from sbo_operator.metrics import OperatorMetrics
@@ -93,21 +93,20 @@ def record_backup_metrics(
     """The backup gauges the alerts read: archiving failing, the last backup, the latest tick."""
     namespace, name = backend.metadata.namespace, backend.metadata.name
     backup = backend.spec.postgres.backup
-    status = backup_status(backend, snapshot)
+    status = exact_backup_status(backend, snapshot)
     if backup is None or status is None or not backend.spec.postgres.enabled:
         metrics.forget_backups(namespace, name)
         return
-    failing = status.last_failed_at is not None and (
-        status.last_archived_at is None or status.last_failed_at > status.last_archived_at
-    )
     last = status.last_successful_backup
     completed = last.completed_at if last is not None else None
+    archived = status.last_archived_at
     metrics.record_backups(
         namespace,
         name,
-        failing=failing,
+        failing=archiving_failing(status),
         last_backup=completed.timestamp() if completed is not None else None,
         scheduled=latest_tick(backup.schedule, now).timestamp(),
+        last_archived=archived.timestamp() if archived is not None else None,
     )
 
 

@@ -30,6 +30,7 @@ class OperatorMetrics:
     archiving_failing: Gauge
     last_backup: Gauge
     backup_scheduled: Gauge
+    last_archived: Gauge
     _condition_types: dict[tuple[str, str], set[str]] = dataclasses.field(default_factory=dict)
     _postgres_instances: dict[tuple[str, str], set[str]] = dataclasses.field(default_factory=dict)
     _postgres_backends: set[tuple[str, str]] = dataclasses.field(default_factory=set)
@@ -132,6 +133,14 @@ class OperatorMetrics:
                 ["namespace", "name"],
                 registry=registry,
             ),
+            last_archived=Gauge(
+                "sbo_postgres_last_archived_timestamp_seconds",
+                "When the primary last archived a WAL file to the object store (pg_stat_archiver, at the "
+                "operator's last probe; Unix time); 0 before the first. Exact, where status.postgres."
+                "backup.lastArchivedAt moves on at most every SBO_POSTGRES_ARCHIVE_STATUS_SECONDS.",
+                ["namespace", "name"],
+                registry=registry,
+            ),
         )
 
     def record_postgres(self, namespace: str, name: str, *, changing: bool, primary_ready: bool) -> None:
@@ -150,16 +159,24 @@ class OperatorMetrics:
         known.update(lag_bytes)
 
     def record_backups(
-        self, namespace: str, name: str, *, failing: bool, last_backup: float | None, scheduled: float
+        self,
+        namespace: str,
+        name: str,
+        *,
+        failing: bool,
+        last_backup: float | None,
+        scheduled: float,
+        last_archived: float | None,
     ) -> None:
         """The backup gauges of one backend with backups on."""
         self.archiving_failing.labels(namespace, name).set(1.0 if failing else 0.0)
         self.last_backup.labels(namespace, name).set(last_backup or 0.0)
         self.backup_scheduled.labels(namespace, name).set(scheduled)
+        self.last_archived.labels(namespace, name).set(last_archived or 0.0)
 
     def forget_backups(self, namespace: str, name: str) -> None:
         """No backup series for a backend without backups (or deleted): no alert fires for it."""
-        for gauge in (self.archiving_failing, self.last_backup, self.backup_scheduled):
+        for gauge in (self.archiving_failing, self.last_backup, self.backup_scheduled, self.last_archived):
             with contextlib.suppress(KeyError):  # never recorded
                 gauge.remove(namespace, name)
 

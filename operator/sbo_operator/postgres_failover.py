@@ -7,11 +7,16 @@ operator killed in between resumes the same change from the status and never sta
 one. Each action is idempotent and guarded: labels and deletions carry the pod's uid as a
 precondition (a pod recreated under the same name is never touched), promotion is a no-op on a
 primary, and the next pass decides again from what the actions did.
+
+Each write is sent once: a pass that runs before the watch brings back what the last one wrote
+decides the same action again from the old object, and :class:`UnseenWrites` skips it while the
+snapshot still shows the very version that write was sent against.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,7 +43,7 @@ from sbo_operator.postgres_roles import (
 from sbo_operator.snapshot import Snapshot
 from sbo_operator.workqueue import Key
 
-__all__ = ["PostgresRoles"]
+__all__ = ["PostgresRoles", "UnseenWrites"]
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +54,54 @@ def persisted_state(status: dict[str, Any]) -> RolesState:
     return RolesState.from_status(PostgresStatus.model_validate(raw) if raw else None)
 
 
+def pod_version(pod: Mapping[str, Any] | None) -> str | None:
+    """Which version of a pod the snapshot holds (None: not known)."""
+    metadata = pod["metadata"] if pod is not None else {}
+    version = metadata.get("resourceVersion")
+    return f"{metadata['uid']}@{version}" if version is not None else None
+
+
+def statefulset_version(statefulset: Mapping[str, Any] | None) -> str | None:
+    """Which spec of a StatefulSet the snapshot holds: a scale changes its generation."""
+    metadata = statefulset["metadata"] if statefulset is not None else {}
+    generation = metadata.get("generation")
+    return f"{metadata['uid']}@{generation}" if generation is not None else None
+
+
+class UnseenWrites:
+    """The writes sent per backend, each with the version of the object it was sent against.
+
+    While the snapshot still shows that version, the watch has not brought the write back yet and
+    the same write is not sent again; once it shows another, the next decision stands on its own.
+    """
+
+    def __init__(self) -> None:
+        self._sent: dict[Key, dict[tuple[str, ...], str]] = {}
+
+    def pending(self, key: Key, write: tuple[str, ...], version: str | None) -> bool:
+        sent = self._sent.get(key, {})
+        if version is not None and sent.get(write) == version:
+            return True
+        sent.pop(write, None)
+        return False
+
+    def sent(self, key: Key, write: tuple[str, ...], version: str | None) -> None:
+        if version is not None:
+            self._sent.setdefault(key, {})[write] = version
+
+    def forget(self, key: Key) -> None:
+        self._sent.pop(key, None)
+
+
 class PostgresRoles:
     def __init__(self, *, kube: Kube, monitor: PostgresMonitor) -> None:
         self.kube = kube
         self.monitor = monitor
+        self.unseen = UnseenWrites()
 
     def forget(self, key: Key) -> None:
         self.monitor.forget(key)
+        self.unseen.forget(key)
 
     async def decide(
         self, key: Key, backend: ScalableBackend, status: dict[str, Any], snapshot: Snapshot
@@ -93,18 +139,26 @@ class PostgresRoles:
         for action in decision.actions:
             if isinstance(action, SetRole):
                 pod = snapshot.pods.get(action.instance)
-                if pod is None:
+                write = ("label", action.instance, action.role)
+                if pod is None or self.unseen.pending(key, write, pod_version(pod)):
                     continue
                 done = await self.kube.label_pod(
                     namespace, action.instance, pod["metadata"]["uid"], {POSTGRES_ROLE_LABEL: action.role}
                 )
+                if done:
+                    self.unseen.sent(key, write, pod_version(pod))
                 log.info(
                     "%s: labelled pod %s %s%s", key, action.instance, action.role, "" if done else " (gone)"
                 )
             elif isinstance(action, DeletePod):
+                pod = snapshot.pods.get(action.instance)
+                write = ("delete", action.instance, action.uid)
+                if self.unseen.pending(key, write, pod_version(pod)):
+                    continue
                 done = await self.kube.delete_pod(
                     namespace, action.instance, action.uid, grace_seconds=action.grace_seconds
                 )
+                self.unseen.sent(key, write, pod_version(pod))
                 log.info(
                     "%s: fenced the old primary: deleted pod %s (grace %s)%s",
                     key,
@@ -113,7 +167,7 @@ class PostgresRoles:
                     "" if done else " (gone already)",
                 )
             elif isinstance(action, ScaleLegacyPrimaryToZero):
-                await self._scale_legacy_primary_to_zero(key, backend)
+                await self._scale_legacy_primary_to_zero(key, backend, snapshot)
             elif isinstance(action, Promote):
                 # The probe shows it in recovery (just now, or at the monitor's last round):
                 # once more, fresh, so that the next pass sees the promotion.
@@ -138,8 +192,13 @@ class PostgresRoles:
                 await self.monitor.refresh(key)
                 self.monitor.on_change(key)
 
-    async def _scale_legacy_primary_to_zero(self, key: Key, backend: ScalableBackend) -> None:
+    async def _scale_legacy_primary_to_zero(
+        self, key: Key, backend: ScalableBackend, snapshot: Snapshot
+    ) -> None:
         name = child_names(backend).postgres_primary
+        version = statefulset_version(snapshot.child("StatefulSet", name))
+        if self.unseen.pending(key, ("scale", name), version):
+            return
         try:
             await self.kube.patch_spec(
                 {
@@ -151,6 +210,7 @@ class PostgresRoles:
             )
         except ObjectGone:
             return
+        self.unseen.sent(key, ("scale", name), version)
         log.info("%s: fenced the old shape's primary: StatefulSet %s scaled to 0", key, name)
 
 

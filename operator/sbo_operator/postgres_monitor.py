@@ -372,6 +372,8 @@ def instances_of(
     vanished = vanished or {}
     names = child_names(backend)
     legacy_prefixes = (f"{names.postgres_primary}-", f"{names.postgres_replica}-")
+    legacy_primary = snapshot.child("StatefulSet", names.postgres_primary)
+    legacy_replicas = (legacy_primary.get("spec") or {}).get("replicas") if legacy_primary else None
     instances = []
     for name in sorted(set(snapshot.pods) | set(desired)):
         pod = snapshot.pods.get(name)
@@ -419,6 +421,9 @@ def instances_of(
                 vanished_pod_uids=vanished.get(name, ()),
                 synchronous_standby_names=probe.synchronous_standby_names,
                 streaming_standbys=probe.streaming_standbys,
+                statefulset_replicas=legacy_replicas
+                if name.startswith(f"{names.postgres_primary}-")
+                else None,
             )
         )
     return instances

@@ -86,6 +86,9 @@ class Instance:
     # On a primary: its synchronous_standby_names now, and the application_names streaming from it.
     synchronous_standby_names: str | None = None
     streaming_standbys: tuple[str, ...] | None = None
+    # A legacy primary's: its StatefulSet's spec.replicas as last seen (None: not known), so that
+    # the scale to 0 is asked once, not at every pass until the pod is gone.
+    statefulset_replicas: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -457,11 +460,11 @@ class _Election:
         The legacy primary's pod is deleted, not left to its StatefulSet's scale-down: that
         StatefulSet selects ``sbo.dev/postgres-role=primary``, so once labelled replica the pod is
         released (orphaned) by it and a scale to 0 never removes it. The scale comes first, so
-        that the StatefulSet does not create it again."""
+        that the StatefulSet does not create it again; once it shows 0 replicas, it is not asked again."""
         failover = state.phase is Phase.FAILING_OVER
         actions: list[Action] = []
         old = self.by_name.get(state.current_primary) if state.current_primary is not None else None
-        if old is not None and _is_legacy_primary(old):
+        if old is not None and _is_legacy_primary(old) and old.statefulset_replicas != 0:
             actions.append(ScaleLegacyPrimaryToZero(old.name))
         for instance in self.existing:
             if instance.terminating or instance.pod_uid is None:

@@ -22,7 +22,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubernetes.aio.client.exceptions import ApiException
@@ -49,7 +49,7 @@ from sbo_operator.postgres_roles import Phase
 from sbo_operator.recovery_check import read_recovery_verdict
 from sbo_operator.references import reference_problem
 from sbo_operator.refusals import refusal_problem
-from sbo_operator.snapshot import Snapshot
+from sbo_operator.snapshot import ARCHIVE_STATUS_INTERVAL, Snapshot
 from sbo_operator.status import (
     compute_status,
     invalid_spec_problem,
@@ -84,8 +84,10 @@ class Reconciler:
         snapshots: Callable[[Key], Snapshot | None],
         images: DataServiceImages,
         roles: PostgresRoles | None = None,
+        archive_status_interval: timedelta = ARCHIVE_STATUS_INTERVAL,
     ) -> None:
         self.kube = kube
+        self.archive_status_interval = archive_status_interval
         self.roles = roles  # the PostgreSQL election; None: no roles are ever changed
         self.images = images
         self.metrics = metrics
@@ -104,6 +106,9 @@ class Reconciler:
         # read checks it: an apply would be refused with a conflict on every pass, and a backend
         # stalled on it would never stop writing.
         self._names_taken: dict[Key, set[tuple[str, str]]] = {}
+        # The uids of children deleted, per backend, until the watch reports them gone: a pass
+        # before that sees them still there and would delete them again.
+        self._deleted: dict[Key, set[str]] = {}
 
     def forget(self, key: Key) -> None:
         self._written_status.pop(key, None)
@@ -111,6 +116,7 @@ class Reconciler:
         self._reported_problems.pop(key, None)
         self._stalled_passes.pop(key, None)
         self._names_taken.pop(key, None)
+        self._deleted.pop(key, None)
         if self.roles is not None:
             self.roles.forget(key)
         self.metrics.forget_backend(key.namespace, key.name)
@@ -168,7 +174,9 @@ class Reconciler:
         missing = await self._missing_references(backend)
         # A restored backend's StatefulSet waits for the verdict of its recovery check.
         verdict = await read_recovery_verdict(self.kube, backend, snapshot)
-        snapshot = dataclasses.replace(snapshot, recovery=verdict)
+        snapshot = dataclasses.replace(
+            snapshot, recovery=verdict, archive_status_interval=self.archive_status_interval
+        )
         snapshot, created, refused = await self._create_missing_secrets(backend, body, snapshot)
         # No workload is applied that needs an object that is missing or that the API refused.
         desired = desired_state(backend, snapshot, {**missing, **refused}, images=self.images)
@@ -289,13 +297,23 @@ class Reconciler:
                     applied.append(f"restored {what}")
                     drifted.append(what)
 
+        present = {child["metadata"].get("uid") for child in snapshot.children.values()}
+        deleted = self._deleted.setdefault(key, set())
+        deleted &= present
         for api_version, kind, name in desired.obsolete:
+            uid = (snapshot.child(kind, name) or {}).get("metadata", {}).get("uid")
+            if uid is not None and uid in deleted:
+                continue  # deleted by an earlier pass; the watch has not said so yet
             try:
                 await kube.delete(api_version, kind, backend.metadata.namespace, name)
             except ApplyRejected as error:
                 problems.append(self._refusal(backend, "delete", kind, name, error))
                 continue
+            if uid is not None:
+                deleted.add(uid)
             applied.append(f"deleted {kind} {name}")
+        if not deleted:
+            del self._deleted[key]
 
         if applied:
             log.info("%s/%s: %s", backend.metadata.namespace, backend.metadata.name, "; ".join(applied))

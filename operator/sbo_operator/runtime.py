@@ -121,6 +121,7 @@ class Runtime:
             snapshots=self.snapshot,
             images=settings.data_service_images,
             roles=PostgresRoles(kube=kube, monitor=self.postgres_monitor),
+            archive_status_interval=settings.archive_status_interval,
         )
 
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import StrEnum
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated
@@ -16,6 +17,7 @@ from sbo_operator.builders.images import (
     check_postgres_image_template,
     check_redis_image_template,
 )
+from sbo_operator.snapshot import ARCHIVE_STATUS_INTERVAL
 
 
 def _any_address() -> list[IPv4Network | IPv6Network]:
@@ -119,6 +121,14 @@ class OperatorSettings(BaseSettings):
         description="How often the operator asks each PostgreSQL instance for its role and WAL position "
         "(a read of PostgreSQL, never of the API). During a failover or switchover it asks every pass.",
     )
+    postgres_archive_status_seconds: float = Field(
+        default=ARCHIVE_STATUS_INTERVAL.total_seconds(),
+        ge=0,
+        description="How often at most status.postgres.backup.lastArchivedWAL/At follow the archiver while "
+        "the ContinuousArchiving condition's status and reason hold: under a steady write load a WAL "
+        "file is archived every archive_timeout, and each would be a status write. The metric "
+        "sbo_postgres_last_archived_timestamp_seconds always has the exact time; 0: every file.",
+    )
     postgres_probe_networks: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
         default_factory=_any_address,
         description="Comma-separated CIDRs of the pod addresses the operator may connect to for its "
@@ -154,6 +164,10 @@ class OperatorSettings(BaseSettings):
     @property
     def clusterwide(self) -> bool:
         return not self.namespaces
+
+    @property
+    def archive_status_interval(self) -> timedelta:
+        return timedelta(seconds=self.postgres_archive_status_seconds)
 
     @property
     def data_service_images(self) -> DataServiceImages:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from sbo_operator.api.v1alpha1 import KIND
@@ -20,6 +21,8 @@ from sbo_operator.workqueue import Key
 if TYPE_CHECKING:
     from sbo_operator.recovery_check import RecoveryVerdict
 
+# The default of SBO_POSTGRES_ARCHIVE_STATUS_SECONDS (Snapshot.archive_status_interval).
+ARCHIVE_STATUS_INTERVAL = timedelta(minutes=5)
 LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
 KEPT_METADATA = (
     "name",
@@ -115,7 +118,17 @@ def compact_pod(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # annotations: the backup request the operator last left on the primary (backup_schedule).
-POD_METADATA = ("name", "namespace", "uid", "labels", "annotations", "ownerReferences", "deletionTimestamp")
+# resourceVersion: whether a label or a deletion the operator sent has come back through the watch.
+POD_METADATA = (
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "deletionTimestamp",
+)
 
 
 def pod_owner_key(body: Mapping[str, Any]) -> Key | None:
@@ -142,6 +155,9 @@ class Snapshot:
     probes: Mapping[str, InstanceProbe] = dataclasses.field(default_factory=dict)
     # A restored backend's recovery check, once finished (recovery_check.RecoveryVerdict).
     recovery: RecoveryVerdict | None = None
+    # The operator's setting: how often at most the archived WAL the status shows moves on
+    # (components.backup), set by the reconciler with the probes.
+    archive_status_interval: timedelta = ARCHIVE_STATUS_INTERVAL
 
     def child(self, kind: str, name: str) -> dict[str, Any] | None:
         return self.children.get((kind, name))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from datetime import timedelta
 
 import psycopg
 import pytest
@@ -23,7 +22,7 @@ import pytest
 from devkit.process import wait_until
 from sbo_operator.builders.postgres_config import OPERATOR_USER, synchronous_standby_names
 from sbo_operator.postgres_probe import Credentials, probe_instance, set_synchronous_standby_names
-from sbo_operator.postgres_roles import Instance, Phase, Policy, RolesState, synchronous_setting
+from sbo_operator.postgres_roles import Phase, RolesState, synchronous_setting
 from tests.integration.test_data_services_config import LOOPBACK, Sandbox
 from tests.integration.test_postgres_failover_scripts import (
     Forwarder,
@@ -33,6 +32,7 @@ from tests.integration.test_postgres_failover_scripts import (
     streaming_standbys,
 )
 from tests.integration.test_postgres_failover_scripts import Instance as Server
+from tests.unit.election import probed_primary, synchronous_policy
 
 pytestmark = pytest.mark.integration
 
@@ -48,29 +48,8 @@ def operator_pass(primary: Server, *, required: bool) -> str | None:
     credentials = Credentials(OPERATOR_USER, primary.env["SBO_OPERATOR_PASSWORD"])
     probed = asyncio.run(probe_instance(LOOPBACK, credentials, port=primary.port))
     assert probed.reachable, probed.error
-    observed = Instance(
-        name=primary.name,
-        exists=True,
-        terminating=False,
-        pod_uid="uid",
-        ready=True,
-        unready_since=None,
-        role_label="primary",
-        reachable=True,
-        in_recovery=probed.in_recovery,
-        timeline=probed.timeline,
-        synchronous_standby_names=probed.synchronous_standby_names,
-        streaming_standbys=probed.streaming_standbys,
-    )
-    policy = Policy(
-        instances=NAMES,
-        failover_delay=timedelta(0),
-        max_failover_lag_bytes=None,
-        switchover=None,
-        synchronous_standbys=1,
-        synchronous_required=required,
-        synchronous_names=NAMES,
-    )
+    observed = probed_primary(primary.name, probed)
+    policy = synchronous_policy(NAMES, NAMES, standbys=1, required=required)
     state = RolesState(phase=Phase.STABLE, current_primary=primary.name, timeline=probed.timeline)
     action = synchronous_setting([observed], state, policy)
     if action is None:

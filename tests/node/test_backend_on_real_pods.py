@@ -20,11 +20,9 @@ module (`pytest -rP` shows them).
 from __future__ import annotations
 
 import base64
-import copy
 import dataclasses
 import hashlib
 import json
-import os
 import secrets
 import time
 from collections import Counter
@@ -42,178 +40,35 @@ from devkit import host_state
 from devkit.cluster import KubectlError, LocalCluster, eventually
 from devkit.failover_probe import CREATE_PROBE_TABLE, Probe, ProbeRecord
 from devkit.operator_process import OperatorProcess
-from devkit.paths import EXAMPLES, SAMPLE_APP
+from devkit.paths import SAMPLE_APP
 from devkit.process import WaitTimeout
 from devkit.promtext import Labels, samples
 from devkit.real_pods import NODE_NAME, node_http_client, node_memory_mib, real_node_namespace
+from tests.node.shop_backend import (
+    LOCAL_DATA_SERVICE_IMAGES,
+    NAME,
+    NAMESPACE,
+    READY_TIMEOUT,
+    Backend,
+    Figures,
+    get_json,
+    local_variant,
+    wait_ready,
+)
 from tests.node.test_real_node import probe_pod
 
 pytestmark = pytest.mark.node
 
-# Clear of the developer's control plane (+0..10) and of tests/node/test_real_node.py's (+50..60).
-PORT_BASE = int(os.environ.get("SBO_PORT_BASE", "16440")) + 70
-NAMESPACE = "t-real-pods"
-NAME = "shop"
 API_PORT = 8000
-SAMPLE_APP_IMAGE = "sbo.local/sample-app:dev"
-# The operator's settings for the data services' images; {version} is the spec's version.
-LOCAL_DATA_SERVICE_IMAGES = {
-    "SBO_POSTGRES_IMAGE": "sbo.local/postgres:{version}",
-    "SBO_REDIS_IMAGE": "sbo.local/redis:{version}",
-}
-LOCAL_IMAGES = (SAMPLE_APP_IMAGE, "sbo.local/postgres:15", "sbo.local/redis:7.0")
-READY_TIMEOUT = 600  # seconds; a cold machine's first initdb and two clones fit well inside
 SOCKET_DIR = "/var/run/postgresql"
 COMPONENT = "app.kubernetes.io/component"
 TASK_MISS: Labels = (("resource", "task"), ("result", "miss"))
 TASK_HIT: Labels = (("resource", "task"), ("result", "hit"))
 
 
-def local_variant(namespace: str) -> dict[str, Any]:
-    """examples/basic.yaml for the images built here, derived rather than checked in.
-
-    Derived, so that the shipped example is what runs: a second file would drift from it. What
-    changes: the sample app's local image (never pulled: there is no registry), the versions the
-    local PostgreSQL and Redis images carry, a worker (the sample app's consumer), and
-    ``networkPolicies`` admitting to the api only pods of its own namespace, with ``egress: true``.
-    The namespace denies everything by default (:func:`default_deny`, docs/operator.md's recipe),
-    so every test of the module runs under the operator's policies alone, enforced by kube-router.
-    """
-    manifest: dict[str, Any] = copy.deepcopy(yaml.safe_load((EXAMPLES / "basic.yaml").read_text()))
-    manifest["metadata"]["namespace"] = namespace
-    spec = manifest["spec"]
-    spec["image"] = SAMPLE_APP_IMAGE
-    spec["imagePullPolicy"] = "Never"
-    spec["postgres"]["version"] = "15"
-    spec["redis"]["version"] = "7.0"
-    spec["worker"] = {"replicas": 1, "command": ["python", "-m", "app.worker"]}
-    # No acknowledged commit is lost on failover: each waits for one standby. A primary deleted by
-    # a rollout restarts in place within failoverDelay; the failover test lowers it to 0s.
-    spec["postgres"]["synchronous"] = {"standbys": 1, "required": True}
-    spec["postgres"]["failoverDelay"] = "30s"
-    spec["networkPolicies"] = {
-        "appIngressFrom": [
-            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
-        ],
-        "egress": True,
-    }
-    return manifest
-
-
-def default_deny(namespace: str) -> dict[str, Any]:
-    """docs/operator.md's "A namespace that denies by default", step 1: the user's own policy. With
-    it, every pod of the namespace reaches and is reached only as some policy allows."""
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {"name": "default-deny", "namespace": namespace},
-        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
-    }
-
-
-# ---- the module's cluster, operator and backend ---------------------------------------------------
-
-
-@dataclasses.dataclass
-class Figures:
-    """What the module measures, printed once at its end."""
-
-    values: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-@pytest.fixture(scope="module")
-def figures() -> Iterator[Figures]:
-    found = Figures()
-    yield found
-    print(f"real pods figures: {json.dumps(found.values, sort_keys=True)}")
-
-
-# host_before: tests/node/conftest.py, the host before this module's `up`.
-@pytest.fixture(scope="module")
-def real_cluster(
-    host_before: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(
-        local_dir=tmp_path_factory.mktemp("real-pods") / "control-plane",
-        port_base=PORT_BASE,
-        script_env={"SBO_REAL_NODE": "1"},
-    )
-    try:
-        cluster.start()
-        cluster.install_crd()
-        yield cluster
-    finally:
-        cluster.stop()  # again after the test that checks it: down is idempotent
-
-
-@pytest.fixture(scope="module")
-def operator(
-    real_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    missing = set(LOCAL_IMAGES) - node_images(real_cluster)
-    assert not missing, f"the real node lacks the images {sorted(missing)}: run `make images`"
-    process = OperatorProcess(
-        kubeconfig=real_cluster.kubeconfig,
-        log_path=tmp_path_factory.mktemp("operator") / "operator.log",
-        env={"SBO_NAMESPACES": NAMESPACE, "SBO_RESYNC_SECONDS": "10", **LOCAL_DATA_SERVICE_IMAGES},
-    )
-    process.start()
-    yield process
-    process.stop()
-
-
-@dataclasses.dataclass(frozen=True)
-class Backend:
-    namespace: str
-    seconds_to_ready: float
-
-
-@pytest.fixture(scope="module")
-def backend(real_cluster: LocalCluster, operator: OperatorProcess, figures: Figures) -> Iterator[Backend]:
-    real_cluster.apply(real_node_namespace(NAMESPACE))
-    real_cluster.apply(default_deny(NAMESPACE))
-    started = time.monotonic()
-    real_cluster.apply(local_variant(NAMESPACE))
-    wait_ready(real_cluster)
-    seconds = round(time.monotonic() - started, 1)
-    figures.values["apply_to_ready_seconds"] = seconds
-    yield Backend(NAMESPACE, seconds)
-    real_cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
-
-
-def wait_ready(cluster: LocalCluster, timeout: int = READY_TIMEOUT) -> None:
-    waited = cluster.kubectl(
-        "wait", "--for=condition=Ready", f"sb/{NAME}", "-n", NAMESPACE, f"--timeout={timeout}s", check=False
-    )
-    if waited.returncode != 0:
-        status = cluster.kubectl(
-            "get", f"sb/{NAME}", "-n", NAMESPACE, "-o", "jsonpath={.status}", check=False
-        )
-        pods = cluster.kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide", check=False)
-        events = cluster.kubectl("get", "events", "-n", NAMESPACE, "--sort-by=.lastTimestamp", check=False)
-        raise AssertionError(
-            f"{NAME} not Ready: {waited.stderr}\nstatus: {status.stdout}\n"
-            f"{pods.stdout}\n{events.stdout[-4000:]}"
-        )
-
-
-def node_images(cluster: LocalCluster) -> set[str]:
-    """The image names the real node's containerd holds, as its kubelet reports them."""
-    node = get_json(cluster, "node", NODE_NAME)
-    return {name for image in node["status"].get("images", []) for name in image.get("names", [])}
-
-
 def previous_logs(cluster: LocalCluster, pod: str) -> str:
     """The end of the logs of a pod's previous (restarted) container, for a failure message."""
     return cluster.kubectl("logs", "-n", NAMESPACE, pod, "--previous", "--tail=30", check=False).stdout
-
-
-def get_json(cluster: LocalCluster, *what: str, namespace: str | None = None) -> dict[str, Any]:
-    args = ["get", *what, "-o", "json"]
-    if namespace is not None:
-        args += ["-n", namespace]
-    loaded: dict[str, Any] = json.loads(cluster.kubectl(*args).stdout)
-    return loaded
 
 
 def postgres_roles(cluster: LocalCluster) -> tuple[str, list[str]]:
@@ -1230,6 +1085,11 @@ def test_a_backend_of_the_old_shape_moves_to_the_instances_without_losing_a_row(
         assert {name: claims_before[name] for name in old_claims} == {
             name: claims_after.get(name) for name in old_claims
         }
+        # Each of the move's writes once, however many passes ran while the old primary shut
+        # down (every FENCE_POLL_SECONDS) and before the watch showed the StatefulSets gone.
+        writes = process.metric_samples("sbo_api_writes_total")
+        assert writes.get('{kind="StatefulSet",verb="patch"}') == 1, "the old primary scaled to 0 once"
+        assert writes.get('{kind="StatefulSet",verb="delete"}') == 2, "each old StatefulSet deleted once"
     finally:
         process.stop()
         real_cluster.kubectl(

@@ -2,7 +2,7 @@
 and a second backend restored from that archive reading back the rows the first one wrote.
 
 The module starts its own control plane with the real node and runs the operator as a local process
-on the images built here, as tests/node/test_backend_on_real_pods.py does (its fixtures, its
+on the images built here, as tests/node/test_backend_on_real_pods.py does (conftest.py's fixtures, its
 namespace enforcing Pod Security "restricted"); MinIO's image is packed by `hack/install-tools.sh minio`.
 """
 
@@ -17,14 +17,7 @@ from devkit.cluster import KubectlError, LocalCluster, eventually
 from devkit.operator_process import OperatorProcess
 from devkit.paths import REPO
 from devkit.real_pods import real_node_namespace
-from tests.node.test_backend_on_real_pods import (
-    NAMESPACE,
-    get_json,
-    local_variant,
-    node_images,
-    operator,
-    real_cluster,
-)
+from tests.node.shop_backend import NAMESPACE, get_json, local_variant, node_images
 
 pytestmark = pytest.mark.node
 
@@ -151,9 +144,6 @@ def psql(cluster: LocalCluster, name: str, sql: str, database: str = "app") -> l
     command = ["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", SOCKET_DIR, "-d", database]
     args = ["exec", "-i", "-n", NAMESPACE, primary(cluster, name), "-c", "postgres", "--", *command]
     return cluster.kubectl(*args, input=sql, timeout=60).stdout.split()
-
-
-__all__ = ["operator", "real_cluster"]  # the fixtures this module uses, from the other module
 
 
 def archived_past(cluster: LocalCluster, name: str, segment: str) -> bool:

@@ -1,6 +1,6 @@
 """PostgreSQL faults on real pods: what the issue's failover promises, each fault for real.
 
-The module runs the backend of tests/node/test_backend_on_real_pods.py (its fixtures: its own
+The module runs the shared backend (tests/node/shop_backend.py; conftest.py's fixtures: its own
 control plane with the real node, the operator as a local process, examples/basic.yaml on the
 local images, two read replicas, one synchronous standby required), with ``failoverDelay: 0s``.
 While a fault happens, a writer inserts numbered rows through -rw and a sampler asks -rw every
@@ -30,26 +30,23 @@ from devkit.failover_probe import CREATE_PROBE_TABLE, Probe, ProbeRecord
 from devkit.operator_process import OperatorProcess
 from devkit.real_pods import postgres_host_processes
 from tests.node import test_backend_on_real_pods as real_pods
-from tests.node.test_backend_on_real_pods import (
+from tests.node.shop_backend import (
     NAME,
     NAMESPACE,
     Backend,
     Figures,
-    api_pods,
     get_json,
+    wait_ready,
+)
+from tests.node.test_backend_on_real_pods import (
+    api_pods,
     postgres_roles,
     psql,
-    wait_ready,
     wait_ready_at_current_generation,
 )
 
 pytestmark = pytest.mark.node
 
-# The other module's fixtures, each instantiated again for this module (its scope).
-real_cluster = real_pods.real_cluster
-operator = real_pods.operator
-backend = real_pods.backend
-figures = real_pods.figures
 
 STREAMING = "SELECT application_name, state FROM pg_stat_replication ORDER BY 1"
 

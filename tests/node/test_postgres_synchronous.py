@@ -1,8 +1,8 @@
 """synchronous.required on real pods: a missing standby, with and without ``required``.
 
-The module runs the backend of tests/node/test_backend_on_real_pods.py (its own control plane
-with the real node, the operator as a local process, examples/basic.yaml on the local images),
-changed to one read replica and ``synchronous: {standbys: 1, required: false}``.
+The module runs the shared backend (tests/node/shop_backend.py; conftest.py's fixtures: its own
+control plane with the real node, the operator as a local process, examples/basic.yaml on the
+local images), changed to one read replica and ``synchronous: {standbys: 1, required: false}``.
 
 The standby is kept from streaming for about 20 s: every PostgreSQL process of its pod is
 SIGSTOPped from the host, and the primary's walsender to it is terminated (a stopped standby
@@ -35,13 +35,15 @@ from devkit.cluster import LocalCluster, eventually
 from devkit.failover_probe import CREATE_PROBE_TABLE
 from devkit.real_pods import postgres_host_processes
 from tests.node import test_backend_on_real_pods as real_pods
-from tests.node.test_backend_on_real_pods import (
+from tests.node.shop_backend import (
     NAME,
     NAMESPACE,
     Backend,
     Figures,
-    api_pods,
     get_json,
+)
+from tests.node.test_backend_on_real_pods import (
+    api_pods,
     postgres_roles,
     psql,
     wait_ready_at_current_generation,
@@ -49,11 +51,6 @@ from tests.node.test_backend_on_real_pods import (
 
 pytestmark = pytest.mark.node
 
-# The other module's fixtures, each instantiated again for this module (its scope).
-real_cluster = real_pods.real_cluster
-operator = real_pods.operator
-backend = real_pods.backend
-figures = real_pods.figures
 
 DOWN_SECONDS = 20
 ANY_1 = ", ".join(f'"{NAME}-postgres-{ordinal}"' for ordinal in range(6))

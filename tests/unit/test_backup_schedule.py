@@ -86,7 +86,12 @@ def gauges(metrics: OperatorMetrics) -> dict[str, float]:
         for family in metrics.registry.collect()
         for sample in family.samples
         if sample.name.startswith(
-            ("sbo_postgres_archiving", "sbo_postgres_last_backup", "sbo_postgres_backup_")
+            (
+                "sbo_postgres_archiving",
+                "sbo_postgres_last_backup",
+                "sbo_postgres_backup_",
+                "sbo_postgres_last_archived",
+            )
         )
         and sample.labels.get("name") == "shop"
     }
@@ -112,6 +117,7 @@ def test_the_backup_gauges_follow_the_primarys_answer_and_go_with_the_backups() 
         "sbo_postgres_archiving_failing": 1.0,
         "sbo_postgres_last_backup_timestamp_seconds": completed.timestamp(),
         "sbo_postgres_backup_scheduled_timestamp_seconds": at("2026-01-31T03:00:00").timestamp(),
+        "sbo_postgres_last_archived_timestamp_seconds": at("2026-01-31T11:00:00").timestamp(),
     }
     record_backup_metrics(metrics, backend_from({}), snapshot(body({})), at("2026-01-31T12:00:00"))
     assert gauges(metrics) == {}, "no series, so no alert, once backups are off"

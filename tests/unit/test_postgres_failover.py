@@ -36,7 +36,16 @@ from sbo_operator.postgres_probe import (
     InstanceProbe,
     unreachable_reason,
 )
-from sbo_operator.postgres_roles import Decision, DeletePod, Phase, Promote, RoleEvent, RolesState, SetRole
+from sbo_operator.postgres_roles import (
+    Decision,
+    DeletePod,
+    Phase,
+    Promote,
+    RoleEvent,
+    RolesState,
+    ScaleLegacyPrimaryToZero,
+    SetRole,
+)
 from sbo_operator.reconcile import Reconciler
 from sbo_operator.settings import OperatorSettings
 from sbo_operator.snapshot import Snapshot
@@ -408,7 +417,8 @@ def test_the_election_sees_every_desired_instance_and_every_pod() -> None:
     body = example_body()
     legacy = postgres_pod("shop-postgres-primary-0", role="primary")
     unready = postgres_pod("shop-postgres-1", role="replica", ready=False)
-    current = snapshot(body, pods=[legacy, unready])
+    scaled_down = legacy_statefulset("shop-postgres-primary", replicas=0, generation=2)
+    current = snapshot(body, scaled_down, pods=[legacy, unready])
     probes = {"shop-postgres-1": standby(5)}
     down: dict[str, bool] = {}
 
@@ -423,6 +433,8 @@ def test_the_election_sees_every_desired_instance_and_every_pod() -> None:
     }
     assert set(instances) == {"shop-postgres-0", "shop-postgres-1", "shop-postgres-primary-0"}
     assert instances["shop-postgres-primary-0"].legacy
+    assert instances["shop-postgres-primary-0"].statefulset_replicas == 0, "its StatefulSet's, as seen"
+    assert instances["shop-postgres-1"].statefulset_replicas is None
     assert not instances["shop-postgres-0"].exists
     assert instances["shop-postgres-1"].unready_since is not None, "from its Ready condition"
     assert (instances["shop-postgres-1"].lsn, instances["shop-postgres-1"].in_recovery) == (5, True)
@@ -774,3 +786,146 @@ async def test_the_standbys_a_commit_waits_for_follow_those_streaming_only_when_
         writes_before, set_before = len(writes(apiserver)), len(instances.set_to)
         await reconcile()
         assert (len(writes(apiserver)), len(instances.set_to)) == (writes_before, set_before)
+
+
+# ---- each write once, though the watch lags behind it --------------------------------------------
+
+STATEFULSETS = kmock.resource("apps/v1/statefulsets")
+STATEFULSET_PATH = "/apis/apps/v1/namespaces/demo/statefulsets/"
+LEGACY_PRIMARY = "shop-postgres-primary-0"
+
+
+def versioned(pod: Manifest, version: str) -> Manifest:
+    """The pod as the watch brought it at ``version`` (its resourceVersion)."""
+    return {**pod, "metadata": {**pod["metadata"], "resourceVersion": version}}
+
+
+def legacy_statefulset(name: str, *, replicas: int, generation: int) -> Manifest:
+    """One of the old shape's StatefulSets, owned by the backend."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {
+            "name": name,
+            "namespace": "demo",
+            "uid": f"uid-{name}",
+            "generation": generation,
+            "ownerReferences": [
+                {
+                    "apiVersion": "sbo.dev/v1alpha1",
+                    "kind": "ScalableBackend",
+                    "name": "shop",
+                    "uid": "x",
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {"replicas": replicas},
+    }
+
+
+def statefulset_writes(apiserver: kmock.KubernetesScaffold) -> list[tuple[str, str]]:
+    return [
+        (r.method.value, r.url.path.removeprefix(STATEFULSET_PATH))
+        for r in apiserver
+        if r.url.path.startswith(STATEFULSET_PATH) and r.method.value != "GET"
+    ]
+
+
+async def test_the_fencing_of_a_legacy_primary_is_sent_once_while_the_watch_lags(
+    apiserver: kmock.KubernetesScaffold, kube: Kube
+) -> None:
+    """Passes come every FENCE_POLL_SECONDS while the old primary shuts down: the label, the scale
+    to 0 and the deletion are each sent once, not again from a snapshot that does not show them yet."""
+    serve(apiserver)
+    apiserver[kmock.method.PATCH, STATEFULSETS] << {"apiVersion": "apps/v1", "kind": "StatefulSet"}
+    body = example_body()
+    roles = PostgresRoles(kube=kube, monitor=probing(kube, Instances({}).probe))
+    old = versioned(postgres_pod(LEGACY_PRIMARY, role="primary", ip=ip(9)), "5")
+    statefulset = legacy_statefulset("shop-postgres-primary", replicas=1, generation=1)
+    stale = snapshot(body, statefulset, pods=[old])
+    decision = Decision(
+        state=RolesState(phase=Phase.SWITCHING_OVER),
+        actions=(
+            SetRole(LEGACY_PRIMARY, "replica"),
+            ScaleLegacyPrimaryToZero(LEGACY_PRIMARY),
+            DeletePod(LEGACY_PRIMARY, f"uid-{LEGACY_PRIMARY}", None),
+        ),
+    )
+    with kopf_events():
+        for _ in range(3):
+            await roles.execute(KEY, parse(body), body, stale, decision)
+    assert [(method, name) for method, name, _ in pod_writes(apiserver)] == [
+        ("PATCH", LEGACY_PRIMARY),
+        ("DELETE", LEGACY_PRIMARY),
+    ]
+    assert statefulset_writes(apiserver) == [("PATCH", "shop-postgres-primary")]
+
+    # The watch brings newer versions that still differ (someone scaled it up, relabelled the
+    # pod): the decision stands on its own again, and the writes are sent again.
+    newer = snapshot(
+        body,
+        legacy_statefulset("shop-postgres-primary", replicas=1, generation=3),
+        pods=[versioned(old, "8")],
+    )
+    with kopf_events():
+        await roles.execute(KEY, parse(body), body, newer, decision)
+    assert len(pod_writes(apiserver)) == 4
+    assert len(statefulset_writes(apiserver)) == 2
+
+
+async def test_a_pod_is_labelled_once_although_the_next_pass_still_sees_it_unlabelled(
+    apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
+) -> None:
+    serve(apiserver)
+    body = example_body()
+    unlabelled = [versioned(pod, "5") for pod in pods(None, None, None)]
+    cluster = Cluster(body, applied_stack(body), unlabelled)
+    reconciler = reconciler_with_roles(kube, metrics, cluster, Instances({}))
+    with kopf_events():
+        await reconciler.reconcile(KEY)
+        # The status comes back through the watch before the pods' new labels do.
+        cluster.body = {**body, "status": merge_patch({}, status_writes(apiserver)[-1])}
+        await reconciler.reconcile(KEY)
+    labelled = [name for method, name, _ in pod_writes(apiserver) if method == "PATCH"]
+    assert sorted(labelled) == ["shop-postgres-0", "shop-postgres-1", "shop-postgres-2"], "each once"
+
+    # A label changed by hand after ours came back is set again.
+    cluster.pods = [
+        versioned(postgres_pod("shop-postgres-0", role="replica", ip=ip(0)), "9"),
+        *pods(None, "replica", "replica")[1:],
+    ]
+    with kopf_events():
+        await reconciler.reconcile(KEY)
+    assert [name for method, name, _ in pod_writes(apiserver) if method == "PATCH"][3:] == ["shop-postgres-0"]
+
+
+async def test_the_old_shapes_statefulsets_are_deleted_once_while_the_watch_still_shows_them(
+    apiserver: kmock.KubernetesScaffold, kube: Kube, metrics: OperatorMetrics
+) -> None:
+    """Once the primary is one of the new instances the old StatefulSets go: one DELETE each,
+    not one per pass until the watch reports them gone."""
+    serve(apiserver)
+    apiserver[kmock.method.DELETE, STATEFULSETS] << {"kind": "Status", "status": "Success"}
+    body = example_body()
+    migrated = {"phase": "Stable", "currentPrimary": "shop-postgres-0", "timeline": 2}
+    body = {**body, "status": {"postgres": migrated}}
+    old_shape = [
+        legacy_statefulset("shop-postgres-primary", replicas=0, generation=2),
+        legacy_statefulset("shop-postgres-replica", replicas=2, generation=1),
+    ]
+    cluster = Cluster(body, [*applied_stack(body), *old_shape], pods("primary", "replica", "replica"))
+    reconciler = reconciler_with_roles(
+        kube, metrics, cluster, Instances({ip(0): PRIMARY, ip(1): standby(100), ip(2): standby(100)})
+    )
+    with kopf_events():
+        for _ in range(3):
+            await reconciler.reconcile(KEY)
+    assert statefulset_writes(apiserver) == [
+        ("DELETE", "shop-postgres-primary"),
+        ("DELETE", "shop-postgres-replica"),
+    ]
+    assert (
+        metrics.registry.get_sample_value("sbo_api_writes_total", {"verb": "delete", "kind": "StatefulSet"})
+        == 2
+    )

@@ -623,6 +623,24 @@ def test_migration_switches_over_by_scaling_the_legacy_primary_to_zero_and_delet
     ]
 
 
+@pytest.mark.parametrize(("replicas", "scaled"), [(None, True), (1, True), (0, False)])
+def test_the_legacy_primarys_statefulset_is_scaled_to_zero_only_until_it_shows_zero(
+    replicas: int | None, scaled: bool
+) -> None:
+    # The old primary's pod shuts down (a fast shutdown sends its last WAL): passes repeat every
+    # FENCE_POLL_SECONDS, and a StatefulSet already at 0 replicas needs no patch at each of them.
+    state = dataclasses.replace(
+        MIGRATING, phase=Phase.SWITCHING_OVER, target_primary=P0, fenced_pod_uid=f"uid-{LEGACY}", since=ago(3)
+    )
+    shutting_down = primary(
+        LEGACY, legacy=True, role_label="replica", shutting_down=True, statefulset_replicas=replicas
+    )
+    decision = decide([shutting_down, pod(P0), pod(P1)], state, policy(instances=(P0, P1)), NOW)
+    assert (ScaleLegacyPrimaryToZero(LEGACY) in decision.actions) is scaled
+    assert DeletePod(LEGACY, f"uid-{LEGACY}", None) in decision.actions, "the pod is fenced all the same"
+    assert decision.requeue_seconds == FENCE_POLL_SECONDS
+
+
 def test_migration_waits_for_the_legacy_primary_even_recreated_then_promotes() -> None:
     state = dataclasses.replace(
         MIGRATING, phase=Phase.SWITCHING_OVER, target_primary=P0, fenced_pod_uid=f"uid-{LEGACY}", since=ago(3)

@@ -9,7 +9,7 @@ false`` a commit never waits for more standbys than stream; with ``required: tru
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sbo_operator.builders.postgres_config import synchronous_standby_names
+from sbo_operator.postgres_probe import InstanceProbe
 from sbo_operator.postgres_roles import (
     Instance,
     Phase,
@@ -30,6 +31,7 @@ from sbo_operator.postgres_roles import (
     synchronous_setting,
     synchronous_wait,
 )
+from tests.unit.election import probed_primary, synchronous_policy
 from tests.unit.test_postgres_roles import pod
 
 pytestmark = pytest.mark.unit
@@ -50,22 +52,22 @@ def instance(name: str, **fields: Any) -> Instance:
 
 
 def primary(setting: str | None, streaming: tuple[str, ...] | None, **fields: Any) -> Instance:
-    reported = {"synchronous_standby_names": setting, "streaming_standbys": streaming}
-    return instance(
-        P0, **{"role_label": "primary", "in_recovery": False, "streaming": None, **reported, **fields}
+    """P0 serving on timeline 1 at LSN 1000, reporting ``setting`` and the standbys ``streaming``."""
+    answer = InstanceProbe(
+        reachable=True,
+        in_recovery=False,
+        timeline=1,
+        lsn=1000,
+        replay_lsn=1000,
+        synchronous_standby_names=setting,
+        streaming_standbys=streaming,
     )
+    return dataclasses.replace(probed_primary(P0, answer), **fields)
 
 
 def policy(standbys: int, required: bool) -> Policy:
-    return Policy(
-        instances=(P0, P1, P2),
-        failover_delay=timedelta(0),
-        max_failover_lag_bytes=None,
-        switchover=None,
-        last_primary_lsn=1000,
-        synchronous_standbys=standbys,
-        synchronous_required=required,
-        synchronous_names=NAMES,
+    return synchronous_policy(
+        (P0, P1, P2), NAMES, standbys=standbys, required=required, last_primary_lsn=1000
     )
 
 

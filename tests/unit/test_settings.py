@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -102,6 +103,14 @@ def test_each_setting_is_read_from_its_variable(monkeypatch: pytest.MonkeyPatch)
     assert {name: dumped[name] for name in expected} == expected
 
 
+def test_the_archived_wal_shown_moves_on_every_five_minutes_unless_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert OperatorSettings().archive_status_interval == timedelta(minutes=5)
+    monkeypatch.setenv("SBO_POSTGRES_ARCHIVE_STATUS_SECONDS", "0")
+    assert OperatorSettings().archive_status_interval == timedelta(0), "0: every archived file"
+
+
 def test_variables_without_the_prefix_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WORKERS", "3")
     monkeypatch.setenv("NAMESPACES", "shop")
@@ -122,6 +131,12 @@ INVALID = [
     pytest.param("SBO_POSTGRES_IMAGE", "postgres:15", "postgres_image", id="postgres-image-no-version"),
     pytest.param("SBO_POSTGRES_IMAGE", "Mirror.Example/Postgres:{version}", "postgres_image", id="uppercase"),
     pytest.param("SBO_REDIS_IMAGE", "redis:{version} ", "redis_image", id="redis-image-whitespace"),
+    pytest.param(
+        "SBO_POSTGRES_ARCHIVE_STATUS_SECONDS",
+        "-1",
+        "postgres_archive_status_seconds",
+        id="archive-status-negative",
+    ),
 ]
 
 

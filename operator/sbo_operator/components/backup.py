@@ -7,6 +7,12 @@ which the PostgreSQL component places) and the ``ContinuousArchiving`` condition
 the primary answered the operator's SQL probe (``postgres_backup.ArchiveState``). When no primary
 answered in this pass, what the status already shows stands: a probe gap is not a change.
 
+Under a write load the primary archives a WAL file every ``archive_timeout``; reporting each one
+would write the status as often. So ``lastArchivedWAL``/``At`` move on only once the newest file
+is ``snapshot.archive_status_interval`` (``SBO_POSTGRES_ARCHIVE_STATUS_SECONDS``) newer than the
+one shown, or when the condition's status or reason changes; the exact time is the metric
+``sbo_postgres_last_archived_timestamp_seconds`` (:func:`exact_backup_status`).
+
 ``ContinuousArchiving`` does not gate Ready: a backend whose archiving fails still serves; the
 condition and its alert say what to fix.
 """
@@ -14,7 +20,7 @@ condition and its alert say what to fix.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sbo_operator.api.conditions import ConditionState, ConditionStatus, ConditionType, Reason
@@ -34,7 +40,9 @@ from sbo_operator.snapshot import Snapshot
 __all__ = [
     "Backup",
     "archive_state",
+    "archiving_failing",
     "backup_status",
+    "exact_backup_status",
     "recovery_condition",
     "recovery_hold",
     "store_references",
@@ -91,14 +99,60 @@ def _from_state(state: ArchiveState, destination: str) -> BackupStatus:
     )
 
 
-def backup_status(backend: ScalableBackend, snapshot: Snapshot) -> BackupStatus | None:
-    """status.postgres.backup: from the primary's answer, else as stored; None without backups."""
+def exact_backup_status(backend: ScalableBackend, snapshot: Snapshot) -> BackupStatus | None:
+    """The backups' state: from the primary's answer, else as stored; None without backups."""
     if backend.spec.postgres.backup is None:
         return None
     state = archive_state(snapshot)
     if state is not None:
         return _from_state(state, backend.spec.postgres.backup.destination)
     return BackupStatus.model_validate(_stored(snapshot))
+
+
+def backup_status(backend: ScalableBackend, snapshot: Snapshot) -> BackupStatus | None:
+    """status.postgres.backup: the exact state, but for lastArchivedWAL/At, which keep the stored
+    file until the newest is ``snapshot.archive_status_interval`` newer, while the condition's
+    status and reason hold (stored, exact, and as the fields shown would give it)."""
+    exact = exact_backup_status(backend, snapshot)
+    if exact is None or exact.last_archived_at is None:
+        return exact
+    stored = BackupStatus.model_validate(_stored(snapshot))
+    if stored.last_archived_at is None or stored.last_archived_wal is None:
+        return exact
+    age = exact.last_archived_at - stored.last_archived_at
+    if not timedelta(0) <= age < snapshot.archive_status_interval:
+        return exact
+    shown = exact.model_copy(
+        update={"last_archived_wal": stored.last_archived_wal, "last_archived_at": stored.last_archived_at}
+    )
+    condition = _archiving_kind(exact)
+    if _stored_condition_kind(snapshot) != condition or _archiving_kind(shown) != condition:
+        return exact
+    return shown
+
+
+def archiving_failing(status: BackupStatus) -> bool:
+    """The last attempt to archive a WAL file failed (none succeeded since)."""
+    return status.last_failed_at is not None and (
+        status.last_archived_at is None or status.last_failed_at > status.last_archived_at
+    )
+
+
+def _archiving_kind(status: BackupStatus) -> tuple[ConditionStatus, Reason]:
+    """ContinuousArchiving's status and reason for a backend with backups on."""
+    if status.last_failed_at is not None and archiving_failing(status):
+        return ConditionStatus.FALSE, Reason.ARCHIVING_FAILING
+    if status.last_archived_wal is None:
+        return ConditionStatus.UNKNOWN, Reason.ARCHIVING_PENDING
+    return ConditionStatus.TRUE, Reason.ARCHIVING
+
+
+def _stored_condition_kind(snapshot: Snapshot) -> tuple[str, str] | None:
+    conditions = (snapshot.backend.get("status") or {}).get("conditions") or ()
+    for condition in conditions:
+        if condition.get("type") == ConditionType.CONTINUOUS_ARCHIVING:
+            return condition.get("status"), condition.get("reason")
+    return None
 
 
 def _time(moment: datetime) -> str:
@@ -166,9 +220,7 @@ def _archiving_condition(backend: ScalableBackend, snapshot: Snapshot) -> Condit
         )
     status = backup_status(backend, snapshot)
     assert status is not None  # backups are on
-    if status.last_failed_at is not None and (
-        status.last_archived_at is None or status.last_failed_at > status.last_archived_at
-    ):
+    if status.last_failed_at is not None and archiving_failing(status):
         since = "nothing archived yet"
         if status.last_archived_wal is not None and status.last_archived_at is not None:
             since = f"last archived: {status.last_archived_wal} at {_time(status.last_archived_at)}"

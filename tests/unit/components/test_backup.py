@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from sbo_operator.backup_schedule import record_backup_metrics
+from sbo_operator.metrics import OperatorMetrics
 from sbo_operator.postgres_backup import ArchiveState, BaseBackupRecord
 from sbo_operator.postgres_probe import InstanceProbe
 from sbo_operator.status import compute_status, status_patch
@@ -36,10 +38,13 @@ def replica() -> InstanceProbe:
     return InstanceProbe(reachable=True, in_recovery=True, timeline=1, lsn=1, replay_lsn=1)
 
 
-def status_of(body: Body, probes: dict[str, InstanceProbe] | None = None) -> dict[str, Any]:
+def status_of(
+    body: Body, probes: dict[str, InstanceProbe] | None = None, **settings: timedelta
+) -> dict[str, Any]:
+    """``settings``: the operator's, as the reconciler puts them in the snapshot."""
     backend = parse(body)
     current = snapshot(body, *running_stack(backend))
-    current = dataclasses.replace(current, probes=probes or {})
+    current = dataclasses.replace(current, probes=probes or {}, **settings)
     return status_patch(
         compute_status(backend, current, applied=(), waiting={}, problems=(), previous=(), now=NOW)
     )
@@ -179,3 +184,123 @@ def test_a_backup_recorded_for_another_destination_is_not_this_backends() -> Non
     state = dataclasses.replace(state, last_backup=ours)
     status = status_of(example_body("backups.yaml"), {"shop-postgres-0": primary(state)})
     assert status["postgres"]["backup"]["lastSuccessfulBackup"]["name"] == "20260131T030000"
+
+
+# ---- the archived WAL shown moves on at most every interval ----------------------------------------
+
+WAL_3, WAL_4, WAL_9 = (f"0000000100000000000000{n:02}" for n in (3, 4, 9))
+
+
+def shown_archiving(wal: str, at: datetime, condition: tuple[str, str, str]) -> Body:
+    """backups.yaml with the status the operator wrote: ``wal`` archived ``at``, and ``condition``."""
+    body = example_body("backups.yaml")
+    status, reason, message = condition
+    body["status"] = {
+        "postgres": {"backup": {"lastArchivedWAL": wal, "lastArchivedAt": at.strftime("%Y-%m-%dT%H:%M:%SZ")}},
+        "conditions": [
+            {
+                "type": "ContinuousArchiving",
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": "2026-01-31T10:00:00Z",
+            }
+        ],
+    }
+    return body
+
+
+ARCHIVING = ("True", "Archiving", "WAL is archived to s3://backups/shop")
+
+
+def archived(status: dict[str, Any]) -> tuple[str, str]:
+    backup = status["postgres"]["backup"]
+    return backup["lastArchivedWAL"], backup["lastArchivedAt"]
+
+
+@pytest.mark.parametrize(
+    ("later", "interval", "shown"),
+    [
+        pytest.param(timedelta(seconds=60), timedelta(minutes=5), (WAL_3, "2026-01-31T11:00:00Z"), id="held"),
+        pytest.param(
+            timedelta(minutes=5), timedelta(minutes=5), (WAL_9, "2026-01-31T11:05:00Z"), id="moves-on"
+        ),
+        pytest.param(timedelta(seconds=60), timedelta(0), (WAL_9, "2026-01-31T11:01:00Z"), id="interval-0"),
+        # A restored or re-created primary's archiver starts over: what it says is the truth.
+        pytest.param(-timedelta(hours=1), timedelta(minutes=5), (WAL_9, "2026-01-31T10:00:00Z"), id="older"),
+    ],
+)
+def test_the_archived_wal_shown_moves_on_at_most_every_interval(
+    later: timedelta, interval: timedelta, shown: tuple[str, str]
+) -> None:
+    """Under a write load a WAL file is archived every archive_timeout: showing each would write
+    the status as often. The condition's message does not name it while archiving works."""
+    body = shown_archiving(WAL_3, ARCHIVED, ARCHIVING)
+    state = ArchiveState(last_archived_wal=WAL_9, last_archived_at=ARCHIVED + later)
+    status = status_of(body, {"shop-postgres-0": primary(state)}, archive_status_interval=interval)
+    assert archived(status) == shown
+    assert archiving(status) == ARCHIVING
+
+
+# WAL_4 archived a minute after the one shown, then WAL_9 failed.
+FAILING_AFTER_WAL_4 = ArchiveState(
+    last_archived_wal=WAL_4,
+    last_archived_at=ARCHIVED + timedelta(seconds=60),
+    last_failed_wal=WAL_9,
+    last_failed_at=ARCHIVED + timedelta(seconds=90),
+)
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [
+        pytest.param(ARCHIVING, (WAL_4, "2026-01-31T11:01:00Z"), id="changed-to-failing-exact"),
+        pytest.param(
+            ("False", "ArchivingFailing", "archiving WAL ... failed"),
+            (WAL_3, "2026-01-31T11:00:00Z"),
+            id="still-failing-held",
+        ),
+    ],
+)
+def test_the_archived_wal_shown_is_exact_when_the_condition_changes_and_named_as_shown(
+    stored: tuple[str, str, str], shown: tuple[str, str]
+) -> None:
+    body = shown_archiving(WAL_3, ARCHIVED, stored)
+    status = status_of(body, {"shop-postgres-0": primary(FAILING_AFTER_WAL_4)})
+    assert archived(status) == shown
+    condition = archiving(status)
+    assert condition is not None
+    assert condition[:2] == ("False", "ArchivingFailing")
+    assert f"last archived: {shown[0]} at {shown[1]}" in condition[2], (
+        "the message names what the fields show"
+    )
+
+
+def test_the_archived_wal_shown_never_contradicts_the_condition() -> None:
+    """Held, 11:00 would be older than the failure at 11:00:30 that a success at 11:01 followed:
+    the status would read as failing while the condition says archiving works."""
+    body = shown_archiving(WAL_3, ARCHIVED, ARCHIVING)
+    state = ArchiveState(
+        last_archived_wal=WAL_9,
+        last_archived_at=ARCHIVED + timedelta(seconds=60),
+        last_failed_wal=WAL_4,
+        last_failed_at=ARCHIVED + timedelta(seconds=30),
+    )
+    status = status_of(body, {"shop-postgres-0": primary(state)})
+    assert archiving(status) == ARCHIVING
+    assert archived(status) == (WAL_9, "2026-01-31T11:01:00Z")
+
+
+def test_the_metric_has_the_exact_time_of_the_last_archived_wal_while_the_status_holds_an_older() -> None:
+    body = shown_archiving(WAL_3, ARCHIVED, ARCHIVING)
+    exact = ARCHIVED + timedelta(seconds=60)
+    probes = {"shop-postgres-0": primary(ArchiveState(last_archived_wal=WAL_9, last_archived_at=exact))}
+    backend = parse(body)
+    current = dataclasses.replace(snapshot(body, *running_stack(backend)), probes=probes)
+    metrics = OperatorMetrics.create()
+    record_backup_metrics(metrics, backend, current, datetime(2026, 1, 31, 12, 0, tzinfo=UTC))
+    series = {"namespace": "demo", "name": "shop"}
+    assert metrics.registry.get_sample_value("sbo_postgres_last_archived_timestamp_seconds", series) == (
+        exact.timestamp()
+    )
+    assert archived(status_of(body, probes)) == (WAL_3, "2026-01-31T11:00:00Z")

@@ -166,7 +166,9 @@ class BackupStatus(ApiModel):
         default=None,
         alias="lastArchivedWAL",
         max_length=_WAL_NAME_LENGTH,
-        description="The last WAL file archived (pg_stat_archiver).",
+        description="The last WAL file archived (pg_stat_archiver). While the ContinuousArchiving "
+        "condition holds it moves on at most every SBO_POSTGRES_ARCHIVE_STATUS_SECONDS (300 s by "
+        "default); the metric sbo_postgres_last_archived_timestamp_seconds is exact.",
     )
     last_archived_at: datetime | None = Field(default=None, description="When that file was archived.")
     last_failed_wal: str | None = Field(
