@@ -21,7 +21,7 @@ Environment::
     SBO_RESTORE_TARGET_TIME     recover up to this time (ISO 8601, with a zone or UTC)  \\ neither:
     SBO_RESTORE_TARGET_LSN      recover up to this LSN, e.g. 0/3000060                 / latest
     SBO_BACKUP_SCRIPTS_DIR      where these scripts are mounted                  default /etc/sbo-backup
-    SBO_WAL_PREFETCH            segments restore.sh's wal-fetch.py fetches ahead, in parallel  default 4
+    SBO_WAL_PREFETCH            segments restore.sh's restore-fetch.py fetches ahead, in parallel  default 4
     PGDATA, SBO_PG_CONFIG_DIR, SBO_PG_SOCKET_DIR, SBO_PG_RUNTIME_DIR, SBO_PG_PORT    as for start.sh
     PGHOST, PGPORT, PGUSER ...  libpq's own: the server base-backup.sh connects to  default: the socket
     AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_DEFAULT_REGION, AWS_CA_BUNDLE
@@ -35,7 +35,7 @@ cannot turn into a crash loop of PostgreSQL.
 
 from __future__ import annotations
 
-from sbo_operator.builders.wal_fetcher import WAL_FETCHER_PROGRAM
+from sbo_operator.builders.restore_fetcher import RESTORE_FETCHER_PROGRAM
 
 __all__ = [
     "BASE_BACKUP_SCRIPT",
@@ -125,7 +125,7 @@ WAL_RESTORE_SCRIPT = (
 # restore_command = 'sh wal-restore.sh %f %p': fetch one WAL file from the restore source. A file
 # the store does not have exits non-zero, which is how recovery learns it reached the end.
 #
-# With SBO_WAL_PREFETCH_DIR set and restore.sh's fetcher (wal-fetch.py, its pid in fetcher.pid)
+# With SBO_WAL_PREFETCH_DIR set and restore.sh's fetcher (restore-fetch.py, its pid in fetcher.pid)
 # running, the file is asked of that one long-lived process, which fetches ahead in parallel, as
 # CloudNativePG's parallel WAL restore does: NAME.wanted asks; the answer is NAME (a whole object
 # of the store), NAME.missing (the end of the archive) or NAME.failed (the store could not be
@@ -312,14 +312,6 @@ CHOOSE_BACKUP_QUOTED = _CHOOSE_BACKUP_QUOTED
 # The private server's one query, kept out of the script text so no linter mistakes it for built SQL.
 _IN_RECOVERY_QUERY = "SELECT pg_is_in_recovery()"
 
-# Reads barman-cloud-backup-list's JSON on stdin; prints the first WAL segment of backup argv[1].
-_FIRST_WAL = """\
-import json, sys
-backups = json.load(sys.stdin)["backups_list"]
-print(next((b.get("begin_wal") or "" for b in backups if b.get("backup_id") == sys.argv[1]), ""))
-"""
-_FIRST_WAL_QUOTED = _FIRST_WAL.replace("'", "'\\''")
-
 RESTORE_SCRIPT = (
     _HEAD
     + f"""\
@@ -350,14 +342,10 @@ case "$scripts_dir" in
     refuse {RESTORE_EXIT_BAD_CONFIGURATION} "SBO_BACKUP_SCRIPTS_DIR may hold only letters, digits, / . _ -" ;;
 esac
 
-listing="$(barman-cloud-backup-list "$@" --format json "$SBO_RESTORE_SOURCE" "$SBO_RESTORE_SERVER_NAME")" ||
-  refuse {RESTORE_EXIT_FAILED} "cannot list the backups in $SBO_RESTORE_SOURCE ($SBO_RESTORE_SERVER_NAME)"
-choice="$(printf '%s' "$listing" | python3 -c '{_CHOOSE_BACKUP_QUOTED}')" || exit "$?"
-backup_id="$(printf '%s\\n' "$choice" | sed -n 1p)"
-target="$(printf '%s\\n' "$choice" | sed -n 2p)"
-
-# One fetcher (wal-fetch.py) serves wal-restore.sh for the whole recovery through this spool,
-# fetching ahead in parallel; it is outside the data directory, and goes with the recovery.
+# One fetcher (restore-fetch.py) lists the backups, downloads the chosen one and serves
+# wal-restore.sh for the whole recovery, fetching ahead in parallel, through this spool: it is
+# outside the data directory, and goes with the recovery. Without it (it died, or never started),
+# the barman-cloud commands do each step, only slower.
 SBO_WAL_PREFETCH_DIR="$PGDATA.new.wal-prefetch"
 SBO_WAL_PREFETCH="${{SBO_WAL_PREFETCH:-4}}"
 case "$SBO_WAL_PREFETCH" in
@@ -365,14 +353,12 @@ case "$SBO_WAL_PREFETCH" in
     refuse {RESTORE_EXIT_BAD_CONFIGURATION} "SBO_WAL_PREFETCH must be a whole number, at least 1" ;;
 esac
 export SBO_WAL_PREFETCH_DIR SBO_WAL_PREFETCH
-rm -rf "$PGDATA.new" "$SBO_WAL_PREFETCH_DIR"
-mkdir -p "$SBO_WAL_PREFETCH_DIR"
-log "restoring backup $backup_id of $SBO_RESTORE_SOURCE ($SBO_RESTORE_SERVER_NAME), target $target"
-# The backup's first WAL segments download alongside it (a listing without begin_wal: no head start).
-first_wal="$(printf '%s' "$listing" | python3 -c '{_FIRST_WAL_QUOTED}' "$backup_id")" || first_wal=
-python3 "$scripts_dir/wal-fetch.py" "$SBO_WAL_PREFETCH_DIR" "${{first_wal:-none}}" "$$" </dev/null >&2 &
+spool="$SBO_WAL_PREFETCH_DIR"
+rm -rf "$PGDATA.new" "$spool"
+mkdir -p "$spool"
+python3 "$scripts_dir/restore-fetch.py" "$spool" "$$" "$PGDATA.new" </dev/null >&2 &
 fetcher=$!
-printf '%s\n' "$fetcher" >"$SBO_WAL_PREFETCH_DIR/fetcher.pid"
+printf '%s\\n' "$fetcher" >"$spool/fetcher.pid"
 server=
 # The fetcher is stopped (and waited for) before the last line, so that line stays the last.
 stop_fetcher() {{ kill -TERM "$fetcher" 2>/dev/null || true; wait "$fetcher" 2>/dev/null || true; }}
@@ -381,7 +367,42 @@ stop_all() {{
   stop_fetcher
 }}
 trap stop_all EXIT
-barman-cloud-restore "$@" "$SBO_RESTORE_SOURCE" "$SBO_RESTORE_SERVER_NAME" "$backup_id" "$PGDATA.new" >&2
+answer_of_fetcher() {{  # answer_of_fetcher NAME...: the first of spool/NAME to appear; 1 if it is gone
+  while kill -0 "$fetcher" 2>/dev/null; do
+    for name in "$@"; do
+      if [ -e "$spool/$name" ]; then printf '%s\\n' "$name"; return 0; fi
+    done
+    sleep 0.01
+  done
+  return 1
+}}
+fail_with() {{ why="$(cat "$spool/$2")"; stop_fetcher; refuse {RESTORE_EXIT_FAILED} "$1: $why"; }}
+
+cannot_list="cannot list the backups in $SBO_RESTORE_SOURCE ($SBO_RESTORE_SERVER_NAME)"
+case "$(answer_of_fetcher listing.json listing.failed)" in
+  listing.json) listing="$(cat "$spool/listing.json")" ;;
+  listing.failed) fail_with "$cannot_list" listing.failed ;;
+  *)
+    listing="$(barman-cloud-backup-list "$@" --format json \\
+      "$SBO_RESTORE_SOURCE" "$SBO_RESTORE_SERVER_NAME")" || refuse {RESTORE_EXIT_FAILED} "$cannot_list" ;;
+esac
+choice="$(printf '%s' "$listing" | python3 -c '{_CHOOSE_BACKUP_QUOTED}')" || exit "$?"
+backup_id="$(printf '%s\\n' "$choice" | sed -n 1p)"
+target="$(printf '%s\\n' "$choice" | sed -n 2p)"
+
+log "restoring backup $backup_id of $SBO_RESTORE_SOURCE ($SBO_RESTORE_SERVER_NAME), target $target"
+printf '%s\\n' "$backup_id" >"$spool/backup.chosen.tmp"
+mv "$spool/backup.chosen.tmp" "$spool/backup.chosen"
+# The fetcher now downloads the backup (parallel ranged GETs into tar) and, alongside, its first
+# WAL segments; a backup that is not one plain archive is barman-cloud-restore's, as without it.
+case "$(answer_of_fetcher base.done base.failed base.unsupported)" in
+  base.done) ;;
+  base.failed) fail_with "downloading backup $backup_id failed" base.failed ;;
+  *)
+    rm -rf "$PGDATA.new"
+    barman-cloud-restore "$@" "$SBO_RESTORE_SOURCE" "$SBO_RESTORE_SERVER_NAME" "$backup_id" \\
+      "$PGDATA.new" >&2 ;;
+esac
 log "base backup downloaded and unpacked; starting the recovery server"
 chmod 0700 "$PGDATA.new"
 auto_conf="$PGDATA.new/postgresql.auto.conf"
@@ -484,5 +505,5 @@ def backup_script_files() -> dict[str, str]:
         "wal-restore.sh": WAL_RESTORE_SCRIPT,
         "base-backup.sh": BASE_BACKUP_SCRIPT,
         "restore.sh": RESTORE_SCRIPT,
-        "wal-fetch.py": WAL_FETCHER_PROGRAM,
+        "restore-fetch.py": RESTORE_FETCHER_PROGRAM,
     }

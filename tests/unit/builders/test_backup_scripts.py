@@ -193,7 +193,7 @@ def test_wal_restore_turns_store_failures_into_an_aborted_recovery(
     ]
 
 
-# ---- restore.sh's fetcher settings (the fetcher itself: test_wal_fetcher.py) -----------------------
+# ---- restore.sh's fetcher settings (the fetcher itself: test_restore_fetcher.py) -----------------------
 
 
 @pytest.mark.parametrize("ahead", ["four", "0", "-1"])
