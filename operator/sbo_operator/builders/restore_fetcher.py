@@ -58,7 +58,9 @@ from barman.clients.cloud_cli import OperationErrorExit
 from barman.clients.cloud_walrestore import CloudWalDownloader, parse_arguments
 from barman.cloud_providers import get_cloud_interface
 
-BASE_CHUNK_BYTES = 16 << 20
+# 4 ranges of 8 MiB in flight and one being written: about 40 MiB of memory at most, whatever the
+# backup's size (the restore container has the database's memory limit).
+BASE_CHUNK_BYTES = 8 << 20
 BASE_PARALLEL_GETS = 4
 TAR_OPTIONS = {None: [], "gzip": ["-z"], "bzip2": ["-j"]}
 
@@ -143,7 +145,7 @@ def download_base(catalog, info, dest):
             pending = collections.deque()
             for start in range(0, size, BASE_CHUNK_BYTES):
                 pending.append(pool.submit(get, start))
-                if len(pending) > 2 * BASE_PARALLEL_GETS:  # a bounded amount in memory
+                if len(pending) > BASE_PARALLEL_GETS:  # a bounded amount in memory
                     tar.stdin.write(pending.popleft().result())
             while pending:
                 tar.stdin.write(pending.popleft().result())
