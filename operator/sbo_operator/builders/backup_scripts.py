@@ -85,6 +85,15 @@ def _store_options(required: str, endpoint_variable: str) -> str:
     )
 
 
+# A fetcher that exited stays a zombie until its parent (restore.sh) waits for it, and kill -0
+# still finds a zombie: its state in /proc says it is gone.
+_RUNNING = """\
+running() {  # running PID: the process is alive, not a zombie
+  kill -0 "$1" 2>/dev/null || return 1
+  case "$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null)" in Z* | X* | '') return 1 ;; esac
+}
+"""
+
 _DESTINATION = """\
 : "${SBO_BACKUP_DESTINATION:?SBO_BACKUP_DESTINATION must be set (s3://bucket/path)}"
 : "${SBO_BACKUP_SERVER_NAME:?SBO_BACKUP_SERVER_NAME must be set}"
@@ -135,6 +144,7 @@ wal_name="${1:?usage: wal-restore.sh WAL_NAME WAL_PATH (the %f %p of restore_com
 wal_dest="${2:?usage: wal-restore.sh WAL_NAME WAL_PATH (the %f %p of restore_command)}"
 """
     + _SOURCE
+    + _RUNNING
     + """\
 spool="${SBO_WAL_PREFETCH_DIR:-}"
 fetcher=
@@ -143,7 +153,7 @@ case "$fetcher" in *[!0-9]*) fetcher= ;; esac
 
 case "$wal_name" in *[!0-9A-Za-z.]*) fetcher= ;; esac  # a plain file name, or no spool path
 
-if [ -n "$fetcher" ] && kill -0 "$fetcher" 2>/dev/null; then
+if [ -n "$fetcher" ] && running "$fetcher"; then
   rm -f "$spool/$wal_name.missing" "$spool/$wal_name.failed"
   [ -f "$spool/$wal_name" ] || : >"$spool/$wal_name.wanted"
   while :; do
@@ -162,7 +172,7 @@ if [ -n "$fetcher" ] && kill -0 "$fetcher" 2>/dev/null; then
       exit 255
     fi
     # The fetcher gone (killed, out of memory): ask the store directly below.
-    kill -0 "$fetcher" 2>/dev/null || break
+    running "$fetcher" || break
     sleep 0.01
   done
   rm -f "$spool/$wal_name.wanted"
@@ -326,6 +336,7 @@ port="${{SBO_PG_PORT:-5432}}"
 scripts_dir="${{SBO_BACKUP_SCRIPTS_DIR:-{DEFAULT_SCRIPTS_DIR}}}"
 """
     + _store_options(_SOURCE, "SBO_RESTORE_ENDPOINT_URL")
+    + _RUNNING
     + f"""\
 refuse() {{ code="$1"; shift; printf 'restore.sh: %s\\n' "$*" >&2; exit "$code"; }}
 
@@ -368,7 +379,7 @@ stop_all() {{
 }}
 trap stop_all EXIT
 answer_of_fetcher() {{  # answer_of_fetcher NAME...: the first of spool/NAME to appear; 1 if it is gone
-  while kill -0 "$fetcher" 2>/dev/null; do
+  while running "$fetcher"; do
     for name in "$@"; do
       if [ -e "$spool/$name" ]; then printf '%s\\n' "$name"; return 0; fi
     done
@@ -399,6 +410,7 @@ case "$(answer_of_fetcher base.done base.failed base.unsupported)" in
   base.done) ;;
   base.failed) fail_with "downloading backup $backup_id failed" base.failed ;;
   *)
+    log "backup $backup_id is not one plain archive, or the fetcher is gone: barman-cloud-restore"
     rm -rf "$PGDATA.new"
     barman-cloud-restore "$@" "$SBO_RESTORE_SOURCE" "$SBO_RESTORE_SERVER_NAME" "$backup_id" \\
       "$PGDATA.new" >&2 ;;

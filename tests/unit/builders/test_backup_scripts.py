@@ -196,29 +196,51 @@ def test_wal_restore_turns_store_failures_into_an_aborted_recovery(
 # ---- restore.sh's fetcher settings (the fetcher itself: test_restore_fetcher.py) -----------------------
 
 
-@pytest.mark.parametrize("ahead", ["four", "0", "-1"])
-def test_restore_refuses_a_malformed_prefetch_count_before_downloading(tmp_path: Path, ahead: str) -> None:
-    listing = {
-        "backups_list": [listed("20261207T100000", datetime.now(UTC) - timedelta(hours=1), "0/3000100")]
-    }
+def run_restore(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """restore.sh with stand-ins for barman-cloud-backup-list (one backup, B1) and
+    barman-cloud-restore (records its argv, then fails with 7), and no restore-fetch.py in its
+    scripts directory: the fetcher is gone at once, as when it dies."""
+    listing = {"backups_list": [listed("B1", datetime.now(UTC) - timedelta(hours=1), "0/3000100")]}
     bin_dir = stand_in_bin(tmp_path)
     lister = bin_dir / "barman-cloud-backup-list"
     lister.write_text(f"#!/bin/sh\necho '{json.dumps(listing)}'\n")
-    lister.chmod(0o755)
+    restorer = bin_dir / "barman-cloud-restore"
+    record = f'{{ echo barman-cloud-restore; printf "%s\\n" "$@"; echo ---; }} >> "{tmp_path}/calls.log"'
+    restorer.write_text(f"#!/bin/sh\n{record}\nexit 7\n")
+    for stub in (lister, restorer):
+        stub.chmod(0o755)
     script = tmp_path / "restore.sh"
     script.write_text(RESTORE_SCRIPT)
-    env = {
+    full_env = {
         "PATH": f"{bin_dir}:/usr/bin:/bin",
         "PGDATA": str(tmp_path / "data"),
+        "SBO_BACKUP_SCRIPTS_DIR": str(tmp_path / "scripts"),
         "SBO_RESTORE_SOURCE": "s3://backups/shop",
         "SBO_RESTORE_SERVER_NAME": "pg",
-        "SBO_WAL_PREFETCH": ahead,
+        **env,
     }
-    done = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, check=False)
+    return subprocess.run(["sh", str(script)], env=full_env, capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize("ahead", ["four", "0", "-1"])
+def test_restore_refuses_a_malformed_prefetch_count_before_downloading(tmp_path: Path, ahead: str) -> None:
+    done = run_restore(tmp_path, SBO_WAL_PREFETCH=ahead)
     assert done.returncode == RESTORE_EXIT_BAD_CONFIGURATION
     assert "SBO_WAL_PREFETCH must be a whole number" in done.stderr
     assert not (tmp_path / "data.new").exists()
     assert calls(tmp_path) == []  # nothing downloaded
+
+
+def test_without_its_fetcher_restore_lists_and_downloads_with_the_barman_cloud_commands(
+    tmp_path: Path,
+) -> None:
+    done = run_restore(tmp_path)
+    assert done.returncode == 7, done.stderr
+    assert "restoring backup B1 of s3://backups/shop (pg), target latest" in done.stderr
+    assert "the fetcher is gone: barman-cloud-restore" in done.stderr
+    assert calls(tmp_path) == [
+        ["barman-cloud-restore", "s3://backups/shop", "pg", "B1", f"{tmp_path}/data.new"]
+    ]
 
 
 def test_base_backup_then_the_retention_policy(tmp_path: Path) -> None:
