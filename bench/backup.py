@@ -132,6 +132,9 @@ _SCRIPT_MARKS = {
 _SERVER_MARKS = {
     "redo starts at": "redo_started",
     "redo done at": "redo_done",
+    # During recovery the server logs restartpoints: its first checkpoint is the end-of-recovery one.
+    "checkpoint starting: end-of-recovery": "checkpoint_started",
+    "checkpoint complete": "checkpoint_done",
     "database system is ready to accept connections": "promoted",
 }
 
@@ -142,6 +145,11 @@ _PHASES = [
     ("server_start_to_redo", "downloaded", "redo_started"),
     ("wal_fetch_and_replay", "redo_started", "redo_done"),
     ("end_of_recovery_checkpoint_and_promotion", "redo_done", "promoted"),
+    # ... that one split: the lookups past the end (the next segment, timeline history files),
+    # the end-of-recovery checkpoint itself, then the step to accepting connections.
+    ("end_of_recovery_lookups", "redo_done", "checkpoint_started"),
+    ("end_of_recovery_checkpoint", "checkpoint_started", "checkpoint_done"),
+    ("checkpoint_to_ready", "checkpoint_done", "promoted"),
     ("promotion_noticed", "promoted", "promotion_seen"),
     ("shutdown_and_move", "promotion_seen", "done"),
 ]

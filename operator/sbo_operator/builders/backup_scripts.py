@@ -21,7 +21,7 @@ Environment::
     SBO_RESTORE_TARGET_TIME     recover up to this time (ISO 8601, with a zone or UTC)  \\ neither:
     SBO_RESTORE_TARGET_LSN      recover up to this LSN, e.g. 0/3000060                 / latest
     SBO_BACKUP_SCRIPTS_DIR      where these scripts are mounted                  default /etc/sbo-backup
-    SBO_WAL_PREFETCH            segments restore.sh's wal-restore.sh fetches ahead, in parallel  default 4
+    SBO_WAL_PREFETCH            segments restore.sh's restore-fetch.py fetches ahead, in parallel  default 4
     PGDATA, SBO_PG_CONFIG_DIR, SBO_PG_SOCKET_DIR, SBO_PG_RUNTIME_DIR, SBO_PG_PORT    as for start.sh
     PGHOST, PGPORT, PGUSER ...  libpq's own: the server base-backup.sh connects to  default: the socket
     AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_DEFAULT_REGION, AWS_CA_BUNDLE
@@ -34,6 +34,8 @@ cannot turn into a crash loop of PostgreSQL.
 """
 
 from __future__ import annotations
+
+from sbo_operator.builders.restore_fetcher import RESTORE_FETCHER_PROGRAM
 
 __all__ = [
     "BASE_BACKUP_SCRIPT",
@@ -83,6 +85,15 @@ def _store_options(required: str, endpoint_variable: str) -> str:
     )
 
 
+# A fetcher that exited stays a zombie until its parent (restore.sh) waits for it, and kill -0
+# still finds a zombie: its state in /proc says it is gone.
+_RUNNING = """\
+running() {  # running PID: the process is alive, not a zombie
+  kill -0 "$1" 2>/dev/null || return 1
+  case "$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null)" in Z* | X* | '') return 1 ;; esac
+}
+"""
+
 _DESTINATION = """\
 : "${SBO_BACKUP_DESTINATION:?SBO_BACKUP_DESTINATION must be set (s3://bucket/path)}"
 : "${SBO_BACKUP_SERVER_NAME:?SBO_BACKUP_SERVER_NAME must be set}"
@@ -123,108 +134,58 @@ WAL_RESTORE_SCRIPT = (
 # restore_command = 'sh wal-restore.sh %f %p': fetch one WAL file from the restore source. A file
 # the store does not have exits non-zero, which is how recovery learns it reached the end.
 #
-# With SBO_WAL_PREFETCH_DIR set (restore.sh sets it), each call for a segment also starts fetching
-# the next SBO_WAL_PREFETCH segments in the background, as CloudNativePG's parallel WAL restore
-# does, so that their downloads overlap the replay. What the spool may hold is only ever a whole
-# object of the store under its own name: a fetch writes NAME.part and renames it to NAME once
-# barman has written all of it; NAME.fetching (the fetcher's pid) says one is under way, and a
-# call for NAME waits for it. A prefetch that fails leaves nothing: the call for that segment
-# then fetches it itself, and only that call's answer (found, not found, store failure) counts.
+# With SBO_WAL_PREFETCH_DIR set and restore.sh's fetcher (restore-fetch.py, its pid in fetcher.pid)
+# running, the file is asked of that one long-lived process, which fetches ahead in parallel, as
+# CloudNativePG's parallel WAL restore does: NAME.wanted asks; the answer is NAME (a whole object
+# of the store), NAME.missing (the end of the archive) or NAME.failed (the store could not be
+# asked), each from a lookup made after the request; NAME.taken says a prefetched NAME was used.
+# Without the fetcher, barman-cloud-wal-restore is asked directly, with the same three answers.
 wal_name="${1:?usage: wal-restore.sh WAL_NAME WAL_PATH (the %f %p of restore_command)}"
 wal_dest="${2:?usage: wal-restore.sh WAL_NAME WAL_PATH (the %f %p of restore_command)}"
 """
     + _SOURCE
+    + _RUNNING
     + """\
 spool="${SBO_WAL_PREFETCH_DIR:-}"
-ahead="${SBO_WAL_PREFETCH:-0}"
-case "$ahead" in
-  '' | *[!0-9]*) log "SBO_WAL_PREFETCH must be a whole number: aborting recovery"; exit 255 ;;
-esac
+fetcher=
+if [ -n "$spool" ] && [ -s "$spool/fetcher.pid" ]; then fetcher="$(cat "$spool/fetcher.pid")"; fi
+case "$fetcher" in *[!0-9]*) fetcher= ;; esac
 
-restore_wal() {  # restore_wal NAME DEST: barman-cloud-wal-restore's exit status
-  if [ -n "${SBO_RESTORE_ENDPOINT_URL:-}" ]; then
-    barman-cloud-wal-restore --endpoint-url "$SBO_RESTORE_ENDPOINT_URL" \\
-      "$SBO_RESTORE_SOURCE" "$SBO_RESTORE_SERVER_NAME" "$1" "$2"
-  else
-    barman-cloud-wal-restore "$SBO_RESTORE_SOURCE" "$SBO_RESTORE_SERVER_NAME" "$1" "$2"
-  fi
-}
+case "$wal_name" in *[!0-9A-Za-z.]*) fetcher= ;; esac  # a plain file name, or no spool path
 
-is_segment() {  # 24 upper-case hex digits: not a history, .backup or .partial file
-  case "$1" in *[!0-9A-F]*) return 1 ;; esac
-  [ "${#1}" -eq 24 ]
-}
-
-next_segment() {  # the segment after $1 on its timeline, with 16 MiB segments (256 per log)
-  timeline="$(printf '%s' "$1" | cut -c1-8)"
-  log_id=$((0x$(printf '%s' "$1" | cut -c9-16)))
-  segment=$((0x$(printf '%s' "$1" | cut -c17-24) + 1))
-  if [ "$segment" -gt 255 ]; then log_id=$((log_id + 1)); segment=0; fi
-  printf '%s%08X%08X' "$timeline" "$log_id" "$segment"
-}
-
-prefetch() {  # start fetching $1 into the spool, unless it is there or being fetched
-  [ -e "$spool/$1" ] && return 0
-  (set -C && : >"$spool/$1.fetching") 2>/dev/null || return 0
-  name="$1"
-  (
-    set +e
-    # The marker goes only once it names this fetcher, so a late pid never brings it back.
-    tries=0
-    until [ -s "$spool/$name.fetching" ] || [ "$tries" -ge 50 ]; do sleep 0.1; tries=$((tries + 1)); done
-    restore_wal "$name" "$spool/$name.part" && mv -f "$spool/$name.part" "$spool/$name"
-    rm -f "$spool/$name.part" "$spool/$name.fetching"
-  ) </dev/null >/dev/null 2>&1 &
-  printf '%s\\n' "$!" >"$spool/$name.fetching"
-}
-
-wait_for_prefetch() {  # until no live fetch of $1 is under way (a dead fetcher's marker is stale)
-  empty_checks=0
-  while [ -e "$spool/$1.fetching" ]; do
-    pid="$(cat "$spool/$1.fetching" 2>/dev/null || true)"
-    if [ -z "$pid" ]; then
-      empty_checks=$((empty_checks + 1))
-      [ "$empty_checks" -lt 50 ] || break
-    elif ! kill -0 "$pid" 2>/dev/null; then
-      break
+if [ -n "$fetcher" ] && running "$fetcher"; then
+  rm -f "$spool/$wal_name.missing" "$spool/$wal_name.failed"
+  [ -f "$spool/$wal_name" ] || : >"$spool/$wal_name.wanted"
+  while :; do
+    if [ -f "$spool/$wal_name" ]; then
+      mv -f "$spool/$wal_name" "$wal_dest"
+      : >"$spool/$wal_name.taken"  # tells the fetcher where recovery is, to fetch further ahead
+      exit 0
     fi
-    sleep 0.1
+    if [ -e "$spool/$wal_name.missing" ]; then
+      rm -f "$spool/$wal_name.missing"
+      exit 1
+    fi
+    if [ -e "$spool/$wal_name.failed" ]; then
+      log "fetching $wal_name failed: $(cat "$spool/$wal_name.failed"): aborting recovery"
+      rm -f "$spool/$wal_name.failed"
+      exit 255
+    fi
+    # The fetcher gone (killed, out of memory): ask the store directly below.
+    running "$fetcher" || break
+    sleep 0.01
   done
-}
-
-prefetch_after() {  # start fetching the $2 segments that follow $1
-  next="$1"
-  count=0
-  while [ "$count" -lt "$2" ]; do
-    next="$(next_segment "$next")"
-    prefetch "$next"
-    count=$((count + 1))
-  done
-}
-
-# wal-restore.sh --prefetch NAME (restore.sh, while the base backup downloads): start fetching
-# NAME, the backup's first segment, and the ones after it; wait for none of them.
-if [ "$wal_name" = --prefetch ]; then
-  if [ -n "$spool" ] && [ "$ahead" -gt 0 ] && is_segment "$wal_dest"; then
-    mkdir -p "$spool"
-    prefetch "$wal_dest"
-    prefetch_after "$wal_dest" $((ahead - 1))
-  fi
-  exit 0
-fi
-
-if [ -n "$spool" ] && [ "$ahead" -gt 0 ] && is_segment "$wal_name"; then
-  mkdir -p "$spool"
-  prefetch_after "$wal_name" "$ahead"
-  wait_for_prefetch "$wal_name"
-  if [ -f "$spool/$wal_name" ]; then
-    mv -f "$spool/$wal_name" "$wal_dest"
-    exit 0
-  fi
+  rm -f "$spool/$wal_name.wanted"
 fi
 
 status=0
-restore_wal "$wal_name" "$wal_dest" || status=$?
+if [ -n "${SBO_RESTORE_ENDPOINT_URL:-}" ]; then
+  barman-cloud-wal-restore --endpoint-url "$SBO_RESTORE_ENDPOINT_URL" \\
+    "$SBO_RESTORE_SOURCE" "$SBO_RESTORE_SERVER_NAME" "$wal_name" "$wal_dest" || status=$?
+else
+  barman-cloud-wal-restore "$SBO_RESTORE_SOURCE" "$SBO_RESTORE_SERVER_NAME" "$wal_name" "$wal_dest" ||
+    status=$?
+fi
 # 1 is barman's "the store answered but has no such file": the end of the archive. Anything else
 # (the store unreachable, refused credentials) must not look like the end, or recovery would stop
 # early and promote without the rest: an exit code above 125 makes PostgreSQL abort recovery.
@@ -361,17 +322,6 @@ CHOOSE_BACKUP_QUOTED = _CHOOSE_BACKUP_QUOTED
 # The private server's one query, kept out of the script text so no linter mistakes it for built SQL.
 _IN_RECOVERY_QUERY = "SELECT pg_is_in_recovery()"
 
-# The private server's one query, kept out of the script text so no linter mistakes it for built SQL.
-_IN_RECOVERY_QUERY = "SELECT pg_is_in_recovery()"
-
-# Reads barman-cloud-backup-list's JSON on stdin; prints the first WAL segment of backup argv[1].
-_FIRST_WAL = """\
-import json, sys
-backups = json.load(sys.stdin)["backups_list"]
-print(next((b.get("begin_wal") or "" for b in backups if b.get("backup_id") == sys.argv[1]), ""))
-"""
-_FIRST_WAL_QUOTED = _FIRST_WAL.replace("'", "'\\''")
-
 RESTORE_SCRIPT = (
     _HEAD
     + f"""\
@@ -386,6 +336,7 @@ port="${{SBO_PG_PORT:-5432}}"
 scripts_dir="${{SBO_BACKUP_SCRIPTS_DIR:-{DEFAULT_SCRIPTS_DIR}}}"
 """
     + _store_options(_SOURCE, "SBO_RESTORE_ENDPOINT_URL")
+    + _RUNNING
     + f"""\
 refuse() {{ code="$1"; shift; printf 'restore.sh: %s\\n' "$*" >&2; exit "$code"; }}
 
@@ -402,23 +353,68 @@ case "$scripts_dir" in
     refuse {RESTORE_EXIT_BAD_CONFIGURATION} "SBO_BACKUP_SCRIPTS_DIR may hold only letters, digits, / . _ -" ;;
 esac
 
-listing="$(barman-cloud-backup-list "$@" --format json "$SBO_RESTORE_SOURCE" "$SBO_RESTORE_SERVER_NAME")" ||
-  refuse {RESTORE_EXIT_FAILED} "cannot list the backups in $SBO_RESTORE_SOURCE ($SBO_RESTORE_SERVER_NAME)"
+# One fetcher (restore-fetch.py) lists the backups, downloads the chosen one and serves
+# wal-restore.sh for the whole recovery, fetching ahead in parallel, through this spool: it is
+# outside the data directory, and goes with the recovery. Without it (it died, or never started),
+# the barman-cloud commands do each step, only slower.
+SBO_WAL_PREFETCH_DIR="$PGDATA.new.wal-prefetch"
+SBO_WAL_PREFETCH="${{SBO_WAL_PREFETCH:-4}}"
+case "$SBO_WAL_PREFETCH" in
+  '' | 0 | *[!0-9]*)
+    refuse {RESTORE_EXIT_BAD_CONFIGURATION} "SBO_WAL_PREFETCH must be a whole number, at least 1" ;;
+esac
+export SBO_WAL_PREFETCH_DIR SBO_WAL_PREFETCH
+spool="$SBO_WAL_PREFETCH_DIR"
+rm -rf "$PGDATA.new" "$spool"
+mkdir -p "$spool"
+python3 "$scripts_dir/restore-fetch.py" "$spool" "$$" "$PGDATA.new" </dev/null >&2 &
+fetcher=$!
+printf '%s\\n' "$fetcher" >"$spool/fetcher.pid"
+server=
+# The fetcher is stopped (and waited for) before the last line, so that line stays the last.
+stop_fetcher() {{ kill -TERM "$fetcher" 2>/dev/null || true; wait "$fetcher" 2>/dev/null || true; }}
+stop_all() {{
+  [ -z "$server" ] || kill -INT "$server" 2>/dev/null || true
+  stop_fetcher
+}}
+trap stop_all EXIT
+answer_of_fetcher() {{  # answer_of_fetcher NAME...: the first of spool/NAME to appear; 1 if it is gone
+  while running "$fetcher"; do
+    for name in "$@"; do
+      if [ -e "$spool/$name" ]; then printf '%s\\n' "$name"; return 0; fi
+    done
+    sleep 0.01
+  done
+  return 1
+}}
+fail_with() {{ why="$(cat "$spool/$2")"; stop_fetcher; refuse {RESTORE_EXIT_FAILED} "$1: $why"; }}
+
+cannot_list="cannot list the backups in $SBO_RESTORE_SOURCE ($SBO_RESTORE_SERVER_NAME)"
+case "$(answer_of_fetcher listing.json listing.failed)" in
+  listing.json) listing="$(cat "$spool/listing.json")" ;;
+  listing.failed) fail_with "$cannot_list" listing.failed ;;
+  *)
+    listing="$(barman-cloud-backup-list "$@" --format json \\
+      "$SBO_RESTORE_SOURCE" "$SBO_RESTORE_SERVER_NAME")" || refuse {RESTORE_EXIT_FAILED} "$cannot_list" ;;
+esac
 choice="$(printf '%s' "$listing" | python3 -c '{_CHOOSE_BACKUP_QUOTED}')" || exit "$?"
 backup_id="$(printf '%s\\n' "$choice" | sed -n 1p)"
 target="$(printf '%s\\n' "$choice" | sed -n 2p)"
 
-# wal-restore.sh fetches the next segments into this spool while the server replays one; it is
-# outside the data directory, and goes with the recovery.
-SBO_WAL_PREFETCH_DIR="$PGDATA.new.wal-prefetch"
-SBO_WAL_PREFETCH="${{SBO_WAL_PREFETCH:-4}}"
-export SBO_WAL_PREFETCH_DIR SBO_WAL_PREFETCH
-rm -rf "$PGDATA.new" "$SBO_WAL_PREFETCH_DIR"
 log "restoring backup $backup_id of $SBO_RESTORE_SOURCE ($SBO_RESTORE_SERVER_NAME), target $target"
-# The backup's first WAL segments download alongside it (a listing without begin_wal: no head start).
-first_wal="$(printf '%s' "$listing" | python3 -c '{_FIRST_WAL_QUOTED}' "$backup_id")" || first_wal=
-sh "$scripts_dir/wal-restore.sh" --prefetch "${{first_wal:-none}}" || true
-barman-cloud-restore "$@" "$SBO_RESTORE_SOURCE" "$SBO_RESTORE_SERVER_NAME" "$backup_id" "$PGDATA.new" >&2
+printf '%s\\n' "$backup_id" >"$spool/backup.chosen.tmp"
+mv "$spool/backup.chosen.tmp" "$spool/backup.chosen"
+# The fetcher now downloads the backup (parallel ranged GETs into tar) and, alongside, its first
+# WAL segments; a backup that is not one plain archive is barman-cloud-restore's, as without it.
+case "$(answer_of_fetcher base.done base.failed base.unsupported)" in
+  base.done) ;;
+  base.failed) fail_with "downloading backup $backup_id failed" base.failed ;;
+  *)
+    log "backup $backup_id is not one plain archive, or the fetcher is gone: barman-cloud-restore"
+    rm -rf "$PGDATA.new"
+    barman-cloud-restore "$@" "$SBO_RESTORE_SOURCE" "$SBO_RESTORE_SERVER_NAME" "$backup_id" \\
+      "$PGDATA.new" >&2 ;;
+esac
 log "base backup downloaded and unpacked; starting the recovery server"
 chmod 0700 "$PGDATA.new"
 auto_conf="$PGDATA.new/postgresql.auto.conf"
@@ -448,13 +444,13 @@ postgres -D "$PGDATA.new" \\
   -c log_min_messages=log -c log_checkpoints=on -c log_timezone=UTC -c "log_line_prefix=%m [%p] " \\
   >"$recovery_log" 2>&1 &
 server=$!
-trap 'kill -INT "$server" 2>/dev/null || true' EXIT
 in_recovery() {{
   psql -X -A -t -h "$socket_dir" -p "$port" -d postgres -c '{_IN_RECOVERY_QUERY}' 2>/dev/null
 }}
 until [ "$(in_recovery)" = f ]; do
   if ! kill -0 "$server" 2>/dev/null; then
-    trap - EXIT
+    server=
+    stop_fetcher
     if grep -q 'recovery ended before configured recovery target was reached' "$recovery_log"; then
       refuse {RESTORE_EXIT_TARGET_NOT_ARCHIVED} \\
         "recovery target $target is past the last WAL archived in $SBO_RESTORE_SOURCE"
@@ -471,6 +467,8 @@ done
 log "promoted; stopping the recovery server"
 kill -INT "$server"
 wait "$server" || true
+server=
+stop_fetcher
 trap - EXIT
 # The recovery lines go: a replica cloned from this database must not stop at the same target.
 cp "$PGDATA.auto.conf.orig" "$auto_conf"
@@ -519,4 +517,5 @@ def backup_script_files() -> dict[str, str]:
         "wal-restore.sh": WAL_RESTORE_SCRIPT,
         "base-backup.sh": BASE_BACKUP_SCRIPT,
         "restore.sh": RESTORE_SCRIPT,
+        "restore-fetch.py": RESTORE_FETCHER_PROGRAM,
     }

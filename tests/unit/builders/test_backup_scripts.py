@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from sbo_operator.builders.backup_scripts import (
     RESTORE_EXIT_BEFORE_FIRST_RECOVERABILITY_POINT,
     RESTORE_EXIT_NO_BACKUP,
     RESTORE_EXIT_TARGET_NOT_ARCHIVED,
+    RESTORE_SCRIPT,
     WAL_ARCHIVE_SCRIPT,
     WAL_RESTORE_SCRIPT,
     archive_settings,
@@ -68,7 +68,7 @@ def test_archive_settings_refuse_what_would_break_the_conf_line(timeout: int, sc
 # ---- the scripts' shape ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(backup_script_files()))
+@pytest.mark.parametrize("name", sorted(name for name in backup_script_files() if name.endswith(".sh")))
 def test_every_script_is_strict_posix_sh_and_shellcheck_clean(name: str, tmp_path: Path) -> None:
     text = backup_script_files()[name]
     assert text.startswith("#!/bin/sh\nset -eu\n")
@@ -193,142 +193,54 @@ def test_wal_restore_turns_store_failures_into_an_aborted_recovery(
     ]
 
 
-# ---- wal-restore.sh's prefetch, against a stand-in store of WAL files -----------------------------
-
-SEGMENT = "000000010000000000000004"
+# ---- restore.sh's fetcher settings (the fetcher itself: test_restore_fetcher.py) -----------------------
 
 
-def wal_store_stand_in(tmp_path: Path, archived: list[str], failing: frozenset[str] = frozenset()) -> Path:
-    """A barman-cloud-wal-restore that logs "NAME DEST", writes "wal NAME" for an archived name,
-    exits 1 for any other and 2 (the store unreachable) for a failing one."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    stub = bin_dir / "barman-cloud-wal-restore"
-    stub.write_text(
-        '#!/bin/sh\nname="$3"; dest="$4"\n'
-        f'echo "$name $dest" >> "{tmp_path}/fetches.log"\n'
-        f'case " {" ".join(sorted(failing))} " in *" $name "*) exit 2 ;; esac\n'
-        f'case " {" ".join(archived)} " in *" $name "*) ;; *) exit 1 ;; esac\n'
-        'printf "wal %s" "$name" > "$dest"\n'
-    )
-    stub.chmod(0o755)
-    return bin_dir
-
-
-def wal_restore(
-    tmp_path: Path, bin_dir: Path, name: str, ahead: int | str = 2, dest: str = "pg_wal/RECOVERYXLOG"
-) -> tuple[subprocess.CompletedProcess[str], Path]:
-    """wal-restore.sh NAME pg_wal/RECOVERYXLOG with a spool, as restore.sh runs it; then waits
-    until no background fetch is under way."""
-    script, spool = tmp_path / "wal-restore.sh", tmp_path / "spool"
-    script.write_text(WAL_RESTORE_SCRIPT)
-    (tmp_path / "pg_wal").mkdir(exist_ok=True)
-    env = {
+def run_restore(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """restore.sh with stand-ins for barman-cloud-backup-list (one backup, B1) and
+    barman-cloud-restore (records its argv, then fails with 7), and no restore-fetch.py in its
+    scripts directory: the fetcher is gone at once, as when it dies."""
+    listing = {"backups_list": [listed("B1", datetime.now(UTC) - timedelta(hours=1), "0/3000100")]}
+    bin_dir = stand_in_bin(tmp_path)
+    lister = bin_dir / "barman-cloud-backup-list"
+    lister.write_text(f"#!/bin/sh\necho '{json.dumps(listing)}'\n")
+    restorer = bin_dir / "barman-cloud-restore"
+    record = f'{{ echo barman-cloud-restore; printf "%s\\n" "$@"; echo ---; }} >> "{tmp_path}/calls.log"'
+    restorer.write_text(f"#!/bin/sh\n{record}\nexit 7\n")
+    for stub in (lister, restorer):
+        stub.chmod(0o755)
+    script = tmp_path / "restore.sh"
+    script.write_text(RESTORE_SCRIPT)
+    full_env = {
         "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "PGDATA": str(tmp_path / "data"),
+        "SBO_BACKUP_SCRIPTS_DIR": str(tmp_path / "scripts"),
         "SBO_RESTORE_SOURCE": "s3://backups/shop",
         "SBO_RESTORE_SERVER_NAME": "pg",
-        "SBO_WAL_PREFETCH_DIR": str(spool),
-        "SBO_WAL_PREFETCH": str(ahead),
+        **env,
     }
-    done = subprocess.run(
-        ["sh", str(script), name, dest],
-        env=env, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while spool.exists() and any(path.name.endswith((".fetching", ".part")) for path in spool.iterdir()):
-        assert time.monotonic() < deadline, sorted(path.name for path in spool.iterdir())
-        time.sleep(0.05)
-    return done, spool
+    return subprocess.run(["sh", str(script)], env=full_env, capture_output=True, text=True, check=False)
 
 
-def fetched(tmp_path: Path) -> list[str]:
-    """The names barman-cloud-wal-restore was asked for, in no particular order."""
-    return sorted(line.split()[0] for line in (tmp_path / "fetches.log").read_text().splitlines())
+@pytest.mark.parametrize("ahead", ["four", "0", "-1"])
+def test_restore_refuses_a_malformed_prefetch_count_before_downloading(tmp_path: Path, ahead: str) -> None:
+    done = run_restore(tmp_path, SBO_WAL_PREFETCH=ahead)
+    assert done.returncode == RESTORE_EXIT_BAD_CONFIGURATION
+    assert "SBO_WAL_PREFETCH must be a whole number" in done.stderr
+    assert not (tmp_path / "data.new").exists()
+    assert calls(tmp_path) == []  # nothing downloaded
 
 
-def test_wal_restore_fetches_the_next_segments_ahead_and_serves_them_from_the_spool(tmp_path: Path) -> None:
-    archived = [f"0000000100000000000000{n:02X}" for n in range(4, 9)]
-    bin_dir = wal_store_stand_in(tmp_path, archived)
-    done, spool = wal_restore(tmp_path, bin_dir, SEGMENT)
-    assert done.returncode == 0, done.stderr
-    assert (tmp_path / "pg_wal/RECOVERYXLOG").read_text() == f"wal {SEGMENT}"
-    assert sorted(path.name for path in spool.iterdir()) == archived[1:3]
-    # The next call is served from the spool (no second fetch of 05) and fetches 06's successors.
-    done, spool = wal_restore(tmp_path, bin_dir, archived[1])
-    assert done.returncode == 0, done.stderr
-    assert (tmp_path / "pg_wal/RECOVERYXLOG").read_text() == f"wal {archived[1]}"
-    assert fetched(tmp_path) == archived[:4]
-    assert sorted(path.name for path in spool.iterdir()) == archived[2:4]
-
-
-def test_wal_restore_counts_only_its_own_answer_never_a_failed_prefetch(tmp_path: Path) -> None:
-    """A prefetch that met a missing file or a store failure leaves nothing in the spool: the call
-    for that segment asks the store itself, and its answer is the one PostgreSQL gets."""
-    missing, broken = "000000010000000000000005", "000000010000000000000006"
-    bin_dir = wal_store_stand_in(tmp_path, [SEGMENT, broken], failing=frozenset({broken}))
-    done, spool = wal_restore(tmp_path, bin_dir, SEGMENT)
-    assert done.returncode == 0, done.stderr
-    assert list(spool.iterdir()) == []
-    done, _ = wal_restore(tmp_path, bin_dir, missing, ahead=0)
-    assert done.returncode == 1
-    done, _ = wal_restore(tmp_path, bin_dir, broken, ahead=0)
-    assert done.returncode == 255
-    assert "aborting recovery" in done.stderr
-    assert fetched(tmp_path) == [SEGMENT, missing, missing, broken, broken]
-
-
-@pytest.mark.parametrize(
-    ("name", "after"),
-    [("0000000100000000000000FF", "000000010000000100000000"),
-     ("00000003000000AB0000001F", "00000003000000AB00000020")],
-)  # fmt: skip
-def test_wal_restore_prefetches_the_segment_that_follows_on_the_same_timeline(
-    tmp_path: Path, name: str, after: str
-) -> None:
-    bin_dir = wal_store_stand_in(tmp_path, [name, after])
-    done, spool = wal_restore(tmp_path, bin_dir, name, ahead=1)
-    assert done.returncode == 0, done.stderr
-    assert [path.name for path in spool.iterdir()] == [after]
-
-
-@pytest.mark.parametrize("name", ["00000002.history", "000000010000000000000004.00000028.backup"])
-def test_wal_restore_prefetches_nothing_for_a_file_that_is_not_a_segment(tmp_path: Path, name: str) -> None:
-    bin_dir = wal_store_stand_in(tmp_path, [name])
-    done, _ = wal_restore(tmp_path, bin_dir, name)
-    assert done.returncode == 0, done.stderr
-    assert fetched(tmp_path) == [name]
-
-
-def test_wal_restore_prefetch_mode_starts_the_backups_first_segments_and_waits_for_none(
+def test_without_its_fetcher_restore_lists_and_downloads_with_the_barman_cloud_commands(
     tmp_path: Path,
 ) -> None:
-    """restore.sh's head start while the base backup downloads: SEGMENT and the next one."""
-    archived = [SEGMENT, "000000010000000000000005", "000000010000000000000006"]
-    bin_dir = wal_store_stand_in(tmp_path, archived)
-    done, spool = wal_restore(tmp_path, bin_dir, "--prefetch", dest=SEGMENT)
-    assert done.returncode == 0, done.stderr
-    assert sorted(path.name for path in spool.iterdir()) == archived[:2]
-    assert not (tmp_path / "pg_wal/RECOVERYXLOG").exists()
-    # The recovery's request for it is then served from the spool.
-    done, spool = wal_restore(tmp_path, bin_dir, SEGMENT)
-    assert (tmp_path / "pg_wal/RECOVERYXLOG").read_text() == f"wal {SEGMENT}"
-    assert fetched(tmp_path) == archived
-
-
-@pytest.mark.parametrize("first", ["none", "00000002.history"])
-def test_wal_restore_prefetch_mode_without_a_segment_fetches_nothing(tmp_path: Path, first: str) -> None:
-    bin_dir = wal_store_stand_in(tmp_path, [SEGMENT])
-    done, _ = wal_restore(tmp_path, bin_dir, "--prefetch", dest=first)
-    assert done.returncode == 0, done.stderr
-    assert not (tmp_path / "fetches.log").exists()
-
-
-def test_wal_restore_refuses_a_malformed_prefetch_count_by_aborting_recovery(tmp_path: Path) -> None:
-    bin_dir = wal_store_stand_in(tmp_path, [SEGMENT])
-    done, _ = wal_restore(tmp_path, bin_dir, SEGMENT, ahead="four")
-    assert done.returncode == 255
-    assert "SBO_WAL_PREFETCH" in done.stderr
-    assert not (tmp_path / "fetches.log").exists()
+    done = run_restore(tmp_path)
+    assert done.returncode == 7, done.stderr
+    assert "restoring backup B1 of s3://backups/shop (pg), target latest" in done.stderr
+    assert "the fetcher is gone: barman-cloud-restore" in done.stderr
+    assert calls(tmp_path) == [
+        ["barman-cloud-restore", "s3://backups/shop", "pg", "B1", f"{tmp_path}/data.new"]
+    ]
 
 
 def test_base_backup_then_the_retention_policy(tmp_path: Path) -> None:
