@@ -47,8 +47,10 @@ from sbo_operator.kube import Kube
 from sbo_operator.metrics import OperatorMetrics
 from sbo_operator.postgres_probe import (
     REFUSED,
+    STOPPED,
     TIMED_OUT,
     UNREACHABLE,
+    UNROUTABLE,
     Credentials,
     InstanceProbe,
     lag_bytes,
@@ -74,7 +76,7 @@ STOPPING_PROBE_SECONDS = 0.5
 # address whose sandbox is gone answers nothing.
 VANISHED_PROBE_SECONDS = 1.0
 VANISHED_SECONDS = 60.0
-STOPPED = InstanceProbe(reachable=False, error="Stopped")
+SEEN_STOPPED = InstanceProbe(reachable=False, error=STOPPED)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,6 +281,12 @@ class PostgresMonitor:
                 for (uid, pod), result in zip(vanished, answers[len(names) :], strict=True)
             ]
             self._remember_stopping(key, tracked, ending)
+            # Only a server seen stopped counts as gone: a terminating pod's other errors (a
+            # connection cut by the shutdown, say) leave it able to acknowledge writes.
+            results = [
+                SEEN_STOPPED if tracked.terminating.get(name) in tracked.stopped else result
+                for name, result in zip(names, results, strict=True)
+            ]
             for uid, _ in vanished:
                 if uid in tracked.stopped and tracked.vanished.pop(uid, None) is not None:
                     changed = True
@@ -299,7 +307,7 @@ class PostgresMonitor:
     ) -> InstanceProbe:
         uid = tracked.terminating.get(name)
         if uid in tracked.stopped:
-            return STOPPED
+            return SEEN_STOPPED
         bound = STOPPING_PROBE_SECONDS if uid in tracked.stopping else None
         return await self._bounded_probe(address, credentials, bound)
 
@@ -333,7 +341,7 @@ class PostgresMonitor:
                 if uid not in tracked.stopping:
                     log.info("%s: the server of pod %s is shutting down", key, name)
                 tracked.stopping.add(uid)
-            elif result.error in (REFUSED, TIMED_OUT) or uid in tracked.stopping:
+            elif result.error in (REFUSED, TIMED_OUT, UNROUTABLE) or uid in tracked.stopping:
                 log.info("%s: the server of pod %s has stopped (%s)", key, name, result.error)
                 tracked.stopped.add(uid)
 
@@ -418,6 +426,7 @@ def instances_of(
                 replay_lsn=probe.replay_lsn,
                 streaming=probe.streaming,
                 shutting_down=probe.shutting_down,
+                stopped=terminating and probe.stopped,
                 vanished_pod_uids=vanished.get(name, ()),
                 synchronous_standby_names=probe.synchronous_standby_names,
                 streaming_standbys=probe.streaming_standbys,

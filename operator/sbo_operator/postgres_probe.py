@@ -23,7 +23,9 @@ __all__ = [
     "PROBE_QUERY",
     "REFUSED",
     "SHUTTING_DOWN",
+    "STOPPED",
     "TIMED_OUT",
+    "UNROUTABLE",
     "Credentials",
     "InstanceProbe",
     "lag_bytes",
@@ -43,6 +45,11 @@ SHUTTING_DOWN_MESSAGE = "the database system is shutting down"
 SHUTTING_DOWN = "ShuttingDown"
 REFUSED = "ConnectionRefused"  # nothing listens: the server is not running
 TIMED_OUT = "TimedOut"  # no answer within the connect timeout (or the probe's bound)
+# Nothing holds the address any more: the pod's network namespace is gone, and its server with it.
+UNROUTABLE = "Unroutable"
+UNROUTABLE_MESSAGES = ("No route to host", "Network is unreachable", "Host is unreachable")
+# The operator saw this terminating (or deleted) pod's server stop; it never starts again.
+STOPPED = "Stopped"
 QUERY_TIMEOUT_SECONDS = 3.0
 PROMOTE_WAIT_SECONDS = 10  # pg_promote(wait => true, wait_seconds => 10)
 
@@ -97,6 +104,10 @@ class InstanceProbe:
     def shutting_down(self) -> bool:
         return self.error == SHUTTING_DOWN
 
+    @property
+    def stopped(self) -> bool:
+        return self.error == STOPPED
+
     def significant(self) -> tuple[object, ...]:
         """What makes a new pass worth it when it changes (not the LSNs: they move with every write).
         A standby that starts or stops streaming changes its primary's ``streaming_standbys``."""
@@ -104,6 +115,7 @@ class InstanceProbe:
         return (
             self.reachable,
             self.shutting_down,
+            self.stopped,
             self.in_recovery,
             self.timeline,
             self.streaming,
@@ -161,7 +173,7 @@ async def probe_instance(host: str, credentials: Credentials, port: int = POSTGR
 
 
 def unreachable_reason(error: BaseException) -> str:
-    """SHUTTING_DOWN, REFUSED or TIMED_OUT when the error says so, else the error's type."""
+    """SHUTTING_DOWN, REFUSED, TIMED_OUT or UNROUTABLE when the error says so, else the error's type."""
     text = str(error)
     if isinstance(error, psycopg.errors.ConnectionTimeout | TimeoutError):
         return TIMED_OUT
@@ -170,6 +182,8 @@ def unreachable_reason(error: BaseException) -> str:
             return SHUTTING_DOWN
         if "Connection refused" in text:
             return REFUSED
+        if any(message in text for message in UNROUTABLE_MESSAGES):
+            return UNROUTABLE
     if isinstance(error, ConnectionRefusedError):
         return REFUSED
     return type(error).__name__

@@ -80,6 +80,10 @@ class Instance:
     # Unreachable, but its server answered "shutting down": a fast shutdown is still sending the
     # last WAL to the standbys (they have all of it only once the server is gone).
     shutting_down: bool = False
+    # Its pod is terminating and the operator saw its server stop (refused, unanswered or its
+    # address gone): only then is a fenced primary silent. Any other error (a connection cut while
+    # it shuts down) may come from a server that still acknowledges writes.
+    stopped: bool = False
     # Earlier pods of this name deleted from the API with no grace (never seen terminating), whose
     # server the operator has not yet seen stopped: the kubelet may still be stopping it.
     vanished_pod_uids: tuple[str, ...] = ()
@@ -416,10 +420,11 @@ class _Election:
     def fenced_pod_present(self, state: RolesState) -> bool:
         """The old primary may still accept writes, or still be sending its last WAL: the pod
         this change fenced (or, for a legacy primary, any pod its StatefulSet runs) exists and is
-        not a terminating, silent one, or a pod of the old primary (or the fenced one) was deleted
-        with no grace and its server was not seen stopped yet. A server that answers "shutting
-        down" is not silent yet: promoting the target before its walsenders have sent everything
-        would lose that tail."""
+        not a terminating one whose server was seen stopped, or a pod of the old primary (or the
+        fenced one) was deleted with no grace and its server was not seen stopped yet. Unreachable
+        is not enough: a server that answers "shutting down", or cuts a connection as it shuts
+        down, may still send WAL, and promoting the target before its walsenders have sent
+        everything would lose that tail."""
         old = self.by_name.get(state.current_primary) if state.current_primary is not None else None
         if old is not None and old.vanished_pod_uids:
             return True  # its server may still run, whatever pod has its name now
@@ -428,7 +433,7 @@ class _Election:
         for instance in self.existing:
             fenced = instance.pod_uid is not None and instance.pod_uid == state.fenced_pod_uid
             legacy_old = _is_legacy_primary(instance) and instance.name == state.current_primary
-            silent = instance.terminating and not instance.reachable and not instance.shutting_down
+            silent = instance.terminating and instance.stopped
             if (fenced or legacy_old) and not silent:
                 return True
         return False

@@ -32,6 +32,7 @@ from sbo_operator.postgres_probe import (
     REFUSED,
     SHUTTING_DOWN,
     TIMED_OUT,
+    UNROUTABLE,
     Credentials,
     InstanceProbe,
     unreachable_reason,
@@ -535,6 +536,21 @@ async def test_a_successful_promotion_wakes_the_backend_for_its_label_at_once(
             "OperationalError",
             id="other",
         ),
+        pytest.param(
+            psycopg.OperationalError(
+                'connection failed: connection to server at "198.18.0.10", port 5432 failed: No route to host'
+            ),
+            UNROUTABLE,
+            id="sandbox-gone",
+        ),
+        pytest.param(
+            psycopg.OperationalError(
+                "consuming input failed: server closed the connection unexpectedly\n\tThis probably means "
+                "the server terminated abnormally"
+            ),
+            "OperationalError",
+            id="cut-while-shutting-down",
+        ),
         pytest.param(TimeoutError(), TIMED_OUT, id="timeout"),
         pytest.param(
             psycopg.errors.ConnectionTimeout("connection timeout expired"), TIMED_OUT, id="connect-timeout"
@@ -610,7 +626,7 @@ async def test_a_terminating_server_once_stopped_is_not_probed_again(
     assert monitor.probes(KEY)["shop-postgres-0"].reachable
 
 
-@pytest.mark.parametrize("error", [REFUSED, TIMED_OUT])
+@pytest.mark.parametrize("error", [REFUSED, TIMED_OUT, UNROUTABLE])
 async def test_a_terminating_server_that_refuses_or_never_answers_is_stopped_at_once(
     kube: Kube, apiserver: kmock.KubernetesScaffold, error: str
 ) -> None:
@@ -624,10 +640,37 @@ async def test_a_terminating_server_that_refuses_or_never_answers_is_stopped_at_
     monitor = probing(kube, probe)
     body = example_body()
     old = terminating_old_primary()
-    monitor.track(KEY, parse(body), snapshot(body, pods=[old]))
+    terminating = snapshot(body, pods=[old])
+    monitor.track(KEY, parse(body), terminating)
     await monitor.refresh(KEY)
+    [seen] = instances_of(parse(body), terminating, [], monitor.probes(KEY), lambda *_: None)
+    assert seen.stopped, "the election may promote over it from this very pass"
     await monitor.refresh(KEY)
     assert asked == [ip(0)]
+
+
+async def test_a_terminating_server_that_cuts_the_connection_is_not_stopped(
+    kube: Kube, apiserver: kmock.KubernetesScaffold
+) -> None:
+    # What a server says while a fast shutdown ends the sessions: it still runs, and may still
+    # send WAL, so the fence holds until it refuses (or stops answering).
+    serve(apiserver)
+    answer = InstanceProbe(reachable=False, error="OperationalError")
+
+    async def probe(host: str, credentials: Credentials) -> InstanceProbe:
+        return answer
+
+    monitor = probing(kube, probe)
+    body = example_body()
+    terminating = snapshot(body, pods=[terminating_old_primary()])
+    monitor.track(KEY, parse(body), terminating)
+    await monitor.refresh(KEY)
+    [seen] = instances_of(parse(body), terminating, [], monitor.probes(KEY), lambda *_: None)
+    assert (seen.terminating, seen.reachable, seen.stopped) == (True, False, False)
+    answer = InstanceProbe(reachable=False, error=REFUSED)
+    await monitor.refresh(KEY)
+    [seen] = instances_of(parse(body), terminating, [], monitor.probes(KEY), lambda *_: None)
+    assert seen.stopped
 
 
 async def test_the_monitor_follows_a_pod_deleted_with_no_grace_until_its_server_stopped(

@@ -360,10 +360,25 @@ def test_waits_while_the_fenced_server_is_shutting_down(phase: Phase) -> None:
     assert list(gone_now.actions) == [Promote(P1)]
 
 
+@pytest.mark.parametrize("phase", [Phase.FAILING_OVER, Phase.SWITCHING_OVER])
+def test_waits_while_the_fenced_server_is_unreachable_but_not_seen_stopped(phase: Phase) -> None:
+    # A connection cut while the server shuts down ("terminating connection due to administrator
+    # command", "server closed the connection unexpectedly") is not a stopped server: the real
+    # node promoted on such a probe while the old primary ran for 3 s more.
+    cut = down(P0, 1, terminating=True, role_label="replica")
+    decision = decide([cut, pod(P1), pod(P2)], failing_over(phase=phase), policy(), NOW)
+    assert not any(isinstance(action, Promote) for action in decision.actions)
+    assert decision.requeue_seconds == FENCE_POLL_SECONDS
+    stopped = dataclasses.replace(cut, stopped=True)
+    assert (
+        Promote(P1) in decide([stopped, pod(P1), pod(P2)], failing_over(phase=phase), policy(), NOW).actions
+    )
+
+
 @pytest.mark.parametrize(
     "old",
     [
-        pytest.param(down(P0, 1, terminating=True), id="terminating-silent"),
+        pytest.param(down(P0, 1, terminating=True, stopped=True), id="terminating-stopped"),
         pytest.param(gone(P0, 1), id="gone"),
         pytest.param(down(P0, 1, pod_uid="uid-recreated", role_label=None), id="recreated"),
     ],
