@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +224,7 @@ def postgres_pod(
     instance: str = "shop",
     terminating: bool = False,
     ip: str | None = "198.18.0.10",
+    annotations: Mapping[str, str] | None = None,
 ) -> Manifest:
     """A PostgreSQL pod as the API serves it (its uid derived from its name)."""
     labels = {
@@ -250,13 +251,18 @@ def postgres_pod(
     }
     if ip is not None:
         pod["status"]["podIP"] = ip
+    if annotations:
+        pod["metadata"]["annotations"] = dict(annotations)
     if terminating:
         pod["metadata"]["deletionTimestamp"] = "2025-01-01T00:01:00Z"
     return pod
 
 
 def postgres_pods(statefulset: Manifest) -> list[Manifest]:
-    """The pods of a ready instances' StatefulSet: instance 0 labelled primary, the others replica."""
+    """The pods of a ready instances' StatefulSet: instance 0 labelled primary, the others replica.
+
+    Each carries its template's annotations, as a pod started from it does.
+    """
     metadata = statefulset["metadata"]
     if (
         statefulset["kind"] != "StatefulSet"
@@ -274,6 +280,7 @@ def postgres_pods(statefulset: Manifest) -> list[Manifest]:
             role="primary" if ordinal == 0 else "replica",
             namespace=metadata["namespace"],
             instance=metadata["labels"]["app.kubernetes.io/instance"],
+            annotations=statefulset["spec"]["template"]["metadata"].get("annotations"),
         )
         for ordinal in range(replicas)
     ]

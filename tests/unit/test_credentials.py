@@ -16,6 +16,7 @@ from tests.unit.factories import (
     edited,
     example_body,
     parse,
+    postgres_pods,
     ready_statefulset,
     running_stack,
     snapshot,
@@ -117,10 +118,16 @@ def test_migrations_wait_until_the_primary_runs_the_regenerated_credentials() ->
     desired = desired_state(backend, snapshot(body, *running))
     assert not job_names(desired.workloads) - job_names(running)
     assert "primary" in desired.waiting["api"]
-    # Once the primary rolled onto the new Secret and is ready, the new Job starts.
     instances = next(m for m in desired.workloads if m["metadata"]["name"] == "shop-postgres")
-    rolled = [c for c in running if c["metadata"]["name"] != "shop-postgres"] + [ready_statefulset(instances)]
-    after = desired_state(backend, snapshot(body, *rolled))
+    others = [c for c in running if c["metadata"]["name"] != "shop-postgres"]
+    # The new template applied, but the primary's pod not restarted yet: it still runs (ready)
+    # with the old password, so the Job still waits.
+    old_pods = [pod for child in running for pod in postgres_pods(child)]
+    applied = desired_state(backend, snapshot(body, *others, ready_statefulset(instances), pods=old_pods))
+    assert not job_names(applied.workloads) - job_names(running)
+    assert "primary" in applied.waiting["api"]
+    # Once the primary's pod restarted from the new template and is ready, the new Job starts.
+    after = desired_state(backend, snapshot(body, *others, ready_statefulset(instances)))
     assert job_names(after.workloads) - job_names(running)
 
 

@@ -10,7 +10,8 @@ read the new credentials); it starts once the primary runs with them.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from sbo_operator.api.conditions import Reason
 from sbo_operator.api.v1alpha1 import ScalableBackend
@@ -48,19 +49,15 @@ def rollout(backend: ScalableBackend, snapshot: Snapshot) -> Rollout:
     if state == "Complete":
         return Rollout(released=True, job=job)
 
-    names = child_names(backend)
     if state == "Absent" and backend.spec.postgres.enabled:
         # A Job started before its database would fail, and a failed Job
         # stays failed: its name is fixed by its pod template.
         primary = primary_pod(snapshot)
-        instances = snapshot.child("StatefulSet", names.postgres_instances)
         # Only the Secret uids are compared, so the image (the default here) does not matter.
         if (
             primary is None
             or not pod_ready(primary)
-            or not _runs_credentials(
-                instances, postgres.build_postgres_statefulset(backend, secret_uids=uids)
-            )
+            or not _runs_credentials(primary, postgres.build_postgres_statefulset(backend, secret_uids=uids))
         ):
             return Rollout(
                 released=False,
@@ -81,14 +78,15 @@ def rollout(backend: ScalableBackend, snapshot: Snapshot) -> Rollout:
     )
 
 
-def _runs_credentials(primary: Manifest | None, desired: Manifest | None) -> bool:
-    """Whether the instances run with the Secrets the desired ones read (not ones regenerated since)."""
+def _runs_credentials(primary: Mapping[str, Any], desired: Manifest | None) -> bool:
+    """Whether the primary's pod started with the Secrets the desired instances read.
 
-    def uids(statefulset: Manifest | None) -> str | None:
-        annotations = (statefulset or {}).get("spec", {}).get("template", {}).get("metadata", {})
-        return (annotations.get("annotations") or {}).get(SECRET_UIDS_ANNOTATION)
-
-    return uids(primary) == uids(desired)
+    The pod, not the StatefulSet: the template names the new Secrets as soon as it is applied,
+    while the primary still runs (ready) with the old password until its pod restarts.
+    """
+    template = (desired or {}).get("spec", {}).get("template", {}).get("metadata", {})
+    wanted = (template.get("annotations") or {}).get(SECRET_UIDS_ANNOTATION)
+    return (primary["metadata"].get("annotations") or {}).get(SECRET_UIDS_ANNOTATION) == wanted
 
 
 def app_deployment(
