@@ -44,10 +44,12 @@ lock: | $(UV) ## Re-resolve uv.lock after editing dependencies
 tools: ## Build/install etcd, Kubernetes, kwok, helm, the Debian servers and the real node's tools (cached)
 	@hack/install-tools.sh all
 
-# The real node's images, built here with no registry (cached: rebuilt only when an input changes).
+# The real node's images, built here with no registry (cached: rebuilt only when an input changes);
+# then the dangling images the rebuilds left in buildah's storage go (under vfs they fill the disk).
 .PHONY: images
 images: tools venv ## Build the operator, sample app, Postgres and Redis images for the real node (root; cached)
 	@$(PY) hack/build_images.py
+	@$(PY) hack/prune_image_storage.py
 
 # Only the autoscaling benchmark and its KEDA test need KEDA: not part of "tools".
 .PHONY: keda

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -29,5 +30,6 @@ def load_hack_script(name: str) -> ModuleType:
     assert spec
     assert spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while a class is made
     spec.loader.exec_module(module)
     return module
