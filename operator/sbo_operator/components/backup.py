@@ -30,6 +30,7 @@ from sbo_operator.builders.backup import build_recovery_check_job
 from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.labels import Component as ComponentLabel
 from sbo_operator.builders.names import child_names
+from sbo_operator.builders.network_policies import OperatorPods
 from sbo_operator.builders.postgres import CONFIG_DIR as POSTGRES_CONFIG_DIR
 from sbo_operator.components.base import Component, Plan, Problem, StatusFragment, present
 from sbo_operator.postgres_backup import ArchiveState
@@ -250,7 +251,14 @@ def _archiving_condition(backend: ScalableBackend, snapshot: Snapshot) -> Condit
 class Backup(Component):
     label = ComponentLabel.BACKUP
 
-    def plan(self, backend: ScalableBackend, snapshot: Snapshot, *, images: DataServiceImages) -> Plan:
+    def plan(
+        self,
+        backend: ScalableBackend,
+        snapshot: Snapshot,
+        *,
+        images: DataServiceImages,
+        operator_pods: OperatorPods | None = None,
+    ) -> Plan:
         """The recovery check Job, while a restored backend's instances wait for its verdict."""
         if recovery_hold(backend, snapshot) is None:
             return Plan()  # not restoring, or past the check: a finished Job is deleted

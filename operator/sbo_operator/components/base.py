@@ -23,6 +23,7 @@ from sbo_operator.builders import Manifest
 from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.labels import Component as ComponentLabel
 from sbo_operator.builders.names import ChildNames
+from sbo_operator.builders.network_policies import OperatorPods
 from sbo_operator.progress import Progress
 from sbo_operator.references import Reference
 from sbo_operator.snapshot import Snapshot
@@ -107,8 +108,18 @@ class Component(abc.ABC):
         return self.label.value
 
     @abc.abstractmethod
-    def plan(self, backend: ScalableBackend, snapshot: Snapshot, *, images: DataServiceImages) -> Plan:
-        """The children it wants now, given what exists; the data services run ``images``."""
+    def plan(
+        self,
+        backend: ScalableBackend,
+        snapshot: Snapshot,
+        *,
+        images: DataServiceImages,
+        operator_pods: OperatorPods | None = None,
+    ) -> Plan:
+        """The children it wants now, given what exists; the data services run ``images``.
+
+        ``operator_pods``: the operator's own pods, when it runs in the cluster (PostgreSQL admits them).
+        """
 
     def secrets(self, backend: ScalableBackend) -> Sequence[GeneratedSecret]:
         """The Secrets it generates while enabled (created once when missing, kept when disabled)."""

@@ -20,6 +20,7 @@ from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.labels import SECRET_UIDS_ANNOTATION
 from sbo_operator.builders.labels import Component as ComponentLabel
 from sbo_operator.builders.names import child_names
+from sbo_operator.builders.network_policies import OperatorPods
 from sbo_operator.components.base import Component, Plan, Problem, present
 from sbo_operator.components.postgres import pod_ready, primary_pod
 from sbo_operator.credentials import secret_uids
@@ -109,7 +110,14 @@ def app_deployment(
 class Migrations(Component):
     label = ComponentLabel.MIGRATIONS
 
-    def plan(self, backend: ScalableBackend, snapshot: Snapshot, *, images: DataServiceImages) -> Plan:
+    def plan(
+        self,
+        backend: ScalableBackend,
+        snapshot: Snapshot,
+        *,
+        images: DataServiceImages,
+        operator_pods: OperatorPods | None = None,
+    ) -> Plan:
         gate = rollout(backend, snapshot)
         kept: frozenset[tuple[str, str]] = frozenset()
         if not gate.released:

@@ -12,6 +12,7 @@ from sbo_operator.builders import network_policies, redis
 from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.labels import Component as ComponentLabel
 from sbo_operator.builders.names import REDIS_PORT, ChildNames, child_names, service_host
+from sbo_operator.builders.network_policies import OperatorPods
 from sbo_operator.components.base import (
     Component,
     GeneratedSecret,
@@ -35,7 +36,14 @@ def _secret_name(names: ChildNames) -> str:
 class Redis(Component):
     label = ComponentLabel.REDIS
 
-    def plan(self, backend: ScalableBackend, snapshot: Snapshot, *, images: DataServiceImages) -> Plan:
+    def plan(
+        self,
+        backend: ScalableBackend,
+        snapshot: Snapshot,
+        *,
+        images: DataServiceImages,
+        operator_pods: OperatorPods | None = None,
+    ) -> Plan:
         return Plan(
             manifests=present(
                 redis.build_redis_config_map(backend),

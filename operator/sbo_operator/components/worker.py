@@ -13,6 +13,7 @@ from sbo_operator.builders import network_policies, worker
 from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.labels import Component as ComponentLabel
 from sbo_operator.builders.names import child_names
+from sbo_operator.builders.network_policies import OperatorPods
 from sbo_operator.components.base import (
     AutoscalingTarget,
     Component,
@@ -34,7 +35,14 @@ __all__ = ["Worker"]
 class Worker(Component):
     label = ComponentLabel.WORKER
 
-    def plan(self, backend: ScalableBackend, snapshot: Snapshot, *, images: DataServiceImages) -> Plan:
+    def plan(
+        self,
+        backend: ScalableBackend,
+        snapshot: Snapshot,
+        *,
+        images: DataServiceImages,
+        operator_pods: OperatorPods | None = None,
+    ) -> Plan:
         foundation = present(
             worker.build_worker_pdb(backend),
             network_policies.build_app_network_policy(backend, ComponentLabel.WORKER),
