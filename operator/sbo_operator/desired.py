@@ -24,7 +24,7 @@ from sbo_operator.builders.images import OFFICIAL_DATA_SERVICE_IMAGES, DataServi
 from sbo_operator.builders.names import child_names
 from sbo_operator.builders.network_policies import OperatorPods
 from sbo_operator.components import COMPONENTS, generated_secrets
-from sbo_operator.components.base import GeneratedSecret, Problem
+from sbo_operator.components.base import GeneratedSecret, OperatorInputs, Problem
 from sbo_operator.references import template_references
 from sbo_operator.snapshot import Snapshot
 
@@ -66,8 +66,9 @@ def desired_state(
     problems: list[Problem] = []
     held: dict[str, Problem] = {}
     missing = missing or {}
+    operator = OperatorInputs(images=images, operator_pods=operator_pods)
     for component in COMPONENTS:
-        plan = component.plan(backend, snapshot, images=images, operator_pods=operator_pods)
+        plan = component.plan(backend, snapshot, operator=operator)
         for manifest in plan.manifests:
             key = (manifest["kind"], manifest["metadata"]["name"])
             blockers = sorted(template_references(manifest) & missing.keys())
