@@ -174,9 +174,9 @@ class OperatorSettings(BaseSettings):
             return value
         labels: dict[str, str] = {}
         for item in (item.strip() for item in value.split(",")):
-            key, equals, label = item.partition("=")
             if not item:
                 continue
+            key, equals, label = item.partition("=")
             if not equals or key.strip() in labels:
                 raise ValueError(
                     f"must be comma-separated key=value pairs, each key once, e.g. {POD_LABELS_EXAMPLE}; "
@@ -196,7 +196,7 @@ class OperatorSettings(BaseSettings):
                 raise ValueError(f"{key}={value}: {reason}") from None
         return labels
 
-    # Both or neither: labels without a namespace, or the reverse, select no pod the user meant.
+    # Both or neither: one alone cannot name the operator's pods (and would silently add no rule).
     @model_validator(mode="after")
     def _operator_identity_is_whole(self) -> OperatorSettings:
         if bool(self.operator_namespace) != bool(self.operator_pod_labels):
