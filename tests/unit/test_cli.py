@@ -24,6 +24,21 @@ def test_bad_settings_name_each_variable_and_exit_2(
     ]
 
 
+def test_the_operators_namespace_without_its_pod_labels_stops_it_naming_both(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SBO_OPERATOR_NAMESPACE", "sbo-system")
+    monkeypatch.delenv("SBO_OPERATOR_POD_LABELS", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run"])
+    assert exit_info.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(
+        "sbo-operator: invalid settings: Value error, SBO_OPERATOR_NAMESPACE and SBO_OPERATOR_POD_LABELS "
+        "are set together or not at all"
+    )
+
+
 def test_settings_command_prints_the_effective_settings(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
