@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> None:
     except ValidationError as error:
         for problem in error.errors():
             variable = ".".join(str(part) for part in problem["loc"])
+            if not variable:  # a rule across settings: its message names them, its input is all of them
+                sys.stderr.write(f"sbo-operator: invalid settings: {problem['msg']}\n")
+                continue
             sys.stderr.write(
                 f"sbo-operator: invalid setting {variable}={problem['input']!r}: {problem['msg']}\n"
             )

@@ -22,8 +22,9 @@ from sbo_operator.api.v1alpha1 import ScalableBackend
 from sbo_operator.builders import Manifest
 from sbo_operator.builders.images import OFFICIAL_DATA_SERVICE_IMAGES, DataServiceImages
 from sbo_operator.builders.names import child_names
+from sbo_operator.builders.network_policies import OperatorPods
 from sbo_operator.components import COMPONENTS, generated_secrets
-from sbo_operator.components.base import GeneratedSecret, Problem
+from sbo_operator.components.base import GeneratedSecret, OperatorInputs, Problem
 from sbo_operator.references import template_references
 from sbo_operator.snapshot import Snapshot
 
@@ -52,10 +53,12 @@ def desired_state(
     missing: Mapping[tuple[str, str], Problem] | None = None,
     *,
     images: DataServiceImages = OFFICIAL_DATA_SERVICE_IMAGES,
+    operator_pods: OperatorPods | None = None,
 ) -> DesiredState:
     """``missing``: the Secrets and ConfigMaps, by (kind, name), that pods need but do not exist.
 
-    ``images``: the PostgreSQL and Redis image templates (the operator's settings).
+    ``images``: the PostgreSQL and Redis image templates; ``operator_pods``: the operator's own
+    pods, None outside the cluster (both the operator's settings).
     """
     manifests: list[Manifest] = []
     kept: set[tuple[str, str]] = set()
@@ -63,8 +66,9 @@ def desired_state(
     problems: list[Problem] = []
     held: dict[str, Problem] = {}
     missing = missing or {}
+    operator = OperatorInputs(images=images, operator_pods=operator_pods)
     for component in COMPONENTS:
-        plan = component.plan(backend, snapshot, images=images)
+        plan = component.plan(backend, snapshot, operator=operator)
         for manifest in plan.manifests:
             key = (manifest["kind"], manifest["metadata"]["name"])
             blockers = sorted(template_references(manifest) & missing.keys())

@@ -34,6 +34,7 @@ from sbo_operator.autoscaler.scheduler import AutoscalerScheduler
 from sbo_operator.backup_schedule import record_backup_metrics, request_scheduled_backup
 from sbo_operator.builders import Manifest
 from sbo_operator.builders.images import DataServiceImages
+from sbo_operator.builders.network_policies import OperatorPods
 from sbo_operator.builders.secrets import MIN_RANDOM_BYTES
 from sbo_operator.components import required_references
 from sbo_operator.components.base import Problem
@@ -72,7 +73,8 @@ class Reconciler:
 
     ``snapshots`` returns a backend and its children as the watches last saw
     them (None once it is gone); ``kube`` does every write; ``images`` are the
-    data services' image templates.
+    data services' image templates; ``operator_pods`` the operator's own pods (None outside
+    the cluster), which PostgreSQL's NetworkPolicy admits.
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class Reconciler:
         autoscaler: AutoscalerScheduler,
         snapshots: Callable[[Key], Snapshot | None],
         images: DataServiceImages,
+        operator_pods: OperatorPods | None = None,
         roles: PostgresRoles | None = None,
         archive_status_interval: timedelta = ARCHIVE_STATUS_INTERVAL,
     ) -> None:
@@ -90,6 +93,7 @@ class Reconciler:
         self.archive_status_interval = archive_status_interval
         self.roles = roles  # the PostgreSQL election; None: no roles are ever changed
         self.images = images
+        self.operator_pods = operator_pods
         self.metrics = metrics
         self.autoscaler = autoscaler
         self.snapshots = snapshots
@@ -179,7 +183,9 @@ class Reconciler:
         )
         snapshot, created, refused = await self._create_missing_secrets(backend, body, snapshot)
         # No workload is applied that needs an object that is missing or that the API refused.
-        desired = desired_state(backend, snapshot, {**missing, **refused}, images=self.images)
+        desired = desired_state(
+            backend, snapshot, {**missing, **refused}, images=self.images, operator_pods=self.operator_pods
+        )
         applied, problems = await self._converge(key, backend, body, snapshot, desired, created)
         problems = [*desired.problems, *missing.values(), *refused.values(), *problems]
         self._post_problem_events(key, body, problems)

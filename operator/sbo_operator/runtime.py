@@ -120,6 +120,7 @@ class Runtime:
             autoscaler=self.autoscaler,
             snapshots=self.snapshot,
             images=settings.data_service_images,
+            operator_pods=settings.operator_pods,
             roles=PostgresRoles(kube=kube, monitor=self.postgres_monitor),
             archive_status_interval=settings.archive_status_interval,
         )

@@ -7,9 +7,11 @@ from enum import StrEnum
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from sbo_operator.api.formats import DNS_LABEL_PATTERN, StringFormat
+from sbo_operator.api.v1alpha1.network import LabelSelector
 from sbo_operator.builders.images import (
     OFFICIAL_POSTGRES_IMAGE,
     OFFICIAL_REDIS_IMAGE,
@@ -17,7 +19,19 @@ from sbo_operator.builders.images import (
     check_postgres_image_template,
     check_redis_image_template,
 )
+from sbo_operator.builders.network_policies import OperatorPods
 from sbo_operator.snapshot import ARCHIVE_STATUS_INTERVAL
+
+NamespaceName = Annotated[
+    str,
+    StringFormat(
+        DNS_LABEL_PATTERN,
+        "must be a namespace name: lowercase letters, digits and '-', starting and ending with a "
+        "letter or digit, e.g. sbo-system",
+        max_length=63,
+    ),
+]
+POD_LABELS_EXAMPLE = "app.kubernetes.io/name=scalable-backend-operator,app.kubernetes.io/instance=sbo"
 
 
 def _any_address() -> list[IPv4Network | IPv6Network]:
@@ -136,6 +150,62 @@ class OperatorSettings(BaseSettings):
         "failed over to, and not failed over from unless its pod is unready or gone.",
     )
 
+    operator_namespace: NamespaceName | None = Field(
+        default=None,
+        description="The namespace the operator's pods run in (the chart sets it). With "
+        "SBO_OPERATOR_POD_LABELS, every PostgreSQL NetworkPolicy admits those pods on 5432, for the "
+        "operator's probes. Unset (an operator outside the cluster): no such rule.",
+    )
+    operator_pod_labels: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description=f"The labels of the operator's pods, comma-separated key=value pairs, e.g. "
+        f"{POD_LABELS_EXAMPLE} (the chart sets its selector labels). Set with SBO_OPERATOR_NAMESPACE.",
+    )
+
+    @field_validator("operator_namespace", mode="before")
+    @classmethod
+    def _blank_namespace_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("operator_pod_labels", mode="before")
+    @classmethod
+    def _parse_pod_labels(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        labels: dict[str, str] = {}
+        for item in (item.strip() for item in value.split(",")):
+            if not item:
+                continue
+            key, equals, label = item.partition("=")
+            if not equals or key.strip() in labels:
+                raise ValueError(
+                    f"must be comma-separated key=value pairs, each key once, e.g. {POD_LABELS_EXAMPLE}; "
+                    f"not {item!r}"
+                )
+            labels[key.strip()] = label.strip()
+        return labels
+
+    @field_validator("operator_pod_labels")
+    @classmethod
+    def _check_pod_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key, value in labels.items():
+            try:
+                LabelSelector(match_labels={key: value})  # the rules the CRD applies to matchLabels
+            except ValidationError as error:
+                reason = error.errors()[0]["msg"].removeprefix("Value error, ").removeprefix("matchLabels: ")
+                raise ValueError(f"{key}={value}: {reason}") from None
+        return labels
+
+    # Both or neither: one alone cannot name the operator's pods (and would silently add no rule).
+    @model_validator(mode="after")
+    def _operator_identity_is_whole(self) -> OperatorSettings:
+        if bool(self.operator_namespace) != bool(self.operator_pod_labels):
+            raise ValueError(
+                "SBO_OPERATOR_NAMESPACE and SBO_OPERATOR_POD_LABELS are set together or not at all "
+                f"(namespace {self.operator_namespace!r}, pod labels {self.operator_pod_labels!r})"
+            )
+        return self
+
     @field_validator("postgres_probe_networks", mode="before")
     @classmethod
     def _split_networks(cls, value: object) -> object:
@@ -168,6 +238,13 @@ class OperatorSettings(BaseSettings):
     @property
     def archive_status_interval(self) -> timedelta:
         return timedelta(seconds=self.postgres_archive_status_seconds)
+
+    @property
+    def operator_pods(self) -> OperatorPods | None:
+        """The operator's own pods, for PostgreSQL's NetworkPolicy; None outside the cluster."""
+        if self.operator_namespace is None:
+            return None
+        return OperatorPods(namespace=self.operator_namespace, labels=self.operator_pod_labels)
 
     @property
     def data_service_images(self) -> DataServiceImages:

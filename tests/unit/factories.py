@@ -24,6 +24,7 @@ from sbo_operator.builders import Manifest
 from sbo_operator.builders.images import OFFICIAL_DATA_SERVICE_IMAGES, DataServiceImages
 from sbo_operator.components import COMPONENTS
 from sbo_operator.components import generated_secrets as secrets_of
+from sbo_operator.components.base import OperatorInputs
 from sbo_operator.snapshot import Snapshot, compact, compact_backend, compact_pod
 
 REPO = Path(__file__).resolve().parents[2]
@@ -312,7 +313,9 @@ def wanted_once_running(
     while True:
         current = snapshot(body, *secrets, *running)
         manifests = [
-            m for component in COMPONENTS for m in component.plan(backend, current, images=images).manifests
+            m
+            for component in COMPONENTS
+            for m in component.plan(backend, current, operator=OperatorInputs(images=images)).manifests
         ]
         if {(m["kind"], m["metadata"]["name"]) for m in [*secrets, *manifests]} == set(current.children):
             return manifests

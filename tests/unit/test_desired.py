@@ -13,6 +13,7 @@ import yaml
 from sbo_operator.api.conditions import Reason
 from sbo_operator.builders import api, postgres, redis, worker
 from sbo_operator.builders.images import DataServiceImages
+from sbo_operator.builders.network_policies import OperatorPods
 from sbo_operator.components.base import Problem
 from sbo_operator.desired import FOUNDATION_KINDS, DesiredState, desired_state
 from sbo_operator.drift import with_applied_hash
@@ -616,3 +617,23 @@ def test_the_data_services_run_the_images_they_are_given_and_the_app_keeps_its_o
         for m in desired.workloads
         if m["kind"] == "Job"
     )
+
+
+def test_the_operators_pods_widen_only_the_postgres_policy() -> None:
+    """The operator's own pods (its settings) reach PostgreSQL's policy and no other child."""
+    body = edited(example_body("full.yaml"), lambda spec: spec.update(networkPolicies={"egress": True}))
+    backend = parse(body)
+    current = snapshot(body, *running_stack(backend))
+    operator_pods = OperatorPods(namespace="sbo-system", labels={"app.kubernetes.io/instance": "sbo"})
+    without = desired_state(backend, current)
+    with_operator = desired_state(backend, current, operator_pods=operator_pods)
+
+    def by_name(desired: DesiredState) -> dict[tuple[str, str], Manifest]:
+        return {(m["kind"], m["metadata"]["name"]): m for m in [*desired.foundation, *desired.workloads]}
+
+    before, after = by_name(without), by_name(with_operator)
+    assert before.keys() == after.keys()
+    assert {key for key in before if before[key] != after[key]} == {("NetworkPolicy", "shop-postgres")}
+    rules = after["NetworkPolicy", "shop-postgres"]["spec"]["ingress"]
+    assert rules[:-1] == before["NetworkPolicy", "shop-postgres"]["spec"]["ingress"]
+    assert rules[-1]["from"] == [operator_pods.peer()]

@@ -22,6 +22,7 @@ from sbo_operator.builders.backup import (
 from sbo_operator.builders.images import OFFICIAL_DATA_SERVICE_IMAGES
 from sbo_operator.builders.postgres import build_postgres_config_map, build_postgres_statefulset
 from sbo_operator.components.backup import Backup
+from sbo_operator.components.base import OperatorInputs
 from sbo_operator.components.postgres import Postgres
 from sbo_operator.recovery_check import RecoveryVerdict, job_outcome, parse_verdict
 from sbo_operator.status import compute_status, status_patch
@@ -196,8 +197,8 @@ def planned(
 ) -> dict[str, Any]:
     backend = backend_from(spec)
     current = dataclasses.replace(snapshot(body(spec), *children), recovery=verdict)
-    postgres_plan = Postgres().plan(backend, current, images=OFFICIAL_DATA_SERVICE_IMAGES)
-    backup_plan = Backup().plan(backend, current, images=OFFICIAL_DATA_SERVICE_IMAGES)
+    postgres_plan = Postgres().plan(backend, current, operator=OperatorInputs())
+    backup_plan = Backup().plan(backend, current, operator=OperatorInputs())
     status = status_patch(
         compute_status(
             backend,

@@ -7,6 +7,7 @@ from typing import Any
 import kmock
 import pytest
 
+from sbo_operator.builders.network_policies import OperatorPods
 from sbo_operator.kube import Kube
 from sbo_operator.metrics import OperatorMetrics
 from sbo_operator.runtime import CHILD_RESOURCES, Runtime
@@ -44,3 +45,19 @@ async def test_the_snapshot_joins_the_backend_and_its_children_of_every_kind(
         "the indices keep no secret values"
     )
     assert runtime.snapshot(Key("demo", "other")) is None
+
+
+async def test_the_reconciler_gets_the_operators_own_pods_from_the_settings(
+    kube: Kube, metrics: OperatorMetrics
+) -> None:
+    body = example_body()
+    indices = indices_of(body, [])
+    outside = Runtime(OperatorSettings(), indices=indices, kube=kube, metrics=metrics)
+    assert outside.reconciler.operator_pods is None
+    settings = OperatorSettings.model_validate(
+        {"SBO_OPERATOR_NAMESPACE": "sbo-system", "SBO_OPERATOR_POD_LABELS": "app.kubernetes.io/instance=sbo"}
+    )
+    inside = Runtime(settings, indices=indices, kube=kube, metrics=metrics)
+    assert inside.reconciler.operator_pods == OperatorPods(
+        "sbo-system", {"app.kubernetes.io/instance": "sbo"}
+    )

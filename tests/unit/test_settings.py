@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from sbo_operator.api.v1alpha1 import PostgresVersion, RedisVersion
 from sbo_operator.builders.images import OFFICIAL_DATA_SERVICE_IMAGES
+from sbo_operator.builders.network_policies import OperatorPods
 from sbo_operator.settings import LogFormat, OperatorSettings
 
 pytestmark = pytest.mark.unit
@@ -181,3 +182,80 @@ def test_settings_are_frozen() -> None:
     settings = OperatorSettings()
     with pytest.raises(ValidationError, match="frozen"):
         settings.workers = 2  # type: ignore[misc]
+
+
+# ---- the operator's own pods (SBO_OPERATOR_NAMESPACE, SBO_OPERATOR_POD_LABELS) ---------------------
+
+CHART_LABELS = "app.kubernetes.io/name=scalable-backend-operator,app.kubernetes.io/instance=sbo"
+
+
+def test_outside_the_cluster_the_operator_has_no_pods_to_admit() -> None:
+    assert OperatorSettings().operator_pods is None
+
+
+@pytest.mark.parametrize(
+    ("value", "labels"),
+    [
+        pytest.param(
+            CHART_LABELS,
+            {"app.kubernetes.io/name": "scalable-backend-operator", "app.kubernetes.io/instance": "sbo"},
+            id="chart",
+        ),
+        pytest.param(
+            " app = sbo , tier=ops ,", {"app": "sbo", "tier": "ops"}, id="spaces-and-trailing-comma"
+        ),
+        pytest.param("app=", {"app": ""}, id="empty-value"),
+    ],
+)
+def test_the_operators_pods_are_its_namespace_and_key_value_labels(
+    monkeypatch: pytest.MonkeyPatch, value: str, labels: dict[str, str]
+) -> None:
+    monkeypatch.setenv("SBO_OPERATOR_NAMESPACE", "sbo-system")
+    monkeypatch.setenv("SBO_OPERATOR_POD_LABELS", value)
+    assert OperatorSettings().operator_pods == OperatorPods(namespace="sbo-system", labels=labels)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        pytest.param("SBO_OPERATOR_POD_LABELS", "sbo", "key=value pairs", id="no-equals"),
+        pytest.param("SBO_OPERATOR_POD_LABELS", '{"app": "sbo"}', "key=value pairs", id="json"),
+        pytest.param("SBO_OPERATOR_POD_LABELS", "app=a,app=b", "each key once", id="key-twice"),
+        pytest.param("SBO_OPERATOR_POD_LABELS", "my app=sbo", "my app=sbo: label keys", id="bad-key"),
+        pytest.param("SBO_OPERATOR_POD_LABELS", "=sbo", "=sbo: label keys", id="no-key"),
+        pytest.param("SBO_OPERATOR_POD_LABELS", "app=-sbo", "app=-sbo: label values", id="bad-value"),
+        pytest.param("SBO_OPERATOR_NAMESPACE", "SBO_System", "namespace name", id="bad-namespace"),
+    ],
+)
+def test_a_bad_operator_identity_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv("SBO_OPERATOR_NAMESPACE", "sbo-system")
+    monkeypatch.setenv("SBO_OPERATOR_POD_LABELS", CHART_LABELS)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError) as caught:
+        OperatorSettings()
+    [error] = caught.value.errors()
+    assert error["loc"] == (variable,)
+    assert message in error["msg"]
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        pytest.param({"SBO_OPERATOR_NAMESPACE": "sbo-system"}, id="namespace-only"),
+        pytest.param({"SBO_OPERATOR_POD_LABELS": CHART_LABELS}, id="labels-only"),
+        pytest.param({"SBO_OPERATOR_NAMESPACE": " ", "SBO_OPERATOR_POD_LABELS": CHART_LABELS}, id="blank"),
+        pytest.param(
+            {"SBO_OPERATOR_NAMESPACE": "sbo-system", "SBO_OPERATOR_POD_LABELS": ","}, id="no-labels"
+        ),
+    ],
+)
+def test_the_namespace_and_the_pod_labels_come_together(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]
+) -> None:
+    """Labels alone would admit pods of that name in the backend's namespace; refused at start-up."""
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match="SBO_OPERATOR_NAMESPACE and SBO_OPERATOR_POD_LABELS"):
+        OperatorSettings()

@@ -35,6 +35,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end }}
 
+{{/* The selector labels as key=value pairs, comma-separated (SBO_OPERATOR_POD_LABELS). */}}
+{{- define "sbo.selectorLabelPairs" -}}
+{{- include "sbo.selectorLabels" . | replace ": " "=" | replace "\n" "," }}
+{{- end }}
+
 {{- define "sbo.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "sbo.fullname" .) .Values.serviceAccount.name }}

@@ -1,7 +1,8 @@
 """NetworkPolicies: PostgreSQL and Redis accept connections only from this backend's app pods.
 
-PostgreSQL also accepts its own pods (replicas clone from and stream from the primary). Kubelet
-probes are exec or local and are not affected.
+PostgreSQL also accepts its own pods (replicas clone from and stream from the primary), and, given
+``OperatorPods`` (the operator runs as pods, e.g. from the chart), the operator's pods: it probes
+every instance on 5432 to elect and promote. Kubelet probes are exec or local and are not affected.
 
 With ``spec.networkPolicies`` (absent by default, so nothing changes without it):
 
@@ -15,7 +16,8 @@ With ``spec.networkPolicies`` (absent by default, so nothing changes without it)
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sbo_operator.api.v1alpha1 import ScalableBackend
@@ -35,6 +37,7 @@ APP_COMPONENTS = (Component.API, Component.MIGRATIONS, Component.WORKER)
 
 __all__ = [
     "DNS_PEER",
+    "OperatorPods",
     "build_app_network_policy",
     "build_postgres_network_policy",
     "build_redis_network_policy",
@@ -46,6 +49,23 @@ DNS_PEER: dict[str, Any] = {
     "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
 }
 DNS_PORTS = [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorPods:
+    """The operator's own pods, as a NetworkPolicy peer: its namespace and its pods' labels.
+
+    From the operator's settings (the chart sets them); None when it runs outside the cluster.
+    """
+
+    namespace: str
+    labels: Mapping[str, str]
+
+    def peer(self) -> dict[str, Any]:
+        return {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": self.namespace}},
+            "podSelector": {"matchLabels": dict(sorted(self.labels.items()))},
+        }
 
 
 def _pods_of(backend: ScalableBackend, components: Sequence[Component]) -> dict[str, Any]:
@@ -143,21 +163,31 @@ def build_app_network_policy(backend: ScalableBackend, component: Component) -> 
     return policy
 
 
-def build_postgres_network_policy(backend: ScalableBackend) -> Manifest | None:
-    """``<name>-postgres``: from api, worker and migrations pods, and from PostgreSQL's own pods."""
+def build_postgres_network_policy(
+    backend: ScalableBackend, *, operator_pods: OperatorPods | None = None
+) -> Manifest | None:
+    """``<name>-postgres``: from api, worker and migrations pods, and from PostgreSQL's own pods.
+
+    With ``operator_pods``, a second rule admits the operator's pods on 5432, for its probes.
+    """
     if not backend.spec.postgres.enabled:
         return None
     peers = [
         _pods_of(backend, APP_COMPONENTS),
         _pods_of(backend, [Component.POSTGRES]),
     ]
-    return _policy(
+    policy = _policy(
         backend,
         name=child_names(backend).postgres,
         component=Component.POSTGRES,
         port=POSTGRES_PORT,
         peers=peers,
     )
+    if operator_pods is not None:
+        policy["spec"]["ingress"].append(
+            {"from": [operator_pods.peer()], "ports": [{"port": POSTGRES_PORT, "protocol": "TCP"}]}
+        )
+    return policy
 
 
 def build_redis_network_policy(backend: ScalableBackend) -> Manifest | None:

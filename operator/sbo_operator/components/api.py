@@ -10,7 +10,6 @@ from collections.abc import Iterator, Sequence
 from sbo_operator.api.conditions import ConditionState, ConditionStatus, ConditionType, Reason
 from sbo_operator.api.v1alpha1 import ApiStatus, ScalableBackend
 from sbo_operator.builders import api, app, network_policies
-from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.labels import Component as ComponentLabel
 from sbo_operator.builders.labels import api_selector_string
 from sbo_operator.builders.names import API_SERVICE_PORT, ChildNames, child_names, service_host
@@ -18,6 +17,7 @@ from sbo_operator.components.base import (
     AutoscalingTarget,
     Component,
     GeneratedSecret,
+    OperatorInputs,
     Plan,
     StatusFragment,
     present,
@@ -39,7 +39,7 @@ def _app_secret_name(names: ChildNames) -> str:
 class Api(Component):
     label = ComponentLabel.API
 
-    def plan(self, backend: ScalableBackend, snapshot: Snapshot, *, images: DataServiceImages) -> Plan:
+    def plan(self, backend: ScalableBackend, snapshot: Snapshot, *, operator: OperatorInputs) -> Plan:
         names = child_names(backend)
         gate = rollout(backend, snapshot)
         deployment = app_deployment(

@@ -27,11 +27,10 @@ from sbo_operator.api.conditions import ConditionState, ConditionStatus, Conditi
 from sbo_operator.api.v1alpha1 import BackupStatus, BaseBackupStatus, ScalableBackend
 from sbo_operator.api.v1alpha1.backup import ObjectStoreSpec
 from sbo_operator.builders.backup import build_recovery_check_job
-from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.labels import Component as ComponentLabel
 from sbo_operator.builders.names import child_names
 from sbo_operator.builders.postgres import CONFIG_DIR as POSTGRES_CONFIG_DIR
-from sbo_operator.components.base import Component, Plan, Problem, StatusFragment, present
+from sbo_operator.components.base import Component, OperatorInputs, Plan, Problem, StatusFragment, present
 from sbo_operator.postgres_backup import ArchiveState
 from sbo_operator.recovery_check import RecoveryVerdict
 from sbo_operator.references import Reference
@@ -250,11 +249,11 @@ def _archiving_condition(backend: ScalableBackend, snapshot: Snapshot) -> Condit
 class Backup(Component):
     label = ComponentLabel.BACKUP
 
-    def plan(self, backend: ScalableBackend, snapshot: Snapshot, *, images: DataServiceImages) -> Plan:
+    def plan(self, backend: ScalableBackend, snapshot: Snapshot, *, operator: OperatorInputs) -> Plan:
         """The recovery check Job, while a restored backend's instances wait for its verdict."""
         if recovery_hold(backend, snapshot) is None:
             return Plan()  # not restoring, or past the check: a finished Job is deleted
-        job = build_recovery_check_job(backend, images=images, config_dir=POSTGRES_CONFIG_DIR)
+        job = build_recovery_check_job(backend, images=operator.images, config_dir=POSTGRES_CONFIG_DIR)
         verdict = snapshot.recovery
         problems = []
         if verdict is not None and verdict.reason is not None:

@@ -20,9 +20,10 @@ from sbo_operator.api.autoscaling import AutoscalingSpec
 from sbo_operator.api.conditions import ConditionState, ConditionStatus, ConditionType, Reason
 from sbo_operator.api.v1alpha1 import ScalableBackend
 from sbo_operator.builders import Manifest
-from sbo_operator.builders.images import DataServiceImages
+from sbo_operator.builders.images import OFFICIAL_DATA_SERVICE_IMAGES, DataServiceImages
 from sbo_operator.builders.labels import Component as ComponentLabel
 from sbo_operator.builders.names import ChildNames
+from sbo_operator.builders.network_policies import OperatorPods
 from sbo_operator.progress import Progress
 from sbo_operator.references import Reference
 from sbo_operator.snapshot import Snapshot
@@ -31,6 +32,7 @@ __all__ = [
     "AutoscalingTarget",
     "Component",
     "GeneratedSecret",
+    "OperatorInputs",
     "Plan",
     "Problem",
     "StatusFragment",
@@ -58,6 +60,14 @@ class GeneratedSecret:
     id: str  # e.g. "app": its key in status.secrets
     name: Callable[[ChildNames], str]
     build: SecretBuilder
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorInputs:
+    """What the operator's settings give every plan, the same for every backend."""
+
+    images: DataServiceImages = OFFICIAL_DATA_SERVICE_IMAGES  # the data services' image templates
+    operator_pods: OperatorPods | None = None  # its own pods, which PostgreSQL admits; None: outside
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,8 +117,8 @@ class Component(abc.ABC):
         return self.label.value
 
     @abc.abstractmethod
-    def plan(self, backend: ScalableBackend, snapshot: Snapshot, *, images: DataServiceImages) -> Plan:
-        """The children it wants now, given what exists; the data services run ``images``."""
+    def plan(self, backend: ScalableBackend, snapshot: Snapshot, *, operator: OperatorInputs) -> Plan:
+        """The children it wants now, given what exists and what the operator's settings give."""
 
     def secrets(self, backend: ScalableBackend) -> Sequence[GeneratedSecret]:
         """The Secrets it generates while enabled (created once when missing, kept when disabled)."""

@@ -16,11 +16,10 @@ from typing import Any
 from sbo_operator.api.conditions import Reason
 from sbo_operator.api.v1alpha1 import ScalableBackend
 from sbo_operator.builders import Manifest, api, network_policies, postgres
-from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.labels import SECRET_UIDS_ANNOTATION
 from sbo_operator.builders.labels import Component as ComponentLabel
 from sbo_operator.builders.names import child_names
-from sbo_operator.components.base import Component, Plan, Problem, present
+from sbo_operator.components.base import Component, OperatorInputs, Plan, Problem, present
 from sbo_operator.components.postgres import pod_ready, primary_pod
 from sbo_operator.credentials import secret_uids
 from sbo_operator.progress import job_state
@@ -109,7 +108,7 @@ def app_deployment(
 class Migrations(Component):
     label = ComponentLabel.MIGRATIONS
 
-    def plan(self, backend: ScalableBackend, snapshot: Snapshot, *, images: DataServiceImages) -> Plan:
+    def plan(self, backend: ScalableBackend, snapshot: Snapshot, *, operator: OperatorInputs) -> Plan:
         gate = rollout(backend, snapshot)
         kept: frozenset[tuple[str, str]] = frozenset()
         if not gate.released:

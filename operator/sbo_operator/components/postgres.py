@@ -22,7 +22,6 @@ from sbo_operator.api.conditions import ConditionState, ConditionStatus, Conditi
 from sbo_operator.api.v1alpha1 import MAX_READ_REPLICAS, PostgresStatus, ScalableBackend
 from sbo_operator.api.v1alpha1.status import PostgresInstanceStatus, SynchronousStatus
 from sbo_operator.builders import Manifest, network_policies, postgres
-from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.labels import POSTGRES_ROLE_LABEL, PostgresRole
 from sbo_operator.builders.labels import Component as ComponentLabel
 from sbo_operator.builders.names import POSTGRES_PORT, ChildNames, child_names, service_host
@@ -30,6 +29,7 @@ from sbo_operator.components.backup import backup_status, recovery_condition, re
 from sbo_operator.components.base import (
     Component,
     GeneratedSecret,
+    OperatorInputs,
     Plan,
     StatusFragment,
     disabled_condition,
@@ -172,7 +172,7 @@ def _migrated(roles: Mapping[str, Any], names: ChildNames) -> bool:
 class Postgres(Component):
     label = ComponentLabel.POSTGRES
 
-    def plan(self, backend: ScalableBackend, snapshot: Snapshot, *, images: DataServiceImages) -> Plan:
+    def plan(self, backend: ScalableBackend, snapshot: Snapshot, *, operator: OperatorInputs) -> Plan:
         uids = secret_uids(snapshot)
         names = child_names(backend)
         manifests = present(
@@ -181,12 +181,12 @@ class Postgres(Component):
             postgres.build_postgres_read_only_service(backend),
             postgres.build_postgres_headless_service(backend),
             postgres.build_postgres_pdb(backend),
-            network_policies.build_postgres_network_policy(backend),
+            network_policies.build_postgres_network_policy(backend, operator_pods=operator.operator_pods),
             postgres.build_postgres_statefulset(
                 backend,
                 replicas=statefulset_replicas(backend, snapshot),
                 secret_uids=uids,
-                images=images,
+                images=operator.images,
             ),
         )
         kept: frozenset[tuple[str, str]] = frozenset()

@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from sbo_operator.api.conditions import ConditionType
 from sbo_operator.api.v1alpha1 import RedisStatus, ScalableBackend
 from sbo_operator.builders import network_policies, redis
-from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.labels import Component as ComponentLabel
 from sbo_operator.builders.names import REDIS_PORT, ChildNames, child_names, service_host
 from sbo_operator.components.base import (
     Component,
     GeneratedSecret,
+    OperatorInputs,
     Plan,
     StatusFragment,
     disabled_condition,
@@ -35,14 +35,16 @@ def _secret_name(names: ChildNames) -> str:
 class Redis(Component):
     label = ComponentLabel.REDIS
 
-    def plan(self, backend: ScalableBackend, snapshot: Snapshot, *, images: DataServiceImages) -> Plan:
+    def plan(self, backend: ScalableBackend, snapshot: Snapshot, *, operator: OperatorInputs) -> Plan:
         return Plan(
             manifests=present(
                 redis.build_redis_config_map(backend),
                 redis.build_redis_service(backend),
                 redis.build_redis_headless_service(backend),
                 network_policies.build_redis_network_policy(backend),
-                redis.build_redis_statefulset(backend, secret_uids=secret_uids(snapshot), images=images),
+                redis.build_redis_statefulset(
+                    backend, secret_uids=secret_uids(snapshot), images=operator.images
+                ),
             )
         )
 

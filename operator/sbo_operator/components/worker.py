@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from sbo_operator.api.conditions import ConditionType
 from sbo_operator.api.v1alpha1 import ScalableBackend, WorkerStatus
 from sbo_operator.builders import network_policies, worker
-from sbo_operator.builders.images import DataServiceImages
 from sbo_operator.builders.labels import Component as ComponentLabel
 from sbo_operator.builders.names import child_names
 from sbo_operator.components.base import (
     AutoscalingTarget,
     Component,
+    OperatorInputs,
     Plan,
     StatusFragment,
     disabled_condition,
@@ -34,7 +34,7 @@ __all__ = ["Worker"]
 class Worker(Component):
     label = ComponentLabel.WORKER
 
-    def plan(self, backend: ScalableBackend, snapshot: Snapshot, *, images: DataServiceImages) -> Plan:
+    def plan(self, backend: ScalableBackend, snapshot: Snapshot, *, operator: OperatorInputs) -> Plan:
         foundation = present(
             worker.build_worker_pdb(backend),
             network_policies.build_app_network_policy(backend, ComponentLabel.WORKER),

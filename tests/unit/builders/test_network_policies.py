@@ -9,6 +9,7 @@ import pytest
 from sbo_operator.builders.labels import Component
 from sbo_operator.builders.network_policies import (
     DNS_PEER,
+    OperatorPods,
     build_app_network_policy,
     build_postgres_network_policy,
     build_redis_network_policy,
@@ -156,3 +157,38 @@ def test_every_component_owns_its_policy() -> None:
             assert policy["metadata"]["labels"]["app.kubernetes.io/component"] == component.label.value
             selector = policy["spec"]["podSelector"]["matchLabels"]
             assert selector["app.kubernetes.io/component"] == component.label.value
+
+
+# ---- the operator's own pods ---------------------------------------------------------------------
+
+OPERATOR_PODS = OperatorPods(
+    namespace="sbo-system",
+    labels={"app.kubernetes.io/name": "scalable-backend-operator", "app.kubernetes.io/instance": "sbo"},
+)
+
+
+@pytest.mark.parametrize(
+    "spec", [pytest.param({}, id="default"), pytest.param(LOCKED_DOWN, id="locked-down")]
+)
+def test_postgres_admits_the_operators_pods_on_5432_when_it_runs_in_the_cluster(spec: dict[str, Any]) -> None:
+    """Its probes elect and promote; the rule names the operator's namespace and pods, nothing wider."""
+    backend = backend_from(spec)
+    without = present(build_postgres_network_policy(backend))
+    policy = present(build_postgres_network_policy(backend, operator_pods=OPERATOR_PODS))
+    own, operator = policy["spec"]["ingress"]
+    assert own == without["spec"]["ingress"][0]
+    assert operator == {
+        "from": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "sbo-system"}},
+                "podSelector": {
+                    "matchLabels": {
+                        "app.kubernetes.io/instance": "sbo",
+                        "app.kubernetes.io/name": "scalable-backend-operator",
+                    }
+                },
+            }
+        ],
+        "ports": [{"port": 5432, "protocol": "TCP"}],
+    }
+    assert {**policy["spec"], "ingress": [own]} == without["spec"], "egress and the selector stay"

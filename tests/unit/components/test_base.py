@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from sbo_operator.api.v1alpha1 import SecretNames
-from sbo_operator.builders.images import OFFICIAL_DATA_SERVICE_IMAGES
 from sbo_operator.builders.labels import COMPONENT_LABEL
 from sbo_operator.components import COMPONENTS, autoscaling_targets, generated_secrets
+from sbo_operator.components.base import OperatorInputs
 from tests.unit.factories import load_example, snapshot, wanted_once_running
 
 pytestmark = pytest.mark.unit
@@ -30,7 +30,7 @@ def test_a_component_plans_only_children_labelled_as_its_own(example: str) -> No
     backend = load_example(example)
     running = snapshot(backend.model_dump(mode="json", by_alias=True, exclude_none=True))
     for component in COMPONENTS:
-        for manifest in component.plan(backend, running, images=OFFICIAL_DATA_SERVICE_IMAGES).manifests:
+        for manifest in component.plan(backend, running, operator=OperatorInputs()).manifests:
             assert manifest["metadata"]["labels"][COMPONENT_LABEL] == component.name, manifest["metadata"][
                 "name"
             ]

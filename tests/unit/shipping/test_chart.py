@@ -15,8 +15,9 @@ from devkit.paths import REPO
 from sbo_operator.api import crd
 from sbo_operator.api.v1alpha1 import PostgresVersion, RedisVersion
 from sbo_operator.builders.images import OFFICIAL_DATA_SERVICE_IMAGES, DataServiceImages
+from sbo_operator.builders.network_policies import OperatorPods
 from sbo_operator.settings import OperatorSettings
-from tests.unit.factories import restricted_violations
+from tests.unit.factories import backend_from, restricted_violations, wanted_once_running
 from tests.unit.shipping.support import (
     CHART,
     MONITORING_APIS,
@@ -152,8 +153,17 @@ def test_the_helm_test_pod_is_restricted_too() -> None:
 
 
 def env_of(objects: list[dict[str, Any]]) -> dict[str, str]:
-    container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
-    return {e["name"]: e.get("value", "") for e in container["env"]}
+    """The operator container's environment; the pod's namespace where the downward API gives it."""
+    deployment = one(objects, "Deployment")
+    from_fields = {"metadata.namespace": deployment["metadata"]["namespace"]}
+
+    def value(variable: dict[str, Any]) -> str:
+        if "value" in variable:
+            return str(variable["value"])
+        return from_fields.get(variable["valueFrom"].get("fieldRef", {}).get("fieldPath"), "")
+
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: value(e) for e in container["env"]}
 
 
 def test_values_become_the_operators_settings() -> None:
@@ -190,6 +200,32 @@ def test_the_data_service_images_become_the_operators_image_settings() -> None:
     assert mirrored.redis_image(RedisVersion.V7_2) == "mirror.example/library/redis:7.2"
     local = images(helm_template("dataServiceImages.redis=sbo.local/redis:{version}"))
     assert local == DataServiceImages(redis="sbo.local/redis:{version}"), "each one set on its own"
+
+
+@pytest.mark.parametrize(
+    ("values", "namespace", "release"),
+    [
+        pytest.param((), "sbo-system", "sbo", id="default"),
+        pytest.param(("nameOverride=ops", "podLabels.team=data"), "platform", "backends", id="renamed"),
+    ],
+)
+def test_the_operator_knows_its_own_pods_so_postgres_admits_its_probes(
+    values: tuple[str, ...], namespace: str, release: str
+) -> None:
+    """Its namespace from the downward API, its pods' labels the Deployment's selector."""
+    objects = helm_template(*values, namespace=namespace, release=release)
+    deployment = one(objects, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    variables = {e["name"]: e for e in container["env"]}
+    assert variables["SBO_OPERATOR_NAMESPACE"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.namespace"}
+    }
+    env = {k: v for k, v in env_of(objects).items() if k.startswith("SBO_")}
+    operator_pods = OperatorSettings.model_validate(env).operator_pods
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert operator_pods == OperatorPods(namespace=namespace, labels=selector)
+    assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert selector["app.kubernetes.io/instance"] == release
 
 
 @pytest.mark.parametrize(
@@ -299,13 +335,25 @@ def test_the_network_policy_is_off_by_default() -> None:
     assert not by_kind(helm_template(), "NetworkPolicy")
 
 
-def test_the_network_policy_lets_the_operator_reach_only_the_api_server_and_dns() -> None:
+def test_the_network_policy_lets_the_operator_reach_only_the_api_server_dns_and_postgres() -> None:
     objects = helm_template(files=(CHART / "ci" / "networkpolicy-values.yaml",))
     policy = one(objects, "NetworkPolicy")
     pod = one(objects, "Deployment")["spec"]["template"]
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
-    dns, api_server = policy["spec"]["egress"]
+    dns, postgres, api_server = policy["spec"]["egress"]
+    # Its probes: the PostgreSQL pods of every backend, in any namespace, and nothing else on 5432.
+    (peer,) = postgres["to"]
+    assert peer["namespaceSelector"] == {}
+    pod_labels = {
+        m["metadata"]["labels"]["app.kubernetes.io/component"]: m["spec"]["template"]["metadata"]["labels"]
+        for m in wanted_once_running(backend_from({}))
+        if m["kind"] == "StatefulSet"
+    }
+    selected = peer["podSelector"]["matchLabels"].items()
+    assert selected <= pod_labels["postgres"].items()
+    assert not selected <= pod_labels["redis"].items()
+    assert postgres["ports"] == [{"port": 5432, "protocol": "TCP"}]
     assert dns["to"] == [
         {
             "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
@@ -326,7 +374,7 @@ def test_the_network_policy_lets_the_operator_reach_only_the_api_server_and_dns(
 
 def test_the_network_policy_without_api_server_cidrs_allows_its_ports_only() -> None:
     policy = one(helm_template("networkPolicy.enabled=true"), "NetworkPolicy")
-    _, api_server = policy["spec"]["egress"]
+    _, _, api_server = policy["spec"]["egress"]
     assert api_server == {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]}
     (ingress,) = policy["spec"]["ingress"]
     assert "from" not in ingress, "no peers given: the health and metrics ports are open to all"
