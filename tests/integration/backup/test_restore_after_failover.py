@@ -1,0 +1,101 @@
+"""A restore from the store after a failover follows the new primary's timeline, to the row.
+
+As the operator's instances do: a primary archiving with wal-archive.sh and a base backup; a
+streaming standby of it with the same archive settings, so that once promoted it archives to the
+same path (its timeline history file, the old timeline's last segment as ``.partial``, then its
+own segments). Rows 1..200 are written on timeline 1, the primary stops, the standby is promoted
+and rows 201..300 are written on timeline 2. A new data directory restored with restore.sh and
+the fetcher, exactly as the operator runs them, must hold every row, or every row up to a target
+on timeline 2.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import pytest
+
+from devkit.backup_rig import BackupRig, rows
+from devkit.postgres import PostgresServer, start_replica_of
+
+pytestmark = pytest.mark.integration
+
+Commit = tuple[int, datetime, str]
+
+# How the old primary goes: "fast" (SIGINT: a shutdown checkpoint the standby receives) or
+# "immediate" (SIGQUIT: no checkpoint, as a pod killed at the end of its grace period).
+STOP_SIGNALS = {"fast": signal.SIGINT, "immediate": signal.SIGQUIT}
+
+
+@dataclass
+class FailedOver:
+    rig: BackupRig
+    old_primary: PostgresServer
+    new_primary: PostgresServer
+    on_new_timeline: list[Commit]
+
+
+def insert_each(server: PostgresServer, ids: Iterable[int]) -> list[Commit]:
+    """One committed transaction per id; each as (id, commit timestamp, WAL insert LSN after it)."""
+    committed: list[Commit] = []
+    with server.connect() as conn:
+        for row_id in ids:
+            conn.execute("INSERT INTO orders VALUES (%s, 'x')", (row_id,))
+            after = conn.execute(
+                "SELECT pg_xact_commit_timestamp(xmin), pg_current_wal_insert_lsn()::text"
+                " FROM orders WHERE id = %s",
+                (row_id,),
+            ).fetchone()
+            assert after is not None
+            committed.append((row_id, after[0], str(after[1])))
+    return committed
+
+
+def timeline_of(server: PostgresServer) -> int:
+    return int(server.execute("SELECT timeline_id FROM pg_control_checkpoint()")[0][0])
+
+
+def fail_over(rig: BackupRig, stop: str) -> FailedOver:
+    primary = rig.start_primary()
+    primary.execute("CREATE TABLE orders (id bigint PRIMARY KEY, note text)")
+    primary.execute("INSERT INTO orders SELECT g, 'x' FROM generate_series(1, 100) g")
+    rig.base_backup(primary)
+    primary.execute("INSERT INTO orders SELECT g, 'x' FROM generate_series(101, 200) g")
+    standby = start_replica_of(primary, extra_env={**rig.base_env(), **rig.store_env()})
+    rig.owned.append(standby)
+    rig.wait_archived(primary)
+    standby.wait_for_replay()
+
+    primary.stop(sig=STOP_SIGNALS[stop])
+    standby.execute("SELECT pg_promote()")
+    standby.execute("CHECKPOINT")  # pg_control names timeline 2
+    assert timeline_of(standby) == 2
+    after = insert_each(standby, range(201, 301))
+    rig.wait_archived(standby)
+    return FailedOver(rig, primary, standby, after)
+
+
+def restored(failed_over: FailedOver, **target: datetime | str) -> list[int]:
+    done, server = failed_over.rig.restore(failed_over.new_primary, **target)  # type: ignore[arg-type]
+    recovery_log = server.server_dir / "restore-recovery.log"
+    assert done.returncode == 0, done.stderr + recovery_log.read_text()
+    server.start_again()
+    return rows(server)
+
+
+@pytest.mark.parametrize("stop", STOP_SIGNALS)
+def test_a_restore_to_latest_after_a_failover_has_the_rows_of_both_timelines(
+    rig: BackupRig, stop: str
+) -> None:
+    failed_over = fail_over(rig, stop)
+    assert restored(failed_over) == list(range(1, 301))
+
+
+def test_a_restore_to_a_time_on_the_new_timeline_stops_there(rig: BackupRig) -> None:
+    failed_over = fail_over(rig, "fast")
+    row_id, committed, _ = failed_over.on_new_timeline[49]
+    assert row_id == 250
+    assert restored(failed_over, target_time=committed) == list(range(1, 251))
