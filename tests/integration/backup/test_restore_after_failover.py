@@ -11,6 +11,7 @@ on timeline 2.
 
 from __future__ import annotations
 
+import re
 import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ Commit = tuple[int, datetime, str]
 # How the old primary goes: "fast" (SIGINT: a shutdown checkpoint the standby receives) or
 # "immediate" (SIGQUIT: no checkpoint, as a pod killed at the end of its grace period).
 STOP_SIGNALS = {"fast": signal.SIGINT, "immediate": signal.SIGQUIT}
+# Or "late": still running when the standby is promoted (a pod in its grace period, a partition),
+# it archives its last timeline-1 segments, past the fork and of the numbers timeline 2 has too,
+# after the new primary has archived its own; then it stops.
+OLD_PRIMARY_ENDINGS = [*STOP_SIGNALS, "late"]
 
 
 @dataclass
@@ -69,33 +74,54 @@ def fail_over(rig: BackupRig, stop: str) -> FailedOver:
     rig.wait_archived(primary)
     standby.wait_for_replay()
 
-    primary.stop(sig=STOP_SIGNALS[stop])
+    if stop in STOP_SIGNALS:
+        primary.stop(sig=STOP_SIGNALS[stop])
     standby.execute("SELECT pg_promote()")
     standby.execute("CHECKPOINT")  # pg_control names timeline 2
     assert timeline_of(standby) == 2
     after = insert_each(standby, range(201, 301))
     rig.wait_archived(standby)
+    if stop == "late":
+        for _ in range(3):  # WAL nobody replays: a checkpoint record in each segment it switches
+            primary.execute("CHECKPOINT")
+            rig.wait_archived(primary)
+        primary.stop()
     return FailedOver(rig, primary, standby, after)
 
 
-def restored(failed_over: FailedOver, **target: datetime | str) -> list[int]:
+def restored(failed_over: FailedOver, **target: datetime | str) -> tuple[list[int], str]:
+    """restore.sh into a new data directory: the rows it holds, and the segment recovery ended on."""
     done, server = failed_over.rig.restore(failed_over.new_primary, **target)  # type: ignore[arg-type]
     recovery_log = server.server_dir / "restore-recovery.log"
     assert done.returncode == 0, done.stderr + recovery_log.read_text()
+    # restore.sh's own account, from the recovery server's log: what the pod's log keeps.
+    replayed = re.search(r"WAL replayed through ([0-9A-F]{24}), new timeline 3\)", done.stderr)
+    assert replayed, done.stderr + recovery_log.read_text()
     server.start_again()
-    return rows(server)
+    return rows(server), replayed[1]
 
 
-@pytest.mark.parametrize("stop", STOP_SIGNALS)
+def segment_numbers(rig: BackupRig, timeline: int) -> set[str]:
+    return {name[8:] for name in rig.archived_segments() if int(name[:8], 16) == timeline}
+
+
+@pytest.mark.parametrize("stop", OLD_PRIMARY_ENDINGS)
 def test_a_restore_to_latest_after_a_failover_has_the_rows_of_both_timelines(
     rig: BackupRig, stop: str
 ) -> None:
     failed_over = fail_over(rig, stop)
-    assert restored(failed_over) == list(range(1, 301))
+    if stop == "late":  # the old timeline's segments past the fork are in the store, whole
+        assert segment_numbers(rig, 1) & segment_numbers(rig, 2)
+    rows_restored, last_segment = restored(failed_over)
+    assert rows_restored == list(range(1, 301))
+    assert last_segment.startswith("00000002")
 
 
-def test_a_restore_to_a_time_on_the_new_timeline_stops_there(rig: BackupRig) -> None:
+def test_a_restore_to_a_time_or_an_lsn_on_the_new_timeline_stops_there(rig: BackupRig) -> None:
     failed_over = fail_over(rig, "fast")
-    row_id, committed, _ = failed_over.on_new_timeline[49]
+    row_id, committed, lsn = failed_over.on_new_timeline[49]
     assert row_id == 250
-    assert restored(failed_over, target_time=committed) == list(range(1, 251))
+    for target in ({"target_time": committed}, {"target_lsn": lsn}):
+        rows_restored, last_segment = restored(failed_over, **target)
+        assert rows_restored == list(range(1, 251)), target
+        assert last_segment.startswith("00000002"), target
