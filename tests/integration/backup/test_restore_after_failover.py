@@ -79,8 +79,10 @@ def fail_over(rig: BackupRig, stop: str) -> FailedOver:
     standby.execute("SELECT pg_promote()")
     standby.execute("CHECKPOINT")  # pg_control names timeline 2
     assert timeline_of(standby) == 2
-    after = insert_each(standby, range(201, 301))
-    rig.wait_archived(standby)
+    after: list[Commit] = []
+    for first in range(201, 301, 20):  # over several segments: recovery takes them from the prefetch
+        after += insert_each(standby, range(first, first + 20))
+        rig.wait_archived(standby)
     if stop == "late":
         for _ in range(3):  # WAL nobody replays: a checkpoint record in each segment it switches
             primary.execute("CHECKPOINT")
