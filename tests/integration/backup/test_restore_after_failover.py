@@ -7,6 +7,10 @@ own segments). Rows 1..200 are written on timeline 1, the primary stops, the sta
 and rows 201..300 are written on timeline 2. A new data directory restored with restore.sh and
 the fetcher, exactly as the operator runs them, must hold every row, or every row up to a target
 on timeline 2.
+
+The fork lies within the fetcher's read-ahead: the old timeline's segment of the fork's number
+(the ``.partial``, or the whole one the old primary archived late) is fetched ahead before
+recovery asks for the new timeline's, and must not be served for it.
 """
 
 from __future__ import annotations
