@@ -152,6 +152,47 @@ def archived_past(cluster: LocalCluster, name: str, segment: str) -> bool:
     return last != "-" and last >= segment
 
 
+# Run in the source primary's postgres container (its barman-cloud brings boto3, its environment the
+# store's): every WAL file in the store, with its size and when it was stored.
+LIST_ARCHIVED_WAL = """
+import os, boto3
+bucket, _, path = os.environ["SBO_BACKUP_DESTINATION"].removeprefix("s3://").partition("/")
+prefix = path.strip("/") + "/" + os.environ["SBO_BACKUP_SERVER_NAME"] + "/wals/"
+s3 = boto3.client("s3", endpoint_url=os.environ.get("SBO_BACKUP_ENDPOINT_URL") or None)
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    for found in page.get("Contents", []):
+        print(found["LastModified"].isoformat(), found["Size"], found["Key"].removeprefix(prefix))
+"""
+
+
+def restore_evidence(cluster: LocalCluster, restored: str, source: str) -> str:
+    """What a restore that came back short leaves for the reader before the node goes: restore.sh's
+    lines (the WAL segment recovery replayed through, the timeline it promoted onto), the source
+    primary's archiver, and the WAL files in the store, with when each was stored."""
+    restore = cluster.kubectl(
+        "logs", "-n", NAMESPACE, primary(cluster, restored), "-c", "restore", check=False
+    )
+    archiver = psql(cluster, source, "SELECT * FROM pg_stat_archiver;", "postgres")
+    listing = [
+        "exec",
+        "-i",
+        "-n",
+        NAMESPACE,
+        primary(cluster, source),
+        "-c",
+        "postgres",
+        "--",
+        "python3",
+        "-",
+    ]
+    store = cluster.kubectl(*listing, input=LIST_ARCHIVED_WAL, check=False, timeout=60)
+    return (
+        f"--- restore of {restored}:\n{restore.stdout}{restore.stderr}"
+        f"--- pg_stat_archiver of {source}: {archiver}\n"
+        f"--- WAL in the store:\n{store.stdout}{store.stderr}"
+    )
+
+
 def test_a_backend_backed_up_on_schedule_is_restored_into_a_second_one(
     real_cluster: LocalCluster, operator: OperatorProcess
 ) -> None:
@@ -256,4 +297,4 @@ def test_after_a_failover_the_new_primary_archives_and_a_restore_misses_nothing(
     )
     wait_ready(real_cluster, "after-failover")
     rows = psql(real_cluster, "after-failover", "SELECT count(*), min(id), max(id) FROM kept;")
-    assert rows == ["300|1|300"], rows
+    assert rows == ["300|1|300"], f"{rows}\n{restore_evidence(real_cluster, 'after-failover', 'shop')}"

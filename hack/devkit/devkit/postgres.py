@@ -387,12 +387,18 @@ class PostgresServer(ManagedProcess):
 
 
 def start_replica_of(
-    primary: PostgresServer, base_dir: Path | None = None, timeout: float = 60.0
+    primary: PostgresServer,
+    base_dir: Path | None = None,
+    timeout: float = 60.0,
+    *,
+    extra_env: Mapping[str, str] | None = None,
 ) -> PostgresServer:
     """Clone ``primary`` with pg_basebackup and start it as a hot standby streaming from it.
 
     The replica has ``standby.signal`` and a ``primary_conninfo`` pointing at the primary, the
-    same settings and superuser password, and its own port. It is read-only.
+    same settings and superuser password, and its own port. It is read-only. ``extra_env`` is
+    added to its environment, as for :meth:`PostgresServer.start` (what its archive_command
+    needs once it is promoted).
     """
     run_as = primary._run_as
     replica = PostgresServer(
@@ -403,6 +409,7 @@ def start_replica_of(
         settings=primary.settings,
         run_as=run_as,
         primary=primary,
+        extra_env=extra_env,
     )
     run_as.run(
         [

@@ -464,7 +464,12 @@ until [ "$(in_recovery)" = f ]; do
   fi
   sleep 0.1
 done
-log "promoted; stopping the recovery server"
+# The recovery log goes with the pod: its outcome stays in the pod's log, where a restore that
+# stopped short (an old timeline, a segment it did not get) can be told from one that did not.
+last_wal="$(sed -n 's/.*restored log file "\\([0-9A-F]*\\)" from archive$/\\1/p' "$recovery_log" | tail -n 1)"
+timeline="$(sed -n 's/.*selected new timeline ID: \\([0-9]*\\).*/\\1/p' "$recovery_log" | tail -n 1)"
+replayed="WAL replayed through ${{last_wal:-none}}, new timeline ${{timeline:-?}}"
+log "promoted; stopping the recovery server ($replayed)"
 kill -INT "$server"
 wait "$server" || true
 server=

@@ -327,6 +327,36 @@ def test_history_files_are_looked_up_only_when_asked_for(rig: Rig, first: str | 
     assert rig.lookups() == ["00000002.history", "00000003.history"]
 
 
+def test_a_history_file_missing_once_is_found_once_archived(rig: Rig) -> None:
+    """A new primary's history file archived after a first lookup: no "missing" is remembered."""
+    rig.start(seg(1, 4))
+    assert rig.ask("00000002.history").returncode == 1
+    rig.archive("00000002.history")
+    done = rig.ask("00000002.history")
+    assert done.returncode == 0, done.stderr
+    assert rig.restored() == "00000002.history"
+    assert rig.lookups().count("00000002.history") == 2
+
+
+@pytest.mark.parametrize("timeline_1_first", [False, True])
+def test_a_new_timelines_segment_is_served_whatever_the_old_one_of_its_number(
+    rig: Rig, timeline_1_first: bool
+) -> None:
+    """After a failover both timelines may hold a segment of the same number (the old primary's
+    last one, archived late): each request gets the segment of its own name, whichever was
+    fetched ahead or asked for first."""
+    rig.archive(seg(1, 4), seg(1, 5), seg(2, 5), seg(2, 6))
+    rig.start(seg(1, 4), ahead=2)
+    rig.settle([seg(1, 4), seg(1, 5)])
+    assert rig.ask(seg(1, 4)).returncode == 0
+    if timeline_1_first:
+        assert rig.ask(seg(1, 5)).returncode == 0
+        assert rig.restored() == seg(1, 5)
+    done = rig.ask(seg(2, 5))
+    assert done.returncode == 0, done.stderr
+    assert rig.restored() == seg(2, 5)
+
+
 @pytest.mark.parametrize(
     ("asked", "after"), [(seg(3, 0xFF), seg(3, 0x100)), (seg(2, 0xAB1F), seg(2, 0xAB20))]
 )
