@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -331,6 +330,18 @@ def test_down_leaves_the_host_as_it_found_it(real_node: RealNodeCluster, host_be
     assert host_state.differences(host_before, host_state.snapshot()) == {}
 
 
+def as_from_a_terminal() -> None:
+    """SIGINT as a shell at a terminal has it. A test run started in the background (`make test &`,
+    nohup) ignores SIGINT, the up inherits that, and bash cannot trap a signal ignored at entry."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
+def kubelet_cgroups_exist() -> bool:
+    """kubelet's kubepods cgroup, in any v1 hierarchy or the v2 root (none before up)."""
+    return any(Path("/sys/fs/cgroup").glob("kubepods")) or any(Path("/sys/fs/cgroup").glob("*/kubepods"))
+
+
 @pytest.mark.parametrize("how", ["interrupted", "failed"])
 def test_an_up_stopped_half_way_leaves_nothing_behind(how: str, tmp_path: Path) -> None:
     before = host_state.snapshot()
@@ -344,16 +355,21 @@ def test_an_up_stopped_half_way_leaves_nothing_behind(how: str, tmp_path: Path) 
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=as_from_a_terminal,
     )
     assert up.stdout is not None
     lines = []
     for line in up.stdout:
         lines.append(line)
         if how == "interrupted" and line.startswith("==> kubelet: starting"):
-            time.sleep(3)  # kubelet has set its sysctls and cgroups by now
+            # Once kubelet has changed the host (its kubepods cgroups come after its sysctls),
+            # while start-up still waits for it (not a fixed sleep: kubelet is Ready in ~1 s).
+            eventually(kubelet_cgroups_exist, timeout=30, interval=0.02, what="kubelet's cgroups")
             os.killpg(up.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
     returncode = up.wait(timeout=180)
     output = "".join(lines)
+    if returncode == 0:
+        cluster.down()  # it came up after all: never leave a real node to the next tests
     assert returncode != 0, output
     assert "start-up failed: stopping the components that did start" in output
     assert "real node: host restored" in output, output
