@@ -483,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         reaction_max = ours["reaction_seconds_max"]
         result["reaction_target_met"] = reaction_max is not None and reaction_max <= args.poll_seconds + 1
         result["peers"] = measured_peers
-        result["targets"] = peers.targets(measured_peers, operator_poll=args.poll_seconds)
+        result["targets"] = peers.targets(measured_peers, operator_polls=args.operator_polls)
     simulated_sbo = simulate(trace, period=args.poll_seconds, lag=SCRAPE_SECONDS, window=args.window)
     sbo = analyse(simulated_sbo, trace, window=args.window, poll_seconds=args.poll_seconds)
     sbo.pop("reaction_seconds")

@@ -132,15 +132,25 @@ def test_targets_compare_in_the_same_phase() -> None:
             "keda": entry(15.0, 0, 2200),
             "sbo_poll5_run2": entry(4.0, 0, 1700),
             "keda_tuned": entry(9.0, 1, 1600),
+            "sbo_poll2": entry(2.0, 0, 1800),
+            "sbo_poll15": entry(30.0, 1, 1400),
         },
-        operator_poll=5,
+        operator_polls=[15, 5, 2],
     )
     assert result["sbo_poll5_vs_keda"]["worst_reaction_at_most_a_third"] is True
     assert result["sbo_poll5_vs_keda"]["replica_seconds_no_more"] is True
+    assert result["sbo_poll5_vs_keda"]["met"] is True
     tuned = result["sbo_poll5_run2_vs_keda_tuned"]
     assert tuned["worst_reaction_at_most_a_third"] is False
     assert tuned["flaps_no_more"] is True
     assert tuned["replica_seconds_no_more"] is False
+    assert tuned["met"] is False
+    # Every poll measured is compared, each against the same KEDA run; a poll whose tuned run is
+    # missing has no tuned comparison.
+    assert result["sbo_poll2_vs_keda"]["met"] is True
+    assert result["sbo_poll15_vs_keda"]["worst_reaction_at_most_a_third"] is False
+    assert result["sbo_poll15_vs_keda"]["met"] is False
+    assert "sbo_poll2_run2_vs_keda_tuned" not in result
 
 
 def test_peers_at_defaults_leave_the_defaults_out_and_tuned_ones_set_them() -> None:
